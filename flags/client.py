@@ -1,0 +1,420 @@
+"""A small typed client for the flag service's admin API.
+
+The controller, the alert receiver, the dashboard and the CLI change flags only
+through this client, so every change is authorised, validated and audited by
+the flag service. Connection errors are retried with backoff; HTTP errors are
+raised at once as `FlagsError` subclasses carrying the server's error body.
+
+Error tree::
+
+    FlagsError                 the server answered with an error (status, code, message, details)
+    +-- FlagNotFound           404
+    +-- VersionConflict        409, the write carried a stale version
+    +-- Unauthorized           401 / 403
+    FlagsUnavailable           no answer after the retries (connection refused, timeout)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+ACTOR_HEADER = "X-Rollguard-Actor"
+
+GUARDRAIL_METRICS = (
+    "call_reduction",
+    "cache_hit_rate",
+    "error_rate",
+    "p95_latency_s",
+    "cache_bytes",
+    "rss_bytes",
+)
+PATH_METRICS = ("error_rate", "p95_latency_s")
+GUARDRAIL_OPS = ("<", "<=", ">", ">=")
+FLAG_STATES = ("draft", "rolling_out", "paused", "complete", "rolled_back")
+
+
+class FlagsError(Exception):
+    """The flag service answered with an error."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class FlagNotFound(FlagsError):
+    """No flag with that key."""
+
+
+class VersionConflict(FlagsError):
+    """The write carried a version that is no longer current."""
+
+
+class Unauthorized(FlagsError):
+    """The token is missing, wrong, or lacks the admin scope."""
+
+
+class FlagsUnavailable(Exception):
+    """The flag service did not answer."""
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    """A check on one derived metric: passes while `value op threshold` holds.
+
+    `kind="comparative"` compares the optimized cohort against the direct one on
+    `metric` and fails when optimized is worse by more than `threshold` and the
+    difference is significant.
+    """
+
+    metric: str
+    op: str
+    threshold: float
+    window_s: int = 60
+    min_samples: int = 20
+    path: str | None = None
+    kind: str = "threshold"
+
+    @property
+    def name(self) -> str:
+        cohort = f"[{self.path}]" if self.path else ""
+        if self.kind == "comparative":
+            return f"{self.metric}[optimized-direct]<={self.threshold:g}"
+        return f"{self.metric}{cohort}{self.op}{self.threshold:g}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "op": self.op,
+            "threshold": self.threshold,
+            "window_s": self.window_s,
+            "min_samples": self.min_samples,
+            "path": self.path,
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Guardrail:
+        return cls(
+            metric=data["metric"],
+            op=data.get("op", "<="),
+            threshold=float(data["threshold"]),
+            window_s=int(data.get("window_s", 60)),
+            min_samples=int(data.get("min_samples", 20)),
+            path=data.get("path"),
+            kind=data.get("kind", "threshold"),
+        )
+
+
+@dataclass(frozen=True)
+class RollbackPolicy:
+    consecutive_failures: int = 2
+    on_no_data: str = "hold"
+
+
+@dataclass(frozen=True)
+class Flag:
+    key: str
+    enabled: bool
+    rollout: int
+    stages: tuple[int, ...]
+    stage_hold_s: int
+    auto_promote: bool
+    guardrails: tuple[Guardrail, ...]
+    rollback: RollbackPolicy
+    state: str
+    payload: dict[str, Any]
+    version: int
+    description: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def next_stage(self) -> int | None:
+        """The first stage above the current rollout, or None at the last stage."""
+        higher = [stage for stage in self.stages if stage > self.rollout]
+        return min(higher) if higher else None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Flag:
+        rollback = data.get("rollback") or {}
+        return cls(
+            key=data["key"],
+            enabled=bool(data["enabled"]),
+            rollout=int(data["rollout"]),
+            stages=tuple(int(s) for s in data.get("stages", (10, 50, 100))),
+            stage_hold_s=int(data.get("stage_hold_s", 300)),
+            auto_promote=bool(data.get("auto_promote", False)),
+            guardrails=tuple(Guardrail.from_json(g) for g in data.get("guardrails", ())),
+            rollback=RollbackPolicy(
+                consecutive_failures=int(rollback.get("consecutive_failures", 2)),
+                on_no_data=rollback.get("on_no_data", "hold"),
+            ),
+            state=data.get("state", "draft"),
+            payload=dict(data.get("payload") or {}),
+            version=int(data["version"]),
+            description=data.get("description") or "",
+            created_at=_parse_time(data.get("created_at")),
+            updated_at=_parse_time(data.get("updated_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    time: datetime
+    flag: str | None
+    actor: str
+    action: str
+    reason: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Event:
+        parsed = _parse_time(data["time"])
+        assert parsed is not None
+        return cls(
+            id=int(data["id"]),
+            time=parsed,
+            flag=data.get("flag"),
+            actor=data["actor"],
+            action=data["action"],
+            reason=data.get("reason"),
+            before=data.get("before"),
+            after=data.get("after"),
+        )
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    name: str
+    scope: str
+    created_at: datetime | None = None
+    revoked: bool = False
+    secret: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Token:
+        return cls(
+            id=int(data["id"]),
+            name=data["name"],
+            scope=data["scope"],
+            created_at=_parse_time(data.get("created_at")),
+            revoked=bool(data.get("revoked", False)),
+            secret=data.get("secret"),
+        )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+_ERRORS_BY_STATUS: dict[int, type[FlagsError]] = {
+    401: Unauthorized,
+    403: Unauthorized,
+    404: FlagNotFound,
+    409: VersionConflict,
+}
+
+
+class FlagsClient:
+    """Admin API client. `actor` names who acts in the audit log (e.g. `controller`)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        actor: str | None = None,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = token
+        if actor:
+            headers[ACTOR_HEADER] = actor
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self.base_url = base_url.rstrip("/")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FlagsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # flags
+
+    def list_flags(self) -> list[Flag]:
+        return [Flag.from_json(f) for f in self._request("GET", "/api/admin/flags")["flags"]]
+
+    def get_flag(self, key: str) -> Flag:
+        return Flag.from_json(self._request("GET", f"/api/admin/flags/{key}"))
+
+    def create_flag(self, key: str, *, reason: str | None = None, **fields: Any) -> Flag:
+        body = {"key": key, **_jsonable(fields)}
+        if reason:
+            body["reason"] = reason
+        return Flag.from_json(self._request("POST", "/api/admin/flags", json=body))
+
+    def update_flag(
+        self, key: str, changes: Mapping[str, Any], *, version: int, reason: str | None = None
+    ) -> Flag:
+        body = dict(_jsonable(dict(changes)))
+        if reason:
+            body["reason"] = reason
+        return Flag.from_json(
+            self._request(
+                "PATCH", f"/api/admin/flags/{key}", json=body, headers={"If-Match": str(version)}
+            )
+        )
+
+    def delete_flag(self, key: str, *, reason: str | None = None) -> None:
+        params = {"reason": reason} if reason else None
+        self._request("DELETE", f"/api/admin/flags/{key}", params=params)
+
+    def set_rollout(
+        self, key: str, rollout: int, *, reason: str | None = None, version: int | None = None
+    ) -> Flag:
+        body: dict[str, Any] = {"rollout": rollout}
+        if reason:
+            body["reason"] = reason
+        headers = {"If-Match": str(version)} if version is not None else None
+        return Flag.from_json(
+            self._request("PUT", f"/api/admin/flags/{key}/rollout", json=body, headers=headers)
+        )
+
+    def kill(self, key: str, *, reason: str) -> Flag:
+        return Flag.from_json(
+            self._request("POST", f"/api/admin/flags/{key}/kill", json={"reason": reason})
+        )
+
+    def resume(self, key: str, *, reason: str) -> Flag:
+        return Flag.from_json(
+            self._request("POST", f"/api/admin/flags/{key}/resume", json={"reason": reason})
+        )
+
+    # audit log
+
+    def events(
+        self,
+        *,
+        flag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        params: dict[str, Any] = {"limit": limit}
+        if flag:
+            params["flag"] = flag
+        if since:
+            params["since"] = since.isoformat()
+        if until:
+            params["until"] = until.isoformat()
+        data = self._request("GET", "/api/admin/events", params=params)
+        return [Event.from_json(e) for e in data["events"]]
+
+    # tokens
+
+    def create_token(self, name: str, scope: str) -> Token:
+        """Create a token; the returned `secret` is shown this once only."""
+        return Token.from_json(
+            self._request("POST", "/api/admin/tokens", json={"name": name, "scope": scope})
+        )
+
+    def list_tokens(self) -> list[Token]:
+        return [Token.from_json(t) for t in self._request("GET", "/api/admin/tokens")["tokens"]]
+
+    def revoke_token(self, token_id: int) -> None:
+        self._request("DELETE", f"/api/admin/tokens/{token_id}")
+
+    # Unleash import/export and client metrics
+
+    def import_unleash(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/api/admin/import", json=dict(document))
+
+    def export_unleash(self) -> dict[str, Any]:
+        return self._request("GET", "/api/admin/export")
+
+    def exposures(self, *, flag: str | None = None) -> list[dict[str, Any]]:
+        params = {"flag": flag} if flag else None
+        return list(self._request("GET", "/api/admin/exposures", params=params)["exposures"])
+
+    # transport
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as exc:
+                attempt += 1
+                if attempt > self._retries:
+                    raise FlagsUnavailable(f"{self.base_url} did not answer: {exc}") from exc
+                time.sleep(self._backoff_s * 2 ** (attempt - 1))
+        if response.status_code >= 400:
+            raise _error_from(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+
+def _error_from(response: httpx.Response) -> FlagsError:
+    try:
+        error = response.json()["error"]
+        code, message, details = error["code"], error["message"], error.get("details")
+    except (ValueError, KeyError, TypeError):
+        code, message, details = "http_error", response.text[:200], None
+    cls = _ERRORS_BY_STATUS.get(response.status_code, FlagsError)
+    return cls(response.status_code, code, message, details)
+
+
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, Guardrail):
+            out[name] = value.to_json()
+        elif isinstance(value, (list, tuple)) and value and isinstance(value[0], Guardrail):
+            out[name] = [g.to_json() for g in value]
+        elif isinstance(value, RollbackPolicy):
+            out[name] = {
+                "consecutive_failures": value.consecutive_failures,
+                "on_no_data": value.on_no_data,
+            }
+        elif isinstance(value, tuple):
+            out[name] = list(value)
+        else:
+            out[name] = value
+    return out

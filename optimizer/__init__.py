@@ -1,0 +1,1 @@
+"""Rollguard optimizer."""

@@ -1,0 +1,117 @@
+"""Fixtures shared by every part's tests: real components, found or reported missing."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flags.client import FlagsClient
+from tests.support import ROLLGUARD, ServerProcess, free_port, missing
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def _postgres_reachable(url: str) -> bool:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+        engine.dispose()
+        return True
+    except sqlalchemy.exc.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get(
+        "ROLLGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    if not _postgres_reachable(url):
+        missing(f"PostgreSQL not reachable at {url}")
+    return url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL database of its own for one test, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"rg_{secrets.token_hex(6)}"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    base, _, _db = postgres_url.rpartition("/")
+    yield f"{base}/{name}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    url = os.environ.get("ROLLGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        missing(f"Redis not reachable at {url}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@dataclass
+class LiveFlagService:
+    """A flag service running as `rollguard flags serve` on a free loopback port."""
+
+    url: str
+    admin_token: str
+    client_token: str
+    database_url: str
+    process: ServerProcess
+
+    def admin(self, actor: str | None = None) -> FlagsClient:
+        return FlagsClient(self.url, self.admin_token, actor=actor)
+
+
+def start_flag_service(
+    tmp_path: Path, *, database_url: str | None = None, extra_env: dict[str, str] | None = None
+) -> LiveFlagService:
+    port = free_port()
+    database_url = database_url or f"sqlite:///{tmp_path / 'flags.db'}"
+    admin_token = "admin-" + secrets.token_hex(12)
+    client_token = "client-" + secrets.token_hex(12)
+    env = {
+        "ROLLGUARD_ADMIN_TOKEN": admin_token,
+        "ROLLGUARD_CLIENT_TOKEN": client_token,
+        "ROLLGUARD_DATABASE_URL": database_url,
+        **(extra_env or {}),
+    }
+    url = f"http://127.0.0.1:{port}"
+    process = ServerProcess(
+        [*ROLLGUARD, "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        ready_url=f"{url}/readyz",
+        log_path=tmp_path / f"flags-{port}.log",
+        env=env,
+    )
+    return LiveFlagService(url, admin_token, client_token, database_url, process)
+
+
+@pytest.fixture
+def flag_service(tmp_path: Path) -> Iterator[LiveFlagService]:
+    service = start_flag_service(tmp_path)
+    yield service
+    service.process.stop()
