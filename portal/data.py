@@ -1,0 +1,147 @@
+"""The portal's queries: the attempts read the pages are built from, submissions, the catalog.
+
+`get_all_exam_attempts` is the expensive function of the original incident and
+stays a plain query; `portal.app` wraps it in the optimizer under the key
+`"<student_id>:<series_id>"`. `get_exam_attempts_many` is the batched form the
+optimizer uses on its optimized path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, tuple_
+
+from portal.models import Attempt, Exam, Student, TestSeries
+
+AttemptRecord = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The test series with their exam ids, and the range of student ids."""
+
+    series: dict[int, str]
+    exams: dict[int, tuple[int, ...]]
+    exam_series: dict[int, int]
+    max_student_id: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.series or self.max_student_id == 0
+
+
+def attempts_key(student_id: int, series_id: int) -> str:
+    """The optimizer key for one student's attempts in one series."""
+    return f"{student_id}:{series_id}"
+
+
+def parse_key(key: str) -> tuple[int, int]:
+    """Split `"<student_id>:<series_id>"`; raise ValueError on anything else."""
+    student, sep, series = key.partition(":")
+    if not sep or not student.isdigit() or not series.isdigit():
+        raise ValueError(f"not an attempts key: {key!r}")
+    return int(student), int(series)
+
+
+def student_tag(student_id: int) -> str:
+    """The invalidation tag shared by all of a student's keys."""
+    return f"student:{student_id}"
+
+
+def _utc(moment: datetime) -> str:
+    # SQLite hands back naive datetimes; everything is stored as UTC.
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.isoformat()
+
+
+def _record(row: Any) -> AttemptRecord:
+    return {"id": row.id, "exam_id": row.exam_id, "score": row.score, "submitted_at": _utc(row.submitted_at)}
+
+
+_COLUMNS = (
+    Attempt.id,
+    Attempt.student_id,
+    Attempt.series_id,
+    Attempt.exam_id,
+    Attempt.score,
+    Attempt.submitted_at,
+)
+
+
+def get_all_exam_attempts(engine: Engine, student_id: int, series_id: int) -> list[AttemptRecord]:
+    """Return every attempt of one student in one test series, oldest first."""
+    query = (
+        select(*_COLUMNS)
+        .where(Attempt.student_id == student_id, Attempt.series_id == series_id)
+        .order_by(Attempt.id)
+    )
+    with engine.connect() as conn:
+        return [_record(row) for row in conn.execute(query)]
+
+
+def get_exam_attempts_many(engine: Engine, keys: Sequence[str]) -> dict[str, list[AttemptRecord]]:
+    """Return the attempts for many keys in one query; keys without attempts map to []."""
+    pairs = [parse_key(key) for key in keys]
+    result: dict[str, list[AttemptRecord]] = {key: [] for key in keys}
+    if not pairs:
+        return result
+    query = (
+        select(*_COLUMNS).where(tuple_(Attempt.student_id, Attempt.series_id).in_(pairs)).order_by(Attempt.id)
+    )
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            key = attempts_key(row.student_id, row.series_id)
+            if key in result:
+                result[key].append(_record(row))
+    return result
+
+
+def record_attempt(
+    engine: Engine, *, student_id: int, series_id: int, exam_id: int, score: int
+) -> AttemptRecord:
+    """Insert one attempt and return it as the pages show it."""
+    submitted_at = datetime.now(UTC)
+    with engine.begin() as conn:
+        attempt_id = conn.execute(
+            insert(Attempt)
+            .values(
+                student_id=student_id,
+                series_id=series_id,
+                exam_id=exam_id,
+                score=score,
+                submitted_at=submitted_at,
+            )
+            .returning(Attempt.id)
+        ).scalar_one()
+    return {"id": attempt_id, "exam_id": exam_id, "score": score, "submitted_at": _utc(submitted_at)}
+
+
+def load_catalog(engine: Engine) -> Catalog:
+    """Read the series, their exams and the highest student id."""
+    with engine.connect() as conn:
+        series = {row.id: row.name for row in conn.execute(select(TestSeries.id, TestSeries.name))}
+        exams: dict[int, list[int]] = {sid: [] for sid in series}
+        exam_series: dict[int, int] = {}
+        for row in conn.execute(select(Exam.id, Exam.series_id).order_by(Exam.id)):
+            exams.setdefault(row.series_id, []).append(row.id)
+            exam_series[row.id] = row.series_id
+        max_student = conn.execute(select(func.coalesce(func.max(Student.id), 0))).scalar_one()
+    return Catalog(
+        series=dict(sorted(series.items())),
+        exams={sid: tuple(ids) for sid, ids in exams.items()},
+        exam_series=exam_series,
+        max_student_id=int(max_student),
+    )
+
+
+def count_attempts(engine: Engine, student_ids: Iterable[int] | None = None) -> int:
+    """Count attempts, optionally only those of some students."""
+    query = select(func.count()).select_from(Attempt)
+    if student_ids is not None:
+        query = query.where(Attempt.student_id.in_(list(student_ids)))
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

@@ -1,0 +1,99 @@
+"""The portal's errors and the handlers that turn them into JSON.
+
+Every error response has the shape `{"error": {"code", "message", "details"}}`.
+
+Error tree::
+
+    PortalError                 status + code + message + details
+    +-- BadRequest              400 / 422, invalid input
+    +-- Unauthorized            401, missing or wrong admin token
+    +-- Forbidden               403, the endpoint is disabled by configuration
+    +-- NotFound                404
+    +-- TooLarge                413, batch over its bound
+    +-- TooManyRequests         429, rate limit or concurrency cap
+    +-- Unavailable             503, database pool exhausted or backend failing
+
+`register_handlers` is called by `create_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy.exc
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class PortalError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(PortalError):
+    status = 422
+    code = "invalid_input"
+
+
+class Unauthorized(PortalError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(PortalError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(PortalError):
+    status = 404
+    code = "not_found"
+
+
+class TooLarge(PortalError):
+    status = 413
+    code = "too_large"
+
+
+class TooManyRequests(PortalError):
+    status = 429
+    code = "too_many_requests"
+
+
+class Unavailable(PortalError):
+    status = 503
+    code = "unavailable"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def register_handlers(app: Flask) -> None:
+    """Turn portal errors, HTTP errors and pool exhaustion into JSON error responses."""
+
+    @app.errorhandler(PortalError)
+    def _portal_error(exc: PortalError) -> ResponseReturnValue:
+        return jsonify(error_body(exc.code, exc.message, exc.details)), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        code = (exc.name or "http_error").lower().replace(" ", "_")
+        return jsonify(error_body(code, exc.description or exc.name, None)), exc.code or 500
+
+    @app.errorhandler(sqlalchemy.exc.TimeoutError)
+    def _pool_exhausted(exc: sqlalchemy.exc.TimeoutError) -> ResponseReturnValue:
+        logger.warning("database pool exhausted: %s", exc)
+        body = error_body("db_pool_exhausted", "no database connection free within the pool timeout")
+        return jsonify(body), 503, {"Retry-After": "1"}

@@ -1,0 +1,61 @@
+"""Portal settings, read once from the environment by the entry points (`rollguard portal serve`).
+
+Tests and the bench build `PortalSettings(...)` directly and hand it to `create_app`.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ROLLGUARD_PORTAL_DATABASE_URL | sqlite:///./var/portal.db | the portal's database |
+| ROLLGUARD_FLAGS_URL | unset | flag service; unset means a static gate (ROLLGUARD_PORTAL_OPTIMIZE) |
+| ROLLGUARD_CLIENT_TOKEN | unset | client token the Unleash SDK sends |
+| ROLLGUARD_REDIS_URL | unset | shared cache and cross-instance invalidation; unset means in-process |
+| ROLLGUARD_PORTAL_ADMIN_TOKEN | unset | protects the fault endpoint; unset refuses it |
+| ROLLGUARD_PORTAL_OPTIMIZE | off | on/off, the static gate used without a flag service |
+| ROLLGUARD_PORTAL_POOL_SIZE / _POOL_OVERFLOW / _POOL_TIMEOUT_S | 20 / 0 / 5 | the bounded pool |
+| ROLLGUARD_PORTAL_CACHE_TTL_S | 30 | how long an attempts list may be served from cache |
+| ROLLGUARD_PORTAL_BATCH_MAX_KEYS | 200 | largest batch request (more -> 413) |
+| ROLLGUARD_PORTAL_BATCH_RATE_LIMIT | 20/second | per client, `limits` notation (more -> 429) |
+| ROLLGUARD_PORTAL_BATCH_CONCURRENCY | 4 | batch requests served at once (more -> 429) |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FLAG_KEY = "exam-attempts-optimization"
+
+
+class PortalSettings(BaseSettings):
+    """Everything the portal app needs; fields double as keyword arguments in tests."""
+
+    model_config = SettingsConfigDict(env_prefix="ROLLGUARD_PORTAL_", populate_by_name=True, extra="ignore")
+
+    database_url: str = "sqlite:///./var/portal.db"
+    flags_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("flags_url", "ROLLGUARD_FLAGS_URL")
+    )
+    client_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("client_token", "ROLLGUARD_CLIENT_TOKEN")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("redis_url", "ROLLGUARD_REDIS_URL")
+    )
+    admin_token: str | None = None
+    optimize: bool = False
+    flag_key: str = FLAG_KEY
+
+    # The bounded pool stands in for the original system's database connection limit.
+    pool_size: int = Field(default=20, ge=1)
+    pool_overflow: int = Field(default=0, ge=0)
+    pool_timeout_s: float = Field(default=5.0, gt=0)
+
+    cache_ttl_s: float = Field(default=30.0, gt=0)
+    flags_refresh_s: int = Field(default=5, ge=1)
+    flags_metrics_s: int = Field(default=30, ge=1)
+    var_dir: Path = Path("./var")
+
+    batch_max_keys: int = Field(default=200, ge=1)
+    batch_rate_limit: str = "20/second"
+    batch_concurrency: int = Field(default=4, ge=1)
