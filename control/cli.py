@@ -44,9 +44,9 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup)
-@click.option("--log-level", default=lambda: os.environ.get("ROLLGUARD_LOG_LEVEL", "INFO"), show_default="INFO")
+@click.option(
+    "--log-level", default=lambda: os.environ.get("ROLLGUARD_LOG_LEVEL", "INFO"), show_default="INFO"
+)
 def main(log_level: str) -> None:
     """Rollguard: roll out risky performance optimizations safely."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

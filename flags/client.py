@@ -285,9 +285,7 @@ class FlagsClient:
         if reason:
             body["reason"] = reason
         return Flag.from_json(
-            self._request(
-                "PATCH", f"/api/admin/flags/{key}", json=body, headers={"If-Match": str(version)}
-            )
+            self._request("PATCH", f"/api/admin/flags/{key}", json=body, headers={"If-Match": str(version)})
         )
 
     def delete_flag(self, key: str, *, reason: str | None = None) -> None:
@@ -306,9 +304,7 @@ class FlagsClient:
         )
 
     def kill(self, key: str, *, reason: str) -> Flag:
-        return Flag.from_json(
-            self._request("POST", f"/api/admin/flags/{key}/kill", json={"reason": reason})
-        )
+        return Flag.from_json(self._request("POST", f"/api/admin/flags/{key}/kill", json={"reason": reason}))
 
     def resume(self, key: str, *, reason: str) -> Flag:
         return Flag.from_json(
@@ -375,9 +371,7 @@ class FlagsClient:
         attempt = 0
         while True:
             try:
-                response = self._http.request(
-                    method, path, json=json, params=params, headers=headers
-                )
+                response = self._http.request(method, path, json=json, params=params, headers=headers)
                 break
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as exc:
                 attempt += 1

@@ -31,9 +31,7 @@ def _postgres_reachable(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    url = os.environ.get(
-        "ROLLGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
+    url = os.environ.get("ROLLGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     if not _postgres_reachable(url):
         missing(f"PostgreSQL not reachable at {url}")
     return url

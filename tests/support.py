@@ -73,10 +73,14 @@ class ServerProcess:
         timeout: float = 30.0,
     ) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "wb")  # closed in stop()
         full_env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
-            list(argv), stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO,
+            list(argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=REPO,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -1,0 +1,423 @@
+"""`rollguard up`: the whole system on embedded defaults, playing the incident's story.
+
+Starts the flag service, a seeded portal, the controller on the embedded metric
+scraper, the Alertmanager receiver, the dashboard and the traffic generator,
+then plays: steady traffic with the optimization at 10%; healthy, so the
+controller promotes it to 50%; a mass-submission spike; a fault injected into
+the optimized path; the controller rolls the flag back. Everything lives under
+`./var/` (SQLite files, logs in `./var/logs/`); Ctrl-C stops every process.
+A JSON record of the story is written to `./var/story.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import time
+import webbrowser
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from control.processes import ROLLGUARD, ChildFailed, Supervisor, pick_port
+from flags.client import FlagNotFound, FlagsClient, Guardrail, RollbackPolicy
+
+logger = logging.getLogger(__name__)
+
+FLAG_KEY = "exam-attempts-optimization"
+FN = "get_all_exam_attempts"
+
+
+def demo_flag_fields(stage_hold_s: int) -> dict[str, Any]:
+    """The portal's flag as the demo creates it: short windows so the story fits in minutes."""
+    return {
+        "description": "Cache, single-flight and batching around get_all_exam_attempts",
+        "enabled": True,
+        "rollout": 10,
+        "stages": [10, 50, 100],
+        "stage_hold_s": stage_hold_s,
+        "auto_promote": True,
+        "state": "rolling_out",
+        "guardrails": [
+            Guardrail("error_rate", "<", 0.02, window_s=20, min_samples=30, path="optimized"),
+            Guardrail("p95_latency_s", "<", 0.5, window_s=20, min_samples=30, path="optimized"),
+            Guardrail("cache_bytes", "<", 15_000_000, window_s=20, min_samples=1),
+        ],
+        "rollback": RollbackPolicy(consecutive_failures=2, on_no_data="hold"),
+        "payload": {
+            "fn": FN,
+            "ttl_s": 30,
+            "stale_s": 5,
+            "batch_window_ms": 5,
+            "max_batch": 64,
+            "breaker_error_rate": 0.9,
+            "breaker_min_calls": 50,
+            "breaker_cooldown_s": 10,
+        },
+    }
+
+
+class StopDemo(Exception):
+    """Ctrl-C or SIGTERM: stop the story and every process."""
+
+
+@dataclass
+class Story:
+    """What happened, with times relative to the start; written to var/story.json."""
+
+    started_at: str
+    urls: dict[str, str]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    promoted_at_s: float | None = None
+    fault_at_s: float | None = None
+    rolled_back_at_s: float | None = None
+    rollback_reason: str | None = None
+    portal_metrics: dict[str, float] = field(default_factory=dict)
+    completed: bool = False
+
+    def add(self, t0: float, what: str, **details: Any) -> None:
+        at = round(time.monotonic() - t0, 1)
+        self.events.append({"t_s": at, "what": what, **details})
+        click.echo(f"[{at:6.1f}s] {what}")
+
+
+def _wait_for(
+    predicate: Callable[[], bool], *, timeout: float, deadline: float, supervisor: Supervisor
+) -> bool:
+    """Poll until `predicate` holds; False when the phase or the demo runs out of time."""
+    end = min(time.monotonic() + timeout, deadline)
+    while time.monotonic() < end:
+        supervisor.check_alive(("flags", "portal", "controller"))
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _portal_totals(portal_url: str) -> dict[str, float]:
+    """Sum the portal's contract metrics by name and path label, for the story record."""
+    text = httpx.get(f"{portal_url}/metrics", timeout=5).text
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.startswith(("optimizer_", "portal_")) or sample.name.endswith("_bucket"):
+                continue
+            path = sample.labels.get("path")
+            name = f"{sample.name}{{path={path}}}" if path else sample.name
+            totals[name] = totals.get(name, 0.0) + sample.value
+    return totals
+
+
+def _ensure_flag(admin: FlagsClient, stage_hold_s: int) -> None:
+    fields = demo_flag_fields(stage_hold_s)
+    try:
+        flag = admin.get_flag(FLAG_KEY)
+    except FlagNotFound:
+        admin.create_flag(FLAG_KEY, reason="demo: start at the first stage", **fields)
+        return
+    admin.update_flag(FLAG_KEY, fields, version=flag.version, reason="demo: restart at the first stage")
+
+
+@click.command(name="up")
+@click.option(
+    "--duration", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C)."
+)
+@click.option("--no-browser", is_flag=True, help="Do not open the dashboard in a browser.")
+@click.option(
+    "--with-prometheus", is_flag=True, help="Also run Prometheus and Alertmanager (configs in deploy/)."
+)
+@click.option("--var-dir", type=click.Path(path_type=Path), default=Path("var"), show_default=True)
+@click.option(
+    "--students", type=int, default=2000, show_default=True, help="Students to seed the portal with."
+)
+@click.option(
+    "--stage-hold",
+    "stage_hold_s",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Seconds a stage must stay healthy before promotion.",
+)
+@click.option("--free-ports", is_flag=True, help="Use any free ports instead of the defaults.")
+def command(
+    duration: float | None,
+    no_browser: bool,
+    with_prometheus: bool,
+    var_dir: Path,
+    students: int,
+    stage_hold_s: int,
+    free_ports: bool,
+) -> None:
+    """Run the whole demo on embedded defaults."""
+    var_dir = var_dir.resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    ports = {
+        name: pick_port(None if free_ports else default)
+        for name, default in (
+            ("flags", 4242),
+            ("portal", 8000),
+            ("alerts", 9099),
+            ("dashboard", 8501),
+            ("prometheus", 9090),
+            ("alertmanager", 9093),
+        )
+    }
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    tokens = {
+        "ROLLGUARD_ADMIN_TOKEN": "admin-" + secrets.token_hex(16),
+        "ROLLGUARD_CLIENT_TOKEN": "client-" + secrets.token_hex(16),
+        "ROLLGUARD_PORTAL_ADMIN_TOKEN": "portal-" + secrets.token_hex(16),
+        "ROLLGUARD_ALERTS_TOKEN": "alerts-" + secrets.token_hex(16),
+    }
+    env = {
+        **os.environ,
+        **tokens,
+        "ROLLGUARD_DATABASE_URL": f"sqlite:///{var_dir / 'flags.db'}",
+        "ROLLGUARD_PORTAL_DATABASE_URL": f"sqlite:///{var_dir / 'portal.db'}",
+        "ROLLGUARD_CONTROL_DATABASE_URL": f"sqlite:///{var_dir / 'control.db'}",
+        "ROLLGUARD_ALERTS_DATABASE_URL": f"sqlite:///{var_dir / 'alerts.db'}",
+        "ROLLGUARD_FLAGS_URL": urls["flags"],
+        "ROLLGUARD_SCRAPE_TARGETS": urls["portal"],
+        "ROLLGUARD_METRICS": "embedded",
+        "ROLLGUARD_VAR_DIR": str(var_dir),
+    }
+    (var_dir / "demo.env").write_text(
+        "".join(f"export {k}={env[k]}\n" for k in sorted(tokens) + ["ROLLGUARD_FLAGS_URL"])
+    )
+    supervisor = Supervisor(log_dir=var_dir / "logs", env=env, cwd=Path.cwd())
+    story = Story(started_at=datetime.now(UTC).isoformat(), urls=urls)
+
+    def _interrupt(signum: int, frame: FrameType | None) -> None:
+        raise StopDemo
+
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.monotonic()
+    deadline = t0 + duration if duration else float("inf")
+    try:
+        _play(
+            supervisor,
+            story,
+            urls=urls,
+            ports=ports,
+            tokens=tokens,
+            t0=t0,
+            deadline=deadline,
+            students=students,
+            stage_hold_s=stage_hold_s,
+            open_browser=not no_browser,
+            with_prometheus=with_prometheus,
+            var_dir=var_dir,
+        )
+    except StopDemo:
+        story.add(t0, "stopping (interrupted)")
+    except ChildFailed as exc:
+        story.add(t0, "a process failed; stopping", error=str(exc))
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        try:
+            story.portal_metrics = _portal_totals(urls["portal"])
+        except httpx.HTTPError:
+            pass
+        supervisor.stop_all()
+        (var_dir / "story.json").write_text(json.dumps(asdict(story), indent=2))
+        click.echo(f"stopped every process; story in {var_dir / 'story.json'}, logs in {var_dir / 'logs'}")
+
+
+def _play(
+    supervisor: Supervisor,
+    story: Story,
+    *,
+    urls: dict[str, str],
+    ports: dict[str, int],
+    tokens: dict[str, str],
+    t0: float,
+    deadline: float,
+    students: int,
+    stage_hold_s: int,
+    open_browser: bool,
+    with_prometheus: bool,
+    var_dir: Path,
+) -> None:
+    story.add(t0, "starting the flag service")
+    flags = supervisor.start("flags", [*ROLLGUARD, "flags", "serve", "--port", str(ports["flags"])])
+    supervisor.wait_ready(flags, f"{urls['flags']}/readyz")
+    admin = FlagsClient(urls["flags"], tokens["ROLLGUARD_ADMIN_TOKEN"], actor="demo")
+    _ensure_flag(admin, stage_hold_s)
+    story.add(
+        t0, f"flag {FLAG_KEY} at 10%, stages 10 -> 50 -> 100, auto-promote after {stage_hold_s}s healthy"
+    )
+
+    story.add(t0, f"seeding the portal with {students} students")
+    supervisor.run("seed", [*ROLLGUARD, "portal", "seed", "--students", str(students)], timeout=300)
+    portal = supervisor.start(
+        "portal",
+        [*ROLLGUARD, "portal", "serve", "--port", str(ports["portal"]), "--flags-url", urls["flags"]],
+    )
+    controller = supervisor.start(
+        "controller", [*ROLLGUARD, "control", "run", "--metrics", "embedded", "--interval", "5"]
+    )
+    receiver = supervisor.start("alerts", [*ROLLGUARD, "alerts", "serve", "--port", str(ports["alerts"])])
+    dashboard = supervisor.start("dashboard", [*ROLLGUARD, "dashboard", "--port", str(ports["dashboard"])])
+    supervisor.wait_ready(portal, f"{urls['portal']}/healthz")
+    supervisor.wait_ready(receiver, f"{urls['alerts']}/healthz")
+    supervisor.wait_ready(dashboard, f"{urls['dashboard']}/_stcore/health", timeout=90)
+    if with_prometheus:
+        _start_prometheus(supervisor, urls=urls, ports=ports, var_dir=var_dir, t0=t0, story=story)
+    del controller
+    click.echo(
+        "\n".join(
+            [
+                "",
+                f"  dashboard      {urls['dashboard']}",
+                f"  flag service   {urls['flags']}  (tokens in {var_dir / 'demo.env'})",
+                f"  portal         {urls['portal']}",
+                f"  alert receiver {urls['alerts']}/alertmanager/webhook",
+                f"  logs           {var_dir / 'logs'}",
+                "",
+            ]
+        )
+    )
+    if open_browser:
+        webbrowser.open(urls["dashboard"])
+
+    remaining = deadline - time.monotonic()
+    traffic_s = int(remaining) + 5 if remaining != float("inf") else 24 * 3600
+    supervisor.start(
+        "traffic-steady",
+        [
+            *ROLLGUARD,
+            "traffic",
+            "run",
+            "--scenario",
+            "steady",
+            "--users",
+            "40",
+            "--duration",
+            str(traffic_s),
+            "--target",
+            urls["portal"],
+        ],
+    )
+    story.add(t0, "steady traffic: 40 students browsing MyTestSeries and ExamHome")
+
+    promoted = _wait_for(
+        lambda: admin.get_flag(FLAG_KEY).rollout >= 50,
+        timeout=stage_hold_s + 120,
+        deadline=deadline,
+        supervisor=supervisor,
+    )
+    if not promoted:
+        story.add(t0, "no promotion before the time ran out")
+        return
+    story.promoted_at_s = round(time.monotonic() - t0, 1)
+    story.add(t0, "healthy: the controller promoted the flag to 50%")
+
+    story.add(t0, "mass submission: 500 students submit at once, then reload their pages")
+    spike = supervisor.start(
+        "traffic-mass-submission",
+        [
+            *ROLLGUARD,
+            "traffic",
+            "run",
+            "--scenario",
+            "mass-submission",
+            "--users",
+            "500",
+            "--duration",
+            "20",
+            "--target",
+            urls["portal"],
+        ],
+    )
+    _wait_for(lambda: not spike.running, timeout=90, deadline=deadline, supervisor=supervisor)
+
+    httpx.post(
+        f"{urls['portal']}/api/admin/fault",
+        json={"error_rate": 0.3, "latency_ms": 300},
+        headers={"Authorization": tokens["ROLLGUARD_PORTAL_ADMIN_TOKEN"]},
+        timeout=5,
+    ).raise_for_status()
+    story.fault_at_s = round(time.monotonic() - t0, 1)
+    story.add(t0, "fault injected into the optimized path: 30% errors, +300 ms")
+
+    rolled_back = _wait_for(
+        lambda: not admin.get_flag(FLAG_KEY).enabled, timeout=120, deadline=deadline, supervisor=supervisor
+    )
+    if not rolled_back:
+        story.add(t0, "no rollback before the time ran out")
+        return
+    story.rolled_back_at_s = round(time.monotonic() - t0, 1)
+    kills = [e for e in admin.events(flag=FLAG_KEY, limit=20) if e.action == "kill"]
+    story.rollback_reason = kills[0].reason if kills else None
+    story.add(
+        t0,
+        f"rolled back {story.rolled_back_at_s - story.fault_at_s:.1f}s after the fault",
+        reason=story.rollback_reason,
+        actor=kills[0].actor if kills else None,
+    )
+    story.completed = True
+    story.add(t0, f"the story is over; everything keeps running for the dashboard at {urls['dashboard']}")
+    while time.monotonic() < deadline:
+        supervisor.check_alive(("flags", "portal"))
+        time.sleep(1)
+
+
+def _start_prometheus(
+    supervisor: Supervisor,
+    *,
+    urls: dict[str, str],
+    ports: dict[str, int],
+    var_dir: Path,
+    t0: float,
+    story: Story,
+) -> None:
+    prometheus = shutil.which("prometheus")
+    alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if not prometheus or not alertmanager:
+        story.add(
+            t0, "--with-prometheus: prometheus or alertmanager is not installed; using embedded metrics"
+        )
+        return
+    from alerts.deploy import write_configs  # deferred: only this option needs the alerts part
+
+    config_dir = var_dir / "prometheus"
+    prometheus_yml, alertmanager_yml = write_configs(
+        config_dir,
+        portal_url=urls["portal"],
+        flags_url=urls["flags"],
+        receiver_url=urls["alerts"],
+        alertmanager_url=urls["alertmanager"],
+    )
+    supervisor.start(
+        "alertmanager",
+        [
+            alertmanager,
+            f"--config.file={alertmanager_yml}",
+            f"--storage.path={config_dir / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+            "--cluster.listen-address=",
+        ],
+    )
+    supervisor.start(
+        "prometheus",
+        [
+            prometheus,
+            f"--config.file={prometheus_yml}",
+            f"--storage.tsdb.path={config_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+        ],
+    )
+    story.add(t0, f"Prometheus at {urls['prometheus']}, Alertmanager at {urls['alertmanager']}")
