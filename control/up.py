@@ -150,6 +150,7 @@ def _ensure_flag(admin: FlagsClient, stage_hold_s: int) -> None:
     help="Seconds a stage must stay healthy before promotion.",
 )
 @click.option("--free-ports", is_flag=True, help="Use any free ports instead of the defaults.")
+@click.option("--stop-when-done", is_flag=True, help="Stop as soon as the story is over.")
 def command(
     duration: float | None,
     no_browser: bool,
@@ -158,6 +159,7 @@ def command(
     students: int,
     stage_hold_s: int,
     free_ports: bool,
+    stop_when_done: bool,
 ) -> None:
     """Run the whole demo on embedded defaults."""
     var_dir = var_dir.resolve()
@@ -218,6 +220,7 @@ def command(
             open_browser=not no_browser,
             with_prometheus=with_prometheus,
             var_dir=var_dir,
+            stop_when_done=stop_when_done,
         )
     except StopDemo:
         story.add(t0, "stopping (interrupted)")
@@ -250,6 +253,7 @@ def _play(
     open_browser: bool,
     with_prometheus: bool,
     var_dir: Path,
+    stop_when_done: bool,
 ) -> None:
     story.add(t0, "starting the flag service")
     flags = supervisor.start("flags", [*ROLLGUARD, "flags", "serve", "--port", str(ports["flags"])])
@@ -369,6 +373,8 @@ def _play(
         actor=kills[0].actor if kills else None,
     )
     story.completed = True
+    if stop_when_done:
+        return
     story.add(t0, f"the story is over; everything keeps running for the dashboard at {urls['dashboard']}")
     while time.monotonic() < deadline:
         supervisor.check_alive(("flags", "portal"))

@@ -1,0 +1,71 @@
+"""End to end: `rollguard up` plays its story, checked from what it records and the audit log."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_flag_service
+from tests.support import REPO, ROLLGUARD
+
+FLAG = "exam-attempts-optimization"
+# The controller evaluates every 5 s and rolls back after 2 failing checks of a
+# 20 s window: a rollback later than this after the fault means the loop broke.
+ROLLBACK_BOUND_S = 90
+
+
+@pytest.mark.slow
+def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    result = subprocess.run(
+        [
+            *ROLLGUARD,
+            "up",
+            "--duration",
+            "300",
+            "--no-browser",
+            "--free-ports",
+            "--var-dir",
+            str(var_dir),
+            "--students",
+            "300",
+            "--stage-hold",
+            "15",
+            "--stop-when-done",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    story_path = var_dir / "story.json"
+    assert story_path.exists(), result.stdout + result.stderr
+    story = json.loads(story_path.read_text())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert story["completed"], story["events"]
+
+    assert story["promoted_at_s"] is not None
+    assert story["fault_at_s"] > story["promoted_at_s"]
+    assert 0 < story["rolled_back_at_s"] - story["fault_at_s"] <= ROLLBACK_BOUND_S
+    assert story["portal_metrics"].get("optimizer_errors_total{path=direct}", 0.0) == 0.0
+    assert story["portal_metrics"]["optimizer_requests_total{path=direct}"] > 0
+    assert story["portal_metrics"]["optimizer_requests_total{path=optimized}"] > 0
+
+    # The flag service's audit log, read after a restart on the same database,
+    # holds the promotion and the rollback with their reasons.
+    service = start_flag_service(tmp_path, database_url=f"sqlite:///{var_dir / 'flags.db'}")
+    try:
+        with service.admin() as admin:
+            events = admin.events(flag=FLAG, limit=200)
+            flag = admin.get_flag(FLAG)
+    finally:
+        service.process.stop()
+    assert not flag.enabled
+    promotions = [e for e in events if e.actor == "controller" and e.after and e.after.get("rollout") == 50]
+    kills = [e for e in events if e.action == "kill"]
+    assert promotions and promotions[0].reason
+    assert kills and kills[0].actor == "controller"
+    assert "error_rate" in (kills[0].reason or "") or "p95" in (kills[0].reason or "")
