@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
