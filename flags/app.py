@@ -1,0 +1,57 @@
+"""The flag service's Flask application factory.
+
+`flags.cli serve` (through `flags.wsgi`) and the tests call `create_app`. It
+wires settings, database, the served snapshot and token cache, the API
+blueprints, the OpenAPI document at /openapi.json, the JSON error handlers, and
+the fast path for SDK polling around the WSGI app.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from flags import admin_data, admin_flags, admin_tokens, errors, health, ofrep, sdk
+from flags.auth import TokenCache
+from flags.db import Database
+from flags.fastpath import FeaturesFastPath
+from flags.served import ServedState
+from flags.settings import Settings
+from flags.state import Services
+
+_SECURITY = {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}}
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app for `settings` (from the environment when omitted); the schema must be migrated."""
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=settings.flags_max_body_bytes,
+        ROLLGUARD_MAX_PAYLOAD_BYTES=settings.flags_max_payload_bytes,
+        API_TITLE="Rollguard flag service",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": _SECURITY},
+            "security": [{"token": []}],
+            "info": {"description": "Flags, audit log, Unleash client API and OFREP."},
+        },
+        JSON_SORT_KEYS=False,
+    )
+    db = Database(settings.database_url)
+    served = ServedState(db, check_s=settings.flags_revision_check_s)
+    tokens = TokenCache(db, served.revision)
+    served.on_revision(tokens.clear)
+    db.after_commit.append(served.invalidate)
+    app.extensions["rollguard"] = Services(settings=settings, db=db, served=served, tokens=tokens)
+
+    api = Api(app)
+    for blueprint in (admin_flags.bp, admin_tokens.bp, admin_data.bp, sdk.bp, ofrep.bp, health.bp):
+        api.register_blueprint(blueprint)
+    # Registered after Api(app) so that these handlers replace flask-smorest's error bodies.
+    errors.register_handlers(app)
+    app.wsgi_app = FeaturesFastPath(app.wsgi_app, served=served, tokens=tokens)  # type: ignore[method-assign]
+    return app

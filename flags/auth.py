@@ -1,0 +1,98 @@
+"""Request authentication: the Authorization header (raw token or `Bearer <token>`) to a principal.
+
+Views call `require("admin")` or `require("client")`; the client fast path
+calls `TokenCache.lookup` directly. Resolved tokens are cached per process and
+the cache is dropped whenever the global revision moves (creating or revoking a
+token bumps it), so a revoked token stops working within the revision check
+interval on every process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from flask import current_app, g, request
+
+from flags.audit import Actor
+from flags.db import Database
+from flags.errors import BadRequest, Forbidden, Unauthenticated
+from flags.tokens import Principal, authenticate
+
+ACTOR_HEADER = "X-Rollguard-Actor"
+_MAX_ACTOR = 200
+_MAX_CACHED = 10_000
+
+
+def secret_of(header: str | None) -> str | None:
+    """The token in an Authorization header value, raw or after `Bearer `."""
+    if not header:
+        return None
+    header = header.strip()
+    if header[:7].lower() == "bearer ":
+        header = header[7:].strip()
+    return header or None
+
+
+class TokenCache:
+    """Authorization header value -> principal, for live tokens only."""
+
+    def __init__(self, db: Database, revision: Callable[[], int]) -> None:
+        self._db = db
+        self._revision = revision
+        self._known: dict[str, Principal] = {}
+        self._lock = threading.Lock()
+
+    def clear(self, _revision: int = 0) -> None:
+        with self._lock:
+            self._known = {}
+
+    def cached(self, header: str) -> Principal | None:
+        """The principal for a header value seen before in this revision, without a query."""
+        self._revision()
+        return self._known.get(header)
+
+    def lookup(self, header: str | None) -> Principal | None:
+        """The principal for a header value, asking the database on a cache miss."""
+        if not header:
+            return None
+        principal = self.cached(header)
+        if principal is not None:
+            return principal
+        secret = secret_of(header)
+        if secret is None:
+            return None
+        with self._db.session() as session:
+            principal = authenticate(session, secret)
+        if principal is not None:
+            with self._lock:
+                if len(self._known) >= _MAX_CACHED:
+                    self._known = {}
+                self._known[header] = principal
+        return principal
+
+
+def require(scope: str) -> Principal:
+    """The request's principal if it has `scope`; 401 without a valid token, 403 without the scope."""
+    cache: TokenCache = current_app.extensions["rollguard"].tokens
+    principal = cache.lookup(request.headers.get("Authorization"))
+    if principal is None:
+        raise Unauthenticated("a valid token is required in the Authorization header")
+    if not principal.allows(scope):
+        raise Forbidden(f"this token has scope {principal.scope!r}; {scope!r} is required")
+    g.principal = principal
+    return principal
+
+
+def require_admin() -> None:
+    """Blueprint hook: authenticate before the body is validated, so anonymous callers learn nothing."""
+    require("admin")
+
+
+def actor() -> Actor:
+    """The audit actor of an admin request: X-Rollguard-Actor if given, else the token's name."""
+    principal = require("admin")
+    named = (request.headers.get(ACTOR_HEADER) or "").strip()
+    if len(named) > _MAX_ACTOR or any(ord(ch) < 32 for ch in named):
+        raise BadRequest(f"{ACTOR_HEADER} must be at most {_MAX_ACTOR} printable characters")
+    return Actor(name=named or principal.name, token_name=principal.name)

@@ -1,0 +1,290 @@
+"""`rollguard flags ...`: run the flag service, and admin actions through its API.
+
+`serve` migrates the database, ensures the bootstrap tokens and starts the
+server. The other commands use `flags.client.FlagsClient` against
+ROLLGUARD_FLAGS_URL with ROLLGUARD_ADMIN_TOKEN, print a table (or JSON with
+--json), and exit 1 with the server's message when it refuses or is down.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from flags.client import Event, Flag, FlagsClient, FlagsError, FlagsUnavailable
+
+DEFAULT_FLAGS_URL = "http://127.0.0.1:4242"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group()
+@click.option(
+    "--url",
+    envvar="ROLLGUARD_FLAGS_URL",
+    default=DEFAULT_FLAGS_URL,
+    show_default=True,
+    help="Flag service URL [env ROLLGUARD_FLAGS_URL].",
+)
+@click.option(
+    "--token", envvar="ROLLGUARD_ADMIN_TOKEN", default=None, help="Admin token [env ROLLGUARD_ADMIN_TOKEN]."
+)
+@click.option("--actor", default=None, help="Actor named in the audit log [default: the OS user].")
+@click.pass_context
+def command(ctx: click.Context, url: str, token: str | None, actor: str | None) -> None:
+    """The flag service and its admin actions."""
+    # Request lines from the HTTP client would drown the command's own output.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    ctx.obj = {"url": url, "token": token, "actor": actor}
+
+
+@command.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=4242, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--database-url",
+    default=None,
+    help="SQLAlchemy URL [env ROLLGUARD_DATABASE_URL, default sqlite:///./var/flags.db].",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="gunicorn workers [env ROLLGUARD_FLAGS_WORKERS, default 2].",
+)
+@click.option("--dev", is_flag=True, help="Run the Werkzeug development server instead of gunicorn.")
+def serve(host: str, port: int, database_url: str | None, workers: int | None, dev: bool) -> None:
+    """Run the flag service."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from flags.server import run
+    from flags.settings import Settings
+    from flags.startup import prepare
+
+    overrides: dict[str, Any] = {}
+    if database_url:
+        overrides["database_url"] = database_url
+    if workers:
+        overrides["flags_workers"] = workers
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from exc
+    try:
+        prepare(settings)
+    except (OperationalError, ArgumentError) as exc:
+        raise click.ClickException(f"cannot prepare the database: {exc}") from exc
+    run(settings, host=host, port=port, dev=dev)
+
+
+def _client(ctx: click.Context) -> FlagsClient:
+    obj = ctx.find_root().obj or ctx.obj
+    return FlagsClient(obj["url"], obj["token"], actor=obj["actor"] or getpass.getuser(), retries=1)
+
+
+def _reports_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FlagsError as exc:
+            details = f" {json.dumps(exc.details)}" if exc.details else ""
+            click.echo(f"error: {exc.status} {exc.code}: {exc.message}{details}", err=True)
+            sys.exit(1)
+        except FlagsUnavailable as exc:
+            click.echo(f"error: flag service unavailable: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: _jsonable(item) for name, item in asdict(value).items()}
+    if isinstance(value, dict):
+        return {name: _jsonable(item) for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "-"
+
+
+def _show_flag(flag: Flag, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(_jsonable(flag), indent=2))
+        return
+    rows = [
+        ("key", flag.key),
+        ("enabled", flag.enabled),
+        ("rollout", f"{flag.rollout}%"),
+        ("state", flag.state),
+        ("stages", ", ".join(str(s) for s in flag.stages)),
+        ("stage_hold_s", flag.stage_hold_s),
+        ("auto_promote", flag.auto_promote),
+        ("guardrails", "; ".join(g.name for g in flag.guardrails) or "-"),
+        (
+            "rollback",
+            f"after {flag.rollback.consecutive_failures} failures, no data: {flag.rollback.on_no_data}",
+        ),
+        ("payload", json.dumps(flag.payload)),
+        ("version", flag.version),
+        ("updated_at", _when(flag.updated_at)),
+        ("description", flag.description or "-"),
+    ]
+    click.echo(_table(["field", "value"], rows))
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@command.command("list")
+@_json_option
+@click.pass_context
+@_reports_errors
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """List flags."""
+    with _client(ctx) as client:
+        flags = client.list_flags()
+    if as_json:
+        click.echo(json.dumps(_jsonable(flags), indent=2))
+        return
+    rows = [(f.key, f.enabled, f"{f.rollout}%", f.state, f.version, _when(f.updated_at)) for f in flags]
+    click.echo(_table(["key", "enabled", "rollout", "state", "version", "updated_at"], rows))
+
+
+@command.command()
+@click.argument("key")
+@_json_option
+@click.pass_context
+@_reports_errors
+def get(ctx: click.Context, key: str, as_json: bool) -> None:
+    """Show one flag."""
+    with _client(ctx) as client:
+        _show_flag(client.get_flag(key), as_json)
+
+
+def _json_value(kind: type) -> Callable[[click.Context, click.Parameter, str | None], Any]:
+    def parse(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param=param) from exc
+        if not isinstance(parsed, kind):
+            raise click.BadParameter(f"must be a JSON {kind.__name__}", param=param)
+        return parsed
+
+    return parse
+
+
+def _stages(_ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise click.BadParameter("stages are comma-separated integers, e.g. 10,50,100", param=param) from exc
+
+
+@command.command()
+@click.argument("key")
+@click.option("--description", default=None)
+@click.option("--enabled/--disabled", default=None, help="Start switched on or off [server default: off].")
+@click.option("--rollout", type=click.IntRange(0, 100), default=None)
+@click.option("--stages", callback=_stages, default=None, help="e.g. 10,50,100")
+@click.option("--stage-hold-s", type=click.IntRange(0), default=None)
+@click.option("--auto-promote/--no-auto-promote", default=None)
+@click.option("--guardrails", callback=_json_value(list), default=None, help="JSON list of guardrails.")
+@click.option("--payload", callback=_json_value(dict), default=None, help="JSON object handed to the app.")
+@click.option("--reason", default=None)
+@_json_option
+@click.pass_context
+@_reports_errors
+def create(ctx: click.Context, key: str, reason: str | None, as_json: bool, **fields: Any) -> None:
+    """Create a flag."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    with _client(ctx) as client:
+        _show_flag(client.create_flag(key, reason=reason, **given), as_json)
+
+
+@command.command("set-rollout")
+@click.argument("key")
+@click.argument("rollout", type=click.IntRange(0, 100))
+@click.option("--reason", default=None)
+@_json_option
+@click.pass_context
+@_reports_errors
+def set_rollout(ctx: click.Context, key: str, rollout: int, reason: str | None, as_json: bool) -> None:
+    """Set a flag's rollout percentage."""
+    with _client(ctx) as client:
+        _show_flag(client.set_rollout(key, rollout, reason=reason), as_json)
+
+
+@command.command()
+@click.argument("key")
+@click.option("--reason", required=True, help="Why, for the audit log.")
+@_json_option
+@click.pass_context
+@_reports_errors
+def kill(ctx: click.Context, key: str, reason: str, as_json: bool) -> None:
+    """Switch a flag off for everyone."""
+    with _client(ctx) as client:
+        _show_flag(client.kill(key, reason=reason), as_json)
+
+
+@command.command()
+@click.argument("key")
+@click.option("--reason", required=True, help="Why, for the audit log.")
+@_json_option
+@click.pass_context
+@_reports_errors
+def resume(ctx: click.Context, key: str, reason: str, as_json: bool) -> None:
+    """Switch a flag back on at its rollout."""
+    with _client(ctx) as client:
+        _show_flag(client.resume(key, reason=reason), as_json)
+
+
+@command.command()
+@click.option("--flag", default=None)
+@click.option("--since", type=click.DateTime(), default=None, help="ISO time (UTC if no zone).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@_json_option
+@click.pass_context
+@_reports_errors
+def events(ctx: click.Context, flag: str | None, since: datetime | None, limit: int, as_json: bool) -> None:
+    """Show the audit log, newest first."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    with _client(ctx) as client:
+        found: list[Event] = client.events(flag=flag, since=since, limit=limit)
+    if as_json:
+        click.echo(json.dumps(_jsonable(found), indent=2))
+        return
+    rows = [
+        (e.id, e.time.isoformat(timespec="seconds"), e.flag or "-", e.actor, e.action, e.reason or "")
+        for e in found
+    ]
+    click.echo(_table(["id", "time", "flag", "actor", "action", "reason"], rows))

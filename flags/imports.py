@@ -1,0 +1,93 @@
+"""Import and export: Unleash feature documents and Rollguard flags.
+
+Unleash features and segments are stored as given and served next to the
+flags; Rollguard flags in a document are created or overwritten. The export
+holds the flags, the whole client document (flags rendered as Unleash
+features plus the imported ones) and the segments, and imports back unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from flags import audit, store
+from flags.audit import Actor
+from flags.errors import Conflict
+from flags.models import FlagRow, UnleashFeatureRow, UnleashSegmentRow, utcnow
+from flags.unleash import STATE_VERSION, client_state
+
+
+def import_document(
+    session: Session, *, actor: Actor, document: dict[str, Any], replace: bool
+) -> dict[str, int]:
+    """Store a validated document; with `replace`, drop imported features and segments it lacks."""
+    reason = document.get("reason")
+    flag_keys = {flag["key"] for flag in document["flags"]}
+    # Features that render a flag of the same document are the flag itself (an export).
+    features = [f for f in document["features"] if f["name"] not in flag_keys]
+    names = [feature["name"] for feature in features]
+    if len(set(names)) != len(names):
+        raise Conflict("the document names a feature twice", code="duplicate_feature")
+    clashing = session.scalars(select(FlagRow.key).where(FlagRow.key.in_(names))).all() if names else []
+    if clashing:
+        raise Conflict(
+            "these features would shadow Rollguard flags", code="feature_is_flag", details=sorted(clashing)
+        )
+    removed = 0
+    if replace:
+        stale = select(UnleashFeatureRow.name).where(UnleashFeatureRow.name.not_in(names))
+        removed = len(session.scalars(stale).all())
+        session.execute(delete(UnleashFeatureRow).where(UnleashFeatureRow.name.not_in(names)))
+        session.execute(delete(UnleashSegmentRow))
+    now = utcnow()
+    for feature in features:
+        row = session.get(UnleashFeatureRow, feature["name"])
+        if row is None:
+            session.add(UnleashFeatureRow(name=feature["name"], definition=feature, updated_at=now))
+        else:
+            row.definition, row.updated_at = feature, now
+    for segment in document["segments"]:
+        existing = session.get(UnleashSegmentRow, segment["id"])
+        if existing is None:
+            session.add(UnleashSegmentRow(id=segment["id"], definition=segment))
+        else:
+            existing.definition = segment
+    for flag in document["flags"]:
+        fields = {
+            name: value for name, value in flag.items() if name not in ("version", "created_at", "updated_at")
+        }
+        store.upsert_flag(session, actor=actor, fields=fields, reason=reason)
+    session.flush()
+    result = {
+        "flags": len(document["flags"]),
+        "features": len(features),
+        "segments": len(document["segments"]),
+        "removed_features": removed,
+    }
+    audit.record(
+        session,
+        actor=actor,
+        action="import",
+        flag=None,
+        reason=reason,
+        before=None,
+        after={**result, "feature_names": names[:100], "replace": replace},
+    )
+    return result
+
+
+def export_document(session: Session) -> dict[str, Any]:
+    """Everything served, in a form `import_document` accepts."""
+    flags = list(session.scalars(select(FlagRow).order_by(FlagRow.key)))
+    imported = [row.definition for row in session.scalars(select(UnleashFeatureRow))]
+    segments = [row.definition for row in session.scalars(select(UnleashSegmentRow))]
+    state = client_state(flags, imported, segments)
+    return {
+        "version": STATE_VERSION,
+        "flags": [store.flag_json(row) for row in flags],
+        "features": state["features"],
+        "segments": state["segments"],
+    }

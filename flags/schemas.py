@@ -1,0 +1,242 @@
+"""Request and response schemas of every route (marshmallow, through flask-smorest).
+
+flask-smorest was chosen because one set of marshmallow schemas drives both the
+validation of each request (422 with per-field messages) and the OpenAPI 3
+document at /openapi.json, on plain Flask views, without a second framework.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from flask import current_app
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates
+
+from flags.client import FLAG_STATES, GUARDRAIL_METRICS, GUARDRAIL_OPS
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+_reason = fields.String(validate=validate.Length(max=1000), allow_none=True)
+
+
+class GuardrailSchema(Schema):
+    metric = fields.String(required=True, validate=validate.OneOf(GUARDRAIL_METRICS))
+    op = fields.String(load_default="<=", validate=validate.OneOf(GUARDRAIL_OPS))
+    threshold = fields.Float(required=True, allow_nan=False)
+    window_s = fields.Integer(strict=True, load_default=60, validate=validate.Range(min=1, max=86_400))
+    min_samples = fields.Integer(strict=True, load_default=20, validate=validate.Range(min=1, max=1_000_000))
+    path = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["optimized", "direct"]))
+    kind = fields.String(load_default="threshold", validate=validate.OneOf(["threshold", "comparative"]))
+
+
+class RollbackSchema(Schema):
+    consecutive_failures = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
+    on_no_data = fields.String(validate=validate.OneOf(["hold", "rollback"]))
+
+
+class _FlagFields(Schema):
+    """The writable fields of a flag, shared by create, patch and import."""
+
+    description = fields.String(validate=validate.Length(max=2000))
+    enabled = fields.Boolean()
+    rollout = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))
+    stages = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=100)),
+        validate=validate.Length(min=1, max=20),
+    )
+    stage_hold_s = fields.Integer(strict=True, validate=validate.Range(min=0, max=30 * 86_400))
+    auto_promote = fields.Boolean()
+    guardrails = fields.List(fields.Nested(GuardrailSchema), validate=validate.Length(max=50))
+    rollback = fields.Nested(RollbackSchema)
+    state = fields.String(validate=validate.OneOf(FLAG_STATES))
+    payload = fields.Dict(keys=fields.String())
+
+    @validates("payload")
+    def _payload_fits(self, value: dict[str, Any], **_kwargs: Any) -> None:
+        try:
+            size = len(json.dumps(value, allow_nan=False).encode())
+        except (ValueError, TypeError) as exc:
+            raise ValidationError("payload must be plain JSON (no NaN or Infinity)") from exc
+        limit = current_app.config["ROLLGUARD_MAX_PAYLOAD_BYTES"]
+        if size > limit:
+            raise ValidationError(f"payload is {size} bytes; the limit is {limit}")
+
+    @post_load
+    def _sort_stages(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        if "stages" in data:
+            data["stages"] = sorted(set(data["stages"]))
+        return data
+
+
+class FlagCreateSchema(_FlagFields):
+    key = fields.String(required=True, validate=validate.Regexp(KEY_PATTERN, error="key must match {regex}"))
+    reason = _reason
+
+
+class FlagPatchSchema(_FlagFields):
+    reason = _reason
+
+
+class FlagImportSchema(_FlagFields):
+    key = fields.String(required=True, validate=validate.Regexp(KEY_PATTERN, error="key must match {regex}"))
+    version = fields.Integer(load_only=True)
+    created_at = fields.String(load_only=True)
+    updated_at = fields.String(load_only=True)
+
+
+class FlagSchema(Schema):
+    key = fields.String()
+    description = fields.String()
+    enabled = fields.Boolean()
+    rollout = fields.Integer()
+    stages = fields.List(fields.Integer())
+    stage_hold_s = fields.Integer()
+    auto_promote = fields.Boolean()
+    guardrails = fields.List(fields.Nested(GuardrailSchema))
+    rollback = fields.Nested(RollbackSchema)
+    state = fields.String()
+    payload = fields.Dict()
+    version = fields.Integer()
+    created_at = fields.String(metadata={"format": "date-time"})
+    updated_at = fields.String(metadata={"format": "date-time"})
+
+
+class FlagListSchema(Schema):
+    flags = fields.List(fields.Nested(FlagSchema))
+
+
+class RolloutSchema(Schema):
+    rollout = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=100))
+    reason = _reason
+
+
+class ReasonSchema(Schema):
+    reason = _reason
+
+
+class ReasonQuerySchema(Schema):
+    reason = fields.String(validate=validate.Length(max=1000))
+
+
+class EventsQuerySchema(Schema):
+    flag = fields.String(validate=validate.Length(max=255))
+    since = fields.AwareDateTime(default_timezone=dt.UTC)
+    until = fields.AwareDateTime(default_timezone=dt.UTC)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
+
+
+class EventSchema(Schema):
+    id = fields.Integer()
+    time = fields.String(metadata={"format": "date-time"})
+    flag = fields.String(allow_none=True)
+    actor = fields.String()
+    token_name = fields.String(allow_none=True)
+    action = fields.String()
+    reason = fields.String(allow_none=True)
+    before = fields.Dict(allow_none=True)
+    after = fields.Dict(allow_none=True)
+
+
+class EventListSchema(Schema):
+    events = fields.List(fields.Nested(EventSchema))
+
+
+class TokenCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Regexp(r"^[\w.:@ -]{1,200}$"))
+    scope = fields.String(required=True, validate=validate.OneOf(["admin", "client"]))
+
+
+class TokenSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    scope = fields.String()
+    created_at = fields.String(metadata={"format": "date-time"})
+    revoked = fields.Boolean()
+    secret = fields.String(metadata={"description": "only in the response that created the token"})
+
+
+class TokenListSchema(Schema):
+    tokens = fields.List(fields.Nested(TokenSchema))
+
+
+class UnleashFeatureSchema(Schema):
+    """An Unleash feature, kept as given apart from the checks here."""
+
+    class Meta:
+        unknown = "include"
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    enabled = fields.Boolean(load_default=True)
+    strategies = fields.List(fields.Dict(), load_default=list)
+    variants = fields.List(fields.Dict(), allow_none=True)
+
+
+class UnleashSegmentSchema(Schema):
+    class Meta:
+        unknown = "include"
+
+    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**31 - 1))
+    constraints = fields.List(fields.Dict(), load_default=list)
+
+
+class ImportSchema(Schema):
+    """An Unleash export (features, segments) and/or Rollguard flags."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    features = fields.List(fields.Nested(UnleashFeatureSchema), load_default=list)
+    segments = fields.List(fields.Nested(UnleashSegmentSchema), load_default=list)
+    flags = fields.List(fields.Nested(FlagImportSchema), load_default=list)
+    reason = _reason
+
+
+class ImportQuerySchema(Schema):
+    replace = fields.Boolean(
+        load_default=False,
+        metadata={"description": "drop imported Unleash features and segments absent from the document"},
+    )
+
+
+class ImportResultSchema(Schema):
+    flags = fields.Integer()
+    features = fields.Integer()
+    segments = fields.Integer()
+    removed_features = fields.Integer()
+
+
+class ExportSchema(Schema):
+    version = fields.Integer()
+    flags = fields.List(fields.Nested(FlagSchema))
+    features = fields.List(fields.Dict())
+    segments = fields.List(fields.Dict())
+
+
+class ExposuresQuerySchema(Schema):
+    flag = fields.String(validate=validate.Length(max=255))
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10_000))
+
+
+class ExposureSchema(Schema):
+    flag = fields.String()
+    app_name = fields.String()
+    bucket_start = fields.String(metadata={"format": "date-time"})
+    bucket_end = fields.String(metadata={"format": "date-time"})
+    yes = fields.Integer()
+    no = fields.Integer()
+
+
+class ExposureListSchema(Schema):
+    exposures = fields.List(fields.Nested(ExposureSchema))
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String()
+    message = fields.String()
+    details = fields.Raw(allow_none=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema)

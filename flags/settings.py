@@ -1,0 +1,56 @@
+"""Settings of the flag service, read once from the environment by `flags.cli`.
+
+Every field has an environment variable (prefix `ROLLGUARD_`) and a default that
+works with nothing installed. `create_app` and the `serve` command receive a
+`Settings` instance; nothing else reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/flags.db"
+
+
+class Settings(BaseSettings):
+    """Configuration of one flag service process."""
+
+    model_config = SettingsConfigDict(env_prefix="ROLLGUARD_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="ROLLGUARD_DATABASE_URL: SQLAlchemy URL; SQLite file (default) or PostgreSQL.",
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="ROLLGUARD_ADMIN_TOKEN: bootstrap admin token ensured at start."
+    )
+    client_token: SecretStr | None = Field(
+        None, description="ROLLGUARD_CLIENT_TOKEN: bootstrap client token ensured at start."
+    )
+    flags_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="ROLLGUARD_FLAGS_MAX_BODY_BYTES: larger request bodies get 413."
+    )
+    flags_max_payload_bytes: int = Field(
+        16_384, ge=2, description="ROLLGUARD_FLAGS_MAX_PAYLOAD_BYTES: limit of a flag's JSON payload."
+    )
+    flags_revision_check_s: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="ROLLGUARD_FLAGS_REVISION_CHECK_S: how often a process re-reads the global "
+        "revision to notice changes made by other processes.",
+    )
+    flags_workers: int = Field(2, ge=1, description="ROLLGUARD_FLAGS_WORKERS: gunicorn worker processes.")
+    flags_worker_class: str = Field(
+        "sync", description="ROLLGUARD_FLAGS_WORKER_CLASS: gunicorn worker class (sync or gthread)."
+    )
+    flags_threads: int = Field(4, ge=1, description="ROLLGUARD_FLAGS_THREADS: threads per gthread worker.")
+
+    @property
+    def admin_secret(self) -> str | None:
+        return self.admin_token.get_secret_value() if self.admin_token else None
+
+    @property
+    def client_secret(self) -> str | None:
+        return self.client_token.get_secret_value() if self.client_token else None

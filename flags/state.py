@@ -1,0 +1,28 @@
+"""The per-process objects the views share, kept in `app.extensions["rollguard"]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from flags.auth import TokenCache
+from flags.db import Database
+from flags.served import ServedState
+from flags.settings import Settings
+
+
+@dataclass
+class Services:
+    """Settings, database, served snapshot and token cache of one app."""
+
+    settings: Settings
+    db: Database
+    served: ServedState
+    tokens: TokenCache
+
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    found: Services = current_app.extensions["rollguard"]
+    return found
