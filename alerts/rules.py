@@ -1,0 +1,428 @@
+"""Turn flags' guardrails into Prometheus recording and alerting rules.
+
+Pure: flags in, a rules document (the dict `promtool check rules` reads) out; no
+HTTP, no files. `alerts.cli` (`rollguard alerts rules`) fetches the flags and
+writes the YAML; docs/alerts.md explains the rules and the burn-rate windows.
+
+Per wrapped function (`fn`, the flag payload's "fn") one recording group holds
+the derived series of DESIGN.md's metric contract; per flag one alerting group
+holds an alert per guardrail. Error-rate guardrails (`error_rate < SLO`) become
+multi-window, multi-burn-rate alerts; the others threshold alerts whose `for:`
+is the guardrail's window. Every alert carries `flag`, `action="rollback"` and
+`severity`, which the receiver and deploy/alertmanager.yml route on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from flags.client import PATH_METRICS, Flag, Guardrail
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD_RATE_WINDOW_S = 60
+"""Rate window of the series that threshold alerts compare; `for:` adds the guardrail's window."""
+RECORDED_THRESHOLD_WINDOWS_S = (60, 300)
+
+
+@dataclass(frozen=True)
+class BurnWindow:
+    """One tier of a multi-window burn-rate alert: both windows must burn faster than `factor`."""
+
+    severity: str
+    factor: float
+    long_s: int
+    short_s: int
+
+
+# The SRE workbook's recipe for a 30-day SLO (chapter "Alerting on SLOs", table 5-8).
+WORKBOOK_WINDOWS = (
+    BurnWindow("page", 14.4, 3600, 300),
+    BurnWindow("page", 6.0, 6 * 3600, 1800),
+    BurnWindow("ticket", 3.0, 24 * 3600, 7200),
+    BurnWindow("ticket", 1.0, 3 * 24 * 3600, 6 * 3600),
+)
+
+# The same factors with every window divided by 12, so that a rollout stage that
+# lives minutes is caught while it runs; short windows are at least a minute so
+# that a 15 s scrape gives the rate four samples. docs/alerts.md has the numbers.
+ROLLOUT_WINDOWS = (
+    BurnWindow("page", 14.4, 300, 60),
+    BurnWindow("page", 6.0, 1800, 180),
+    BurnWindow("ticket", 3.0, 7200, 600),
+    BurnWindow("ticket", 1.0, 6 * 3600, 1800),
+)
+
+WINDOW_PROFILES: dict[str, tuple[BurnWindow, ...]] = {
+    "rollout": ROLLOUT_WINDOWS,
+    "workbook": WORKBOOK_WINDOWS,
+}
+
+_TITLES = {
+    "error_rate": "ErrorRate",
+    "p95_latency_s": "P95Latency",
+    "cache_hit_rate": "CacheHitRate",
+    "call_reduction": "CallReduction",
+    "cache_bytes": "CacheBytes",
+    "rss_bytes": "ResidentMemory",
+}
+
+# How each value is shown in an annotation (Prometheus template functions).
+_HUMANIZE = {
+    "error_rate": "humanizePercentage",
+    "p95_latency_s": "humanizeDuration",
+    "cache_hit_rate": "humanizePercentage",
+    "call_reduction": "humanizePercentage",
+    "cache_bytes": "humanize1024",
+    "rss_bytes": "humanize1024",
+}
+
+# The op that fails a guardrail `value op threshold`, i.e. the op under which the alert fires.
+_BREACH_OP = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    """Choices of the generator that do not come from the flags."""
+
+    windows: tuple[BurnWindow, ...] = ROLLOUT_WINDOWS
+    rss_selector: str = 'job="portal"'
+
+
+@dataclass
+class RuleSet:
+    """The rules document plus the guardrails that could not become rules, with why."""
+
+    document: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def alert_count(self) -> int:
+        return sum(1 for g in self.document["groups"] for r in g["rules"] if "alert" in r)
+
+
+def duration(seconds: int) -> str:
+    """Format seconds as a Prometheus duration (`90s`, `5m`, `6h`, `3d`)."""
+    if seconds <= 0:
+        return "0s"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def build_rules(flags: Iterable[Flag], options: RuleOptions | None = None) -> RuleSet:
+    """Build recording groups for every fn the flags wrap and an alerting group per flag."""
+    options = options or RuleOptions()
+    skipped: list[str] = []
+    recording: dict[str, list[dict[str, Any]]] = {}
+    alerting: list[dict[str, Any]] = []
+    for flag in sorted(flags, key=lambda f: f.key):
+        if not flag.guardrails:
+            continue
+        fn = flag.payload.get("fn")
+        if not isinstance(fn, str) or not fn:
+            skipped.append(f"{flag.key}: payload has no 'fn', so its metrics cannot be selected")
+            continue
+        if fn not in recording:
+            recording[fn] = _recording_rules(fn, options)
+        rules: list[dict[str, Any]] = []
+        for guardrail in flag.guardrails:
+            try:
+                rules.extend(_alerts_for(flag, fn, guardrail, options))
+            except ValueError as exc:
+                skipped.append(f"{flag.key}: {guardrail.name}: {exc}")
+        if rules:
+            alerting.append({"name": f"rollguard-flag-{flag.key}", "rules": rules})
+    groups = [{"name": f"rollguard-fn-{fn}", "rules": rules} for fn, rules in sorted(recording.items())]
+    if recording:
+        groups.append({"name": "rollguard-process", "rules": _process_rules(options)})
+    for reason in skipped:
+        logger.warning("no rule for %s", reason)
+    return RuleSet({"groups": groups + alerting}, skipped)
+
+
+def to_yaml(ruleset: RuleSet, *, header: str | None = None) -> str:
+    """Render a rule set as the YAML file Prometheus loads, after an optional comment header."""
+    text = yaml.dump(
+        ruleset.document, Dumper=_RulesDumper, sort_keys=False, default_flow_style=False, width=1000
+    )
+    if header:
+        text = "".join(f"# {line}\n" for line in header.splitlines()) + text
+    return text
+
+
+def record_name(metric: str, *, per_path: bool, window_s: int | None = None) -> str:
+    """Name of the recorded series for a derived metric (`fn_path:optimizer_error_ratio:rate5m`)."""
+    level = "fn_path" if per_path else "fn"
+    rate = f"rate{duration(window_s)}" if window_s else ""
+    names = {
+        "error_rate": f"{level}:optimizer_error_ratio:{rate}",
+        "p95_latency_s": f"{level}:optimizer_call_seconds_p95:{rate}",
+        "cache_hit_rate": f"fn:optimizer_cache_hit_ratio:{rate}",
+        "call_reduction": f"{level}:optimizer_call_reduction:{rate}",
+        "cache_bytes": "fn:optimizer_cache_bytes:max",
+        "rss_bytes": "job:process_resident_memory_bytes:max",
+    }
+    return names[metric]
+
+
+class _RulesDumper(yaml.SafeDumper):
+    """Writes multi-line PromQL as literal blocks, the way people write rule files."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_RulesDumper.add_representer(str, _represent_str)
+
+
+# recording rules
+
+
+def _recording_rules(fn: str, options: RuleOptions) -> list[dict[str, Any]]:
+    sel = f"{{fn={_quote(fn)}}}"
+    error_windows = sorted({w for tier in options.windows for w in (tier.long_s, tier.short_s)})
+    rules: list[dict[str, Any]] = []
+    for per_path in (True, False):
+        by = "fn, path" if per_path else "fn"
+        for window_s in sorted({*error_windows, *RECORDED_THRESHOLD_WINDOWS_S}):
+            w = duration(window_s)
+            rules.append(
+                _record(
+                    record_name("error_rate", per_path=per_path, window_s=window_s),
+                    f"sum by ({by}) (rate(optimizer_errors_total{sel}[{w}]))\n"
+                    f"/\nsum by ({by}) (rate(optimizer_requests_total{sel}[{w}]))",
+                )
+            )
+        for window_s in RECORDED_THRESHOLD_WINDOWS_S:
+            w = duration(window_s)
+            rules.append(
+                _record(
+                    record_name("p95_latency_s", per_path=per_path, window_s=window_s),
+                    f"histogram_quantile(0.95, sum by ({by}, le) (rate(optimizer_call_seconds_bucket{sel}[{w}])))",
+                )
+            )
+            rules.append(
+                _record(
+                    record_name("call_reduction", per_path=per_path, window_s=window_s),
+                    f"1 - (\n  sum by ({by}) (rate(optimizer_backend_calls_total{sel}[{w}]))\n"
+                    f"  /\n  sum by ({by}) (rate(optimizer_requests_total{sel}[{w}]))\n)",
+                )
+            )
+    for window_s in RECORDED_THRESHOLD_WINDOWS_S:
+        w = duration(window_s)
+        hits = f"sum by (fn) (rate(optimizer_cache_hits_total{sel}[{w}]))"
+        misses = f"sum by (fn) (rate(optimizer_cache_misses_total{sel}[{w}]))"
+        rules.append(
+            _record(
+                record_name("cache_hit_rate", per_path=False, window_s=window_s),
+                f"{hits}\n/\n({hits} + {misses})",
+            )
+        )
+    # A byte budget holds per process, so the worst instance is what counts.
+    rules.append(
+        _record(record_name("cache_bytes", per_path=False), f"max by (fn) (optimizer_cache_bytes{sel})")
+    )
+    return rules
+
+
+def _process_rules(options: RuleOptions) -> list[dict[str, Any]]:
+    return [
+        _record(
+            record_name("rss_bytes", per_path=False),
+            f"max by (job) (process_resident_memory_bytes{{{options.rss_selector}}})",
+        )
+    ]
+
+
+def _record(name: str, expr: str) -> dict[str, Any]:
+    return {"record": name, "expr": expr}
+
+
+# alerting rules
+
+
+def _alerts_for(flag: Flag, fn: str, guardrail: Guardrail, options: RuleOptions) -> list[dict[str, Any]]:
+    if guardrail.metric not in _TITLES:
+        raise ValueError(f"unknown metric {guardrail.metric!r}")
+    if guardrail.op not in _BREACH_OP:
+        raise ValueError(f"unknown op {guardrail.op!r}")
+    if guardrail.path is not None and guardrail.path not in ("optimized", "direct"):
+        raise ValueError(f"unknown path {guardrail.path!r}")
+    if guardrail.kind == "comparative":
+        return [_comparative_alert(flag, fn, guardrail)]
+    if guardrail.kind != "threshold":
+        raise ValueError(f"unknown kind {guardrail.kind!r}")
+    if guardrail.metric == "error_rate" and guardrail.op in ("<", "<="):
+        return _burn_rate_alerts(flag, fn, guardrail, options.windows)
+    return [_threshold_alert(flag, fn, guardrail)]
+
+
+def _burn_rate_alerts(
+    flag: Flag, fn: str, guardrail: Guardrail, windows: Sequence[BurnWindow]
+) -> list[dict[str, Any]]:
+    slo = guardrail.threshold
+    if not 0 < slo < 1:
+        raise ValueError(f"an error-ratio SLO must lie strictly between 0 and 1, got {slo:g}")
+    per_path = guardrail.path is not None
+    sel = _series_selector(fn, guardrail.path)
+    on = "fn, path" if per_path else "fn"
+    rules = []
+    for tier in windows:
+        limit = tier.factor * slo
+        # With a large budget (slo > 1/factor) the ratio can never exceed factor*slo;
+        # the tier then fires only when every call fails.
+        op, limit = (">", limit) if limit < 1 else (">=", 1.0)
+        long_w, short_w = duration(tier.long_s), duration(tier.short_s)
+        long_series = record_name("error_rate", per_path=per_path, window_s=tier.long_s) + sel
+        short_series = record_name("error_rate", per_path=per_path, window_s=tier.short_s) + sel
+        expr = (
+            f"{long_series} {op} {_num(limit)}\n"
+            f"and\n{short_series} {op} {_num(limit)}\n"
+            f"and on ({on})\n"
+            f"sum by ({on}) (increase(optimizer_requests_total{sel}[{long_w}])) >= {guardrail.min_samples}"
+        )
+        where = f" on the {guardrail.path} path" if per_path else ""
+        rules.append(
+            {
+                "alert": "RollguardErrorBudgetBurn",
+                "expr": expr,
+                "labels": {
+                    **_labels(flag, fn, guardrail, tier.severity),
+                    "burn_rate": _num(tier.factor),
+                    "long_window": long_w,
+                    "short_window": short_w,
+                },
+                "annotations": {
+                    "summary": (
+                        f"Flag {flag.key}: {fn}{where} burns its error budget {_num(tier.factor)}x "
+                        f"too fast (error ratio {{{{ $value | humanizePercentage }}}} over {long_w})"
+                    ),
+                    "description": (
+                        f"The error ratio of {fn}{where} is above {_num(tier.factor)} x the SLO's "
+                        f"allowed {_num(slo)} over both {long_w} and {short_w}. Rolling the flag back."
+                    ),
+                    "guardrail": guardrail.name,
+                    "threshold": _num(slo),
+                    "value": "{{ $value }}",
+                },
+            }
+        )
+    return rules
+
+
+def _threshold_alert(flag: Flag, fn: str, guardrail: Guardrail) -> dict[str, Any]:
+    metric = guardrail.metric
+    per_path = guardrail.path is not None
+    if per_path and metric not in (*PATH_METRICS, "call_reduction"):
+        raise ValueError(f"{metric} has no per-path series")
+    sel = _series_selector(fn, guardrail.path)
+    breach = _BREACH_OP[guardrail.op]
+    if metric == "rss_bytes":
+        series = record_name(metric, per_path=False)
+        expr = f"{series} {breach} {_num(guardrail.threshold)}"
+    elif metric == "cache_bytes":
+        series = record_name(metric, per_path=False) + f"{{fn={_quote(fn)}}}"
+        expr = f"{series} {breach} {_num(guardrail.threshold)}"
+    else:
+        series = record_name(metric, per_path=per_path, window_s=THRESHOLD_RATE_WINDOW_S) + sel
+        on = "fn, path" if per_path else "fn"
+        expr = (
+            f"{series} {breach} {_num(guardrail.threshold)}\n"
+            f"and on ({on})\n"
+            f"sum by ({on}) (increase(optimizer_requests_total{sel}[{duration(THRESHOLD_RATE_WINDOW_S)}]))"
+            f" >= {guardrail.min_samples}"
+        )
+    where = f" on the {guardrail.path} path" if per_path else ""
+    value = f"{{{{ $value | {_HUMANIZE[metric]} }}}}"
+    direction = "High" if breach in (">", ">=") else "Low"
+    return {
+        "alert": f"Rollguard{_TITLES[metric]}{direction}",
+        "expr": expr,
+        "for": duration(guardrail.window_s),
+        "labels": _labels(flag, fn, guardrail, "page"),
+        "annotations": {
+            "summary": f"Flag {flag.key}: {metric} of {fn}{where} is {value}, guardrail {guardrail.name}",
+            "description": (
+                f"{metric} of {fn}{where} has failed the guardrail {metric} {guardrail.op} "
+                f"{_num(guardrail.threshold)} for {duration(guardrail.window_s)}. Rolling the flag back."
+            ),
+            "guardrail": guardrail.name,
+            "threshold": _num(guardrail.threshold),
+            "value": "{{ $value }}",
+        },
+    }
+
+
+def _comparative_alert(flag: Flag, fn: str, guardrail: Guardrail) -> dict[str, Any]:
+    metric = guardrail.metric
+    if metric not in ("error_rate", "p95_latency_s", "call_reduction"):
+        raise ValueError(f"{metric} has no per-path series to compare")
+    w = duration(THRESHOLD_RATE_WINDOW_S)
+    name = record_name(metric, per_path=True, window_s=THRESHOLD_RATE_WINDOW_S)
+    fn_q = _quote(fn)
+    optimized = f'{name}{{fn={fn_q}, path="optimized"}}'
+    direct = f'{name}{{fn={fn_q}, path="direct"}}'
+    # "Worse" is higher for errors and latency, lower for call reduction.
+    worse = f"({optimized} - ignoring (path) {direct})"
+    if metric == "call_reduction":
+        worse = f"({direct} - ignoring (path) {optimized})"
+    expr = (
+        f"{worse} > {_num(guardrail.threshold)}\n"
+        f"and on (fn)\n"
+        f"min by (fn) (sum by (fn, path) (increase(optimizer_requests_total{{fn={fn_q}}}[{w}])))"
+        f" >= {guardrail.min_samples}"
+    )
+    return {
+        "alert": f"Rollguard{_TITLES[metric]}Regression",
+        "expr": expr,
+        "for": duration(guardrail.window_s),
+        "labels": _labels(flag, fn, guardrail, "page"),
+        "annotations": {
+            "summary": (
+                f"Flag {flag.key}: {metric} of {fn} is worse on the optimized path than on the "
+                f"direct one by {{{{ $value }}}}"
+            ),
+            "description": (
+                f"The optimized cohort's {metric} has been worse than the direct cohort's by more "
+                f"than {_num(guardrail.threshold)} for {duration(guardrail.window_s)}. Rolling the flag back."
+            ),
+            "guardrail": guardrail.name,
+            "threshold": _num(guardrail.threshold),
+            "value": "{{ $value }}",
+        },
+    }
+
+
+def _labels(flag: Flag, fn: str, guardrail: Guardrail, severity: str) -> dict[str, str]:
+    return {
+        "flag": flag.key,
+        "action": "rollback",
+        "severity": severity,
+        "guardrail": guardrail.name,
+        "fn": fn,
+    }
+
+
+def _series_selector(fn: str, path: str | None) -> str:
+    if path is None:
+        return f"{{fn={_quote(fn)}}}"
+    return f"{{fn={_quote(fn)}, path={_quote(path)}}}"
+
+
+def _quote(value: str) -> str:
+    # JSON string escapes are valid PromQL string escapes.
+    return json.dumps(value)
+
+
+def _num(value: float) -> str:
+    return f"{value:.12g}"
