@@ -100,10 +100,10 @@ def _from_http(exc: HTTPException) -> Response:
     if status == 422 and messages is not None:
         # flask-smorest puts marshmallow's messages under data["messages"][location].
         return error_response(422, "validation_failed", "the request does not match the schema", messages)
-    if status == 400 and messages is not None:
+    if status == 400 and (messages is not None or "JSON" in (exc.description or "")):
+        if "Invalid JSON body." in str(messages) or "JSON" in (exc.description or ""):
+            return error_response(400, "malformed_json", "the body is not valid JSON")
         return error_response(400, "bad_request", "malformed request", messages)
-    if status == 400 and "JSON" in (exc.description or ""):
-        return error_response(400, "malformed_json", "the body is not valid JSON")
     if status == 413:
         return error_response(413, "payload_too_large", "the request body is too large")
     code = _HTTP_CODES.get(status, "http_error" if status < 500 else "internal_error")
