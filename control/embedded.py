@@ -1,0 +1,156 @@
+"""The embedded metric source: derived series computed from samples in the controller's store.
+
+The default source of the controller and the dashboard (`control.metrics.open_source`).
+`control.scraper` stores raw samples; this module evaluates, in Python, the
+PromQL of `control.promql` over them (each branch of `_compute` names the
+query it mirrors), so that both sources agree for the same samples.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from control import derive, promql
+from control.metrics import Point, WindowValue, series_window_s
+from control.store import ControlStore, RawSample
+
+SeriesKey = tuple[str, str, str | None, str | None, str | None]  # target, name, fn, path, le
+Groups = Mapping[SeriesKey, Sequence[derive.Point]]
+
+_INPUTS: dict[str, tuple[str, ...]] = {
+    "call_reduction": (promql.REQUESTS, promql.BACKEND_CALLS),
+    "error_rate": (promql.REQUESTS, promql.ERRORS),
+    "cache_hit_rate": (promql.CACHE_HITS, promql.CACHE_MISSES),
+    "p95_latency_s": (promql.CALL_SECONDS_BUCKET, promql.CALL_SECONDS_COUNT),
+    "cache_bytes": (promql.CACHE_BYTES,),
+    "rss_bytes": (promql.RSS,),
+    "request_rate": (promql.REQUESTS,),
+    "backend_rate": (promql.BACKEND_CALLS,),
+}
+
+
+class EmbeddedSource:
+    """A `MetricSource` over a `ControlStore`'s scraped samples."""
+
+    def __init__(self, store: ControlStore, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def window(
+        self,
+        metric: str,
+        *,
+        fn: str | None = None,
+        path: str | None = None,
+        window_s: int = 60,
+        end: datetime | None = None,
+    ) -> WindowValue:
+        promql.check_metric(metric)
+        end = end or self._clock()
+        start = end - timedelta(seconds=window_s)
+        rows = self._rows(metric, fn=fn, path=path, start=start, end=end)
+        return compute(metric, group(rows), start=start.timestamp(), end=end.timestamp(), window_s=window_s)
+
+    def series(
+        self,
+        metric: str,
+        *,
+        fn: str | None = None,
+        path: str | None = None,
+        start: datetime,
+        end: datetime,
+        step_s: int = 5,
+    ) -> list[Point]:
+        promql.check_metric(metric)
+        window_s = series_window_s(step_s)
+        rows = self._rows(metric, fn=fn, path=path, start=start - timedelta(seconds=window_s), end=end)
+        groups = group(rows)
+        times = {key: [t for t, _v in points] for key, points in groups.items()}
+        out: list[Point] = []
+        t = start.timestamp()
+        while t <= end.timestamp() + 1e-9:
+            lo = t - window_s
+            sliced = {
+                key: points[bisect.bisect_left(times[key], lo) : bisect.bisect_right(times[key], t)]
+                for key, points in groups.items()
+            }
+            value = compute(metric, sliced, start=lo, end=t, window_s=window_s).value
+            if value is not None:
+                out.append(Point(datetime.fromtimestamp(t, UTC), value))
+            t += step_s
+        return out
+
+    def _rows(
+        self, metric: str, *, fn: str | None, path: str | None, start: datetime, end: datetime
+    ) -> list[RawSample]:
+        return self.store.raw_samples(
+            _INPUTS[metric],
+            start=start,
+            end=end,
+            fn=fn if metric in promql.FN_AWARE else None,
+            path=path if metric in promql.PATH_AWARE else None,
+        )
+
+
+def group(rows: Sequence[RawSample]) -> dict[SeriesKey, list[derive.Point]]:
+    """Group raw samples into series (target, name, fn, path, le), each oldest first."""
+    groups: dict[SeriesKey, list[derive.Point]] = defaultdict(list)
+    for row in rows:
+        groups[row.series].append((row.ts, row.value))
+    for points in groups.values():
+        points.sort()
+    return dict(groups)
+
+
+def compute(metric: str, groups: Groups, *, start: float, end: float, window_s: int) -> WindowValue:
+    """Evaluate `metric` over [start, end] from already-filtered series."""
+
+    def inc(name: str) -> float | None:
+        # sum(increase(name{...}[W]))
+        return derive.sum_increase(
+            (points for key, points in groups.items() if key[1] == name), range_start=start, range_end=end
+        )
+
+    if metric in ("call_reduction", "error_rate"):
+        requests = inc(promql.REQUESTS)
+        if not requests:
+            return WindowValue(None, 0)
+        numerator = inc(promql.BACKEND_CALLS if metric == "call_reduction" else promql.ERRORS) or 0.0
+        # call_reduction: 1 - (sum(increase(backend)) or vector(0)) / sum(increase(requests))
+        # error_rate:     (sum(increase(errors)) or vector(0)) / sum(increase(requests))
+        ratio = numerator / requests
+        return WindowValue(1 - ratio if metric == "call_reduction" else ratio, round(requests))
+    if metric == "cache_hit_rate":
+        # hits / (hits + misses), each `or vector(0)`
+        hits, misses = inc(promql.CACHE_HITS) or 0.0, inc(promql.CACHE_MISSES) or 0.0
+        total = hits + misses
+        return WindowValue(hits / total if total else None, round(total))
+    if metric == "p95_latency_s":
+        # histogram_quantile(0.95, sum by (le) (increase(call_seconds_bucket[W])))
+        by_le: dict[float, float] = {}
+        for key, points in groups.items():
+            if key[1] != promql.CALL_SECONDS_BUCKET or key[4] is None:
+                continue
+            value = derive.increase(points, range_start=start, range_end=end)
+            if value is not None:
+                bound = derive.parse_le(key[4])
+                by_le[bound] = by_le.get(bound, 0.0) + value
+        count = inc(promql.CALL_SECONDS_COUNT)
+        return WindowValue(derive.histogram_quantile(0.95, by_le.items()), round(count or 0.0))
+    if metric in ("cache_bytes", "rss_bytes"):
+        # sum(max_over_time(gauge[W])), samples max(count_over_time(gauge[W]))
+        present = [points for points in groups.values() if points]
+        if not present:
+            return WindowValue(None, 0)
+        return WindowValue(
+            sum(derive.max_over_time(points) or 0.0 for points in present), max(len(p) for p in present)
+        )
+    # request_rate / backend_rate: sum(rate(x[W])) = sum(increase(x[W])) / W
+    name = promql.REQUESTS if metric == "request_rate" else promql.BACKEND_CALLS
+    total_inc = inc(name)
+    if total_inc is None:
+        return WindowValue(None, 0)
+    return WindowValue(total_inc / window_s, round(total_inc))

@@ -1,0 +1,89 @@
+"""The metric-source interface the controller, the backtest and the dashboard read.
+
+Two implementations give the same numbers for the same traffic:
+`control.embedded.EmbeddedSource` (the default: computes the derived series
+from samples the embedded scraper stored in the controller's store) and
+`control.prometheus_source.PrometheusSource` (PromQL over a real Prometheus).
+Metric names are `control.promql.DERIVED_METRICS`: call_reduction,
+cache_hit_rate, error_rate, p95_latency_s (path optimized|direct), cache_bytes,
+rss_bytes, plus request_rate and backend_rate for charts. `fn` is the flag's
+payload["fn"]; None means all functions, `path` None means both cohorts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from control.settings import ControlSettings
+    from control.store import ControlStore
+
+#: Window of each point of `series()`: a point at t covers [t - max(SERIES_WINDOW_S, step_s), t].
+SERIES_WINDOW_S = 60
+
+
+@dataclass(frozen=True)
+class WindowValue:
+    """A derived metric over a window; `samples` counts logical calls (rates, latency) or scrapes (gauges)."""
+
+    value: float | None
+    samples: int
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a derived series; `time` is tz-aware UTC."""
+
+    time: datetime
+    value: float
+
+
+class MetricSource(Protocol):
+    """Where derived metrics come from; see the module docstring for names and labels."""
+
+    def window(
+        self,
+        metric: str,
+        *,
+        fn: str | None = None,
+        path: str | None = None,
+        window_s: int = 60,
+        end: datetime | None = None,
+    ) -> WindowValue:
+        """Return `metric` over the `window_s` seconds ending at `end` (default now)."""
+        ...
+
+    def series(
+        self,
+        metric: str,
+        *,
+        fn: str | None = None,
+        path: str | None = None,
+        start: datetime,
+        end: datetime,
+        step_s: int = 5,
+    ) -> list[Point]:
+        """Return `metric` every `step_s` from `start` to `end`; points without a value are left out."""
+        ...
+
+
+def series_window_s(step_s: int) -> int:
+    """The window each point of a series covers for a given step."""
+    return max(SERIES_WINDOW_S, int(step_s))
+
+
+def open_source(settings: ControlSettings, *, store: ControlStore | None = None) -> MetricSource:
+    """Open the source `settings.metrics` names: the embedded store (default) or Prometheus."""
+    if settings.metrics == "prometheus":
+        from control.errors import PermanentError
+        from control.prometheus_source import PrometheusSource
+
+        if not settings.prometheus_url:
+            raise PermanentError("ROLLGUARD_METRICS=prometheus needs ROLLGUARD_PROMETHEUS_URL")
+        return PrometheusSource(settings.prometheus_url)
+    from control.embedded import EmbeddedSource
+    from control.store import ControlStore
+
+    return EmbeddedSource(store or ControlStore(settings.database_url))

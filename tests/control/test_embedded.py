@@ -1,0 +1,149 @@
+"""The embedded source computes the derived series from a real /metrics target scraped into the store."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from prometheus_client import ProcessCollector
+
+from control.embedded import EmbeddedSource
+from control.errors import UnknownMetric
+from control.scraper import Scraper
+from control.store import ControlStore
+from tests.control.conftest import FN, FakeClock, MetricsTarget
+
+
+def scrape_steps(
+    target: MetricsTarget, scraper: Scraper, clock: FakeClock, steps: int, step_s: float = 5.0
+) -> None:
+    """Record calls on both cohorts, scrape, advance the clock; `steps` times."""
+    for i in range(steps):
+        target.calls("optimized", 100, errors=2, backend=10, latency_s=0.02)
+        target.calls("direct", 50, backend=50, latency_s=0.3)
+        target.hits.labels(FN).inc(90)
+        target.misses.labels(FN).inc(10)
+        target.cache_bytes.labels(FN).set(1000 + i)
+        scraper.scrape_once()
+        if i < steps - 1:
+            clock.advance(step_s)
+
+
+@pytest.fixture
+def scraper(store: ControlStore, metrics_target: MetricsTarget, clock: FakeClock) -> Scraper:
+    s = Scraper(store, [metrics_target.url], clock=clock)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def source(store: ControlStore, clock: FakeClock) -> EmbeddedSource:
+    return EmbeddedSource(store, clock=clock)
+
+
+def test_ratios_per_cohort_over_an_aligned_window(metrics_target, scraper, clock, source):
+    scrape_steps(metrics_target, scraper, clock, 13)
+
+    optimized_errors = source.window("error_rate", fn=FN, path="optimized", window_s=60)
+    assert optimized_errors.value == pytest.approx(0.02)
+    assert optimized_errors.samples == 1200
+    assert source.window("error_rate", fn=FN, path="direct").value == 0.0
+    assert source.window("call_reduction", fn=FN, path="optimized").value == pytest.approx(0.9)
+    # Both cohorts: 1 - (120 + 600) / (1200 + 600)
+    both = source.window("call_reduction", fn=FN)
+    assert both.value == pytest.approx(0.6)
+    assert both.samples == 1800
+    assert source.window("cache_hit_rate", fn=FN).value == pytest.approx(0.9)
+    assert source.window("request_rate", fn=FN, path="direct").value == pytest.approx(10.0)
+    assert source.window("backend_rate", fn=FN).value == pytest.approx(12.0)
+
+
+def test_p95_interpolates_inside_the_bucket_like_histogram_quantile(metrics_target, scraper, clock, source):
+    scrape_steps(metrics_target, scraper, clock, 13)
+
+    # All optimized calls fall in (0.01, 0.025]: 0.01 + 0.015 * 0.95
+    optimized = source.window("p95_latency_s", fn=FN, path="optimized")
+    assert optimized.value == pytest.approx(0.02425)
+    assert optimized.samples == 1200
+    # All direct calls fall in (0.25, 0.5]: 0.25 + 0.25 * 0.95
+    assert source.window("p95_latency_s", fn=FN, path="direct").value == pytest.approx(0.4875)
+    # Both cohorts: 1800 calls, rank 1710 lies in (0.25, 0.5] holding 600 with 1200 below.
+    assert source.window("p95_latency_s", fn=FN).value == pytest.approx(0.25 + 0.25 * (510 / 600))
+
+
+def test_unaligned_window_extrapolates_to_its_edges_like_increase(metrics_target, scraper, clock, source):
+    scrape_steps(metrics_target, scraper, clock, 13)
+
+    # Window [2.5 s, 62.5 s] after the first scrape holds 12 scrapes spanning 55 s of
+    # a steady 20 calls/s; increase() extrapolates 2.5 s at each edge: 1100 * 60/55.
+    end = clock.now + timedelta(seconds=2.5)
+    value = source.window("request_rate", fn=FN, path="optimized", window_s=60, end=end)
+    assert value.samples == 1200
+    assert value.value == pytest.approx(20.0)
+
+
+def test_counter_reset_counts_the_value_after_the_restart(metrics_target, scraper, clock, source):
+    for i in range(13):
+        if i == 7:
+            metrics_target.restart()
+        metrics_target.calls("optimized", 100)
+        scraper.scrape_once()
+        if i < 12:
+            clock.advance(5)
+
+    # Scrapes show 100..700, then 100..600 after the restart: 12 x 100 calls in the window.
+    value = source.window("error_rate", fn=FN, path="optimized")
+    assert value.samples == 1200
+    assert value.value == 0.0
+
+
+def test_gauges_take_the_window_maximum_and_count_scrapes(metrics_target, scraper, clock, source):
+    ProcessCollector(registry=metrics_target.registry)
+    scrape_steps(metrics_target, scraper, clock, 13)
+
+    cache = source.window("cache_bytes", fn=FN)
+    assert cache.value == 1012.0
+    assert cache.samples == 13
+    rss = source.window("rss_bytes")
+    assert rss.value is not None and rss.value > 1_000_000
+    assert rss.samples == 13
+
+
+def test_no_value_without_two_scrapes_or_without_calls(metrics_target, scraper, clock, source):
+    assert source.window("error_rate", fn=FN, path="optimized").value is None
+    metrics_target.calls("optimized", 10)
+    scraper.scrape_once()
+    single = source.window("error_rate", fn=FN, path="optimized")
+    assert single.value is None and single.samples == 0
+    clock.advance(5)
+    scraper.scrape_once()
+    # Two scrapes but no new call: 0 / 0 has no value, as PromQL's NaN.
+    idle = source.window("error_rate", fn=FN, path="optimized")
+    assert idle.value is None and idle.samples == 0
+    assert source.window("p95_latency_s", fn=FN, path="optimized").value is None
+
+
+def test_series_gives_one_point_per_step(metrics_target, scraper, clock, source):
+    start = clock.now
+    scrape_steps(metrics_target, scraper, clock, 25)
+
+    points = source.series("request_rate", fn=FN, path="optimized", start=start, end=clock.now, step_s=10)
+    assert [p.time for p in points] == [start + timedelta(seconds=s) for s in range(10, 121, 10)]
+    # Every point after the first full minute sees a steady 20 calls/s.
+    assert [round(p.value, 6) for p in points if p.time >= start + timedelta(seconds=60)] == [20.0] * 7
+    assert all(p.time.tzinfo is not None for p in points)
+
+
+def test_other_functions_do_not_leak_into_a_flags_function(metrics_target, scraper, clock, source):
+    for _ in range(13):
+        metrics_target.calls("optimized", 100, errors=0)
+        metrics_target.calls("optimized", 100, errors=100, fn="other_fn")
+        scraper.scrape_once()
+        clock.advance(5)
+    assert source.window("error_rate", fn=FN, path="optimized", end=clock.now).value == 0.0
+    assert source.window("error_rate", path="optimized", end=clock.now).value == pytest.approx(0.5)
+
+
+def test_unknown_metric_is_refused(source):
+    with pytest.raises(UnknownMetric):
+        source.window("latency_p99")
