@@ -347,8 +347,14 @@ class FlagsClient:
 
     # Unleash import/export and client metrics
 
-    def import_unleash(self, document: Mapping[str, Any]) -> dict[str, Any]:
-        return self._request("POST", "/api/admin/import", json=dict(document))
+    def import_unleash(self, document: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
+        """Import Unleash features/segments and/or Rollguard flags.
+
+        With `replace`, imported Unleash features and segments missing from the
+        document are dropped (Rollguard flags are never dropped by an import).
+        """
+        params = {"replace": "true"} if replace else None
+        return self._request("POST", "/api/admin/import", json=dict(document), params=params)
 
     def export_unleash(self) -> dict[str, Any]:
         return self._request("GET", "/api/admin/export")
