@@ -1,0 +1,77 @@
+"""`rollguard flags` admin commands against a running service, and their errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.conftest import LiveFlagService
+from tests.support import ROLLGUARD, free_port
+
+
+def _run(*args: str, url: str, token: str | None) -> subprocess.CompletedProcess[str]:
+    env = {"ROLLGUARD_FLAGS_URL": url, "PATH": "/usr/bin:/bin"}
+    if token:
+        env["ROLLGUARD_ADMIN_TOKEN"] = token
+    return subprocess.run(
+        [*ROLLGUARD, "flags", *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+def test_admin_commands_change_flags_and_audit_them(flag_service: LiveFlagService) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return _run(*args, url=flag_service.url, token=flag_service.admin_token)
+
+    created = cli(
+        "--actor",
+        "dashboard:alice",
+        "create",
+        "opt",
+        "--enabled",
+        "--rollout",
+        "10",
+        "--payload",
+        '{"ttl_s": 30}',
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["state"] == "rolling_out"
+    assert cli("set-rollout", "opt", "50", "--reason", "healthy").returncode == 0
+    killed = cli("kill", "opt", "--reason", "p95 breach")
+    assert killed.returncode == 0
+    assert "rolled_back" in killed.stdout
+    listed = cli("list")
+    assert listed.stdout.splitlines()[0].split() == [
+        "KEY",
+        "ENABLED",
+        "ROLLOUT",
+        "STATE",
+        "VERSION",
+        "UPDATED_AT",
+    ]
+    assert listed.stdout.splitlines()[1].split()[:4] == ["opt", "False", "50%", "rolled_back"]
+    events = json.loads(cli("events", "--flag", "opt", "--json").stdout)
+    assert [e["action"] for e in events] == ["kill", "set_rollout", "create"]
+    assert events[2]["actor"] == "dashboard:alice"
+    assert events[0]["reason"] == "p95 breach"
+    assert json.loads(cli("get", "opt", "--json").stdout)["rollout"] == 50
+
+
+def test_refusal_exits_1_with_the_servers_message(flag_service: LiveFlagService) -> None:
+    missing = _run("get", "nope", url=flag_service.url, token=flag_service.admin_token)
+    assert missing.returncode == 1
+    assert "404 flag_not_found: no flag 'nope'" in missing.stderr
+    bad_token = _run("list", url=flag_service.url, token="wrong")
+    assert bad_token.returncode == 1
+    assert "401 unauthenticated" in bad_token.stderr
+    invalid = _run("create", "Bad Key", url=flag_service.url, token=flag_service.admin_token)
+    assert invalid.returncode == 1
+    assert "422 validation_failed" in invalid.stderr
+    assert "Traceback" not in invalid.stderr
+
+
+def test_service_down_exits_1() -> None:
+    result = _run("list", url=f"http://127.0.0.1:{free_port()}", token="x")
+    assert result.returncode == 1
+    assert "flag service unavailable" in result.stderr
+    assert "Traceback" not in result.stderr
