@@ -49,15 +49,20 @@ WORKBOOK_WINDOWS = (
     BurnWindow("ticket", 1.0, 3 * 24 * 3600, 6 * 3600),
 )
 
+
+def scaled(windows: Sequence[BurnWindow], divisor: int) -> tuple[BurnWindow, ...]:
+    """Divide every window by `divisor`, rounding up to whole minutes (at least one)."""
+
+    def minutes(seconds: int) -> int:
+        return max(60, -(-seconds // (divisor * 60)) * 60)
+
+    return tuple(BurnWindow(w.severity, w.factor, minutes(w.long_s), minutes(w.short_s)) for w in windows)
+
+
 # The same factors with every window divided by 12, so that a rollout stage that
-# lives minutes is caught while it runs; short windows are at least a minute so
-# that a 15 s scrape gives the rate four samples. docs/alerts.md has the numbers.
-ROLLOUT_WINDOWS = (
-    BurnWindow("page", 14.4, 300, 60),
-    BurnWindow("page", 6.0, 1800, 180),
-    BurnWindow("ticket", 3.0, 7200, 600),
-    BurnWindow("ticket", 1.0, 6 * 3600, 1800),
-)
+# lives minutes is caught while it runs; windows are whole minutes, at least one,
+# so that a 15 s scrape gives every rate four samples. docs/alerts.md has the numbers.
+ROLLOUT_WINDOWS = scaled(WORKBOOK_WINDOWS, 12)
 
 WINDOW_PROFILES: dict[str, tuple[BurnWindow, ...]] = {
     "rollout": ROLLOUT_WINDOWS,
