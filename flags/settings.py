@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     )
     flags_workers: int = Field(2, ge=1, description="ROLLGUARD_FLAGS_WORKERS: gunicorn worker processes.")
     flags_worker_class: str = Field(
-        "sync", description="ROLLGUARD_FLAGS_WORKER_CLASS: gunicorn worker class (sync or gthread)."
+        "gthread",
+        description="ROLLGUARD_FLAGS_WORKER_CLASS: gunicorn worker class; gthread (keep-alive) measured "
+        "best in bench/flags_features.py, sync also works.",
     )
     flags_threads: int = Field(4, ge=1, description="ROLLGUARD_FLAGS_THREADS: threads per gthread worker.")
 

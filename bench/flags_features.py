@@ -1,0 +1,185 @@
+"""Throughput of GET /api/client/features under the production server, measured with wrk.
+
+Starts `rollguard flags serve` (gunicorn) on a throwaway SQLite database for
+each worker configuration, creates 20 flags, then runs wrk for full answers
+(200) and conditional ones (If-None-Match -> 304) at 16 and 64 connections.
+Prints a table and writes bench/results/flags_features.json.
+
+    .venv/bin/python bench/flags_features.py [--duration 8] [--configs sync:2 gthread:2:4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.machine import write_result  # noqa: E402
+from flags.client import FlagsClient, Guardrail  # noqa: E402
+
+FLAGS = 20
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(config: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
+    kind, workers, *rest = config.split(":")
+    port = _free_port()
+    admin, client = "admin-" + secrets.token_hex(8), "client-" + secrets.token_hex(8)
+    env = {
+        **os.environ,
+        "ROLLGUARD_DATABASE_URL": f"sqlite:///{workdir / (config.replace(':', '_') + '.db')}",
+        "ROLLGUARD_ADMIN_TOKEN": admin,
+        "ROLLGUARD_CLIENT_TOKEN": client,
+        "ROLLGUARD_FLAGS_WORKER_CLASS": kind,
+        "ROLLGUARD_FLAGS_WORKERS": workers,
+        "ROLLGUARD_FLAGS_THREADS": rest[0] if rest else "1",
+        "ROLLGUARD_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control", "flags", "serve", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / f"{config.replace(':', '_')}.log", "wb"),
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return proc, url, admin, client
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    _stop(proc)
+    raise SystemExit(f"flag service ({config}) did not become ready")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _seed(url: str, admin: str) -> None:
+    with FlagsClient(url, admin, actor="bench") as client:
+        for i in range(FLAGS):
+            client.create_flag(
+                f"bench-flag-{i:02d}",
+                enabled=True,
+                rollout=(i * 5) % 101,
+                payload={"ttl_s": 30, "batch": 8, "breaker": {"error_rate": 0.2}},
+                guardrails=[Guardrail(metric="error_rate", op="<=", threshold=0.01)],
+                reason="benchmark seed",
+            )
+
+
+def _wrk(url: str, headers: dict[str, str], connections: int, duration: int) -> dict[str, Any]:
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    out = subprocess.run(
+        [*argv, f"{url}/api/client/features"], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    return {
+        "requests_per_s": round(rps),
+        "non_2xx_3xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+        "latency_p99": p99.group(1) if p99 else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["sync:2", "sync:3", "gthread:2:4"],
+        help="worker_class:workers[:threads]",
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed", file=sys.stderr)
+        return 1
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in args.configs:
+            proc, url, admin, client = _start(config, Path(tmp))
+            try:
+                _seed(url, admin)
+                first = httpx.get(f"{url}/api/client/features", headers={"Authorization": client})
+                etag = first.headers["ETag"]
+                body_bytes = len(first.content)
+                for connections in args.connections:
+                    for status, headers in (
+                        (200, {"Authorization": client}),
+                        (304, {"Authorization": client, "If-None-Match": etag}),
+                    ):
+                        result = _wrk(url, headers, connections, args.duration)
+                        run = {"config": config, "status": status, "connections": connections, **result}
+                        runs.append(run)
+                        print(
+                            f"{config:12} {status}  c={connections:<3} {result['requests_per_s']:>7} req/s"
+                            f"  p99 {result['latency_p99']}  errors {result['non_2xx_3xx']}"
+                            f" {result['socket_errors']}",
+                            flush=True,
+                        )
+            finally:
+                _stop(proc)
+    best = {
+        str(status): max((r for r in runs if r["status"] == status), key=lambda r: r["requests_per_s"])
+        for status in (200, 304)
+    }
+    figures = {
+        "flags": FLAGS,
+        "body_bytes": body_bytes,
+        "duration_s": args.duration,
+        "runs": runs,
+        "best": best,
+    }
+    path = write_result(
+        "flags_features", figures, command="python bench/flags_features.py " + " ".join(sys.argv[1:])
+    )
+    print(
+        f"best 200: {best['200']['requests_per_s']} req/s ({best['200']['config']}, c={best['200']['connections']})"
+    )
+    print(
+        f"best 304: {best['304']['requests_per_s']} req/s ({best['304']['config']}, c={best['304']['connections']})"
+    )
+    print(f"written {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
