@@ -155,7 +155,7 @@ def build_rules(flags: Iterable[Flag], options: RuleOptions | None = None) -> Ru
 
 def to_yaml(ruleset: RuleSet, *, header: str | None = None) -> str:
     """Render a rule set as the YAML file Prometheus loads, after an optional comment header."""
-    text = yaml.dump(
+    text: str = yaml.dump(
         ruleset.document, Dumper=_RulesDumper, sort_keys=False, default_flow_style=False, width=1000
     )
     if header:
