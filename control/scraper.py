@@ -76,12 +76,17 @@ class Scraper:
         self._maybe_prune()
         return stored
 
-    def run(self, stop: threading.Event) -> None:
-        """Scrape until `stop` is set, one round per interval (a slow round is not repeated to catch up)."""
+    def run(self, stop: threading.Event, *, active: Callable[[], bool] = lambda: True) -> None:
+        """Scrape until `stop` is set, one round per interval (a slow round is not repeated to catch up).
+
+        Rounds are skipped while `active()` is false: a standby controller leaves
+        scraping to the leader so the store holds one copy of each scrape.
+        """
         while not stop.is_set():
             started = self._clock()
             try:
-                self.scrape_once()
+                if active():
+                    self.scrape_once()
             except Exception:
                 # The scraper thread must outlive a database hiccup; the next round retries.
                 logger.exception("scrape round failed")

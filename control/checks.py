@@ -1,0 +1,47 @@
+"""One check of a flag: every guardrail judged on its window of the metric source.
+
+Called by the decision loop (`control.loop`) at each tick and by the backtest
+(`control.backtest`) at each simulated tick. The flag's payload["fn"] selects
+the wrapped function's series (None: all functions). A source that fails gives
+a no_data verdict naming the failure, so the flag's `on_no_data` policy
+decides what an outage of the metrics means.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from control.decisions import DEFAULT_ALPHA, Outcome, Verdict, evaluate, evaluate_comparative
+from control.errors import ControlError
+from control.metrics import MetricSource
+from flags.client import Flag, Guardrail
+
+logger = logging.getLogger(__name__)
+
+
+def check_flag(
+    flag: Flag, source: MetricSource, *, now: datetime, alpha: float = DEFAULT_ALPHA
+) -> list[Verdict]:
+    """Judge each of the flag's guardrails over the window ending at `now`."""
+    fn = flag.payload.get("fn") if isinstance(flag.payload.get("fn"), str) else None
+    return [_check(guardrail, source, fn=fn, now=now, alpha=alpha) for guardrail in flag.guardrails]
+
+
+def _check(
+    guardrail: Guardrail, source: MetricSource, *, fn: str | None, now: datetime, alpha: float
+) -> Verdict:
+    try:
+        if guardrail.kind == "comparative":
+            optimized, direct = (
+                source.window(guardrail.metric, fn=fn, path=path, window_s=guardrail.window_s, end=now)
+                for path in ("optimized", "direct")
+            )
+            return evaluate_comparative(guardrail, optimized, direct, alpha=alpha)
+        window = source.window(
+            guardrail.metric, fn=fn, path=guardrail.path, window_s=guardrail.window_s, end=now
+        )
+        return evaluate(guardrail, window)
+    except ControlError as exc:
+        logger.warning("guardrail %s: no data: %s", guardrail.name, exc)
+        return Verdict(guardrail.name, Outcome.NO_DATA, None, guardrail.threshold, 0, f"metric source: {exc}")

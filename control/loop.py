@@ -1,0 +1,233 @@
+"""The decision loop: every interval, if this controller leads, check and act on every flag.
+
+Run by `rollguard control run`. Each tick: take or renew the leader lease in the
+store (a standby does nothing else); read all flags from the flag service;
+for each flag rolling out or paused, judge its guardrails and record the
+verdicts; for a flag rolling out and enabled, decide from the recorded
+verdicts since its stage started (read from the audit log) and act through
+the admin API as actor "controller" with the reason, then notify. Nothing
+lives only in memory, so a restarted or newly elected controller continues
+where the last one stopped. With `dry_run` decisions are logged and recorded
+(dry_run=true) but no flag changes and nothing is notified.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from control.checks import check_flag
+from control.decisions import DEFAULT_ALPHA, Action, ActionKind, Verdict, decide
+from control.metrics import MetricSource
+from control.notify import Notifier
+from control.store import ControlStore, DecisionRecord, VerdictRecord
+from flags.client import Event, Flag, FlagsClient, FlagsError, FlagsUnavailable, VersionConflict
+
+logger = logging.getLogger(__name__)
+
+#: Flag fields whose change starts a new stage (and restarts the hold).
+STAGE_FIELDS = ("rollout", "enabled", "state")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one tick decided for one flag and whether it was carried out."""
+
+    flag: str
+    action: Action
+    verdicts: tuple[Verdict, ...]
+    applied: bool
+
+
+class Controller:
+    """The rollout controller; `tick()` is one evaluation, `run()` ticks until stopped."""
+
+    def __init__(
+        self,
+        *,
+        flags: FlagsClient,
+        source: MetricSource,
+        store: ControlStore,
+        holder: str,
+        notifier: Notifier | None = None,
+        interval_s: float = 5.0,
+        lease_s: float = 15.0,
+        dry_run: bool = False,
+        alpha: float = DEFAULT_ALPHA,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.flags = flags
+        self.source = source
+        self.store = store
+        self.holder = holder
+        self.notifier = notifier
+        self.interval_s = interval_s
+        self.lease_s = lease_s
+        self.dry_run = dry_run
+        self.alpha = alpha
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.max_gap_s = max(3 * interval_s, 30.0)
+        #: Whether the last tick held the lease; the embedded scraper runs only on the leader.
+        self.is_leader = False
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick every interval until `stop` is set, then give the lease up."""
+        try:
+            while not stop.is_set():
+                started = self._clock()
+                try:
+                    self.tick()
+                except Exception:
+                    # The daemon must survive one bad tick (flag service restarting,
+                    # database locked); the next tick starts from stored state.
+                    logger.exception("evaluation failed")
+                elapsed = (self._clock() - started).total_seconds()
+                stop.wait(max(0.0, self.interval_s - elapsed))
+        finally:
+            self.is_leader = False
+            self.store.release_lease(self.holder)
+
+    def tick(self) -> list[Decision]:
+        """Evaluate every flag once if this controller holds the lease; return the decisions."""
+        leader = self.store.acquire_lease(self.holder, lease_s=self.lease_s)
+        if leader != self.is_leader:
+            logger.info(
+                "%s: %s", self.holder, "now leading" if leader else "standby: another controller leads"
+            )
+        self.is_leader = leader
+        if not leader:
+            return []
+        try:
+            flags = self.flags.list_flags()
+        except (FlagsUnavailable, FlagsError) as exc:
+            logger.warning("cannot read flags: %s", exc)
+            return []
+        decisions = []
+        for flag in flags:
+            if flag.state not in ("rolling_out", "paused"):
+                continue
+            try:
+                decisions.append(self._evaluate(flag))
+            except (FlagsUnavailable, FlagsError) as exc:
+                logger.warning("flag %s: flag service error: %s", flag.key, exc)
+        self.store.mark_evaluation(self.holder)
+        return decisions
+
+    def _evaluate(self, flag: Flag) -> Decision:
+        now = self._clock()
+        verdicts = check_flag(flag, self.source, now=now, alpha=self.alpha)
+        self.store.record_verdicts([_record(flag.key, now, flag, v) for v in verdicts])
+        stage_started = self._stage_started_at(flag) if flag.enabled and flag.state == "rolling_out" else None
+        since = now - timedelta(seconds=flag.stage_hold_s + 2 * self.max_gap_s)
+        if stage_started is not None:
+            since = max(since, stage_started)
+        history = self.store.verdicts(flag.key, since=since, until=now)
+        action = decide(flag, history, now=now, stage_started_at=stage_started, max_gap_s=self.max_gap_s)
+        if action.kind is ActionKind.NOOP:
+            logger.debug("flag %s: noop: %s", flag.key, action.reason)
+            return Decision(flag.key, action, tuple(verdicts), applied=False)
+        applied = False
+        if action.kind in (ActionKind.PROMOTE, ActionKind.ROLLBACK) and not self.dry_run:
+            applied = self._apply(flag, action)
+            if not applied:
+                return Decision(flag.key, action, tuple(verdicts), applied=False)
+        self.store.record_decision(
+            DecisionRecord(
+                time=now,
+                flag=flag.key,
+                action=action.kind.value,
+                reason=action.reason,
+                dry_run=self.dry_run,
+                rollout=action.rollout if action.kind is ActionKind.PROMOTE else flag.rollout,
+                holder=self.holder,
+            )
+        )
+        log = logger.warning if action.kind is ActionKind.ROLLBACK else logger.info
+        log(
+            "%sflag %s at %d%%: %s: %s",
+            "[dry run] " if self.dry_run else "",
+            flag.key,
+            flag.rollout,
+            action.kind.value,
+            action.reason,
+        )
+        if applied and self.notifier is not None and self.notifier.enabled:
+            self.notifier.notify(_event(flag, action, now))
+        return Decision(flag.key, action, tuple(verdicts), applied=applied)
+
+    def _apply(self, flag: Flag, action: Action) -> bool:
+        # Re-check leadership right before writing: a tick that ran long must not
+        # act on a lease another controller has taken meanwhile.
+        if not self.store.acquire_lease(self.holder, lease_s=self.lease_s):
+            logger.warning("flag %s: lost the lease before acting; %s skipped", flag.key, action.kind.value)
+            return False
+        try:
+            if action.kind is ActionKind.ROLLBACK:
+                self.flags.kill(flag.key, reason=action.reason)
+            elif action.rollout is not None and action.rollout != flag.rollout:
+                self.flags.set_rollout(flag.key, action.rollout, reason=action.reason, version=flag.version)
+            else:
+                self.flags.update_flag(
+                    flag.key, {"state": "complete"}, version=flag.version, reason=action.reason
+                )
+        except VersionConflict:
+            # Someone changed the flag since we read it; the next tick decides on the new version.
+            logger.info("flag %s changed meanwhile; %s deferred", flag.key, action.kind.value)
+            return False
+        return True
+
+    def _stage_started_at(self, flag: Flag) -> datetime | None:
+        """When the current stage began: the later of the last audit event changing rollout,
+        enabled or state, and this store's last carried-out promotion or rollback."""
+        events = self.flags.events(flag=flag.key, limit=100)
+        started = next(
+            (e.time for e in sorted(events, key=lambda e: e.id, reverse=True) if _starts_stage(e)),
+            flag.updated_at,
+        )
+        acted = [
+            d.time
+            for d in self.store.decisions(flag.key, since=started)
+            if not d.dry_run and d.action in (ActionKind.PROMOTE.value, ActionKind.ROLLBACK.value)
+        ]
+        return max([started, *acted]) if started is not None else (max(acted) if acted else None)
+
+
+def _starts_stage(event: Event) -> bool:
+    if event.action == "create" or event.before is None or event.after is None:
+        return True
+    return any(event.before.get(name) != event.after.get(name) for name in STAGE_FIELDS)
+
+
+def _record(key: str, now: datetime, flag: Flag, verdict: Verdict) -> VerdictRecord:
+    guardrail = next((g for g in flag.guardrails if g.name == verdict.guardrail), None)
+    return VerdictRecord(
+        time=now,
+        flag=key,
+        guardrail=verdict.guardrail,
+        verdict=verdict.verdict,
+        value=verdict.value,
+        threshold=verdict.threshold,
+        samples=verdict.samples,
+        metric=guardrail.metric if guardrail else "",
+        path=guardrail.path if guardrail else None,
+        detail=verdict.detail,
+    )
+
+
+def _event(flag: Flag, action: Action, now: datetime) -> dict[str, object]:
+    kind = "complete" if action.kind is ActionKind.PROMOTE and action.complete else action.kind.value
+    return {
+        "type": "rollguard.decision",
+        "action": kind,
+        "flag": flag.key,
+        "reason": action.reason,
+        "guardrail": action.guardrail,
+        "rollout_before": flag.rollout,
+        "rollout": action.rollout if action.kind is ActionKind.PROMOTE else flag.rollout,
+        "time": now.isoformat(),
+        "actor": "controller",
+        "dry_run": False,
+    }
