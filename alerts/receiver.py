@@ -26,6 +26,7 @@ from alerts.payload import parse_payload
 from alerts.rollback import handle_delivery
 from alerts.settings import AlertsSettings
 from alerts.store import Action, DeliveryStore
+from control.notify import Notifier
 from flags.client import FlagsClient
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ class _State:
         self.settings = settings
         self.store = store
         self.token = token
+        # Few retries: Alertmanager waits for the webhook's answer while this runs.
+        self.notifier = Notifier(
+            settings.notify_webhook_url, settings.notify_slack_url, retries=1, backoff_s=0.2, timeout_s=3.0
+        )
 
     def client(self, actor: str) -> FlagsClient:
         return FlagsClient(
@@ -99,7 +104,7 @@ def webhook() -> Response:
         raise InvalidPayload("the body is not JSON")
     payload = parse_payload(body)
     state = _state()
-    outcomes = handle_delivery(payload, store=state.store, clients=state.client)
+    outcomes = handle_delivery(payload, store=state.store, clients=state.client, notifier=state.notifier)
     results = [o.to_json() for o in outcomes]
     if any(o.action is Action.FLAG_SERVICE_UNAVAILABLE for o in outcomes):
         raise FlagServiceDown("the flag service did not answer; retry", details=results)

@@ -18,6 +18,7 @@ import httpx
 
 from alerts.payload import WebhookAlert, WebhookPayload
 from alerts.store import Action, Delivery, DeliveryStore, utcnow
+from control.notify import Notifier
 from flags.client import FlagNotFound, FlagsClient, FlagsError, FlagsUnavailable
 
 logger = logging.getLogger(__name__)
@@ -51,12 +52,18 @@ class Outcome:
 
 
 def handle_delivery(
-    payload: WebhookPayload, *, store: DeliveryStore, clients: ClientFactory
+    payload: WebhookPayload,
+    *,
+    store: DeliveryStore,
+    clients: ClientFactory,
+    notifier: Notifier | None = None,
 ) -> list[Outcome]:
     """Act on every alert of `payload` and record each; failures are outcomes, not exceptions."""
     outcomes = []
     for alert in payload.alerts:
         action, detail = _act(alert, store=store, clients=clients)
+        if action is Action.KILLED and notifier is not None and notifier.enabled:
+            notifier.notify(rollback_event(alert))
         store.record(
             Delivery(
                 received_at=utcnow(),
@@ -97,6 +104,23 @@ def kill_reason(alert: WebhookAlert) -> str:
     if value:
         reason += f" (value {value})"
     return reason[:MAX_REASON]
+
+
+def rollback_event(alert: WebhookAlert) -> dict[str, object]:
+    """Describe a rollback for the notification webhooks, in the controller's event shape."""
+    return {
+        "type": "rollguard.alert",
+        "action": "rollback",
+        "flag": alert.labels.get("flag"),
+        "reason": kill_reason(alert),
+        "guardrail": alert.labels.get("guardrail"),
+        "alertname": alert.alertname,
+        "fingerprint": alert.fingerprint,
+        "starts_at": alert.starts_key,
+        "time": utcnow().isoformat(),
+        "actor": actor_for(alert),
+        "dry_run": False,
+    }
 
 
 def actor_for(alert: WebhookAlert) -> str:

@@ -43,6 +43,12 @@ class AlertsSettings(BaseSettings):
     alerts_flags_retries: int = Field(
         2, ge=0, description="ROLLGUARD_ALERTS_FLAGS_RETRIES: connection retries before answering 503."
     )
+    notify_webhook_url: str | None = Field(
+        None, description="ROLLGUARD_NOTIFY_WEBHOOK_URL: JSON webhook told about every rollback."
+    )
+    notify_slack_url: str | None = Field(
+        None, description="ROLLGUARD_NOTIFY_SLACK_URL: Slack-compatible webhook told about every rollback."
+    )
     alerts_workers: int = Field(1, ge=1, description="ROLLGUARD_ALERTS_WORKERS: gunicorn workers.")
     alerts_threads: int = Field(4, ge=1, description="ROLLGUARD_ALERTS_THREADS: threads per worker.")
 

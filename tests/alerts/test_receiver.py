@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -279,3 +284,54 @@ def test_healthz_is_open_and_reports_ok(receiver: Receiver) -> None:
     response = receiver.client.get("/healthz")
     assert response.status_code == 200
     assert response.json == {"status": "ok"}
+
+
+class _Sink(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def notification_sink() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP endpoint that keeps what the notifier posts to it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    server.received = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", server.received  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_rollback_is_notified_once_through_the_webhook(
+    tmp_path: Path, flags_live: LiveFlagService, notification_sink: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = notification_sink
+    flag = new_flag(flags_live)
+    token = secrets.token_hex(8)
+    settings = make_settings(
+        tmp_path,
+        flags_url=flags_live.url,
+        admin_token=flags_live.admin_token,
+        token=token,
+        notify_webhook_url=url,
+    )
+    client = create_app(settings).test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    firing = alert(flag.key, fingerprint="nn01", alertname="RollguardCacheBytesHigh")
+
+    for body in (payload(firing), payload(firing), payload({**firing, "status": "resolved"})):
+        assert client.post("/alertmanager/webhook", json=body, headers=headers).status_code == 200
+
+    (event,) = received
+    assert event["action"] == "rollback"
+    assert event["flag"] == flag.key
+    assert event["actor"] == "alertmanager:RollguardCacheBytesHigh"
+    assert event["reason"].startswith("RollguardCacheBytesHigh")
