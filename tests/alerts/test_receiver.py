@@ -335,3 +335,13 @@ def test_rollback_is_notified_once_through_the_webhook(
     assert event["flag"] == flag.key
     assert event["actor"] == "alertmanager:RollguardCacheBytesHigh"
     assert event["reason"].startswith("RollguardCacheBytesHigh")
+
+
+def test_rejects_oversized_body_with_413(receiver: Receiver) -> None:
+    response = receiver.client.post(
+        "/alertmanager/webhook",
+        data=b'{"pad": "' + b"x" * (5 * 1024 * 1024) + b'"}',
+        headers={**receiver.auth(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "request_entity_too_large"
