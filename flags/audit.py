@@ -6,6 +6,7 @@ reads it through `query`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flags.models import EventRow, utcnow
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ def record(
     )
     session.add(row)
     session.flush()
+    logger.info(
+        "%s %s by %s (token %s): %s", action, flag or "-", actor.name, actor.token_name, reason or "-"
+    )
     return row
 
 

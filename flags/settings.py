@@ -7,6 +7,8 @@ works with nothing installed. `create_app` and the `serve` command receive a
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,35 +21,41 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROLLGUARD_", extra="ignore")
 
     database_url: str = Field(
-        DEFAULT_DATABASE_URL,
+        default=DEFAULT_DATABASE_URL,
         description="ROLLGUARD_DATABASE_URL: SQLAlchemy URL; SQLite file (default) or PostgreSQL.",
     )
     admin_token: SecretStr | None = Field(
-        None, description="ROLLGUARD_ADMIN_TOKEN: bootstrap admin token ensured at start."
+        default=None, description="ROLLGUARD_ADMIN_TOKEN: bootstrap admin token ensured at start."
     )
     client_token: SecretStr | None = Field(
-        None, description="ROLLGUARD_CLIENT_TOKEN: bootstrap client token ensured at start."
+        default=None, description="ROLLGUARD_CLIENT_TOKEN: bootstrap client token ensured at start."
     )
     flags_max_body_bytes: int = Field(
-        1_048_576, ge=1024, description="ROLLGUARD_FLAGS_MAX_BODY_BYTES: larger request bodies get 413."
+        default=1_048_576,
+        ge=1024,
+        description="ROLLGUARD_FLAGS_MAX_BODY_BYTES: larger request bodies get 413.",
     )
     flags_max_payload_bytes: int = Field(
-        16_384, ge=2, description="ROLLGUARD_FLAGS_MAX_PAYLOAD_BYTES: limit of a flag's JSON payload."
+        default=16_384, ge=2, description="ROLLGUARD_FLAGS_MAX_PAYLOAD_BYTES: limit of a flag's JSON payload."
     )
     flags_revision_check_s: float = Field(
-        0.1,
+        default=0.1,
         ge=0.0,
         le=1.0,
         description="ROLLGUARD_FLAGS_REVISION_CHECK_S: how often a process re-reads the global "
         "revision to notice changes made by other processes.",
     )
-    flags_workers: int = Field(2, ge=1, description="ROLLGUARD_FLAGS_WORKERS: gunicorn worker processes.")
-    flags_worker_class: str = Field(
-        "gthread",
+    flags_workers: int = Field(
+        default=2, ge=1, description="ROLLGUARD_FLAGS_WORKERS: gunicorn worker processes."
+    )
+    flags_worker_class: Literal["gthread", "sync"] = Field(
+        default="gthread",
         description="ROLLGUARD_FLAGS_WORKER_CLASS: gunicorn worker class; gthread (keep-alive) measured "
         "best in bench/flags_features.py, sync also works.",
     )
-    flags_threads: int = Field(4, ge=1, description="ROLLGUARD_FLAGS_THREADS: threads per gthread worker.")
+    flags_threads: int = Field(
+        default=4, ge=1, description="ROLLGUARD_FLAGS_THREADS: threads per gthread worker."
+    )
 
     @property
     def admin_secret(self) -> str | None:
