@@ -1,0 +1,52 @@
+"""The Streamlit entry point that `rollguard dashboard` runs.
+
+Reads the configuration once per run, applies the optional login gate, and
+hands over to the page the operator picked. The pages live in `pages/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import streamlit as st
+from streamlit.errors import StreamlitSecretNotFoundError
+
+from dashboard import auth, session
+from dashboard.settings import DashboardSettings
+
+PAGES = (
+    ("pages/overview.py", "Overview", "🚦"),
+    ("pages/flag.py", "Flag", "🎚️"),
+    ("pages/automation.py", "Automation", "🤖"),
+    ("pages/audit.py", "Audit log", "📜"),
+)
+
+
+def _secrets() -> dict[str, object]:
+    try:
+        return dict(st.secrets)
+    except (FileNotFoundError, StreamlitSecretNotFoundError):
+        return {}
+
+
+def main() -> None:
+    """Configure, gate, navigate."""
+    st.set_page_config(page_title="Rollguard", page_icon="🚦", layout="wide")
+    settings = DashboardSettings.from_env(os.environ, _secrets())
+    session.use_settings(settings)
+    if not auth.gate(settings.password):
+        return
+    pages = [
+        st.Page(path, title=title, icon=icon, default=index == 0)
+        for index, (path, title, icon) in enumerate(PAGES)
+    ]
+    navigation = st.navigation(pages)
+    st.sidebar.caption(f"Flag service: {settings.flags_url}")
+    st.sidebar.caption(f"Acting as `{settings.actor}`" if settings.can_write else "Read-only")
+    navigation.run()
+
+
+if not logging.getLogger().handlers:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+main()

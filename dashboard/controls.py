@@ -1,0 +1,214 @@
+"""The flag page's control panel: rollout, kill switch, automation, guardrail editor.
+
+Every widget's callback runs one function of `actions.py` with the flag as the
+page showed it (its version guards against overwriting a newer change) and
+leaves the outcome for `session.show_outcome`. Forms keep what the operator is
+typing through the page's auto-refresh, which only reruns the data fragments.
+"""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from dashboard import actions, data, session
+from dashboard.guardrails import KINDS, PATHS, GuardrailRow, validate
+from flags.client import GUARDRAIL_METRICS, GUARDRAIL_OPS, Flag
+
+PRESETS = (0, 10, 50, 100)
+_CONFIRM_KILL = "confirm_kill"
+
+
+def render(flag: Flag) -> None:
+    """Lay out all controls for `flag`."""
+    settings = session.settings()
+    if not settings.can_write:
+        st.info(
+            "Read-only: changing flags needs ROLLGUARD_ADMIN_TOKEN and ROLLGUARD_DASHBOARD_READ_ONLY unset.",
+            icon="🔒",
+        )
+    rollout, switch, automation = st.columns(3, border=True)
+    with rollout:
+        _rollout(flag, disabled=not settings.can_write)
+    with switch:
+        _kill_switch(flag, disabled=not settings.can_write)
+    with automation:
+        _automation(flag, disabled=not settings.can_write)
+    with st.expander("Guardrails", expanded=False):
+        _guardrail_editor(flag, disabled=not settings.can_write)
+
+
+def _client():  # type: ignore[no-untyped-def]
+    return data.client_for(session.settings())
+
+
+# rollout
+
+
+def _rollout(flag: Flag, *, disabled: bool) -> None:
+    st.markdown(f"**Rollout** · now {flag.rollout}%")
+    for column, value in zip(st.columns(len(PRESETS)), PRESETS, strict=True):
+        column.button(
+            f"{value}%",
+            key=f"rollout_{value}",
+            disabled=disabled or value == flag.rollout,
+            on_click=_set_rollout,
+            args=(flag, value),
+            width="stretch",
+        )
+    key = f"custom_rollout_{flag.key}_{flag.version}"
+    with st.form(f"custom_rollout_{flag.key}", border=False):
+        st.number_input("Custom rollout %", min_value=0, max_value=100, value=flag.rollout, step=1, key=key)
+        st.form_submit_button(
+            "Apply", disabled=disabled, on_click=lambda: _set_rollout(flag, int(st.session_state[key]))
+        )
+
+
+def _set_rollout(flag: Flag, value: int) -> None:
+    session.remember(actions.set_rollout(_client(), flag, value))
+
+
+# kill switch
+
+
+def _kill_switch(flag: Flag, *, disabled: bool) -> None:
+    st.markdown(f"**Kill switch** · {'on for its rollout' if flag.enabled else 'killed: off for everyone'}")
+    if not flag.enabled:
+        st.button("Resume", key="resume", type="primary", disabled=disabled, on_click=_resume, args=(flag,))
+        return
+    if st.session_state.get(_CONFIRM_KILL) != flag.key:
+        st.button(
+            "Kill…",
+            key="kill",
+            type="primary",
+            disabled=disabled,
+            on_click=lambda: st.session_state.update({_CONFIRM_KILL: flag.key}),
+        )
+        return
+    with st.form(f"kill_{flag.key}"):
+        st.warning(f"Turn `{flag.key}` off for everyone?", icon="⚠️")
+        st.text_input("Reason (required, goes into the audit log)", key="kill_reason")
+        confirm, cancel = st.columns(2)
+        confirm.form_submit_button("Turn off for everyone", type="primary", on_click=_kill, args=(flag,))
+        cancel.form_submit_button("Cancel", on_click=lambda: st.session_state.pop(_CONFIRM_KILL, None))
+
+
+def _kill(flag: Flag) -> None:
+    outcome = actions.kill(_client(), flag, reason=st.session_state.get("kill_reason", ""))
+    session.remember(outcome)
+    if outcome.ok:
+        st.session_state.pop(_CONFIRM_KILL, None)
+        st.session_state.pop("kill_reason", None)
+
+
+def _resume(flag: Flag) -> None:
+    session.remember(actions.resume(_client(), flag))
+
+
+# automation
+
+
+def _automation(flag: Flag, *, disabled: bool) -> None:
+    st.markdown(f"**Automation** · state `{flag.state}`")
+    st.toggle(
+        "Auto-promote",
+        value=flag.auto_promote,
+        key=f"auto_promote_{flag.key}_{flag.version}",
+        disabled=disabled,
+        on_change=_toggle_auto_promote,
+        args=(flag,),
+        help="Let the controller promote through the stages on its own.",
+    )
+    if flag.state == "paused":
+        st.button(
+            "Resume automation",
+            key="resume_automation",
+            disabled=disabled,
+            on_click=_resume_automation,
+            args=(flag,),
+        )
+    else:
+        st.button(
+            "Pause automation",
+            key="pause_automation",
+            disabled=disabled or flag.state in ("complete", "rolled_back"),
+            on_click=_pause_automation,
+            args=(flag,),
+            help="Manual override: the controller leaves a paused flag alone.",
+        )
+
+
+def _toggle_auto_promote(flag: Flag) -> None:
+    session.remember(actions.set_auto_promote(_client(), flag, not flag.auto_promote))
+
+
+def _pause_automation(flag: Flag) -> None:
+    session.remember(actions.pause_automation(_client(), flag))
+
+
+def _resume_automation(flag: Flag) -> None:
+    session.remember(actions.resume_automation(_client(), flag))
+
+
+# guardrail editor
+
+
+def _guardrail_editor(flag: Flag, *, disabled: bool) -> None:
+    rows = [GuardrailRow.from_guardrail(g) for g in flag.guardrails]
+    blank = GuardrailRow(
+        metric="error_rate", op="<=", threshold=0.01, window_s=60, min_samples=20, path="optimized"
+    )
+    prefix = f"gr_{flag.key}_{flag.version}"
+    with st.form(prefix, border=False):
+        st.caption(
+            "Thresholds start from the flag's own guardrails. Tick *remove* to drop one, *add* to add the last row."
+        )
+        for index, row in enumerate([*rows, blank]):
+            _row_widgets(f"{prefix}_{index}", row, new=index == len(rows))
+        st.form_submit_button(
+            "Save guardrails", disabled=disabled, on_click=_save_guardrails, args=(flag, prefix, len(rows))
+        )
+
+
+def _row_widgets(prefix: str, row: GuardrailRow, *, new: bool) -> None:
+    cols = st.columns([3, 1, 2, 2, 2, 2, 2, 1])
+    cols[0].selectbox(
+        "metric", GUARDRAIL_METRICS, index=GUARDRAIL_METRICS.index(row.metric), key=f"{prefix}_metric"
+    )
+    cols[1].selectbox("op", GUARDRAIL_OPS, index=GUARDRAIL_OPS.index(row.op), key=f"{prefix}_op")
+    cols[2].number_input("threshold", value=float(row.threshold), format="%g", key=f"{prefix}_threshold")
+    cols[3].number_input("window s", value=int(row.window_s), step=5, key=f"{prefix}_window")
+    cols[4].number_input("min samples", value=int(row.min_samples), step=1, key=f"{prefix}_samples")
+    paths = ("", *PATHS)
+    cols[5].selectbox("cohort", paths, index=paths.index(row.path or ""), key=f"{prefix}_path")
+    cols[6].selectbox("kind", KINDS, index=KINDS.index(row.kind), key=f"{prefix}_kind")
+    cols[7].checkbox("add" if new else "remove", key=f"{prefix}_toggle")
+
+
+def _save_guardrails(flag: Flag, prefix: str, existing: int) -> None:
+    state = st.session_state
+    rows = []
+    for index in range(existing + 1):
+        key = f"{prefix}_{index}"
+        ticked = bool(state.get(f"{key}_toggle"))
+        keep = ticked if index == existing else not ticked
+        if not keep:
+            continue
+        threshold = state.get(f"{key}_threshold")
+        rows.append(
+            GuardrailRow(
+                metric=state[f"{key}_metric"],
+                op=state[f"{key}_op"],
+                threshold=float(threshold) if threshold is not None else math.nan,
+                window_s=int(state[f"{key}_window"]),
+                min_samples=int(state[f"{key}_samples"]),
+                path=state[f"{key}_path"] or None,
+                kind=state[f"{key}_kind"],
+            )
+        )
+    guardrails, errors = validate(rows)
+    if errors:
+        session.remember(actions.Outcome(False, "Guardrails not saved: " + "; ".join(errors)))
+        return
+    session.remember(actions.save_guardrails(_client(), flag, guardrails))

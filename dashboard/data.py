@@ -1,0 +1,256 @@
+"""Everything the dashboard reads, cached for a few seconds per process.
+
+Pages call these functions and never build clients themselves. Flags and
+events come from the flag service's admin API (`FlagsClient`, kept in
+`st.cache_resource`); metrics, verdicts and the controller's status come from
+the controller's own metric source and store, opened from the same settings the
+controller uses. Failures surface as `SourceDown`, which the pages turn into a
+banner.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import streamlit as st
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from sqlalchemy.exc import SQLAlchemyError
+
+from control.errors import ControlError
+from control.metrics import MetricSource, Point, open_source
+from control.settings import ControlSettings
+from control.store import ControllerStatus, ControlStore, DecisionRecord, VerdictRecord
+from dashboard.health import Check, check
+from dashboard.settings import DashboardSettings
+from flags.client import Event, Flag, FlagNotFound, FlagsClient, FlagsError, FlagsUnavailable
+
+logger = logging.getLogger(__name__)
+
+FLAGS_TTL_S = 3
+METRICS_TTL_S = 5
+
+
+class SourceDown(Exception):
+    """A source the dashboard reads from (flag service or metric source) failed."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.message = message
+
+
+# clients
+
+
+@st.cache_resource(show_spinner=False)
+def flags_client(url: str, token: str | None, actor: str) -> FlagsClient:
+    """The admin API client for one (url, token, operator); shared by all sessions."""
+    # One quick retry: a dashboard should say "down" within a second or two, not hang.
+    return FlagsClient(url, token, actor=actor, timeout=3.0, retries=1, backoff_s=0.1)
+
+
+def client_for(settings: DashboardSettings) -> FlagsClient:
+    return flags_client(settings.flags_url, settings.admin_token, settings.actor)
+
+
+@st.cache_resource(show_spinner=False)
+def _control(control_env: tuple[tuple[str, str], ...]) -> tuple[MetricSource, ControlStore]:
+    """The controller's metric source and store, opened once per configuration."""
+    control_settings = ControlSettings.from_env(dict(control_env))
+    store = ControlStore(control_settings.database_url)
+    return open_source(control_settings, store=store), store
+
+
+# What a metric source or the store raise when their backend is down or misconfigured;
+# requests' errors (Prometheus client) are OSErrors.
+_METRIC_ERRORS: tuple[type[BaseException], ...] = (
+    ControlError,
+    SQLAlchemyError,
+    OSError,
+    PrometheusApiClientException,
+)
+
+
+# When the metric source just failed, the other reads of the same run fail fast instead of
+# each waiting for its own connection timeout.
+_RECENT_FAILURE_S = 5.0
+_failures: dict[tuple[tuple[str, str], ...], tuple[float, SourceDown]] = {}
+
+
+def _control_call(settings: DashboardSettings, what: str, call: Any) -> Any:
+    failed = _failures.get(settings.control_env)
+    if failed and time.monotonic() - failed[0] < _RECENT_FAILURE_S:
+        raise failed[1]
+    try:
+        source, store = _control(settings.control_env)
+        result = call(source, store)
+    except _METRIC_ERRORS as exc:
+        logger.warning("metric source failed reading %s: %s", what, exc)
+        down = SourceDown("metric source", f"reading {what} failed: {_first_line(exc)}")
+        _failures[settings.control_env] = (time.monotonic(), down)
+        raise down from exc
+    _failures.pop(settings.control_env, None)
+    return result
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _flags_call(settings: DashboardSettings, call: Any) -> Any:
+    try:
+        return call(client_for(settings))
+    except FlagNotFound:
+        raise
+    except FlagsUnavailable as exc:
+        raise SourceDown("flag service", f"no answer from {settings.flags_url}") from exc
+    except FlagsError as exc:
+        raise SourceDown("flag service", f"{exc.status} {exc.code}: {exc.message}") from exc
+
+
+# flags and events
+
+
+@st.cache_data(ttl=FLAGS_TTL_S, show_spinner=False)
+def all_flags(settings: DashboardSettings) -> list[Flag]:
+    """Every flag, sorted by key."""
+    found: list[Flag] = _flags_call(settings, lambda c: c.list_flags())
+    return sorted(found, key=lambda f: f.key)
+
+
+@st.cache_data(ttl=FLAGS_TTL_S, show_spinner=False)
+def one_flag(settings: DashboardSettings, key: str) -> Flag:
+    """One flag; raises FlagNotFound for an unknown key."""
+    found: Flag = _flags_call(settings, lambda c: c.get_flag(key))
+    return found
+
+
+@st.cache_data(ttl=FLAGS_TTL_S, show_spinner=False)
+def audit_events(
+    settings: DashboardSettings,
+    *,
+    key: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+) -> list[Event]:
+    """Audit events, newest first."""
+    found: list[Event] = _flags_call(
+        settings, lambda c: c.events(flag=key, since=since, until=until, limit=limit)
+    )
+    return sorted(found, key=lambda e: (e.time, e.id), reverse=True)
+
+
+def last_changes(settings: DashboardSettings, keys: Sequence[str]) -> dict[str, Event]:
+    """The newest audit event of each flag in `keys`."""
+    latest: dict[str, Event] = {}
+    for event in audit_events(settings, limit=500):
+        if event.flag and event.flag not in latest:
+            latest[event.flag] = event
+    for key in keys:
+        if key not in latest:
+            found = audit_events(settings, key=key, limit=1)
+            if found:
+                latest[key] = found[0]
+    return latest
+
+
+def forget_flags() -> None:
+    """Drop cached flags and events after a write so the next read shows it."""
+    all_flags.clear()
+    one_flag.clear()
+    audit_events.clear()
+
+
+# metrics, verdicts, controller
+
+
+@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+def series(
+    settings: DashboardSettings,
+    metric: str,
+    *,
+    fn: str | None,
+    path: str | None,
+    start: datetime,
+    end: datetime,
+    step_s: int,
+) -> list[Point]:
+    """Points of one derived metric over [start, end]."""
+    found: list[Point] = _control_call(
+        settings,
+        metric,
+        lambda source, _store: source.series(metric, fn=fn, path=path, start=start, end=end, step_s=step_s),
+    )
+    return found
+
+
+@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+def live_checks(settings: DashboardSettings, flag: Flag) -> list[Check]:
+    """Every guardrail of `flag` judged on the metric source's current window."""
+    fn = flag.payload.get("fn")
+
+    def run(source: MetricSource, _store: ControlStore) -> list[Check]:
+        checks = []
+        for guardrail in flag.guardrails:
+            if guardrail.kind == "comparative":
+                optimized = source.window(
+                    guardrail.metric, fn=fn, path="optimized", window_s=guardrail.window_s
+                )
+                direct = source.window(guardrail.metric, fn=fn, path="direct", window_s=guardrail.window_s)
+                checks.append(check(guardrail, optimized, direct))
+            else:
+                window = source.window(
+                    guardrail.metric, fn=fn, path=guardrail.path, window_s=guardrail.window_s
+                )
+                checks.append(check(guardrail, window))
+        return checks
+
+    found: list[Check] = _control_call(settings, f"guardrails of {flag.key}", run)
+    return found
+
+
+@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+def verdicts(
+    settings: DashboardSettings, key: str, *, since: datetime | None = None, until: datetime | None = None
+) -> list[VerdictRecord]:
+    """The controller's guardrail verdicts for one flag, oldest first."""
+    found: list[VerdictRecord] = _control_call(
+        settings, "verdicts", lambda _source, store: store.verdicts(key, since=since, until=until)
+    )
+    return found
+
+
+@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+def decisions(
+    settings: DashboardSettings, key: str | None = None, *, since: datetime | None = None
+) -> list[DecisionRecord]:
+    """The controller's decisions, newest first."""
+    found: list[DecisionRecord] = _control_call(
+        settings, "decisions", lambda _source, store: store.decisions(key, since=since)
+    )
+    return sorted(found, key=lambda d: d.time, reverse=True)
+
+
+@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+def controller_status(settings: DashboardSettings) -> ControllerStatus | None:
+    """Who holds the controller lease and when it last evaluated, or None if nobody ever did."""
+    found: ControllerStatus | None = _control_call(
+        settings, "controller status", lambda _source, store: store.controller_status()
+    )
+    return found
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def window_end(step_s: int) -> datetime:
+    """Now, floored to `step_s` so that reruns within one step share cached series."""
+    current = now()
+    floored = int(current.timestamp()) // step_s * step_s
+    return datetime.fromtimestamp(floored, UTC) + timedelta(seconds=step_s)

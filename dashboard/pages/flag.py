@@ -1,0 +1,114 @@
+"""Flag page: one flag's state, its controls, its metrics and guardrail verdicts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from dashboard import banners, charts, controls, data, session, status
+from dashboard.plots import RANGES, RESOLUTIONS, metric_charts, step_for
+from flags.client import FlagNotFound
+
+settings = session.settings()
+session.show_outcome()
+
+try:
+    keys = [f.key for f in data.all_flags(settings)]
+except data.SourceDown as error:
+    st.title("Flag")
+    banners.source_down(error)
+    st.stop()
+if not keys:
+    st.title("Flag")
+    st.info("No flags yet.")
+    st.stop()
+
+wanted = st.query_params.get("flag")
+if "flag_key" not in st.session_state or (wanted in keys and wanted != st.session_state.flag_key):
+    st.session_state.flag_key = wanted if wanted in keys else keys[0]
+key = st.selectbox("Flag", keys, key="flag_key")
+st.query_params["flag"] = key
+
+try:
+    flag = data.one_flag(settings, key)
+except FlagNotFound:
+    st.error(f"Flag `{key}` no longer exists.")
+    st.stop()
+except data.SourceDown as error:
+    banners.source_down(error)
+    st.stop()
+
+
+@st.fragment(run_every=settings.refresh_s)
+def header() -> None:
+    try:
+        current = data.one_flag(settings, key)
+    except (FlagNotFound, data.SourceDown) as error:
+        st.error(str(error))
+        return
+    st.title(f"🎚️ {current.key}")
+    if current.description:
+        st.caption(current.description)
+    cols = st.columns(6)
+    cols[0].metric("Kill switch", "on" if current.enabled else "killed")
+    cols[1].metric("Rollout", f"{current.rollout}%")
+    cols[2].metric("Stage", status.FlagRow(current, status.Health.UNKNOWN, (), None).stage)
+    cols[3].metric("State", current.state)
+    cols[4].metric("Auto-promote", "on" if current.auto_promote else "off")
+    cols[5].metric("Version", current.version)
+    live = banners.controller_status(settings)
+    controller_live = bool(live and live.is_live)
+    try:
+        health, checks = status.flag_health(settings, current, controller_live=controller_live)
+    except data.SourceDown as error:
+        banners.source_down(error)
+        return
+    banners.breach(current, checks, controller_live=controller_live)
+    if checks:
+        st.caption(
+            f"Health: {health.label} · " + " · ".join(c.describe() + f" → {c.verdict}" for c in checks)
+        )
+
+
+header()
+controls.render(flag)
+
+st.subheader("Metrics")
+pick_range, pick_resolution = st.columns(2)
+range_label = pick_range.selectbox("Time range", list(RANGES), index=1, key="time_range")
+resolution = pick_resolution.selectbox("Resolution", list(RESOLUTIONS), key="resolution")
+
+
+@st.fragment(run_every=settings.refresh_s)
+def metrics() -> None:
+    span_s = RANGES[range_label]
+    step_s = step_for(span_s, RESOLUTIONS[resolution])
+    end = data.window_end(step_s)
+    start = end - timedelta(seconds=span_s)
+    try:
+        events = data.audit_events(settings, key=key, since=start, limit=1000)
+    except data.SourceDown as error:
+        banners.source_down(error)
+        events = []
+    markers = charts.markers_from_events(events)
+    try:
+        figures = metric_charts(settings, flag, start=start, end=end, step_s=step_s, markers=markers)
+        records = data.verdicts(settings, key, since=start, until=end)
+    except data.SourceDown as error:
+        banners.source_down(error)
+        return
+    left, right = st.columns(2)
+    for index, figure in enumerate(figures):
+        (left if index % 2 == 0 else right).plotly_chart(
+            figure, key=f"chart_{index}", config={"displaylogo": False}
+        )
+    st.plotly_chart(
+        charts.verdict_timeline(records, start=start, end=end, markers=markers),
+        key="verdicts",
+        config={"displaylogo": False},
+    )
+    st.caption(f"{range_label} at {step_s}s steps; refreshes every {settings.refresh_s:g}s.")
+
+
+metrics()

@@ -1,0 +1,81 @@
+"""A real /metrics target for the dashboard tests, scraped into the controller's store by its own scraper."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from control.scraper import Scraper
+from control.store import ControlStore
+from tests.support import free_port
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class MetricsTarget:
+    """prometheus_client serving the optimizer's metric contract on a free loopback port."""
+
+    def __init__(self, fn: str) -> None:
+        self.fn = fn
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/metrics"
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("optimizer_requests", "logical calls", ["fn", "path"], registry=r)
+        self.backend = Counter("optimizer_backend_calls", "backend calls", ["fn", "path"], registry=r)
+        self.errors = Counter("optimizer_errors", "failed calls", ["fn", "path"], registry=r)
+        self.hits = Counter("optimizer_cache_hits", "cache hits", ["fn"], registry=r)
+        self.misses = Counter("optimizer_cache_misses", "cache misses", ["fn"], registry=r)
+        self.latency = Histogram(
+            "optimizer_call_seconds", "latency", ["fn", "path"], buckets=BUCKETS, registry=r
+        )
+        self.cache_bytes = Gauge("optimizer_cache_bytes", "cache memory", ["fn"], registry=r)
+        self.rss = Gauge("process_resident_memory_bytes", "resident memory", registry=r)
+        self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=r)
+
+    def traffic(self, *, calls: int, error_fraction: float, latency_s: float) -> None:
+        """Record one interval of traffic on both cohorts: the optimized one with the given errors."""
+        fn = self.fn
+        for path, backend_share in (("optimized", 0.2), ("direct", 1.0)):
+            self.requests.labels(fn, path).inc(calls)
+            self.backend.labels(fn, path).inc(calls * backend_share)
+            errors = round(calls * error_fraction) if path == "optimized" else 0
+            self.errors.labels(fn, path).inc(errors)
+            for _ in range(calls):
+                self.latency.labels(fn, path).observe(latency_s if path == "optimized" else 0.08)
+        self.hits.labels(fn).inc(calls * 0.8)
+        self.misses.labels(fn).inc(calls * 0.2)
+        self.cache_bytes.labels(fn).set(2_000_000)
+        self.rss.set(80_000_000)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def scrape_history(
+    database_url: str,
+    target: MetricsTarget,
+    *,
+    seconds: int = 120,
+    step_s: int = 5,
+    error_fraction: float = 0.0,
+    latency_s: float = 0.03,
+) -> None:
+    """Scrape `target` with the controller's scraper as if every `step_s` over the last `seconds`.
+
+    The scraper's injected clock stamps each scrape in the past so a test has a
+    history without waiting for it.
+    """
+    store = ControlStore(database_url)
+    end = datetime.now(UTC)
+    moment = [end - timedelta(seconds=seconds)]
+    scraper = Scraper(store, [target.url], interval_s=step_s, retention_s=86_400 * 2, clock=lambda: moment[0])
+    try:
+        while moment[0] <= end:
+            target.traffic(calls=20, error_fraction=error_fraction, latency_s=latency_s)
+            assert scraper.scrape_once() > 0, "the scraper stored nothing"
+            moment[0] += timedelta(seconds=step_s)
+    finally:
+        scraper.close()
+        store.close()

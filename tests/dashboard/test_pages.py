@@ -1,0 +1,355 @@
+"""Every dashboard page in Streamlit's AppTest against a live flag service and a real controller store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.conftest import FN, Dashboard, create_flag
+from tests.dashboard.metrics import MetricsTarget, scrape_history
+from tests.support import free_port
+
+
+def _button(at: AppTest, label: str):  # type: ignore[no-untyped-def]
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r} among {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def _texts(elements) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(str(e.value) for e in elements)
+
+
+def _flag_page(dashboard: Dashboard, **secrets: object) -> AppTest:
+    at = dashboard.open(**secrets)
+    at.query_params["flag"] = dashboard.key
+    at.run()
+    at.switch_page("pages/flag.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture
+def metrics_target() -> Iterator[MetricsTarget]:
+    target = MetricsTarget(FN)
+    yield target
+    target.close()
+
+
+def test_overview_lists_flags_with_state_stage_and_last_change(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("alice")
+    create_flag(admin, key, enabled=True)
+    create_flag(admin, key + "-other", enabled=False, rollout=0)
+    admin.set_rollout(key, 50, reason="stage two")
+
+    at = dashboard.open().run()
+
+    assert not at.exception
+    table = at.dataframe[0].value
+    rows = {row["flag"]: row for row in table.to_dict("records")}
+    assert rows[key]["rollout"] == "50%"
+    assert rows[key]["stage"] == "2/3"
+    assert rows[key]["enabled"] == "on"
+    assert "set_rollout by alice" in rows[key]["last change"]
+    assert "stage two" in rows[key]["last change"]
+    assert rows[key + "-other"]["enabled"] == "killed"
+    assert "off" in rows[key + "-other"]["health"]
+    assert "No controller is running" in _texts(at.warning)
+
+
+def test_rollout_buttons_and_custom_value_change_the_flag(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True)
+    at = _flag_page(dashboard)
+
+    at.button(key="rollout_50").click().run()
+
+    assert not at.exception
+    assert admin.get_flag(key).rollout == 50
+    assert "-> 50%: done" in _texts(at.success)
+    event = admin.events(flag=key, limit=1)[0]
+    assert (event.action, event.actor) == ("set_rollout", "dashboard:tester")
+
+    version = admin.get_flag(key).version
+    at.number_input(key=f"custom_rollout_{key}_{version}").set_value(33)
+    _button(at, "Apply").click().run()
+
+    assert admin.get_flag(key).rollout == 33
+    assert [m.value for m in at.metric if m.label == "Rollout"] == ["33%"]
+
+
+def test_kill_asks_for_a_reason_and_resume_turns_it_back_on(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True)
+    at = _flag_page(dashboard)
+
+    at.button(key="kill").click().run()
+    _button(at, "Turn off for everyone").click().run()  # no reason yet
+
+    assert "needs a reason" in _texts(at.error)
+    assert admin.get_flag(key).enabled is True
+
+    at.text_input(key="kill_reason").input("p95 doubled on exam home")
+    _button(at, "Turn off for everyone").click().run()
+
+    assert not at.exception
+    assert admin.get_flag(key).enabled is False
+    event = admin.events(flag=key, limit=1)[0]
+    assert (event.action, event.reason, event.actor) == (
+        "kill",
+        "p95 doubled on exam home",
+        "dashboard:tester",
+    )
+
+    at.button(key="resume").click().run()
+    assert admin.get_flag(key).enabled is True
+
+
+def test_auto_promote_and_automation_override(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    flag = create_flag(admin, key, enabled=True, auto_promote=False)
+    at = _flag_page(dashboard)
+
+    at.toggle(key=f"auto_promote_{key}_{flag.version}").set_value(True).run()
+    assert admin.get_flag(key).auto_promote is True
+
+    at.button(key="pause_automation").click().run()
+    assert admin.get_flag(key).state == "paused"
+
+    at.button(key="resume_automation").click().run()
+    assert admin.get_flag(key).state == "rolling_out"
+
+
+def test_a_stale_version_is_refused_with_a_clear_message(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True)
+    at = _flag_page(dashboard)
+    admin.update_flag(key, {"description": "changed elsewhere"}, version=admin.get_flag(key).version)
+
+    at.button(key="pause_automation").click().run()
+
+    assert not at.exception
+    assert "the flag changed since this page loaded" in _texts(at.error)
+    assert admin.get_flag(key).state == "rolling_out"
+
+
+def test_guardrail_editor_validates_and_saves(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    flag = create_flag(admin, key, enabled=True)
+    at = _flag_page(dashboard)
+    prefix = f"gr_{key}_{flag.version}"
+    assert at.number_input(key=f"{prefix}_0_threshold").value == pytest.approx(0.01)
+
+    at.number_input(key=f"{prefix}_0_threshold").set_value(1.5)
+    _button(at, "Save guardrails").click().run()
+
+    assert "error_rate is a fraction" in _texts(at.error)
+    assert admin.get_flag(key).guardrails == flag.guardrails
+
+    at.number_input(key=f"{prefix}_0_threshold").set_value(0.02)
+    at.checkbox(key=f"{prefix}_2_toggle").check()  # remove cache_hit_rate
+    at.selectbox(key=f"{prefix}_3_metric").set_value("cache_bytes")
+    at.selectbox(key=f"{prefix}_3_path").set_value("")
+    at.number_input(key=f"{prefix}_3_threshold").set_value(15_000_000)
+    at.checkbox(key=f"{prefix}_3_toggle").check()  # add the new row
+    _button(at, "Save guardrails").click().run()
+
+    assert not at.exception
+    saved = admin.get_flag(key).guardrails
+    assert [(g.metric, g.threshold) for g in saved] == [
+        ("error_rate", 0.02),
+        ("p95_latency_s", 0.2),
+        ("cache_bytes", 15_000_000),
+    ]
+
+
+def test_the_servers_refusal_is_shown(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    flag = create_flag(admin, key, enabled=True)
+    at = _flag_page(dashboard)
+    # Passes the editor's checks but not the flag service's (windows are at most a day).
+    at.number_input(key=f"gr_{key}_{flag.version}_0_window").set_value(100_000)
+    _button(at, "Save guardrails").click().run()
+
+    assert not at.exception
+    assert "refused by the flag service (4" in _texts(at.error)
+    assert admin.get_flag(key).guardrails == flag.guardrails
+
+
+def test_read_only_mode_disables_every_write(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    create_flag(dashboard.service.admin("setup"), key, enabled=True)
+    at = _flag_page(dashboard, read_only="true")
+
+    assert at.button(key="rollout_50").disabled
+    assert at.button(key="kill").disabled
+    assert _button(at, "Save guardrails").disabled
+    assert "Read-only" in _texts(at.info)
+
+
+def test_without_a_token_the_flag_service_refusal_is_shown(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    create_flag(dashboard.service.admin("setup"), key, enabled=True)
+    at = dashboard.open(admin_token=None).run()
+
+    assert not at.exception
+    assert "refused the dashboard" in _texts(at.error)
+    assert "401" in _texts(at.error)
+
+
+def test_flag_service_down_shows_a_banner_on_every_page(dashboard: Dashboard) -> None:
+    at = dashboard.open(flags_url=f"http://127.0.0.1:{free_port()}").run()
+    assert not at.exception
+    assert "flag service is unreachable" in _texts(at.error)
+    for page in ("pages/flag.py", "pages/audit.py", "pages/automation.py"):
+        at.switch_page(page).run()
+        assert not at.exception, page
+        assert "flag service is unreachable" in _texts(at.error), page
+
+
+def test_wrong_token_is_reported_not_raised(dashboard: Dashboard) -> None:
+    at = dashboard.open(admin_token="not-a-token").run()
+    assert not at.exception
+    assert "401" in _texts(at.error)
+
+
+def test_metric_source_down_shows_a_banner_and_keeps_the_controls(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    create_flag(dashboard.service.admin("setup"), key, enabled=True)
+    at = _flag_page(
+        dashboard, control_database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"
+    )
+
+    assert "metric source is unavailable" in _texts(at.warning)
+    assert at.button(key="rollout_50").disabled is False
+    assert not at.get("plotly_chart")
+
+
+def test_charts_show_metrics_thresholds_and_changes(
+    dashboard: Dashboard, metrics_target: MetricsTarget
+) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True)
+    admin.set_rollout(key, 50, reason="promote")
+    scrape_history(dashboard.control_database_url, metrics_target, seconds=180)
+
+    at = _flag_page(dashboard)
+
+    charts = at.get("plotly_chart")
+    assert len(charts) == 6  # five metric panels and the verdict timeline
+    figures = {spec["layout"]["title"]["text"]: spec for spec in (json.loads(c.proto.spec) for c in charts)}
+    assert set(figures) == {
+        "Call reduction",
+        "Cache hit rate",
+        "Cache bytes and process memory",
+        "Error rate per cohort",
+        "p95 latency per cohort",
+        "Guardrail verdicts",
+    }
+    traces = {trace["name"]: trace for trace in figures["Error rate per cohort"]["data"]}
+    assert set(traces) == {"optimized", "direct", "guardrail error_rate[optimized]<=0.01", "rollout"}
+    assert len(traces["optimized"]["y"]) > 10
+    assert max(traces["optimized"]["y"]) == 0.0
+    assert traces["guardrail error_rate[optimized]<=0.01"]["y"] == [0.01, 0.01]
+    reduction = next(t for t in figures["Call reduction"]["data"] if t["name"] == "call reduction")
+    assert reduction["y"][-1] == pytest.approx(0.4)  # 0.2 backend share optimized, 1.0 direct
+    assert "breached" not in _texts(at.error)
+
+
+def test_breach_banner_kills_in_one_click(dashboard: Dashboard, metrics_target: MetricsTarget) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True)
+    scrape_history(dashboard.control_database_url, metrics_target, seconds=90, error_fraction=0.25)
+
+    at = dashboard.open().run()
+
+    assert not at.exception
+    banner = _texts(at.error)
+    assert "Guardrail breached" in banner and "error_rate[optimized]<=0.01" in banner
+    assert "nobody else will turn it off" in banner
+    at.button(key=f"breach_kill_{key}").click().run()
+
+    assert not at.exception
+    flag = admin.get_flag(key)
+    assert flag.enabled is False
+    assert admin.events(flag=key, limit=1)[0].reason.startswith("guardrail breached: error_rate")
+
+
+def test_audit_log_filters(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("alice")
+    create_flag(admin, key, enabled=True)
+    create_flag(admin, key + "-other")
+    dashboard.service.admin("bob").kill(key, reason="bad p95")
+
+    at = dashboard.open().run()
+    at.switch_page("pages/audit.py").run()
+    assert not at.exception
+    everything = at.dataframe[0].value.to_dict("records")
+    assert {(r["flag"], r["actor"], r["action"]) for r in everything} >= {
+        (key, "alice", "create"),
+        (key + "-other", "alice", "create"),
+        (key, "bob", "kill"),
+    }
+
+    at.selectbox(key="audit_flag").set_value(key).run()
+    rows = at.dataframe[0].value.to_dict("records")
+    assert [(r["actor"], r["action"]) for r in rows] == [("bob", "kill"), ("alice", "create")]
+    assert "enabled: True -> False" in rows[0]["changes"]
+
+    at.text_input(key="audit_actor").input("bob").run()
+    rows = at.dataframe[0].value.to_dict("records")
+    assert [(r["actor"], r["action"], r["reason"]) for r in rows] == [("bob", "kill", "bad p95")]
+
+    at.text_input(key="audit_actor").input("").run()
+    at.selectbox(key="audit_flag").set_value(key + "-other").run()
+    assert [r["flag"] for r in at.dataframe[0].value.to_dict("records")] == [key + "-other"]
+
+
+def test_automation_page_shows_the_leader_and_pauses(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True)
+    store = dashboard.store()
+    assert store.acquire_lease("controller-a", lease_s=600)
+    store.mark_evaluation("controller-a")
+    store.close()
+
+    at = dashboard.open().run()
+    at.switch_page("pages/automation.py").run()
+
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Leader"] == "controller-a"
+    assert "controller-a" in _texts(at.info)
+    at.button(key=f"automation_pause_{key}").click().run()
+    assert admin.get_flag(key).state == "paused"
+    at.button(key=f"automation_resume_{key}").click().run()
+    assert admin.get_flag(key).state == "rolling_out"
+
+
+def test_login_gate(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    create_flag(dashboard.service.admin("setup"), key)
+    at = dashboard.open(password="s3cret").run()
+    assert not at.dataframe
+    at.text_input(key="login_password").input("wrong")
+    _button(at, "Log in").click().run()
+    assert "Wrong password" in _texts(at.error)
+    assert not at.dataframe
+
+    at.text_input(key="login_password").input("s3cret")
+    _button(at, "Log in").click().run()
+    assert not at.exception
+    assert key in [row["flag"] for row in at.dataframe[0].value.to_dict("records")]
