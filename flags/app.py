@@ -12,7 +12,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from flags import admin_data, admin_flags, admin_tokens, errors, health, ofrep, sdk
-from flags.auth import TokenCache
+from flags.auth import FailureLimit, TokenCache
 from flags.db import Database
 from flags.fastpath import FeaturesFastPath
 from flags.served import ServedState
@@ -46,7 +46,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     tokens = TokenCache(db, served.revision)
     served.on_revision(tokens.clear)
     db.after_commit.append(served.invalidate)
-    app.extensions["rollguard"] = Services(settings=settings, db=db, served=served, tokens=tokens)
+    app.extensions["rollguard"] = Services(
+        settings=settings,
+        db=db,
+        served=served,
+        tokens=tokens,
+        auth_failures=FailureLimit(settings.flags_auth_failures_per_minute),
+    )
 
     api = Api(app)
     for blueprint in (admin_flags.bp, admin_tokens.bp, admin_data.bp, sdk.bp, ofrep.bp, health.bp):

@@ -13,10 +13,13 @@ import threading
 from collections.abc import Callable
 
 from flask import current_app, g, request
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from flags.audit import Actor
 from flags.db import Database
-from flags.errors import BadRequest, Forbidden, Unauthenticated
+from flags.errors import BadRequest, Forbidden, TooManyRequests, Unauthenticated
 from flags.tokens import Principal, authenticate
 
 ACTOR_HEADER = "X-Rollguard-Actor"
@@ -32,6 +35,23 @@ def secret_of(header: str | None) -> str | None:
     if header[:7].lower() == "bearer ":
         header = header[7:].strip()
     return header or None
+
+
+class FailureLimit:
+    """Failed authentications per remote address and minute, counted in this process."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._item = RateLimitItemPerMinute(per_minute) if per_minute > 0 else None
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def exhausted(self, address: str) -> bool:
+        """Whether `address` has used up its failures."""
+        return self._item is not None and not self._limiter.test(self._item, address)
+
+    def fail(self, address: str) -> None:
+        """Count one failure of `address`."""
+        if self._item is not None:
+            self._limiter.hit(self._item, address)
 
 
 class TokenCache:
@@ -74,9 +94,19 @@ class TokenCache:
 
 def require(scope: str) -> Principal:
     """The request's principal if it has `scope`; 401 without a valid token, 403 without the scope."""
-    cache: TokenCache = current_app.extensions["rollguard"].tokens
-    principal = cache.lookup(request.headers.get("Authorization"))
+    services = current_app.extensions["rollguard"]
+    cache: TokenCache = services.tokens
+    failures: FailureLimit = services.auth_failures
+    header = request.headers.get("Authorization")
+    address = request.remote_addr or "unknown"
+    principal = cache.cached(header) if header else None
     if principal is None:
+        # A guesser is stopped before the lookup, so a right guess after the limit teaches nothing.
+        if failures.exhausted(address):
+            raise TooManyRequests("too many failed authentications from this address; retry in a minute")
+        principal = cache.lookup(header)
+    if principal is None:
+        failures.fail(address)
         raise Unauthenticated("a valid token is required in the Authorization header")
     if not principal.allows(scope):
         raise Forbidden(f"this token has scope {principal.scope!r}; {scope!r} is required")

@@ -14,6 +14,7 @@ Error tree::
     +-- Conflict                409 stale version, duplicate key
     +-- PreconditionRequired    428 write without If-Match
     +-- ValidationFailed        422 a body that parses but breaks a rule
+    +-- TooManyRequests         429 too many failed authentications
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class PreconditionRequired(ApiError):
 
 class ValidationFailed(ApiError):
     status, code = 422, "validation_failed"
+
+
+class TooManyRequests(ApiError):
+    status, code = 429, "too_many_requests"
 
 
 _HTTP_CODES = {

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         description="ROLLGUARD_FLAGS_REVISION_CHECK_S: how often a process re-reads the global "
         "revision to notice changes made by other processes.",
     )
+    flags_auth_failures_per_minute: int = Field(
+        default=60,
+        ge=0,
+        description="ROLLGUARD_FLAGS_AUTH_FAILURES_PER_MINUTE: failed authentications one address may "
+        "make per minute (per process) before it gets 429; 0 disables the limit.",
+    )
     flags_workers: int = Field(
         default=2, ge=1, description="ROLLGUARD_FLAGS_WORKERS: gunicorn worker processes."
     )

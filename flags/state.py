@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from flags.auth import TokenCache
+from flags.auth import FailureLimit, TokenCache
 from flags.db import Database
 from flags.served import ServedState
 from flags.settings import Settings
@@ -14,12 +14,13 @@ from flags.settings import Settings
 
 @dataclass
 class Services:
-    """Settings, database, served snapshot and token cache of one app."""
+    """Settings, database, served snapshot, token cache and failure limit of one app."""
 
     settings: Settings
     db: Database
     served: ServedState
     tokens: TokenCache
+    auth_failures: FailureLimit
 
 
 def services() -> Services:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from flask.testing import FlaskClient
 
-from tests.flags.conftest import admin, create_flag, sdk
+from flags.app import create_app
+from flags.startup import prepare
+from tests.flags.conftest import admin, create_flag, make_settings, sdk
 
 
 def test_creates_flag_with_documented_defaults(client: FlaskClient) -> None:
@@ -239,3 +243,16 @@ def test_unknown_route_and_flag_answer_json_404(client: FlaskClient) -> None:
 def test_bad_actor_header_is_refused(client: FlaskClient) -> None:
     response = client.post("/api/admin/flags", json={"key": "k"}, headers=admin("x" * 300))
     assert response.status_code == 400
+
+
+def test_repeated_failed_authentication_is_rate_limited(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, flags_auth_failures_per_minute=3)
+    prepare(settings)
+    client = create_app(settings).test_client()
+    statuses = [
+        client.get("/api/admin/flags", headers={"Authorization": f"guess-{i}"}).status_code for i in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
+    limited = client.get("/api/admin/flags", headers=admin())
+    assert limited.status_code == 429
+    assert limited.json["error"]["code"] == "too_many_requests"
