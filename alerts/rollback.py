@@ -59,6 +59,12 @@ def handle_delivery(
     notifier: Notifier | None = None,
 ) -> list[Outcome]:
     """Act on every alert of `payload` and record each; failures are outcomes, not exceptions."""
+    if payload.truncated_alerts:
+        logger.warning(
+            "delivery %s dropped %d alerts (max_alerts in Alertmanager's webhook config)",
+            payload.group_key,
+            payload.truncated_alerts,
+        )
     outcomes = []
     for alert in payload.alerts:
         action, detail = _act(alert, store=store, clients=clients)

@@ -172,8 +172,8 @@ def record_name(metric: str, *, per_path: bool, window_s: int | None = None) -> 
         "p95_latency_s": f"{level}:optimizer_call_seconds_p95:{rate}",
         "cache_hit_rate": f"fn:optimizer_cache_hit_ratio:{rate}",
         "call_reduction": f"{level}:optimizer_call_reduction:{rate}",
-        "cache_bytes": "fn:optimizer_cache_bytes:max",
-        "rss_bytes": "job:process_resident_memory_bytes:max",
+        "cache_bytes": "fn:optimizer_cache_bytes:sum",
+        "rss_bytes": "rollguard:process_resident_memory_bytes:sum",
     }
     return names[metric]
 
@@ -233,9 +233,10 @@ def _recording_rules(fn: str, options: RuleOptions) -> list[dict[str, Any]]:
                 f"{hits}\n/\n({hits} + {misses})",
             )
         )
-    # A byte budget holds per process, so the worst instance is what counts.
+    # Summed over instances, as the controller's metric sources compute cache_bytes,
+    # so that one guardrail means the same to both.
     rules.append(
-        _record(record_name("cache_bytes", per_path=False), f"max by (fn) (optimizer_cache_bytes{sel})")
+        _record(record_name("cache_bytes", per_path=False), f"sum by (fn) (optimizer_cache_bytes{sel})")
     )
     return rules
 
@@ -244,7 +245,7 @@ def _process_rules(options: RuleOptions) -> list[dict[str, Any]]:
     return [
         _record(
             record_name("rss_bytes", per_path=False),
-            f"max by (job) (process_resident_memory_bytes{{{options.rss_selector}}})",
+            f"sum(process_resident_memory_bytes{{{options.rss_selector}}})",
         )
     ]
 
