@@ -90,7 +90,7 @@ def backtest(
     now, checks = start, 0
     while now <= end and simulated.enabled and simulated.state == "rolling_out":
         checks += 1
-        for v in check_flag(simulated, source, now=now, alpha=alpha):
+        for v in check_flag(simulated, source, now=now, since=stage_started, alpha=alpha):
             counts[v.verdict] += 1
             history.append(SimulatedVerdict(now, v.guardrail, v.verdict, v.value, v.threshold, v.samples))
         action = decide(simulated, history, now=now, stage_started_at=stage_started, max_gap_s=max_gap_s)

@@ -10,6 +10,8 @@ decides what an outage of the metrics means.
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import replace
 from datetime import datetime
 
 from control.decisions import DEFAULT_ALPHA, Outcome, Verdict, evaluate, evaluate_comparative
@@ -21,11 +23,27 @@ logger = logging.getLogger(__name__)
 
 
 def check_flag(
-    flag: Flag, source: MetricSource, *, now: datetime, alpha: float = DEFAULT_ALPHA
+    flag: Flag,
+    source: MetricSource,
+    *,
+    now: datetime,
+    since: datetime | None = None,
+    alpha: float = DEFAULT_ALPHA,
 ) -> list[Verdict]:
-    """Judge each of the flag's guardrails over the window ending at `now`."""
+    """Judge each of the flag's guardrails over the window ending at `now`.
+
+    With `since` (the current stage's start) windows are cut at it, so a stage
+    is judged on its own traffic only: right after a promotion or a resume the
+    short window has few samples and gives no_data until enough arrive.
+    """
     fn = flag.payload.get("fn") if isinstance(flag.payload.get("fn"), str) else None
-    return [_check(guardrail, source, fn=fn, now=now, alpha=alpha) for guardrail in flag.guardrails]
+    verdicts = []
+    for guardrail in flag.guardrails:
+        if since is not None:
+            elapsed = math.ceil((now - since).total_seconds())
+            guardrail = replace(guardrail, window_s=max(1, min(guardrail.window_s, elapsed)))
+        verdicts.append(_check(guardrail, source, fn=fn, now=now, alpha=alpha))
+    return verdicts
 
 
 def _check(

@@ -118,9 +118,9 @@ class Controller:
 
     def _evaluate(self, flag: Flag) -> Decision:
         now = self._clock()
-        verdicts = check_flag(flag, self.source, now=now, alpha=self.alpha)
-        self.store.record_verdicts([_record(flag.key, now, flag, v) for v in verdicts])
         stage_started = self._stage_started_at(flag) if flag.enabled and flag.state == "rolling_out" else None
+        verdicts = check_flag(flag, self.source, now=now, since=stage_started, alpha=self.alpha)
+        self.store.record_verdicts([_record(flag.key, now, flag, v) for v in verdicts])
         since = now - timedelta(seconds=flag.stage_hold_s + 2 * self.max_gap_s)
         if stage_started is not None:
             since = max(since, stage_started)
@@ -187,8 +187,9 @@ class Controller:
             (e.time for e in sorted(events, key=lambda e: e.id, reverse=True) if _starts_stage(e)),
             flag.updated_at,
         )
+        # The check that led to our own last action belongs to the stage before it.
         acted = [
-            d.time
+            d.time + timedelta(milliseconds=1)
             for d in self.store.decisions(flag.key, since=started)
             if not d.dry_run and d.action in (ActionKind.PROMOTE.value, ActionKind.ROLLBACK.value)
         ]
