@@ -11,6 +11,7 @@ Error tree::
     +-- ConfigError              settings that cannot work (no token, unreadable token file)
     +-- RulesError               flags whose guardrails cannot become rules
     +-- ReceiverError            status + code + message + details, sent to the caller
+        +-- BadRequest           400 a query parameter that makes no sense
         +-- Unauthenticated      401 missing or wrong bearer token
         +-- InvalidPayload       422 not an Alertmanager version-4 webhook payload
         +-- FlagServiceDown      503 the flag service did not answer; Alertmanager retries
@@ -50,6 +51,10 @@ class ReceiverError(AlertsError):
         super().__init__(message)
         self.message = message
         self.details = details
+
+
+class BadRequest(ReceiverError):
+    status, code = 400, "bad_request"
 
 
 class Unauthenticated(ReceiverError):

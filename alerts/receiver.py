@@ -21,7 +21,14 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts import errors
-from alerts.errors import ConfigError, FlagServiceDown, FlagServiceRejected, InvalidPayload, Unauthenticated
+from alerts.errors import (
+    BadRequest,
+    ConfigError,
+    FlagServiceDown,
+    FlagServiceRejected,
+    InvalidPayload,
+    Unauthenticated,
+)
 from alerts.payload import parse_payload
 from alerts.rollback import handle_delivery
 from alerts.settings import AlertsSettings
@@ -119,7 +126,7 @@ def deliveries() -> Response:
     try:
         limit = int(request.args.get("limit", "100"))
     except ValueError as exc:
-        raise InvalidPayload("limit must be an integer") from exc
+        raise BadRequest("limit must be an integer") from exc
     rows = _state().store.deliveries(
         flag=request.args.get("flag"),
         fingerprint=request.args.get("fingerprint"),

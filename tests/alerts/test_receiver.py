@@ -345,3 +345,9 @@ def test_rejects_oversized_body_with_413(receiver: Receiver) -> None:
     )
     assert response.status_code == 413
     assert response.json["error"]["code"] == "request_entity_too_large"
+
+
+def test_deliveries_reject_non_numeric_limit(receiver: Receiver) -> None:
+    response = receiver.client.get("/alertmanager/deliveries?limit=ten", headers=receiver.auth())
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "bad_request"
