@@ -17,8 +17,9 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from alerts.errors import ConfigError
-from alerts.rules import WINDOW_PROFILES, RuleOptions, build_rules, to_yaml
+from alerts.rules import RuleOptions, build_rules, to_yaml
 from alerts.settings import AlertsSettings
+from alerts.windows import WINDOW_PROFILES
 from flags.client import FlagsClient, FlagsError, FlagsUnavailable
 
 

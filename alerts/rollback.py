@@ -100,12 +100,10 @@ def handle_delivery(
 
 def kill_reason(alert: WebhookAlert) -> str:
     """Build the audit reason: alert name, summary and description, and the value if present."""
-    parts = [alert.alertname or "alert"]
-    for name in ("summary", "description"):
-        text = alert.annotations.get(name, "").strip()
-        if text:
-            parts.append(text)
-    reason = ": ".join(parts[:2]) + ("" if len(parts) < 3 else f" {parts[2]}")
+    name = alert.alertname or "alert"
+    texts = (alert.annotations.get(key, "").strip() for key in ("summary", "description"))
+    details = " ".join(text for text in texts if text)
+    reason = f"{name}: {details}" if details else name
     value = alert.annotations.get("value", "").strip()
     if value:
         reason += f" (value {value})"

@@ -1,7 +1,8 @@
 """Turn flags' guardrails into Prometheus recording and alerting rules.
 
 Pure: flags in, a rules document (the dict `promtool check rules` reads) out; no
-HTTP, no files. `alerts.cli` (`rollguard alerts rules`) fetches the flags and
+HTTP, no files. The recorded series come from `alerts.recording`, the burn-rate
+windows from `alerts.windows`. `alerts.cli` (`rollguard alerts rules`) fetches the flags and
 writes the YAML; docs/alerts.md explains the rules and the burn-rate windows.
 
 Per wrapped function (`fn`, the flag payload's "fn") one recording group holds
@@ -14,7 +15,6 @@ is the guardrail's window. Every alert carries `flag`, `action="rollback"` and
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,52 +22,18 @@ from typing import Any
 
 import yaml
 
+from alerts.recording import (
+    THRESHOLD_RATE_WINDOW_S,
+    number,
+    process_rules,
+    quote,
+    record_name,
+    recording_rules,
+)
+from alerts.windows import ROLLOUT_WINDOWS, BurnWindow, duration
 from flags.client import PATH_METRICS, Flag, Guardrail
 
 logger = logging.getLogger(__name__)
-
-THRESHOLD_RATE_WINDOW_S = 60
-"""Rate window of the series that threshold alerts compare; `for:` adds the guardrail's window."""
-RECORDED_THRESHOLD_WINDOWS_S = (60, 300)
-
-
-@dataclass(frozen=True)
-class BurnWindow:
-    """One tier of a multi-window burn-rate alert: both windows must burn faster than `factor`."""
-
-    severity: str
-    factor: float
-    long_s: int
-    short_s: int
-
-
-# The SRE workbook's recipe for a 30-day SLO (chapter "Alerting on SLOs", table 5-8).
-WORKBOOK_WINDOWS = (
-    BurnWindow("page", 14.4, 3600, 300),
-    BurnWindow("page", 6.0, 6 * 3600, 1800),
-    BurnWindow("ticket", 3.0, 24 * 3600, 7200),
-    BurnWindow("ticket", 1.0, 3 * 24 * 3600, 6 * 3600),
-)
-
-
-def scaled(windows: Sequence[BurnWindow], divisor: int) -> tuple[BurnWindow, ...]:
-    """Divide every window by `divisor`, rounding up to whole minutes (at least one)."""
-
-    def minutes(seconds: int) -> int:
-        return max(60, -(-seconds // (divisor * 60)) * 60)
-
-    return tuple(BurnWindow(w.severity, w.factor, minutes(w.long_s), minutes(w.short_s)) for w in windows)
-
-
-# The same factors with every window divided by 12, so that a rollout stage that
-# lives minutes is caught while it runs; windows are whole minutes, at least one,
-# so that a 15 s scrape gives every rate four samples. docs/alerts.md has the numbers.
-ROLLOUT_WINDOWS = scaled(WORKBOOK_WINDOWS, 12)
-
-WINDOW_PROFILES: dict[str, tuple[BurnWindow, ...]] = {
-    "rollout": ROLLOUT_WINDOWS,
-    "workbook": WORKBOOK_WINDOWS,
-}
 
 _TITLES = {
     "error_rate": "ErrorRate",
@@ -112,16 +78,6 @@ class RuleSet:
         return sum(1 for g in self.document["groups"] for r in g["rules"] if "alert" in r)
 
 
-def duration(seconds: int) -> str:
-    """Format seconds as a Prometheus duration (`90s`, `5m`, `6h`, `3d`)."""
-    if seconds <= 0:
-        return "0s"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def build_rules(flags: Iterable[Flag], options: RuleOptions | None = None) -> RuleSet:
     """Build recording groups for every fn the flags wrap and an alerting group per flag."""
     options = options or RuleOptions()
@@ -136,7 +92,7 @@ def build_rules(flags: Iterable[Flag], options: RuleOptions | None = None) -> Ru
             skipped.append(f"{flag.key}: payload has no 'fn', so its metrics cannot be selected")
             continue
         if fn not in recording:
-            recording[fn] = _recording_rules(fn, options)
+            recording[fn] = recording_rules(fn, options.windows)
         rules: list[dict[str, Any]] = []
         for guardrail in flag.guardrails:
             try:
@@ -147,7 +103,7 @@ def build_rules(flags: Iterable[Flag], options: RuleOptions | None = None) -> Ru
             alerting.append({"name": f"rollguard-flag-{flag.key}", "rules": rules})
     groups = [{"name": f"rollguard-fn-{fn}", "rules": rules} for fn, rules in sorted(recording.items())]
     if recording:
-        groups.append({"name": "rollguard-process", "rules": _process_rules(options)})
+        groups.append({"name": "rollguard-process", "rules": process_rules(options.rss_selector)})
     for reason in skipped:
         logger.warning("no rule for %s", reason)
     return RuleSet({"groups": groups + alerting}, skipped)
@@ -163,21 +119,6 @@ def to_yaml(ruleset: RuleSet, *, header: str | None = None) -> str:
     return text
 
 
-def record_name(metric: str, *, per_path: bool, window_s: int | None = None) -> str:
-    """Name of the recorded series for a derived metric (`fn_path:optimizer_error_ratio:rate5m`)."""
-    level = "fn_path" if per_path else "fn"
-    rate = f"rate{duration(window_s)}" if window_s else ""
-    names = {
-        "error_rate": f"{level}:optimizer_error_ratio:{rate}",
-        "p95_latency_s": f"{level}:optimizer_call_seconds_p95:{rate}",
-        "cache_hit_rate": f"fn:optimizer_cache_hit_ratio:{rate}",
-        "call_reduction": f"{level}:optimizer_call_reduction:{rate}",
-        "cache_bytes": "fn:optimizer_cache_bytes:sum",
-        "rss_bytes": "rollguard:process_resident_memory_bytes:sum",
-    }
-    return names[metric]
-
-
 class _RulesDumper(yaml.SafeDumper):
     """Writes multi-line PromQL as literal blocks, the way people write rule files."""
 
@@ -188,73 +129,6 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _RulesDumper.add_representer(str, _represent_str)
-
-
-# recording rules
-
-
-def _recording_rules(fn: str, options: RuleOptions) -> list[dict[str, Any]]:
-    sel = f"{{fn={_quote(fn)}}}"
-    error_windows = sorted({w for tier in options.windows for w in (tier.long_s, tier.short_s)})
-    rules: list[dict[str, Any]] = []
-    for per_path in (True, False):
-        by = "fn, path" if per_path else "fn"
-        for window_s in sorted({*error_windows, *RECORDED_THRESHOLD_WINDOWS_S}):
-            w = duration(window_s)
-            rules.append(
-                _record(
-                    record_name("error_rate", per_path=per_path, window_s=window_s),
-                    f"sum by ({by}) (rate(optimizer_errors_total{sel}[{w}]))\n"
-                    f"/\nsum by ({by}) (rate(optimizer_requests_total{sel}[{w}]))",
-                )
-            )
-        for window_s in RECORDED_THRESHOLD_WINDOWS_S:
-            w = duration(window_s)
-            rules.append(
-                _record(
-                    record_name("p95_latency_s", per_path=per_path, window_s=window_s),
-                    f"histogram_quantile(0.95, sum by ({by}, le) (rate(optimizer_call_seconds_bucket{sel}[{w}])))",
-                )
-            )
-            rules.append(
-                _record(
-                    record_name("call_reduction", per_path=per_path, window_s=window_s),
-                    f"1 - (\n  sum by ({by}) (rate(optimizer_backend_calls_total{sel}[{w}]))\n"
-                    f"  /\n  sum by ({by}) (rate(optimizer_requests_total{sel}[{w}]))\n)",
-                )
-            )
-    for window_s in RECORDED_THRESHOLD_WINDOWS_S:
-        w = duration(window_s)
-        hits = f"sum by (fn) (rate(optimizer_cache_hits_total{sel}[{w}]))"
-        misses = f"sum by (fn) (rate(optimizer_cache_misses_total{sel}[{w}]))"
-        rules.append(
-            _record(
-                record_name("cache_hit_rate", per_path=False, window_s=window_s),
-                f"{hits}\n/\n({hits} + {misses})",
-            )
-        )
-    # Summed over instances, as the controller's metric sources compute cache_bytes,
-    # so that one guardrail means the same to both.
-    rules.append(
-        _record(record_name("cache_bytes", per_path=False), f"sum by (fn) (optimizer_cache_bytes{sel})")
-    )
-    return rules
-
-
-def _process_rules(options: RuleOptions) -> list[dict[str, Any]]:
-    return [
-        _record(
-            record_name("rss_bytes", per_path=False),
-            f"sum(process_resident_memory_bytes{{{options.rss_selector}}})",
-        )
-    ]
-
-
-def _record(name: str, expr: str) -> dict[str, Any]:
-    return {"record": name, "expr": expr}
-
-
-# alerting rules
 
 
 def _alerts_for(flag: Flag, fn: str, guardrail: Guardrail, options: RuleOptions) -> list[dict[str, Any]]:
@@ -292,8 +166,8 @@ def _burn_rate_alerts(
         long_series = record_name("error_rate", per_path=per_path, window_s=tier.long_s) + sel
         short_series = record_name("error_rate", per_path=per_path, window_s=tier.short_s) + sel
         expr = (
-            f"{long_series} {op} {_num(limit)}\n"
-            f"and\n{short_series} {op} {_num(limit)}\n"
+            f"{long_series} {op} {number(limit)}\n"
+            f"and\n{short_series} {op} {number(limit)}\n"
             f"and on ({on})\n"
             f"sum by ({on}) (increase(optimizer_requests_total{sel}[{long_w}])) >= {guardrail.min_samples}"
         )
@@ -304,21 +178,21 @@ def _burn_rate_alerts(
                 "expr": expr,
                 "labels": {
                     **_labels(flag, fn, guardrail, tier.severity),
-                    "burn_rate": _num(tier.factor),
+                    "burn_rate": number(tier.factor),
                     "long_window": long_w,
                     "short_window": short_w,
                 },
                 "annotations": {
                     "summary": (
-                        f"Flag {flag.key}: {fn}{where} burns its error budget {_num(tier.factor)}x "
+                        f"Flag {flag.key}: {fn}{where} burns its error budget {number(tier.factor)}x "
                         f"too fast (error ratio {{{{ $value | humanizePercentage }}}} over {long_w})"
                     ),
                     "description": (
-                        f"The error ratio of {fn}{where} is above {_num(tier.factor)} x the SLO's "
-                        f"allowed {_num(slo)} over both {long_w} and {short_w}. Rolling the flag back."
+                        f"The error ratio of {fn}{where} is above {number(tier.factor)} x the SLO's "
+                        f"allowed {number(slo)} over both {long_w} and {short_w}. Rolling the flag back."
                     ),
                     "guardrail": guardrail.name,
-                    "threshold": _num(slo),
+                    "threshold": number(slo),
                     "value": "{{ $value }}",
                 },
             }
@@ -335,15 +209,15 @@ def _threshold_alert(flag: Flag, fn: str, guardrail: Guardrail) -> dict[str, Any
     breach = _BREACH_OP[guardrail.op]
     if metric == "rss_bytes":
         series = record_name(metric, per_path=False)
-        expr = f"{series} {breach} {_num(guardrail.threshold)}"
+        expr = f"{series} {breach} {number(guardrail.threshold)}"
     elif metric == "cache_bytes":
-        series = record_name(metric, per_path=False) + f"{{fn={_quote(fn)}}}"
-        expr = f"{series} {breach} {_num(guardrail.threshold)}"
+        series = record_name(metric, per_path=False) + f"{{fn={quote(fn)}}}"
+        expr = f"{series} {breach} {number(guardrail.threshold)}"
     else:
         series = record_name(metric, per_path=per_path, window_s=THRESHOLD_RATE_WINDOW_S) + sel
         on = "fn, path" if per_path else "fn"
         expr = (
-            f"{series} {breach} {_num(guardrail.threshold)}\n"
+            f"{series} {breach} {number(guardrail.threshold)}\n"
             f"and on ({on})\n"
             f"sum by ({on}) (increase(optimizer_requests_total{sel}[{duration(THRESHOLD_RATE_WINDOW_S)}]))"
             f" >= {guardrail.min_samples}"
@@ -360,10 +234,10 @@ def _threshold_alert(flag: Flag, fn: str, guardrail: Guardrail) -> dict[str, Any
             "summary": f"Flag {flag.key}: {metric} of {fn}{where} is {value}, guardrail {guardrail.name}",
             "description": (
                 f"{metric} of {fn}{where} has failed the guardrail {metric} {guardrail.op} "
-                f"{_num(guardrail.threshold)} for {duration(guardrail.window_s)}. Rolling the flag back."
+                f"{number(guardrail.threshold)} for {duration(guardrail.window_s)}. Rolling the flag back."
             ),
             "guardrail": guardrail.name,
-            "threshold": _num(guardrail.threshold),
+            "threshold": number(guardrail.threshold),
             "value": "{{ $value }}",
         },
     }
@@ -375,7 +249,7 @@ def _comparative_alert(flag: Flag, fn: str, guardrail: Guardrail) -> dict[str, A
         raise ValueError(f"{metric} has no per-path series to compare")
     w = duration(THRESHOLD_RATE_WINDOW_S)
     name = record_name(metric, per_path=True, window_s=THRESHOLD_RATE_WINDOW_S)
-    fn_q = _quote(fn)
+    fn_q = quote(fn)
     optimized = f'{name}{{fn={fn_q}, path="optimized"}}'
     direct = f'{name}{{fn={fn_q}, path="direct"}}'
     # "Worse" is higher for errors and latency, lower for call reduction.
@@ -383,7 +257,7 @@ def _comparative_alert(flag: Flag, fn: str, guardrail: Guardrail) -> dict[str, A
     if metric == "call_reduction":
         worse = f"({direct} - ignoring (path) {optimized})"
     expr = (
-        f"{worse} > {_num(guardrail.threshold)}\n"
+        f"{worse} > {number(guardrail.threshold)}\n"
         f"and on (fn)\n"
         f"min by (fn) (sum by (fn, path) (increase(optimizer_requests_total{{fn={fn_q}}}[{w}])))"
         f" >= {guardrail.min_samples}"
@@ -400,10 +274,10 @@ def _comparative_alert(flag: Flag, fn: str, guardrail: Guardrail) -> dict[str, A
             ),
             "description": (
                 f"The optimized cohort's {metric} has been worse than the direct cohort's by more "
-                f"than {_num(guardrail.threshold)} for {duration(guardrail.window_s)}. Rolling the flag back."
+                f"than {number(guardrail.threshold)} for {duration(guardrail.window_s)}. Rolling the flag back."
             ),
             "guardrail": guardrail.name,
-            "threshold": _num(guardrail.threshold),
+            "threshold": number(guardrail.threshold),
             "value": "{{ $value }}",
         },
     }
@@ -421,14 +295,5 @@ def _labels(flag: Flag, fn: str, guardrail: Guardrail, severity: str) -> dict[st
 
 def _series_selector(fn: str, path: str | None) -> str:
     if path is None:
-        return f"{{fn={_quote(fn)}}}"
-    return f"{{fn={_quote(fn)}, path={_quote(path)}}}"
-
-
-def _quote(value: str) -> str:
-    # JSON string escapes are valid PromQL string escapes.
-    return json.dumps(value)
-
-
-def _num(value: float) -> str:
-    return f"{value:.12g}"
+        return f"{{fn={quote(fn)}}}"
+    return f"{{fn={quote(fn)}, path={quote(path)}}}"

@@ -11,14 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.rules import (
-    ROLLOUT_WINDOWS,
-    WORKBOOK_WINDOWS,
-    RuleOptions,
-    build_rules,
-    duration,
-    to_yaml,
-)
+from alerts.rules import RuleOptions, build_rules, to_yaml
+from alerts.windows import ROLLOUT_WINDOWS, WORKBOOK_WINDOWS, duration
 from flags.client import Flag, Guardrail, RollbackPolicy
 from tests.alerts.conftest import FN, new_flag
 from tests.conftest import LiveFlagService
