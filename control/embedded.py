@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from control import derive, promql
-from control.metrics import Point, WindowValue, series_window_s
+from control.metrics import Point, WindowValue, series_times, series_window_s
 from control.store import ControlStore, RawSample
 
 SeriesKey = tuple[str, str, str | None, str | None, str | None]  # target, name, fn, path, le
@@ -70,8 +70,8 @@ class EmbeddedSource:
         groups = group(rows)
         times = {key: [t for t, _v in points] for key, points in groups.items()}
         out: list[Point] = []
-        t = start.timestamp()
-        while t <= end.timestamp() + 1e-9:
+        t, last = series_times(start, end, step_s)
+        while t <= last:
             lo = t - window_s
             sliced = {
                 key: points[bisect.bisect_left(times[key], lo) : bisect.bisect_right(times[key], t)]

@@ -12,6 +12,7 @@ payload["fn"]; None means all functions, `path` None means both cohorts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -65,8 +66,23 @@ class MetricSource(Protocol):
         end: datetime,
         step_s: int = 5,
     ) -> list[Point]:
-        """Return `metric` every `step_s` from `start` to `end`; points without a value are left out."""
+        """Return `metric` at each multiple of `step_s` (epoch seconds) within [start, end].
+
+        Points without a value are left out; each covers `series_window_s(step_s)`.
+        """
         ...
+
+
+def series_times(start: datetime, end: datetime, step_s: int) -> tuple[float, float]:
+    """First and last evaluation instants (epoch s) of a series: multiples of `step_s` within [start, end].
+
+    Aligning to the step makes both sources evaluate at the same instants and
+    lets a chart's points stay put as its range slides.
+    """
+    step = max(1, int(step_s))
+    first = math.ceil(start.timestamp() / step) * step
+    last = math.floor(end.timestamp() / step) * step
+    return float(first), float(last)
 
 
 def series_window_s(step_s: int) -> int:

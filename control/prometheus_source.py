@@ -18,7 +18,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 
 from control import promql
 from control.errors import TemporaryError
-from control.metrics import Point, WindowValue, series_window_s
+from control.metrics import Point, WindowValue, series_times, series_window_s
 
 
 class PrometheusSource:
@@ -56,9 +56,15 @@ class PrometheusSource:
         step_s: int = 5,
     ) -> list[Point]:
         query = promql.value_query(metric, fn=fn, path=path, window_s=series_window_s(step_s))
+        first, last = series_times(start, end, step_s)
+        if first > last:
+            return []
         result = self._call(
             lambda: self._prom.custom_query_range(
-                query, start_time=start, end_time=end, step=str(int(step_s))
+                query,
+                start_time=datetime.fromtimestamp(first, UTC),
+                end_time=datetime.fromtimestamp(last, UTC),
+                step=str(max(1, int(step_s))),
             )
         )
         points: list[Point] = []
