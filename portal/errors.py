@@ -13,6 +13,8 @@ Error tree::
     +-- TooManyRequests         429, rate limit or concurrency cap
     +-- Unavailable             503, database pool exhausted or backend failing
 
+The optimizer's own errors (an injected fault, its concurrency cap or rate
+limit) and database pool exhaustion become 503 (429 for the rate limit).
 `register_handlers` is called by `create_app`.
 """
 
@@ -25,6 +27,8 @@ import sqlalchemy.exc
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
+
+from optimizer import FaultInjected, OptimizerError, Overloaded, RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +95,17 @@ def register_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         code = (exc.name or "http_error").lower().replace(" ", "_")
         return jsonify(error_body(code, exc.description or exc.name, None)), exc.code or 500
+
+    @app.errorhandler(OptimizerError)
+    def _optimizer_error(exc: OptimizerError) -> ResponseReturnValue:
+        if isinstance(exc, FaultInjected):
+            return jsonify(error_body("fault_injected", str(exc))), 503
+        if isinstance(exc, RateLimited):
+            return jsonify(error_body("backend_rate_limited", str(exc))), 429, {"Retry-After": "1"}
+        if isinstance(exc, Overloaded):
+            return jsonify(error_body("backend_overloaded", str(exc))), 503, {"Retry-After": "1"}
+        logger.warning("optimizer error: %s", exc)
+        return jsonify(error_body("backend_error", str(exc))), 503
 
     @app.errorhandler(sqlalchemy.exc.TimeoutError)
     def _pool_exhausted(exc: sqlalchemy.exc.TimeoutError) -> ResponseReturnValue:

@@ -1,6 +1,8 @@
 """Portal settings, read once from the environment by the entry points (`rollguard portal serve`).
 
 Tests and the bench build `PortalSettings(...)` directly and hand it to `create_app`.
+The optimizer's own knobs (TTL, batch size, ...) are `ROLLGUARD_OPTIMIZER_*`, read by
+`OptimizerConfig.from_env` at the same entry points.
 
 | variable | default | meaning |
 | --- | --- | --- |
@@ -11,7 +13,7 @@ Tests and the bench build `PortalSettings(...)` directly and hand it to `create_
 | ROLLGUARD_PORTAL_ADMIN_TOKEN | unset | protects the fault endpoint; unset refuses it |
 | ROLLGUARD_PORTAL_OPTIMIZE | off | on/off, the static gate used without a flag service |
 | ROLLGUARD_PORTAL_POOL_SIZE / _POOL_OVERFLOW / _POOL_TIMEOUT_S | 20 / 0 / 5 | the bounded pool |
-| ROLLGUARD_PORTAL_CACHE_TTL_S | 30 | how long an attempts list may be served from cache |
+| ROLLGUARD_VAR_DIR | ./var | where the Unleash SDK keeps its cache |
 | ROLLGUARD_PORTAL_BATCH_MAX_KEYS | 200 | largest batch request (more -> 413) |
 | ROLLGUARD_PORTAL_BATCH_RATE_LIMIT | 20/second | per client, `limits` notation (more -> 429) |
 | ROLLGUARD_PORTAL_BATCH_CONCURRENCY | 4 | batch requests served at once (more -> 429) |
@@ -51,10 +53,11 @@ class PortalSettings(BaseSettings):
     pool_overflow: int = Field(default=0, ge=0)
     pool_timeout_s: float = Field(default=5.0, gt=0)
 
-    cache_ttl_s: float = Field(default=30.0, gt=0)
     flags_refresh_s: int = Field(default=5, ge=1)
     flags_metrics_s: int = Field(default=30, ge=1)
-    var_dir: Path = Path("./var")
+    var_dir: Path = Field(
+        default=Path("./var"), validation_alias=AliasChoices("var_dir", "ROLLGUARD_VAR_DIR")
+    )
 
     batch_max_keys: int = Field(default=200, ge=1)
     batch_rate_limit: str = "20/second"

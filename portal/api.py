@@ -1,0 +1,110 @@
+"""The portal's JSON API besides the pages: submissions, batch reads, info, health, metrics.
+
+- `POST /api/exam/submit` writes an attempt, then invalidates `student:<id>`
+  before answering, so the student's next page shows it (read-your-writes).
+- `POST /api/exam/batch-attempts` reads many keys through the optimizer's
+  batched path; bounded (413), rate limited and concurrency capped (429).
+- `GET /api/portal/info` tells the traffic generator what it needs for the
+  ideal (TTL, stale window, catalog size).
+- `GET /healthz`, `GET /metrics`.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from portal import data
+from portal.errors import BadRequest, NotFound, TooLarge
+from portal.metrics import CONTENT_TYPE_LATEST
+from portal.pages import PATH_HEADER, user_id_for
+from portal.runtime import current_portal
+from portal.schemas import BatchRequest, Submission, parse_body
+
+bp = Blueprint("api", __name__)
+
+
+@bp.post("/api/exam/submit")
+def submit() -> ResponseReturnValue:
+    """Record one attempt and drop the student's cached attempts before answering."""
+    portal = current_portal()
+    body = parse_body(Submission)
+    catalog = portal.catalog()
+    series_id = catalog.exam_series.get(body.exam_id)
+    if series_id is None:
+        raise NotFound(f"no exam {body.exam_id}", code="unknown_exam")
+    if body.student_id > catalog.max_student_id and body.student_id > portal.refresh_catalog().max_student_id:
+        raise NotFound(f"no student {body.student_id}", code="unknown_student")
+    attempt = data.record_attempt(
+        portal.engine, student_id=body.student_id, series_id=series_id, exam_id=body.exam_id, score=body.score
+    )
+    tag = data.student_tag(body.student_id)
+    portal.optimizer.invalidate_tag(tag)
+    portal.metrics.submissions.inc()
+    result = {"student_id": body.student_id, "series_id": series_id, "attempt": attempt, "invalidated": tag}
+    return jsonify(result), 201
+
+
+@bp.post("/api/exam/batch-attempts")
+def batch_attempts() -> Response:
+    """Return the attempts of many students (all their series) or of explicit keys."""
+    portal = current_portal()
+    body = parse_body(BatchRequest)
+    catalog = portal.catalog()
+    limit = portal.settings.batch_max_keys
+    if body.student_ids is not None:
+        if len(body.student_ids) * max(len(catalog.series), 1) > limit:
+            raise TooLarge(
+                f"at most {limit} keys per batch", details={"max_keys": limit, "series": len(catalog.series)}
+            )
+        if any(s < 1 for s in body.student_ids):
+            raise BadRequest("student ids must be >= 1")
+        keys = [data.attempts_key(s, series) for s in body.student_ids for series in catalog.series]
+    else:
+        assert body.keys is not None
+        if len(body.keys) > limit:
+            raise TooLarge(f"at most {limit} keys per batch", details={"max_keys": limit})
+        for key in body.keys:
+            try:
+                data.parse_key(key)
+            except ValueError:
+                raise BadRequest(f"not an attempts key: {key[:40]!r}", details={"key": key[:40]}) from None
+        keys = list(dict.fromkeys(body.keys))
+    user = body.user_id or (user_id_for(body.student_ids[0]) if body.student_ids else "batch")
+    with portal.throttle.admit(request.remote_addr or "unknown"):
+        path = portal.path_for(user)
+        values = portal.optimizer.get_many(keys, user_id=user)
+    response = jsonify({"path": path, "attempts": {key: values[key] for key in keys}})
+    response.headers[PATH_HEADER] = path
+    return response
+
+
+@bp.get("/api/portal/info")
+def info() -> Response:
+    """What a load generator needs to know about this portal."""
+    portal = current_portal()
+    catalog = portal.catalog()
+    config = portal.config
+    return jsonify(
+        {
+            "function": "get_all_exam_attempts",
+            "gate": portal.gate.kind,
+            "ttl_s": config.ttl_s,
+            "stale_s": config.stale_s,
+            "max_batch": config.max_batch,
+            "pool_capacity": portal.settings.pool_size + portal.settings.pool_overflow,
+            "students": catalog.max_student_id,
+            "series": list(catalog.series),
+            "exams": {str(sid): list(ids) for sid, ids in catalog.exams.items()},
+        }
+    )
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(current_portal().metrics.render(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,111 @@
+"""`rollguard portal ...`: serve the reference exam portal, seed its database.
+
+The settings are read here, once, from the environment; command-line options
+override them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import click
+
+from portal.settings import PortalSettings
+
+logger = logging.getLogger(__name__)
+
+
+@click.group("portal")
+def command() -> None:
+    """The reference exam portal."""
+
+
+def _settings(**overrides: object) -> PortalSettings:
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return PortalSettings(**given)
+
+
+@command.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--flags-url", default=None, help="Flag service URL [env ROLLGUARD_FLAGS_URL].")
+@click.option("--redis-url", default=None, help="Redis for a shared cache [env ROLLGUARD_REDIS_URL].")
+@click.option("--database-url", default=None, help="[env ROLLGUARD_PORTAL_DATABASE_URL]")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=64, show_default=True, help="Threads per worker."
+)
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+def serve(
+    host: str,
+    port: int,
+    flags_url: str | None,
+    redis_url: str | None,
+    database_url: str | None,
+    workers: int,
+    threads: int,
+    dev: bool,
+) -> None:
+    """Serve the portal (gunicorn, gthread workers)."""
+    from optimizer import OptimizerConfig
+    from portal.app import create_app
+    from portal.server import PortalServer, gunicorn_options
+
+    settings = _settings(flags_url=flags_url, redis_url=redis_url, database_url=database_url)
+    config = OptimizerConfig.from_env(os.environ)
+    if workers > 1 and not settings.redis_url:
+        raise click.UsageError(
+            "--workers > 1 needs --redis-url: without a shared cache a submission would only "
+            "invalidate the worker that took it, and other workers would serve stale attempts"
+        )
+    gate = (
+        f"flag at {settings.flags_url}"
+        if settings.flags_url
+        else f"static ({'on' if settings.optimize else 'off'})"
+    )
+    click.echo(f"portal on http://{host}:{port}  gate: {gate}  database: {settings.database_url}", err=True)
+    if dev:
+        create_app(settings, config).run(host=host, port=port, threaded=True)
+        return
+    options = gunicorn_options(host=host, port=port, workers=workers, threads=threads)
+    PortalServer(lambda: create_app(settings, config), options).run()
+
+
+@command.command("seed")
+@click.option("--students", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--series", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--exams", type=click.IntRange(min=1), default=5, show_default=True, help="Exams per series.")
+@click.option(
+    "--attempts", type=click.IntRange(min=0), default=2, show_default=True, help="Past attempts per series."
+)
+@click.option("--database-url", default=None, help="[env ROLLGUARD_PORTAL_DATABASE_URL]")
+@click.option("--reset", is_flag=True, help="Drop and recreate the tables first.")
+def seed_command(
+    students: int, series: int, exams: int, attempts: int, database_url: str | None, reset: bool
+) -> None:
+    """Fill the portal's database (idempotent: only what is missing is added)."""
+    from portal.db import make_engine
+    from portal.seed import SeedPlan, seed
+
+    settings = _settings(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    plan = SeedPlan(students=students, series=series, exams_per_series=exams, attempts_per_series=attempts)
+    started = time.monotonic()
+
+    step = max(students // 10, 1)
+    shown = [0]
+
+    def progress(done: int, total: int) -> None:
+        if done - shown[0] >= step or done == total:
+            shown[0] = done
+            click.echo(f"seeding students {done}/{total}", err=True)
+
+    result = seed(engine, plan, reset=reset, progress=progress)
+    engine.dispose()
+    click.echo(
+        f"seeded {result.students_added} students and {result.attempts_added} attempts "
+        f"in {time.monotonic() - started:.1f}s ({settings.database_url})",
+        err=True,
+    )

@@ -1,0 +1,54 @@
+"""The portal's own Prometheus metrics, on a registry of the app's own.
+
+`create_app` builds one `PortalMetrics` per app and hands the same registry to
+the optimizer, so `/metrics` serves portal_*, optimizer_* and process_* series
+together and several apps can live in one test process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["CONTENT_TYPE_LATEST", "PortalMetrics"]
+
+
+class PortalMetrics:
+    """Counters and gauges the pages, the database layer and the batch endpoint update."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.page_loads = Counter(
+            "portal_page_loads", "MyTestSeries / ExamHome loads", ["page", "path"], registry=self.registry
+        )
+        self.db_queries = Counter(
+            "portal_db_queries", "SQL statements sent to the database", registry=self.registry
+        )
+        self.pool_in_use = Gauge(
+            "portal_db_pool_in_use", "Database connections checked out of the pool", registry=self.registry
+        )
+        self.pool_size = Gauge(
+            "portal_db_pool_size",
+            "Connections the pool may hand out (size + overflow)",
+            registry=self.registry,
+        )
+        self.submissions = Counter(
+            "portal_submissions", "Exam attempts written by POST /api/exam/submit", registry=self.registry
+        )
+        self.batch_in_flight = Gauge(
+            "portal_batch_in_flight", "Batch requests being served now", registry=self.registry
+        )
+        self.batch_rejected = Counter(
+            "portal_batch_rejected", "Batch requests refused", ["reason"], registry=self.registry
+        )
+
+    def watch_pool(self, in_use: Callable[[], int], capacity: int) -> None:
+        """Report the pool's checked-out count at every scrape."""
+        self.pool_in_use.set_function(lambda: float(in_use()))
+        self.pool_size.set(capacity)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

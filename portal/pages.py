@@ -1,0 +1,110 @@
+"""The page endpoints that reproduce the incident's call patterns.
+
+- `GET /api/pages/my-test-series?student_id=`: one `get_all_exam_attempts` call
+  per test series of the student (12 with the default seed).
+- `GET /api/pages/exam-home?student_id=&series_id=&step=`: one step of an exam
+  session; its widgets each read the same attempts, 14 calls over the 5 steps.
+
+Each response carries the attempts it read, the keys of its logical calls in
+order (`calls`) and the path that served them (`path`, and the header
+X-Rollguard-Path), so the traffic generator and the tests can compare paths,
+compute the ideal and detect stale reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from portal import data
+from portal.errors import NotFound
+from portal.runtime import Portal, current_portal
+from portal.schemas import query_int
+
+bp = Blueprint("pages", __name__, url_prefix="/api/pages")
+
+PATH_HEADER = "X-Rollguard-Path"
+
+# Widgets of each ExamHome step that read the attempts (in the original app each
+# widget fetched them on its own): 3 + 3 + 2 + 3 + 3 = 14 calls per session.
+EXAM_HOME_STEPS: tuple[tuple[str, ...], ...] = (
+    ("header", "progress", "history"),
+    ("instructions", "eligibility", "history"),
+    ("timer", "resume"),
+    ("navigator", "progress", "autosave"),
+    ("review", "score", "history"),
+)
+
+
+def user_id_for(student_id: int) -> str:
+    """The id the gate buckets a student by (sticky rollout on userId)."""
+    return f"s{student_id}"
+
+
+def _student(portal: Portal) -> int:
+    student_id = query_int("student_id", minimum=1)
+    if student_id > portal.catalog().max_student_id and student_id > portal.refresh_catalog().max_student_id:
+        raise NotFound(f"no student {student_id}", code="unknown_student")
+    return student_id
+
+
+def _page(portal: Portal, page: str, path: str, body: dict[str, Any]) -> Response:
+    portal.metrics.page_loads.labels(page=page, path=path).inc()
+    response = jsonify({"page": page, "path": path, **body})
+    response.headers[PATH_HEADER] = path
+    return response
+
+
+@bp.get("/my-test-series")
+def my_test_series() -> Response:
+    """List the student's test series, each with its attempts (one call per series)."""
+    portal = current_portal()
+    student_id = _student(portal)
+    user = user_id_for(student_id)
+    path = portal.path_for(user)
+    series = []
+    calls = []
+    for series_id, name in portal.catalog().series.items():
+        key = data.attempts_key(student_id, series_id)
+        calls.append(key)
+        series.append({"series_id": series_id, "name": name, "attempts": portal.optimizer(key, user_id=user)})
+    return _page(portal, "my-test-series", path, {"student_id": student_id, "calls": calls, "series": series})
+
+
+@bp.get("/exam-home")
+def exam_home() -> Response:
+    """One step of an exam session: every widget of the step reads the attempts again."""
+    portal = current_portal()
+    student_id = _student(portal)
+    catalog = portal.catalog()
+    series_id = query_int("series_id", minimum=1)
+    if series_id not in catalog.series:
+        raise NotFound(f"no test series {series_id}", code="unknown_series")
+    step = query_int("step", minimum=0, maximum=len(EXAM_HOME_STEPS) - 1, default=0)
+    user = user_id_for(student_id)
+    path = portal.path_for(user)
+    key = data.attempts_key(student_id, series_id)
+    widgets = []
+    attempts: list[data.AttemptRecord] = []
+    for widget in EXAM_HOME_STEPS[step]:
+        attempts = portal.optimizer(key, user_id=user)
+        widgets.append(
+            {
+                "widget": widget,
+                "attempt_count": len(attempts),
+                "best_score": max((a["score"] for a in attempts), default=None),
+                "last_attempt_id": attempts[-1]["id"] if attempts else None,
+            }
+        )
+    body = {
+        "student_id": student_id,
+        "series_id": series_id,
+        "step": step,
+        "steps": len(EXAM_HOME_STEPS),
+        "exams": list(catalog.exams.get(series_id, ())),
+        "calls": [key] * len(widgets),
+        "widgets": widgets,
+        "attempts": attempts,
+    }
+    return _page(portal, "exam-home", path, body)

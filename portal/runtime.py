@@ -1,0 +1,160 @@
+"""The running portal: its engine, optimizer, metrics and catalog, shared by the blueprints.
+
+`create_app` builds one `Portal` with `build_portal` and stores it in
+`app.extensions["portal"]`; views reach it through `current_portal()`.
+`get_all_exam_attempts` is wrapped here, unchanged, under string keys
+`"<student_id>:<series_id>"` tagged `student:<id>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from flask import current_app
+from sqlalchemy import Engine
+
+from optimizer import Cache, InProcessCache, Optimizer, OptimizerConfig
+from portal import data
+from portal.db import create_schema, make_engine, pool_in_use
+from portal.gate import BuiltGate, build_gate
+from portal.metrics import PortalMetrics
+from portal.settings import PortalSettings
+from portal.throttle import BatchThrottle
+
+logger = logging.getLogger(__name__)
+
+FUNCTION_NAME = "get_all_exam_attempts"
+
+# A missing catalog (portal started before seeding) is re-read at most this often.
+_CATALOG_RETRY_S = 2.0
+
+
+@dataclass
+class Portal:
+    """What every request of one portal app shares."""
+
+    settings: PortalSettings
+    engine: Engine
+    optimizer: Optimizer
+    metrics: PortalMetrics
+    gate: BuiltGate
+    throttle: BatchThrottle
+    config: OptimizerConfig
+    _catalog: data.Catalog | None = None
+    _catalog_read_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False
+
+    def catalog(self) -> data.Catalog:
+        """The series and students, read once (and again while the database is still empty)."""
+        with self._lock:
+            now = time.monotonic()
+            stale = self._catalog is None or (
+                self._catalog.empty and now - self._catalog_read_at > _CATALOG_RETRY_S
+            )
+            if stale:
+                self._catalog = data.load_catalog(self.engine)
+                self._catalog_read_at = now
+            assert self._catalog is not None
+            return self._catalog
+
+    def refresh_catalog(self) -> data.Catalog:
+        """Re-read the catalog now (a student id above the known range may be newly seeded)."""
+        with self._lock:
+            self._catalog = data.load_catalog(self.engine)
+            self._catalog_read_at = time.monotonic()
+            return self._catalog
+
+    def path_for(self, user_id: str) -> str:
+        """The path (`optimized` or `direct`) that serves this user now: the gate's cohort, after the breaker.
+
+        A breaker that trips in the middle of a page sends the rest of its calls
+        direct; the page still reports the path it started on.
+        """
+        if not self.gate.gate.decide(user_id).optimized:
+            return "direct"
+        return "direct" if self.optimizer.stats().get("breaker") == "open" else "optimized"
+
+    def close(self) -> None:
+        """Stop the optimizer's threads and the Unleash client, close the pool; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.optimizer.close()
+        self.gate.close()
+        self.engine.dispose()
+
+
+def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | None = None) -> Portal:
+    """Connect the database, build the gate and wrap `get_all_exam_attempts` in the optimizer."""
+    metrics = PortalMetrics()
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.pool_size,
+        pool_overflow=settings.pool_overflow,
+        pool_timeout_s=settings.pool_timeout_s,
+        on_query=metrics.db_queries.inc,
+    )
+    capacity = settings.pool_size + settings.pool_overflow
+    metrics.watch_pool(partial(pool_in_use, engine), capacity)
+    create_schema(engine)
+    # The optimized path never asks for more connections than the pool has.
+    config = with_capacity(optimizer_config or OptimizerConfig(), capacity)
+    cache = _redis_cache(settings.redis_url, config) if settings.redis_url else InProcessCache(config)
+    gate = build_gate(settings)
+    optimizer = Optimizer(
+        partial(_fetch_one, engine),
+        name=FUNCTION_NAME,
+        batch_fn=partial(_fetch_many, engine),
+        config=config,
+        cache=cache,
+        gate=gate.gate,
+        tags=_tags,
+        registry=metrics.registry,
+    )
+    throttle = BatchThrottle(
+        rate_limit=settings.batch_rate_limit,
+        concurrency=settings.batch_concurrency,
+        metrics=metrics,
+        redis_url=settings.redis_url,
+    )
+    return Portal(settings, engine, optimizer, metrics, gate, throttle, config)
+
+
+def _redis_cache(url: str, config: OptimizerConfig) -> Cache:
+    # Imported only when configured: the Redis tier loads the redis client.
+    from optimizer import RedisCache
+
+    cache: Cache = RedisCache(url, config)
+    return cache
+
+
+def with_capacity(config: OptimizerConfig, capacity: int) -> OptimizerConfig:
+    """Cap the optimizer's backend concurrency at the pool's capacity."""
+    return dataclasses.replace(config, max_concurrency=min(config.max_concurrency, capacity))
+
+
+def _fetch_one(engine: Engine, key: str) -> list[data.AttemptRecord]:
+    student_id, series_id = data.parse_key(key)
+    return data.get_all_exam_attempts(engine, student_id, series_id)
+
+
+def _fetch_many(engine: Engine, keys: Sequence[str]) -> dict[str, list[data.AttemptRecord]]:
+    return data.get_exam_attempts_many(engine, keys)
+
+
+def _tags(key: str) -> list[str]:
+    student_id, _series = data.parse_key(key)
+    return [data.student_tag(student_id)]
+
+
+def current_portal() -> Portal:
+    """The Portal of the app handling the current request."""
+    portal: Portal = current_app.extensions["portal"]
+    return portal

@@ -1,0 +1,288 @@
+"""Drive a live portal with one scenario, using locust as a library, and summarise the run.
+
+Called by `rollguard traffic run` (portal.traffic_cli) in its own process:
+importing locust monkeypatches the standard library with gevent, so nothing
+that the portal or the in-process tests import may import this module.
+
+Each virtual user is one student (ids from `first_student` up) playing the
+scenario's plan (portal.scenarios) over real HTTP with FastHttpUser. The run
+scrapes the portal's /metrics before and after (deltas of backend calls, DB
+queries) and every `sample_every_s` during it (peak pool in use), and prints a
+progress line every `progress_every_s` seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import gevent
+import httpx
+from locust import FastHttpUser, constant, task
+from locust.env import Environment
+
+from portal import promtext
+from portal.ideal import eta, minimum_calls
+from portal.recording import RunRecorder, latency_summary, percentile
+from portal.scenarios import SCENARIOS, SPAWN_SHARE_PER_S, Action, Catalog, LoadPage, Pause, Submit
+
+FN = "get_all_exam_attempts"
+
+
+class TrafficError(Exception):
+    """The run could not start: the target is unreachable, unseeded or too small."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    scenario: str
+    users: int
+    duration_s: float
+    target: str
+    spawn_rate: float | None = None
+    first_student: int = 1
+    seed: int = 0
+    progress_every_s: float = 3.0
+    sample_every_s: float = 0.5
+
+
+@dataclass
+class _Shared:
+    """State every virtual user of one run shares (greenlets of one thread: no locks needed)."""
+
+    plan: Callable[[int, Catalog, random.Random], Iterator[Action]]
+    catalog: Catalog
+    recorder: RunRecorder
+    students: Iterator[int]
+    t0: float
+    seed: int
+
+
+class _Student(FastHttpUser):
+    abstract = True
+    wait_time = constant(0)  # plans carry their own think time
+    network_timeout = 30.0
+    connection_timeout = 10.0
+    shared: _Shared
+
+    def on_start(self) -> None:
+        self.student_id = next(self.shared.students)
+        rng = random.Random(self.shared.seed * 1_000_003 + self.student_id)
+        self.actions = self.shared.plan(self.student_id, self.shared.catalog, rng)
+
+    @task
+    def act(self) -> None:
+        action = next(self.actions)
+        if isinstance(action, Pause):
+            gevent.sleep(action.seconds)
+        elif isinstance(action, LoadPage):
+            self._load(action)
+        else:
+            self._submit(action)
+
+    def _load(self, action: LoadPage) -> None:
+        recorder = self.shared.recorder
+        started = time.monotonic()
+        with self.client.get(action.url, name=action.page, catch_response=True) as response:
+            elapsed = time.monotonic() - started
+            recorder.status(response.status_code)
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}")
+                return
+            recorder.page(
+                page=action.page, started=started - self.shared.t0, elapsed_s=elapsed, body=response.json()
+            )
+
+    def _submit(self, action: Submit) -> None:
+        recorder = self.shared.recorder
+        started = time.monotonic()
+        with self.client.post(
+            "/api/exam/submit", json=action.body, name="submit", catch_response=True
+        ) as response:
+            now = time.monotonic()
+            recorder.status(response.status_code)
+            if response.status_code != 201:
+                response.failure(f"HTTP {response.status_code}")
+                return
+            recorder.submitted(
+                elapsed_s=now - started, returned_at=now - self.shared.t0, body=response.json()
+            )
+
+
+def _fetch_info(target: str) -> dict[str, Any]:
+    try:
+        response = httpx.get(f"{target}/api/portal/info", timeout=10)
+    except httpx.HTTPError as exc:
+        raise TrafficError(f"portal at {target} did not answer: {exc}") from exc
+    if response.status_code != 200:
+        raise TrafficError(f"portal at {target} answered {response.status_code} to /api/portal/info")
+    info: dict[str, Any] = response.json()
+    return info
+
+
+def _delta(before: promtext.Scrape, after: promtext.Scrape, name: str, **labels: str) -> float:
+    return after.total(name, **labels) - before.total(name, **labels)
+
+
+def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
+    """Run one scenario against `options.target` and return the summary."""
+    if options.scenario not in SCENARIOS:
+        raise TrafficError(f"unknown scenario {options.scenario!r}; one of {sorted(SCENARIOS)}")
+    target = options.target.rstrip("/")
+    info = _fetch_info(target)
+    last_student = options.first_student + options.users - 1
+    if not info["series"] or info["students"] < last_student:
+        raise TrafficError(
+            f"the portal has {info['students']} students and {len(info['series'])} series; "
+            f"{options.users} users from student {options.first_student} need students up to {last_student} "
+            "(rollguard portal seed --students N)"
+        )
+    catalog = Catalog({int(sid): tuple(ids) for sid, ids in info["exams"].items()})
+    recorder = RunRecorder()
+    scrape_client = httpx.Client(timeout=10)
+    before = promtext.scrape(target, client=scrape_client)
+
+    t0 = time.monotonic()
+    shared = _Shared(
+        plan=SCENARIOS[options.scenario],
+        catalog=catalog,
+        recorder=recorder,
+        students=itertools.count(options.first_student),
+        t0=t0,
+        seed=options.seed,
+    )
+    user_class = type("Student", (_Student,), {"shared": shared, "abstract": False, "host": target})
+    env = Environment(user_classes=[user_class], host=target)
+    runner = env.create_local_runner()
+    peak_pool = [0.0]
+
+    def sample() -> None:
+        while True:
+            try:
+                peak_pool[0] = max(
+                    peak_pool[0], promtext.scrape(target, client=scrape_client).total("portal_db_pool_in_use")
+                )
+            except httpx.HTTPError:
+                pass  # an overloaded portal may not answer a scrape; the next sample tries again
+            gevent.sleep(options.sample_every_s)
+
+    def progress() -> None:
+        while True:
+            gevent.sleep(options.progress_every_s)
+            total = env.stats.total
+            elapsed = time.monotonic() - t0
+            p95 = total.get_response_time_percentile(0.95) or 0
+            out.write(
+                f"[{elapsed:6.1f}s] users {runner.user_count}/{options.users}  requests {total.num_requests} "
+                f"({total.num_requests / max(elapsed, 1e-9):.0f}/s)  errors {total.num_failures}  "
+                f"p95 {p95:.0f} ms  peak pool {peak_pool[0]:.0f}/{info['pool_capacity']}  "
+                f"stale {recorder.stale_reads}\n"
+            )
+            out.flush()
+
+    spawn_rate = options.spawn_rate or max(options.users * SPAWN_SHARE_PER_S[options.scenario], 1.0)
+    helpers = [gevent.spawn(sample), gevent.spawn(progress)]
+    runner.start(options.users, spawn_rate=spawn_rate)
+    gevent.spawn_later(options.duration_s, runner.quit)
+    runner.greenlet.join()
+    wall_s = time.monotonic() - t0
+    gevent.killall(helpers)
+    after = promtext.scrape(target, client=scrape_client)
+    peak_pool[0] = max(peak_pool[0], after.total("portal_db_pool_in_use"))
+    scrape_client.close()
+    return summarize(
+        options=options,
+        info=info,
+        env=env,
+        recorder=recorder,
+        before=before,
+        after=after,
+        peak_pool=peak_pool[0],
+        wall_s=wall_s,
+    )
+
+
+def summarize(
+    *,
+    options: RunOptions,
+    info: dict[str, Any],
+    env: Environment,
+    recorder: RunRecorder,
+    before: promtext.Scrape,
+    after: promtext.Scrape,
+    peak_pool: float,
+    wall_s: float,
+) -> dict[str, Any]:
+    """The JSON summary of one run."""
+    total = env.stats.total
+    backend = {
+        p: int(_delta(before, after, "optimizer_backend_calls_total", fn=FN, path=p))
+        for p in ("optimized", "direct")
+    }
+    logical = {
+        p: int(_delta(before, after, "optimizer_requests_total", fn=FN, path=p))
+        for p in ("optimized", "direct")
+    }
+    backend_calls = sum(backend.values())
+    logical_calls = sum(logical.values())
+    all_latencies = [v for values in recorder.latencies_by_page.values() for v in values]
+    ordered_pages = sorted(
+        v for page, values in recorder.latencies_by_page.items() if page != "submit" for v in values
+    )
+    # The freshness bound: TTL, plus the stale window, plus how long a fetch may take (the slowest page).
+    fetch_s = percentile(ordered_pages, 0.99) or 0.0
+    tau = float(info["ttl_s"]) + float(info.get("stale_s") or 0.0) + fetch_s
+    ideal: dict[str, Any] = {"n": len(recorder.calls), "c_actual": backend_calls, "tau_s": round(tau, 3)}
+    if recorder.calls_dropped:
+        ideal.update(
+            c_min=None, eta=None, note=f"call log over its cap; {recorder.calls_dropped} calls not logged"
+        )
+    else:
+        c_min = minimum_calls(
+            recorder.calls, recorder.invalidation_log(sorted(int(s) for s in info["series"])), tau
+        )
+        ideal["c_min"] = c_min
+        n = len(recorder.calls)
+        ideal["eta"] = eta(n=n, c_actual=min(backend_calls, n), c_min=c_min) if n else None
+    return {
+        "scenario": options.scenario,
+        "users": options.users,
+        "duration_s": options.duration_s,
+        "wall_s": round(wall_s, 2),
+        "target": options.target,
+        "gate": info.get("gate"),
+        "requests": total.num_requests,
+        "errors": total.num_failures,
+        "error_rate": round(total.num_failures / total.num_requests, 4) if total.num_requests else 0.0,
+        "statuses": dict(sorted(recorder.statuses.items())),
+        "latency": latency_summary(all_latencies),
+        "latency_by_path": {
+            path: latency_summary(v) for path, v in sorted(recorder.latencies_by_path.items())
+        },
+        "latency_by_page": {
+            page: latency_summary(v) for page, v in sorted(recorder.latencies_by_page.items())
+        },
+        "page_loads": {path: len(v) for path, v in sorted(recorder.latencies_by_path.items())},
+        "submissions": recorder.submissions,
+        "logical_calls": logical_calls,
+        "logical_calls_by_path": logical,
+        "backend_calls": backend_calls,
+        "backend_calls_by_path": backend,
+        "call_reduction": round(1 - backend_calls / logical_calls, 4) if logical_calls else None,
+        "db_queries": int(_delta(before, after, "portal_db_queries_total")),
+        "peak_pool_in_use": int(peak_pool),
+        "pool_capacity": info.get("pool_capacity"),
+        "cache_bytes": int(after.total("optimizer_cache_bytes", fn=FN)),
+        "cache_hits": int(_delta(before, after, "optimizer_cache_hits_total", fn=FN)),
+        "cache_misses": int(_delta(before, after, "optimizer_cache_misses_total", fn=FN)),
+        "ideal": ideal,
+        "stale_reads": recorder.stale_reads,
+        "stale_examples": [
+            vars(s) | {"missing_attempt_ids": list(s.missing_attempt_ids)} for s in recorder.stale_examples
+        ],
+    }
