@@ -1,0 +1,120 @@
+"""Two `rollguard control run` processes against one store: exactly one acts; the other takes over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from control.store import ControlStore
+from flags.client import Guardrail, RollbackPolicy
+from tests.control.conftest import FN, MetricsTarget
+from tests.support import REPO, ROLLGUARD, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KEY = "leader-test"
+
+
+class ControllerProcess:
+    """`rollguard control run` as a subprocess with its own log file."""
+
+    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [*ROLLGUARD, "control", "run", "--interval", "0.5", "--scrape-interval", "0.5"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=REPO,
+            start_new_session=True,
+        )
+
+    def signal(self, signum: int) -> int:
+        os.killpg(self.proc.pid, signum)
+        code = self.proc.wait(timeout=20)
+        self._log.close()
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.signal(signal.SIGKILL)
+        if not self._log.closed:
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def failing_traffic(target: MetricsTarget, stop: threading.Event) -> None:
+    while not stop.wait(0.05):
+        target.calls("optimized", 10, errors=3)
+        target.calls("direct", 90)
+
+
+def test_one_controller_acts_and_the_other_takes_over(tmp_path, flag_service, metrics_target):
+    database_url = f"sqlite:///{tmp_path / 'control.db'}"
+    env = {
+        "ROLLGUARD_FLAGS_URL": flag_service.url,
+        "ROLLGUARD_ADMIN_TOKEN": flag_service.admin_token,
+        "ROLLGUARD_CONTROL_DATABASE_URL": database_url,
+        "ROLLGUARD_SCRAPE_TARGETS": metrics_target.url,
+        "ROLLGUARD_METRICS": "embedded",
+    }
+    admin = flag_service.admin("operator")
+    admin.create_flag(
+        KEY,
+        enabled=True,
+        rollout=10,
+        state="rolling_out",
+        payload={"fn": FN},
+        guardrails=[Guardrail("error_rate", "<=", 0.02, window_s=3, min_samples=5, path="optimized")],
+        rollback=RollbackPolicy(2, "hold"),
+    )
+    store = ControlStore(database_url)
+    stop = threading.Event()
+    traffic = threading.Thread(target=failing_traffic, args=(metrics_target, stop))
+    controllers = [ControllerProcess(tmp_path / f"controller-{i}.log", env) for i in (1, 2)]
+    traffic.start()
+    try:
+        wait_until(lambda: not admin.get_flag(KEY).enabled, timeout=60, what="the first rollback")
+        leader_holder = store.controller_status().holder
+        by_pid = {c.proc.pid: c for c in controllers}
+        leader = by_pid[int(leader_holder.split(":")[1])]
+        standby = next(c for c in controllers if c is not leader)
+
+        kills = [e for e in admin.events(flag=KEY) if e.action == "kill"]
+        assert len(kills) == 1 and kills[0].actor == "controller"
+        assert {d.holder for d in store.decisions(KEY)} == {leader_holder}
+        assert [d.action for d in store.decisions(KEY)].count("rollback") == 1
+
+        # The leader dies without releasing its lease: the standby takes over once it expires.
+        leader.signal(signal.SIGKILL)
+        wait_until(
+            lambda: (s := store.controller_status()) is not None and s.holder != leader_holder and s.is_live,
+            timeout=30,
+            what="the standby taking the lease",
+        )
+        new_holder = store.controller_status().holder
+        assert int(new_holder.split(":")[1]) == standby.proc.pid
+
+        admin.resume(KEY, reason="operator retries")
+        wait_until(lambda: not admin.get_flag(KEY).enabled, timeout=60, what="the second rollback")
+        rollbacks = [d for d in store.decisions(KEY) if d.action == "rollback"]
+        assert [d.holder for d in rollbacks] == [leader_holder, new_holder]
+
+        assert standby.signal(signal.SIGTERM) == 0
+        assert "stopped" in standby.log()
+        assert not store.controller_status().is_live  # released on a clean stop
+    finally:
+        stop.set()
+        traffic.join(timeout=10)
+        for c in controllers:
+            c.stop()
+        store.close()
+        admin.close()
