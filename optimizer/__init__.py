@@ -1,1 +1,54 @@
-"""Rollguard optimizer."""
+"""Rollguard optimizer: a library an app embeds to cut calls to an expensive function safely.
+
+Public API (what the portal and other apps import)::
+
+    from optimizer import Optimizer, OptimizerConfig, Fault, StaticGate, UnleashGate, InProcessCache, RedisCache, BreakerConfig
+
+See `optimizer.core` for the call path, `optimizer.settings` for the flag
+payload keys, and `optimizer/README.md` for an overview.
+"""
+
+from __future__ import annotations
+
+from optimizer.cache import Cache, Entry, InProcessCache
+from optimizer.core import Fault, Optimizer
+from optimizer.errors import (
+    FaultInjected,
+    MissingFromBatch,
+    OptimizerClosed,
+    OptimizerError,
+    Overloaded,
+    RateLimited,
+)
+from optimizer.gate import Decision, Gate, StaticGate, UnleashGate
+from optimizer.settings import BreakerConfig, OptimizerConfig
+
+__all__ = [
+    "BreakerConfig",
+    "Cache",
+    "Decision",
+    "Entry",
+    "Fault",
+    "FaultInjected",
+    "Gate",
+    "InProcessCache",
+    "MissingFromBatch",
+    "Optimizer",
+    "OptimizerClosed",
+    "OptimizerConfig",
+    "OptimizerError",
+    "Overloaded",
+    "RateLimited",
+    "RedisCache",
+    "StaticGate",
+    "UnleashGate",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The Redis tier imports redis only when an app asks for it.
+    if name == "RedisCache":
+        from optimizer.redis_backend import RedisCache
+
+        return RedisCache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,255 @@
+"""Cache storage: the `Cache` boundary the optimizer talks to, and the in-process LRU.
+
+`Optimizer` (core.py) is the only caller. It decides what is fresh, what may be
+served stale and when a fetch may land; a `Cache` only stores entries, bounds
+its memory, and drops keys and tags on invalidation. `RedisCache`
+(redis_backend.py) implements the same boundary with a shared tier.
+
+The in-process store is `cachetools.LRUCache` with `getsizeof` set to each
+entry's measured size, so the byte budget is cachetools' own `maxsize`; the entry
+count bound and the tag index are kept next to it. One lock guards all three,
+since cachetools is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import LRUCache
+
+from optimizer.settings import OptimizerConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One cached value: fresh until `fresh_until`, servable stale until `stale_until` (clock time)."""
+
+    value: Any
+    fresh_until: float
+    stale_until: float
+    size: int
+    tags: frozenset[str] = frozenset()
+
+
+# Called with (key, None) when a key was invalidated elsewhere, (None, tag) for a tag,
+# (None, None) when everything must be treated as invalidated (e.g. after a reconnect).
+RemoteInvalidation = Callable[[str | None, str | None], None]
+
+
+class Cache(ABC):
+    """What the optimizer needs from a cache. Implementations must be thread-safe.
+
+    The optimizer calls `put` while holding its flight lock (so an invalidation
+    cannot slip between its check and the store) and everything else without it;
+    `put` must therefore be quick and local. A shared tier writes in `share`,
+    fenced by the token `fence` took before the fetch started.
+    """
+
+    def attach(self, *, name: str, config: OptimizerConfig, clock: Callable[[], float]) -> None:  # noqa: B027
+        """Bind the cache to one optimized function and its clock; called once by `Optimizer.__init__`."""
+
+    @abstractmethod
+    def get(self, key: str) -> Entry | None:
+        """Return the entry for `key`, expired or not, or None."""
+
+    def fence(self, key: str, tags: frozenset[str]) -> Any:
+        """Return a token taken before a fetch starts; `share` refuses it if `key` was invalidated since."""
+        return None
+
+    def share(self, key: str, entry: Entry, fence: Any) -> None:  # noqa: B027
+        """Store `entry` in the shared tier unless `key` or its tags were invalidated since `fence`."""
+
+    @abstractmethod
+    def put(self, key: str, entry: Entry) -> None:
+        """Store `entry` in process."""
+
+    @abstractmethod
+    def invalidate(self, key: str) -> None:
+        """Drop `key` everywhere this cache reaches before returning; never raises."""
+
+    @abstractmethod
+    def invalidate_tag(self, tag: str) -> None:
+        """Drop every entry tagged `tag` everywhere this cache reaches before returning; never raises."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Drop every entry held in process."""
+
+    @abstractmethod
+    def contains(self, key: str) -> bool:
+        """Whether `key` is held in process (for tests and diagnostics)."""
+
+    def on_remote_invalidation(self, callback: RemoteInvalidation) -> None:  # noqa: B027
+        """Register who to tell when another instance invalidated something (shared caches only)."""
+
+    @property
+    @abstractmethod
+    def bytes(self) -> int:
+        """Bytes held in process."""
+
+    @property
+    @abstractmethod
+    def entries(self) -> int:
+        """Entries held in process."""
+
+    @property
+    def evictions(self) -> int:
+        """Entries evicted by the memory bounds so far."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027
+        """Release connections and threads."""
+
+
+class _SizedLRU(LRUCache[str, Entry]):
+    """An LRUCache that reports each eviction, so the tag index can forget the key."""
+
+    def __init__(self, maxsize: int, on_evict: Callable[[str, Entry], None]) -> None:
+        super().__init__(maxsize=maxsize, getsizeof=lambda entry: entry.size)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[str, Entry]:
+        key, entry = super().popitem()
+        self._on_evict(key, entry)
+        return key, entry
+
+
+class LocalStore:
+    """A byte- and count-bounded LRU of entries with a tag index; the in-process tier of both caches."""
+
+    def __init__(self, *, max_entries: int, max_bytes: int) -> None:
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+        self._lru = _SizedLRU(max_bytes, self._forget_tags)
+        self._by_tag: dict[str, set[str]] = {}
+        self.evictions = 0
+
+    def get(self, key: str) -> Entry | None:
+        with self._lock:
+            return self._lru.get(key)
+
+    def put(self, key: str, entry: Entry) -> bool:
+        """Store `entry`; return False when it is larger than the whole byte budget."""
+        with self._lock:
+            old = self._lru.pop(key, None)
+            if old is not None:
+                self._forget_tags(key, old, evicted=False)
+            try:
+                self._lru[key] = entry
+            except ValueError:  # larger than maxsize: cachetools refuses it
+                return False
+            for tag in entry.tags:
+                self._by_tag.setdefault(tag, set()).add(key)
+            while len(self._lru) > self._max_entries:
+                self._lru.popitem()
+            return True
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            entry = self._lru.pop(key, None)
+            if entry is not None:
+                self._forget_tags(key, entry, evicted=False)
+
+    def delete_tag(self, tag: str) -> list[str]:
+        """Drop every entry tagged `tag`; return their keys."""
+        with self._lock:
+            keys = list(self._by_tag.pop(tag, ()))
+            for key in keys:
+                entry = self._lru.pop(key, None)
+                if entry is not None:
+                    self._forget_tags(key, entry, evicted=False)
+            return keys
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._lru.clear()
+            self._by_tag.clear()
+
+    def contains(self, key: str) -> bool:
+        with self._lock:
+            return key in self._lru
+
+    @property
+    def bytes(self) -> int:
+        return int(self._lru.currsize)
+
+    @property
+    def entries(self) -> int:
+        return len(self._lru)
+
+    def _forget_tags(self, key: str, entry: Entry, evicted: bool = True) -> None:
+        if evicted:
+            self.evictions += 1
+        for tag in entry.tags:
+            keys = self._by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_tag[tag]
+
+
+class InProcessCache(Cache):
+    """The default cache: entries live in this process only, bounded by count and bytes.
+
+    Built by `Optimizer` from its config when no cache is given; bounds given here win.
+    """
+
+    def __init__(
+        self,
+        config: OptimizerConfig | None = None,
+        *,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        self._explicit = config is not None or max_entries is not None or max_bytes is not None
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._store = self._build(config or OptimizerConfig())
+
+    def attach(self, *, name: str, config: OptimizerConfig, clock: Callable[[], float]) -> None:
+        if not self._explicit:
+            self._store = self._build(config)
+
+    def _build(self, config: OptimizerConfig) -> LocalStore:
+        return LocalStore(
+            max_entries=self._max_entries or config.max_entries,
+            max_bytes=self._max_bytes or config.max_bytes,
+        )
+
+    def get(self, key: str) -> Entry | None:
+        return self._store.get(key)
+
+    def put(self, key: str, entry: Entry) -> None:
+        self._store.put(key, entry)
+
+    def invalidate(self, key: str) -> None:
+        self._store.delete(key)
+
+    def invalidate_tag(self, tag: str) -> None:
+        self._store.delete_tag(tag)
+
+    def clear(self) -> None:
+        self._store.clear()
+
+    def contains(self, key: str) -> bool:
+        return self._store.contains(key)
+
+    @property
+    def evictions(self) -> int:
+        return self._store.evictions
+
+    @property
+    def bytes(self) -> int:
+        return self._store.bytes
+
+    @property
+    def entries(self) -> int:
+        return self._store.entries

@@ -1,0 +1,40 @@
+"""Errors the optimizer raises to the app that embeds it.
+
+Errors of the wrapped function itself are never wrapped: a caller sees the
+backend's own exception, shared by every caller that joined the same call.
+
+Error tree::
+
+    OptimizerError          base of everything raised by the layer itself
+    +-- Overloaded          no backend slot freed up within `queue_timeout_s` (concurrency cap)
+    +-- RateLimited         the backend rate limit stayed exhausted for `queue_timeout_s`
+    +-- MissingFromBatch    `batch_fn` returned no value for a key it was asked for (also a KeyError)
+    +-- FaultInjected       raised by the chaos hook (`Optimizer.fault`), never by real backends
+    +-- OptimizerClosed     the optimizer was closed
+"""
+
+from __future__ import annotations
+
+
+class OptimizerError(Exception):
+    """Base class of the errors the optimization layer raises itself."""
+
+
+class Overloaded(OptimizerError):
+    """The concurrency cap stayed full for longer than the caller may wait."""
+
+
+class RateLimited(OptimizerError):
+    """The backend rate limit stayed exhausted for longer than the caller may wait."""
+
+
+class MissingFromBatch(OptimizerError, KeyError):
+    """`batch_fn` answered without a value for one of the keys it was given."""
+
+
+class FaultInjected(OptimizerError):
+    """An error injected by `Optimizer.fault` to exercise the circuit breaker."""
+
+
+class OptimizerClosed(OptimizerError):
+    """The optimizer was closed and takes no more calls."""

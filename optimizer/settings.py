@@ -1,0 +1,178 @@
+"""Configuration of one optimized function, and the runtime overrides from its flag payload.
+
+The app builds an `OptimizerConfig` at its entry point (see `from_env`) and
+passes it to `Optimizer`. At runtime the gate hands over the flag's payload;
+`OptimizerConfig.with_payload` applies the keys below on top of the static
+config. A bad value is reported back (the optimizer logs it) and ignored, never
+raised to the caller.
+
+Payload keys (all optional; unknown keys are ignored so one payload can carry
+other settings too):
+
+==========================  ==========================================  ===============
+key                         meaning                                     valid values
+==========================  ==========================================  ===============
+ttl_s                       seconds a cached value stays fresh          number >= 0
+stale_s                     grace after expiry served stale while       number >= 0
+                            one background refresh runs (0 = never)
+batch_window_ms             how long a batch waits for more keys        0 <= n <= 1000
+max_batch                   most keys in one `batch_fn` call            integer >= 1
+max_concurrency             most backend calls in flight at once        integer >= 1
+breaker_error_rate          trip when the error share reaches this      0 < n <= 1
+breaker_p95_latency_s       trip when the p95 latency reaches this      number > 0
+breaker_min_calls           calls in the window before it may trip      integer >= 1
+breaker_window_s            the rolling window the breaker looks at     number > 0
+breaker_cooldown_s          how long calls go direct once tripped       number >= 0
+==========================  ==========================================  ===============
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """Thresholds of the local circuit breaker on the optimized path.
+
+    The breaker trips once at least `min_calls` optimized calls fell in the last
+    `window_s` seconds and their error share reaches `error_rate` or their p95
+    latency reaches `p95_latency_s`; it then sends calls direct for `cooldown_s`.
+    """
+
+    error_rate: float = 0.5
+    p95_latency_s: float = 1.0
+    min_calls: int = 20
+    window_s: float = 30.0
+    cooldown_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name, (check, rule) in _BREAKER_RULES.items():
+            if not check(getattr(self, name)):
+                raise ValueError(f"BreakerConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Static settings of one optimized function; see the module docstring for payload overrides.
+
+    :param ttl_s: seconds a value stays fresh.
+    :param stale_s: stale-while-revalidate grace after expiry; 0 never serves stale.
+    :param jitter: share of the TTL cut at random from each entry (0.1: 90-100% of ttl_s),
+        so entries written together do not expire together. Only ever shortens the TTL.
+    :param max_entries: most entries held in process.
+    :param max_bytes: most bytes held in process, measured per entry by `sizing.measure`.
+    :param batch_window_ms: how long the first key of a batch waits for others.
+    :param max_batch: most keys in one `batch_fn` call.
+    :param max_concurrency: most backend calls in flight at once (per optimizer).
+    :param rate_limit: backend call rate in `limits` notation ("200/second"), None = off.
+    :param schema_version: part of every cache key; bump it when the value's shape changes.
+    :param breaker: thresholds of the local circuit breaker.
+    :param queue_timeout_s: longest a call waits for a backend slot or the rate limit.
+    :param refresh_workers: threads for background refreshes and prefetches.
+    """
+
+    ttl_s: float = 30.0
+    stale_s: float = 0.0
+    jitter: float = 0.1
+    max_entries: int = 10_000
+    max_bytes: int = 16 * 1024 * 1024
+    batch_window_ms: float = 2.0
+    max_batch: int = 100
+    max_concurrency: int = 32
+    rate_limit: str | None = None
+    schema_version: int | str = 1
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    queue_timeout_s: float = 10.0
+    refresh_workers: int = 2
+
+    def __post_init__(self) -> None:
+        for name, (check, rule) in _CONFIG_RULES.items():
+            if not check(getattr(self, name)):
+                raise ValueError(f"OptimizerConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"OptimizerConfig.jitter must be in [0, 1), got {self.jitter!r}")
+        if self.queue_timeout_s <= 0 or self.refresh_workers < 1:
+            raise ValueError("OptimizerConfig.queue_timeout_s must be > 0 and refresh_workers >= 1")
+
+    def with_payload(self, payload: Mapping[str, Any] | None) -> tuple[OptimizerConfig, list[str]]:
+        """Return this config with the payload's valid overrides applied, and the problems found."""
+        if not payload:
+            return self, []
+        problems: list[str] = []
+        top: dict[str, Any] = {}
+        breaker: dict[str, Any] = {}
+        for key, value in payload.items():
+            if key in _CONFIG_RULES:
+                target, name, rules = top, key, _CONFIG_RULES
+            elif key.startswith("breaker_") and key[8:] in _BREAKER_RULES:
+                target, name, rules = breaker, key[8:], _BREAKER_RULES
+            else:
+                continue
+            check, rule = rules[name]
+            if check(value):
+                target[name] = int(value) if rule.startswith("integer") else float(value)
+            else:
+                problems.append(f"payload {key}={value!r} ignored: must be {rule}")
+        if breaker:
+            top["breaker"] = dataclasses.replace(self.breaker, **breaker)
+        return (dataclasses.replace(self, **top) if top else self), problems
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], prefix: str = "ROLLGUARD_OPTIMIZER_") -> OptimizerConfig:
+        """Build a config from `ROLLGUARD_OPTIMIZER_<FIELD>` variables; for entry points only."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(prefix + f.name.upper())
+            if raw is None or f.name == "breaker":
+                continue
+            if f.name == "rate_limit":
+                values[f.name] = raw or None
+            elif f.name == "schema_version":
+                values[f.name] = raw
+            elif f.name in {"max_entries", "max_bytes", "max_batch", "max_concurrency", "refresh_workers"}:
+                values[f.name] = int(raw)
+            else:
+                values[f.name] = float(raw)
+        return cls(**values)
+
+
+def _number(low: float, high: float = math.inf, *, low_open: bool = False) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return False
+        return (value > low if low_open else value >= low) and value <= high
+
+    return check
+
+
+def _integer(low: int) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return isinstance(value, int) and value >= low
+
+    return check
+
+
+_CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "ttl_s": (_number(0), "a number >= 0"),
+    "stale_s": (_number(0), "a number >= 0"),
+    "batch_window_ms": (_number(0, 1000), "a number in [0, 1000]"),
+    "max_batch": (_integer(1), "integer >= 1"),
+    "max_concurrency": (_integer(1), "integer >= 1"),
+}
+
+_BREAKER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "error_rate": (_number(0, 1, low_open=True), "a number in (0, 1]"),
+    "p95_latency_s": (_number(0, low_open=True), "a number > 0"),
+    "min_calls": (_integer(1), "integer >= 1"),
+    "window_s": (_number(0, low_open=True), "a number > 0"),
+    "cooldown_s": (_number(0), "a number >= 0"),
+}
