@@ -5,7 +5,8 @@ Every error response has the shape `{"error": {"code", "message", "details"}}`.
 Error tree::
 
     PortalError                 status + code + message + details
-    +-- BadRequest              400 / 422, invalid input
+    +-- BadRequest              422, invalid input
+    |   +-- MalformedJson       400, the body is not a JSON object
     +-- Unauthorized            401, missing or wrong admin token
     +-- Forbidden               403, the endpoint is disabled by configuration
     +-- NotFound                404
@@ -48,6 +49,11 @@ class PortalError(Exception):
 class BadRequest(PortalError):
     status = 422
     code = "invalid_input"
+
+
+class MalformedJson(BadRequest):
+    status = 400
+    code = "invalid_json"
 
 
 class Unauthorized(PortalError):

@@ -1,7 +1,7 @@
 """Validated request inputs of the portal's endpoints.
 
 Views call `parse_body(Model)` and `query_int(...)`; invalid input becomes a
-422 (400 for a body that is not JSON) with the problems listed in `details`.
+422 (400 for a body that is not JSON at all) with the problems listed in `details`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from portal.errors import BadRequest
+from portal.errors import BadRequest, MalformedJson
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -63,7 +63,7 @@ def parse_body(model: type[Model]) -> Model:
     """Parse the JSON body into `model`, or raise BadRequest."""
     body = request.get_json(silent=True)
     if body is None:
-        raise BadRequest("the body must be a JSON object", code="invalid_json")
+        raise MalformedJson("the body must be JSON")
     try:
         return model.model_validate(body)
     except ValidationError as exc:

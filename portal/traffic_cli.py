@@ -8,6 +8,7 @@ the standard library with gevent.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -48,6 +49,9 @@ def run_command(
     """Drive real HTTP against the portal and print a JSON summary."""
     # Imported here: locust patches the standard library as it loads.
     from portal.traffic import RunOptions, TrafficError, run
+
+    # One line per scrape would drown the progress lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     options = RunOptions(
         scenario=scenario,
