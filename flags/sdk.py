@@ -28,10 +28,13 @@ _MAX_TOGGLES = 5000
 
 
 class FeaturesQuerySchema(Schema):
+    class Meta:
+        # SDKs of other languages add their own filters (namePrefix, tag); all features are served.
+        unknown = EXCLUDE
+
     project = fields.String(
         metadata={"description": "accepted for SDK compatibility; all flags are in one project"}
     )
-    namePrefix = fields.String()
 
 
 class ClientStateSchema(Schema):

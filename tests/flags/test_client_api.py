@@ -126,3 +126,15 @@ def test_import_export_round_trip(client: FlaskClient) -> None:
     assert emptied.json["removed_features"] == 1
     names = {f["name"] for f in client.get("/api/client/features", headers=sdk()).json["features"]}
     assert names == {"opt"}
+
+
+def test_health_readiness_and_metrics(client: FlaskClient) -> None:
+    create_flag(client, "opt")
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz").json
+    assert ready["status"] == "ready"
+    assert ready["revision"] >= 1
+    client.get("/api/client/features", headers=sdk())
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "rollguard_flags_served_features 1.0" in text
+    assert 'rollguard_flags_client_features_requests_total{status="200"}' in text
