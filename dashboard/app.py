@@ -1,7 +1,8 @@
 """The Streamlit entry point that `rollguard dashboard` runs.
 
 Reads the configuration once per run, applies the optional login gate, and
-hands over to the page the operator picked. The pages live in `pages/`.
+hands over to the page the operator picked. The pages live in `views/`: a
+`pages/` folder would also be served by Streamlit on its own, skipping this script.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from dashboard import auth, session
 from dashboard.settings import DashboardSettings
 
 PAGES = (
-    ("pages/overview.py", "Overview", "🚦"),
-    ("pages/flag.py", "Flag", "🎚️"),
-    ("pages/automation.py", "Automation", "🤖"),
-    ("pages/audit.py", "Audit log", "📜"),
+    ("views/overview.py", "Overview", ":material/traffic:"),
+    ("views/flag.py", "Flag", ":material/tune:"),
+    ("views/automation.py", "Automation", ":material/smart_toy:"),
+    ("views/audit.py", "Audit log", ":material/history:"),
 )
 
 
@@ -32,7 +33,7 @@ def _secrets() -> dict[str, object]:
 
 def main() -> None:
     """Configure, gate, navigate."""
-    st.set_page_config(page_title="Rollguard", page_icon="🚦", layout="wide")
+    st.set_page_config(page_title="Rollguard", page_icon=":material/traffic:", layout="wide")
     settings = DashboardSettings.from_env(os.environ, _secrets())
     session.use_settings(settings)
     if not auth.gate(settings.password):
@@ -49,4 +50,6 @@ def main() -> None:
 
 if not logging.getLogger().handlers:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per admin API request at every refresh would drown the dashboard's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 main()

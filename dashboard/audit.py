@@ -1,6 +1,6 @@
 """Audit events as the audit log page shows them: filters and table rows.
 
-Pure functions over `flags.client.Event`; `pages/audit.py` calls them.
+Pure functions over `flags.client.Event`; `views/audit.py` calls them.
 """
 
 from __future__ import annotations

@@ -23,13 +23,13 @@ def source_down(error: data.SourceDown) -> None:
         st.error(
             f"**The flag service is unreachable or refused the dashboard.** {error.message}. "
             "Flags cannot be shown or changed until it answers; this page retries on its own.",
-            icon="🚫",
+            icon=":material/cloud_off:",
         )
     else:
         st.warning(
             f"**The metric source is unavailable.** {error.message}. "
             "Charts and guardrail checks are missing until it answers.",
-            icon="📉",
+            icon=":material/monitoring:",
         )
 
 
@@ -45,13 +45,13 @@ def controller_status(settings: Any) -> Any | None:
         st.warning(
             f"**No controller is running** (last evaluation: {last}). Nothing rolls a flag back "
             "automatically: watch the guardrails and use the kill switch.",
-            icon="⏸️",
+            icon=":material/pause_circle:",
         )
     else:
         st.info(
             f"Controller **{status.holder}** is leader since {_clock(status.acquired_at)}; "
             f"last evaluation {_ago(status.last_evaluation_at)}.",
-            icon="🤖",
+            icon=":material/smart_toy:",
         )
     return status
 
@@ -71,7 +71,7 @@ def breach(flag: Flag, checks: Sequence[Check], *, controller_live: bool) -> Non
     with st.container(border=True):
         st.error(
             f"**Guardrail breached on `{flag.key}`** at {flag.rollout}% rollout.\n\n{lines}\n\n{urgency}",
-            icon="🚨",
+            icon=":material/e911_emergency:",
         )
         reason = "guardrail breached: " + "; ".join(c.describe() for c in failed)
         clicked = st.button(

@@ -1,6 +1,6 @@
 """Plotly figures for the flag page, built from plain values (no Streamlit, no I/O).
 
-`pages/flag.py` passes the metric points, the guardrails and the audit events it
+`views/flag.py` passes the metric points, the guardrails and the audit events it
 fetched through `data.py`; the tests and the render benchmark call these directly.
 """
 
@@ -152,7 +152,7 @@ def metric_figure(
         margin={"l": 50, "r": 20, "t": 40, "b": 30},
         legend={"orientation": "h", "y": -0.2},
         xaxis={"range": [start, end], "type": "date"},
-        yaxis={"title": y_title, "tickformat": ".0%" if percent else None, "rangemode": "tozero"},
+        yaxis={"title": y_title, "tickformat": ".2~%" if percent else None, "rangemode": "tozero"},
         uirevision=title,
     )
     if not lines or all(not points for points in lines.values()):

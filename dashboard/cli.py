@@ -31,6 +31,7 @@ def streamlit_argv(*, host: str, port: int) -> list[str]:
         f"--server.port={port}",
         "--server.fileWatcherType=none",
         "--global.developmentMode=false",
+        "--client.toolbarMode=viewer",
     ]
 
 

@@ -26,7 +26,7 @@ def render(flag: Flag) -> None:
     if not settings.can_write:
         st.info(
             "Read-only: changing flags needs ROLLGUARD_ADMIN_TOKEN and ROLLGUARD_DASHBOARD_READ_ONLY unset.",
-            icon="🔒",
+            icon=":material/lock:",
         )
     rollout, switch, automation = st.columns(3, border=True)
     with rollout:
@@ -87,7 +87,7 @@ def _kill_switch(flag: Flag, *, disabled: bool) -> None:
         )
         return
     with st.form(f"kill_{flag.key}"):
-        st.warning(f"Turn `{flag.key}` off for everyone?", icon="⚠️")
+        st.warning(f"Turn `{flag.key}` off for everyone?", icon=":material/warning:")
         st.text_input("Reason (required, goes into the audit log)", key="kill_reason")
         confirm, cancel = st.columns(2)
         confirm.form_submit_button("Turn off for everyone", type="primary", on_click=_kill, args=(flag,))

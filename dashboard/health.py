@@ -35,16 +35,17 @@ class Health(Enum):
     @property
     def icon(self) -> str:
         return {
-            Health.HEALTHY: "🟢",
-            Health.BREACHED: "🔴",
-            Health.NO_DATA: "⚪",
-            Health.UNKNOWN: "⚫",
-            Health.OFF: "⏹️",
+            Health.HEALTHY: "●",
+            Health.BREACHED: "▲",
+            Health.NO_DATA: "○",
+            Health.UNKNOWN: "?",
+            Health.OFF: "■",
         }[self]
 
     @property
     def label(self) -> str:
-        return f"{self.icon} {self.value}"
+        text = self.value.upper() if self is Health.BREACHED else self.value
+        return f"{self.icon} {text}"
 
 
 class Verdict(Protocol):

@@ -1,6 +1,6 @@
 """The metric charts of the flag page: which series each one shows, fetched and drawn.
 
-`pages/flag.py` calls `metric_charts`; it reads series through `data.series`
+`views/flag.py` calls `metric_charts`; it reads series through `data.series`
 (the controller's metric source) and draws them with `charts.metric_figure`.
 """
 

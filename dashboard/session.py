@@ -41,6 +41,6 @@ def show_outcome() -> None:
     if outcome is None:
         return
     if outcome.ok:
-        st.success(outcome.message, icon="✅")
+        st.success(outcome.message, icon=":material/check_circle:")
     else:
-        st.error(outcome.message, icon="⛔")
+        st.error(outcome.message, icon=":material/block:")

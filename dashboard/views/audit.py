@@ -10,7 +10,7 @@ from dashboard import banners, data, session
 from dashboard.audit import event_rows, matches
 
 settings = session.settings()
-st.title("📜 Audit log")
+st.title("Audit log")
 session.show_outcome()
 
 try:

@@ -10,7 +10,7 @@ from dashboard import actions, banners, data, session
 from flags.client import Flag
 
 settings = session.settings()
-st.title("🤖 Automation")
+st.title("Automation")
 session.show_outcome()
 
 

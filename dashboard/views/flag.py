@@ -47,7 +47,7 @@ def header() -> None:
     except (FlagNotFound, data.SourceDown) as error:
         st.error(str(error))
         return
-    st.title(f"🎚️ {current.key}")
+    st.title(current.key)
     if current.description:
         st.caption(current.description)
     cols = st.columns(6)
@@ -108,7 +108,11 @@ def metrics() -> None:
         key="verdicts",
         config={"displaylogo": False},
     )
-    st.caption(f"{range_label} at {step_s}s steps; refreshes every {settings.refresh_s:g}s.")
+    st.caption(
+        f"{range_label} at {step_s}s steps · updated {data.now():%H:%M:%S} UTC · "
+        f"refreshes every {settings.refresh_s:g}s",
+        help="Only this block refreshes: what you type in the controls above is kept.",
+    )
 
 
 metrics()

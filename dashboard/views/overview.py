@@ -51,7 +51,10 @@ def overview() -> None:
     columns = st.columns(min(len(rows), 4))
     for index, row in enumerate(rows):
         columns[index % len(columns)].page_link(
-            "pages/flag.py", label=f"Open {row.flag.key}", icon="🎚️", query_params={"flag": row.flag.key}
+            "views/flag.py",
+            label=f"Open {row.flag.key}",
+            icon=":material/tune:",
+            query_params={"flag": row.flag.key},
         )
 
 

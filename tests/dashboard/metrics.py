@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -33,12 +34,14 @@ class MetricsTarget:
         self.rss = Gauge("process_resident_memory_bytes", "resident memory", registry=r)
         self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=r)
 
-    def traffic(self, *, calls: int, error_fraction: float, latency_s: float) -> None:
+    def traffic(
+        self, *, calls: int, error_fraction: float, latency_s: float, backend_share: float = 0.2
+    ) -> None:
         """Record one interval of traffic on both cohorts: the optimized one with the given errors."""
         fn = self.fn
-        for path, backend_share in (("optimized", 0.2), ("direct", 1.0)):
+        for path, share in (("optimized", backend_share), ("direct", 1.0)):
             self.requests.labels(fn, path).inc(calls)
-            self.backend.labels(fn, path).inc(calls * backend_share)
+            self.backend.labels(fn, path).inc(calls * share)
             errors = round(calls * error_fraction) if path == "optimized" else 0
             self.errors.labels(fn, path).inc(errors)
             for _ in range(calls):
@@ -61,6 +64,7 @@ def scrape_history(
     step_s: int = 5,
     error_fraction: float = 0.0,
     latency_s: float = 0.03,
+    wave: bool = False,
 ) -> None:
     """Scrape `target` with the controller's scraper as if every `step_s` over the last `seconds`.
 
@@ -72,8 +76,17 @@ def scrape_history(
     moment = [end - timedelta(seconds=seconds)]
     scraper = Scraper(store, [target.url], interval_s=step_s, retention_s=86_400 * 2, clock=lambda: moment[0])
     try:
+        step = 0
         while moment[0] <= end:
-            target.traffic(calls=20, error_fraction=error_fraction, latency_s=latency_s)
+            # `wave` varies load and latency over time so a screenshot looks like a real day.
+            swing = math.sin(step / 25) if wave else 0.0
+            target.traffic(
+                calls=20 + int(10 * swing),
+                error_fraction=error_fraction,
+                latency_s=latency_s * (1 + 0.5 * swing),
+                backend_share=0.2 + 0.05 * swing,
+            )
+            step += 1
             assert scraper.scrape_once() > 0, "the scraper stored nothing"
             moment[0] += timedelta(seconds=step_s)
     finally:

@@ -27,7 +27,7 @@ def _flag_page(dashboard: Dashboard, **secrets: object) -> AppTest:
     at = dashboard.open(**secrets)
     at.query_params["flag"] = dashboard.key
     at.run()
-    at.switch_page("pages/flag.py").run()
+    at.switch_page("views/flag.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -211,7 +211,7 @@ def test_flag_service_down_shows_a_banner_on_every_page(dashboard: Dashboard) ->
     at = dashboard.open(flags_url=f"http://127.0.0.1:{free_port()}").run()
     assert not at.exception
     assert "flag service is unreachable" in _texts(at.error)
-    for page in ("pages/flag.py", "pages/audit.py", "pages/automation.py"):
+    for page in ("views/flag.py", "views/audit.py", "views/automation.py"):
         at.switch_page(page).run()
         assert not at.exception, page
         assert "flag service is unreachable" in _texts(at.error), page
@@ -295,7 +295,7 @@ def test_audit_log_filters(dashboard: Dashboard) -> None:
     dashboard.service.admin("bob").kill(key, reason="bad p95")
 
     at = dashboard.open().run()
-    at.switch_page("pages/audit.py").run()
+    at.switch_page("views/audit.py").run()
     assert not at.exception
     everything = at.dataframe[0].value.to_dict("records")
     assert {(r["flag"], r["actor"], r["action"]) for r in everything} >= {
@@ -328,7 +328,7 @@ def test_automation_page_shows_the_leader_and_pauses(dashboard: Dashboard) -> No
     store.close()
 
     at = dashboard.open().run()
-    at.switch_page("pages/automation.py").run()
+    at.switch_page("views/automation.py").run()
 
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Leader"] == "controller-a"

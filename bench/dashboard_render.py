@@ -1,0 +1,302 @@
+"""How long the dashboard's flag page takes to render with 24 hours of 5-second metrics.
+
+Fills a fresh controller store with 24 h of scrapes every 5 s (the metric
+contract's counters, histogram and gauges for one function and both cohorts)
+and a verdict per guardrail per 5 s, through the store's public write API, as
+the embedded scraper and the controller loop write them. Starts a real flag
+service, then renders the flag page in Streamlit's AppTest over "1 hour" and
+"24 hours" (automatic step and the full 5 s resolution), with the data caches
+emptied before each render so every figure includes the metric queries.
+
+    .venv/bin/python bench/dashboard_render.py [--hours 24] [--repeat 3]
+
+Writes bench/results/dashboard_render.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine import write_result
+from control.store import ControlStore, Sample, VerdictRecord
+from flags.client import FlagsClient, Guardrail
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "exam-attempts-optimization"
+FN = "get_all_exam_attempts"
+STEP_S = 5
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+GUARDRAILS = (
+    Guardrail("error_rate", "<=", 0.01, window_s=60, min_samples=20, path="optimized"),
+    Guardrail("p95_latency_s", "<=", 0.2, window_s=60, min_samples=20, path="optimized"),
+    Guardrail("cache_hit_rate", ">=", 0.75, window_s=60, min_samples=20),
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_flag_service(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Run `rollguard flags serve` on a free port; return the process, its URL and admin token."""
+    port = _free_port()
+    token = "admin-" + secrets.token_hex(12)
+    env = {
+        **os.environ,
+        "ROLLGUARD_ADMIN_TOKEN": token,
+        "ROLLGUARD_DATABASE_URL": f"sqlite:///{workdir / 'flags.db'}",
+    }
+    log = open(workdir / "flags.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "control", "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url, token
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"flag service did not start:\n{(workdir / 'flags.log').read_text()[-2000:]}")
+
+
+def fill_store(database_url: str, *, hours: float, end: datetime) -> dict[str, int]:
+    """Write `hours` of 5 s scrapes and verdicts ending at `end`; return the row counts."""
+    store = ControlStore(database_url)
+    steps = int(hours * 3600 / STEP_S)
+    target = "http://portal-1:8000/metrics"
+    totals: dict[tuple[str, str], float] = {}
+    buckets: dict[tuple[str, float | str], float] = {}
+    samples_written = verdicts_written = 0
+    batch: list[Sample] = []
+    verdicts: list[VerdictRecord] = []
+
+    def counter(name: str, labels: dict[str, str], increment: float, moment: datetime) -> None:
+        key = (name, repr(sorted(labels.items())))
+        totals[key] = totals.get(key, 0.0) + increment
+        batch.append(Sample(moment, target, name, labels, totals[key]))
+
+    for step in range(steps):
+        moment = end - timedelta(seconds=(steps - step) * STEP_S)
+        daily = math.sin(step / steps * 2 * math.pi)
+        calls = 40 + int(20 * daily)
+        for path, share, latency in (("optimized", 0.15, 0.03 + 0.01 * daily), ("direct", 1.0, 0.09)):
+            labels = {"fn": FN, "path": path}
+            counter("optimizer_requests_total", labels, calls, moment)
+            counter("optimizer_backend_calls_total", labels, calls * share, moment)
+            counter("optimizer_errors_total", labels, 1 if step % 97 == 0 else 0, moment)
+            for le in (*BUCKETS, "+Inf"):
+                bound = math.inf if le == "+Inf" else float(le)
+                key = (path, le)
+                buckets[key] = buckets.get(key, 0.0) + (calls if latency <= bound else 0)
+                batch.append(
+                    Sample(
+                        moment,
+                        target,
+                        "optimizer_call_seconds_bucket",
+                        {**labels, "le": str(le)},
+                        buckets[key],
+                    )
+                )
+            counter("optimizer_call_seconds_count", labels, calls, moment)
+        counter("optimizer_cache_hits_total", {"fn": FN}, calls * 0.82, moment)
+        counter("optimizer_cache_misses_total", {"fn": FN}, calls * 0.18, moment)
+        batch.append(Sample(moment, target, "optimizer_cache_bytes", {"fn": FN}, 3e6 + 1e6 * daily))
+        batch.append(Sample(moment, target, "process_resident_memory_bytes", {}, 9e7 + 5e6 * daily))
+        for guardrail in GUARDRAILS:
+            verdict = "fail" if guardrail.metric == "error_rate" and step % 97 in (0, 1) else "pass"
+            verdicts.append(
+                VerdictRecord(
+                    time=moment,
+                    flag=KEY,
+                    guardrail=guardrail.name,
+                    verdict=verdict,
+                    value=None,
+                    threshold=guardrail.threshold,
+                    samples=calls * 12,
+                    metric=guardrail.metric,
+                    path=guardrail.path,
+                )
+            )
+        if len(batch) > 50_000:
+            samples_written += store.add_samples(batch)
+            batch.clear()
+            store.record_verdicts(verdicts)
+            verdicts_written += len(verdicts)
+            verdicts.clear()
+    samples_written += store.add_samples(batch)
+    store.record_verdicts(verdicts)
+    verdicts_written += len(verdicts)
+    store.close()
+    return {"scrapes": steps, "samples": samples_written, "verdicts": verdicts_written}
+
+
+def render_seconds(app: object, *, time_range: str, resolution: str) -> float:
+    """Render the flag page with the given range and resolution, caches emptied first."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    at = app  # an AppTest already on the flag page
+    at.selectbox(key="time_range").set_value(time_range)  # type: ignore[attr-defined]
+    at.selectbox(key="resolution").set_value(resolution)  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    at.run(timeout=600)  # type: ignore[attr-defined]
+    elapsed = time.perf_counter() - started
+    if at.exception:  # type: ignore[attr-defined]
+        raise SystemExit(f"the flag page raised: {at.exception}")  # type: ignore[attr-defined]
+    charts = at.get("plotly_chart")  # type: ignore[attr-defined]
+    if len(charts) != 6:
+        raise SystemExit(f"expected 6 charts, got {len(charts)}: {[str(w.value) for w in at.warning]}")  # type: ignore[attr-defined]
+    return elapsed
+
+
+def breakdown(database_url: str, *, hours: float) -> dict[str, float]:
+    """Time the parts of a 24 h render outside Streamlit: metric queries, verdicts, figures."""
+    from control.metrics import open_source
+    from control.settings import ControlSettings
+    from dashboard import charts
+    from dashboard.plots import PANELS, step_for
+
+    settings = ControlSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": database_url})
+    store = ControlStore(database_url)
+    source = open_source(settings, store=store)
+    end = datetime.now(UTC)
+    start = end - timedelta(hours=hours)
+    step_s = step_for(int(hours * 3600), None)
+    started = time.perf_counter()
+    lines = {
+        (panel.title, name): source.series(metric, fn=FN, path=path, start=start, end=end, step_s=step_s)
+        for panel in PANELS
+        for name, metric, path in panel.lines
+    }
+    queried = time.perf_counter()
+    records = store.verdicts(KEY, since=start, until=end)
+    verdicts_read = time.perf_counter()
+    for panel in PANELS:
+        charts.metric_figure(
+            panel.title,
+            {name: lines[(panel.title, name)] for name, _m, _p in panel.lines},
+            guardrails=GUARDRAILS,
+            start=start,
+            end=end,
+        )
+    charts.verdict_timeline(records, start=start, end=end)
+    built = time.perf_counter()
+    store.close()
+    return {
+        "metric_series_queries": round(queried - started, 3),
+        "verdicts_read": round(verdicts_read - queried, 3),
+        "figures_built": round(built - verdicts_read, 3),
+        "series": len(lines),
+        "step_s": step_s,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    from streamlit.testing.v1 import AppTest
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+
+    with tempfile.TemporaryDirectory(prefix="rollguard-bench-") as tmp:
+        workdir = Path(tmp)
+        control_url = f"sqlite:///{workdir / 'control.db'}"
+        started = time.perf_counter()
+        counts = fill_store(control_url, hours=args.hours, end=datetime.now(UTC))
+        fill_s = time.perf_counter() - started
+        print(f"filled the store: {counts} in {fill_s:.1f}s", flush=True)
+        process, url, token = start_flag_service(workdir)
+        try:
+            admin = FlagsClient(url, token, actor="bench")
+            admin.create_flag(
+                KEY,
+                enabled=True,
+                rollout=10,
+                stages=[10, 50, 100],
+                guardrails=list(GUARDRAILS),
+                payload={"fn": FN},
+                state="rolling_out",
+                reason="bench",
+            )
+            admin.set_rollout(KEY, 50, reason="bench promotion")
+            at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=600)
+            at.secrets.update(
+                {
+                    "flags_url": url,
+                    "admin_token": token,
+                    "operator": "bench",
+                    "control_database_url": control_url,
+                    "refresh_s": 3600,
+                }
+            )
+            at.query_params["flag"] = KEY
+            at.run()
+            at.switch_page("views/flag.py").run()
+            cases = (("1 hour", "auto"), ("24 hours", "auto"), ("24 hours", "5 s (full)"))
+            figures: dict[str, object] = {**counts, "fill_store_s": round(fill_s, 1)}
+            rows = []
+            for time_range, resolution in cases:
+                times = [
+                    render_seconds(at, time_range=time_range, resolution=resolution)
+                    for _ in range(args.repeat)
+                ]
+                name = f"{time_range} / {resolution}"
+                rows.append((name, times))
+                figures[f"render_s[{name}]"] = {
+                    "median": round(statistics.median(times), 3),
+                    "min": round(min(times), 3),
+                    "max": round(max(times), 3),
+                    "runs": len(times),
+                }
+                print(
+                    f"{name:28} median {statistics.median(times):7.2f}s  (min {min(times):.2f}, max {max(times):.2f})",
+                    flush=True,
+                )
+            figures["breakdown_24h_auto_s"] = breakdown(control_url, hours=args.hours)
+            print(f"where 24 hours / auto goes: {figures['breakdown_24h_auto_s']}", flush=True)
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+    path = write_result(
+        "dashboard_render", figures, command="python bench/dashboard_render.py " + " ".join(sys.argv[1:])
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

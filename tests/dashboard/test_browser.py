@@ -1,0 +1,121 @@
+"""The dashboard served by `rollguard dashboard`, driven in a real Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LiveFlagService
+from tests.dashboard.conftest import FN, create_flag
+from tests.dashboard.metrics import MetricsTarget, scrape_history
+from tests.support import REPO, ROLLGUARD, ServerProcess, free_port, missing, require_binary, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+README_SCREENSHOT = REPO / "docs" / "img" / "dashboard.png"
+
+
+@pytest.fixture
+def chromium() -> Iterator[object]:
+    executable = require_binary("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def served_dashboard(
+    shared_flag_service: LiveFlagService, control_database_url: str, tmp_path: Path
+) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = ServerProcess(
+        [*ROLLGUARD, "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+        ready_url=f"{url}/_stcore/health",
+        log_path=tmp_path / "dashboard.log",
+        env={
+            "ROLLGUARD_FLAGS_URL": shared_flag_service.url,
+            "ROLLGUARD_ADMIN_TOKEN": shared_flag_service.admin_token,
+            "ROLLGUARD_DASHBOARD_OPERATOR": "browser",
+            "ROLLGUARD_CONTROL_DATABASE_URL": control_database_url,
+            "ROLLGUARD_METRICS": "embedded",
+            "ROLLGUARD_DASHBOARD_REFRESH_S": "2",
+            "ROLLGUARD_DASHBOARD_PASSWORD": "",
+            "ROLLGUARD_DASHBOARD_READ_ONLY": "",
+        },
+    )
+    yield url
+    process.stop()
+    assert "Traceback" not in process.log_tail(400), process.log_tail(400)
+
+
+def test_operator_sets_rollout_and_kills_in_the_browser(
+    chromium,  # type: ignore[no-untyped-def]
+    served_dashboard: str,
+    shared_flag_service: LiveFlagService,
+    control_database_url: str,
+    flag_key: str,
+    artifacts_dir: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    admin = shared_flag_service.admin("setup")
+    create_flag(admin, flag_key, enabled=True, rollout=10)
+    target = MetricsTarget(FN)
+    try:
+        scrape_history(control_database_url, target, seconds=1800, wave=True)
+    finally:
+        target.close()
+
+    page = chromium.new_page(viewport={"width": 1440, "height": 2300})  # type: ignore[attr-defined]
+    page.goto(f"{served_dashboard}/flag?flag={flag_key}")
+    expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=60_000)
+    expect(page.get_by_text("Error rate per cohort").first).to_be_visible()
+    expect(page.locator(".js-plotly-plot .scatterlayer .trace").first).to_be_visible()
+    expect(page.get_by_text("No controller is running").first).to_be_visible()
+
+    page.get_by_role("button", name="50%", exact=True).click()
+    wait_until(lambda: admin.get_flag(flag_key).rollout == 50, what="the flag service to say rollout 50")
+    expect(page.get_by_text("50%: done").first).to_be_visible()
+    page.screenshot(path=str(artifacts_dir / "dashboard-flag.png"), full_page=True)
+    if os.environ.get("CI") != "true":
+        # The README's picture is refreshed by local runs only, never by CI's throwaway clone.
+        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(README_SCREENSHOT), full_page=True)
+
+    page.get_by_role("button", name="Kill…").click()
+    reason = page.get_by_label("Reason (required, goes into the audit log)")
+    reason.fill("p95 over budget on ExamHome")
+    # The data blocks refresh every 2 s; what the operator typed must survive that.
+    updated = page.get_by_text("updated ").last
+    before = updated.inner_text()
+    expect(updated).not_to_have_text(before, timeout=15_000)
+    expect(reason).to_have_value("p95 over budget on ExamHome")
+    page.get_by_role("button", name="Turn off for everyone").click()
+
+    wait_until(lambda: admin.get_flag(flag_key).enabled is False, what="the flag to be killed")
+    event = admin.events(flag=flag_key, limit=1)[0]
+    assert (event.action, event.reason, event.actor) == (
+        "kill",
+        "p95 over budget on ExamHome",
+        "dashboard:browser",
+    )
+    expect(page.get_by_text("killed").first).to_be_visible()
+    page.screenshot(path=str(artifacts_dir / "dashboard-killed.png"), full_page=True)

@@ -1,0 +1,210 @@
+"""The dashboard's pure parts: guardrail validation, health, markers, thinning, settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dashboard.charts import classify, downsample, markers_from_events, verdict_runs
+from dashboard.guardrails import GuardrailRow, validate
+from dashboard.health import Health, badge, check
+from dashboard.plots import step_for
+from dashboard.settings import DashboardSettings
+from flags.client import Event, Flag, Guardrail, RollbackPolicy
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    value: float | None
+    samples: int
+
+
+@dataclass(frozen=True)
+class P:
+    time: datetime
+    value: float
+
+
+@dataclass(frozen=True)
+class V:
+    time: datetime
+    guardrail: str
+    verdict: str
+    value: float | None = None
+    threshold: float | None = None
+
+
+def _flag(enabled: bool = True) -> Flag:
+    return Flag(
+        key="f",
+        enabled=enabled,
+        rollout=10,
+        stages=(10, 50, 100),
+        stage_hold_s=60,
+        auto_promote=False,
+        guardrails=(),
+        rollback=RollbackPolicy(),
+        state="rolling_out",
+        payload={},
+        version=1,
+    )
+
+
+def _row(**changes: object) -> GuardrailRow:
+    base = {
+        "metric": "error_rate",
+        "op": "<=",
+        "threshold": 0.01,
+        "window_s": 60,
+        "min_samples": 20,
+        "path": "optimized",
+        "kind": "threshold",
+    }
+    return GuardrailRow(**{**base, **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        pytest.param(_row(threshold=1.5), "is a fraction", id="rate-above-one"),
+        pytest.param(_row(threshold=float("nan")), "finite", id="nan"),
+        pytest.param(
+            _row(metric="cache_bytes", path="optimized", threshold=1e6), "has no cohorts", id="cohort"
+        ),
+        pytest.param(_row(window_s=1), "at least 5s", id="short-window"),
+        pytest.param(_row(min_samples=0), "min samples", id="no-samples"),
+        pytest.param(_row(op="=="), "unknown operator", id="operator"),
+        pytest.param(
+            _row(metric="cache_hit_rate", path=None, kind="comparative"), "per-cohort", id="comparative"
+        ),
+        pytest.param(_row(metric="p95_latency_s", threshold=-1.0), "cannot be negative", id="negative"),
+    ],
+)
+def test_validation_names_the_problem(row: GuardrailRow, problem: str) -> None:
+    guardrails, errors = validate([row])
+    assert guardrails == []
+    assert len(errors) == 1 and problem in errors[0] and errors[0].startswith("guardrail 1:")
+
+
+def test_validation_accepts_good_rows_and_refuses_duplicates() -> None:
+    guardrails, errors = validate([_row(), _row(metric="cache_bytes", path=None, threshold=15e6), _row()])
+    assert [g.name for g in guardrails] == ["error_rate[optimized]<=0.01", "cache_bytes<=1.5e+07"]
+    assert errors == ["guardrail 3: duplicates error_rate[optimized]<=0.01"]
+
+
+@pytest.mark.parametrize(
+    ("guardrail", "window", "direct", "verdict"),
+    [
+        pytest.param(Guardrail("error_rate", "<=", 0.01), Window(0.005, 50), None, "pass", id="within"),
+        pytest.param(Guardrail("error_rate", "<=", 0.01), Window(0.02, 50), None, "fail", id="above"),
+        pytest.param(Guardrail("error_rate", "<=", 0.01), Window(0.02, 5), None, "no_data", id="few-samples"),
+        pytest.param(Guardrail("cache_hit_rate", ">=", 0.75), Window(0.7, 50), None, "fail", id="below-min"),
+        pytest.param(Guardrail("error_rate", "<=", 0.01), Window(None, 0), None, "no_data", id="nothing"),
+        pytest.param(
+            Guardrail("p95_latency_s", "<=", 0.05, kind="comparative"),
+            Window(0.2, 50),
+            Window(0.1, 50),
+            "fail",
+            id="comparative-worse",
+        ),
+        pytest.param(
+            Guardrail("p95_latency_s", "<=", 0.05, kind="comparative"),
+            Window(0.12, 50),
+            Window(0.1, 50),
+            "pass",
+            id="comparative-close",
+        ),
+    ],
+)
+def test_check(guardrail: Guardrail, window: Window, direct: Window | None, verdict: str) -> None:
+    assert check(guardrail, window, direct).verdict == verdict
+
+
+def test_badge() -> None:
+    assert badge(_flag(enabled=False), ["fail"]) is Health.OFF
+    assert badge(_flag(), []) is Health.UNKNOWN
+    assert badge(_flag(), ["pass", "fail"]) is Health.BREACHED
+    assert badge(_flag(), ["no_data", "no_data"]) is Health.NO_DATA
+    assert badge(_flag(), ["pass", "no_data"]) is Health.HEALTHY
+
+
+def _event(
+    action: str, before: dict[str, object] | None, after: dict[str, object] | None, actor: str = "a"
+) -> Event:
+    return Event(
+        id=1, time=T0, flag="f", actor=actor, action=action, reason="why", before=before, after=after
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        pytest.param(_event("set_rollout", {"rollout": 10}, {"rollout": 50}), "rollout", id="operator-up"),
+        pytest.param(
+            _event("set_rollout", {"rollout": 10}, {"rollout": 50}, "controller"), "promotion", id="promote"
+        ),
+        pytest.param(_event("set_rollout", {"rollout": 50}, {"rollout": 10}), "rollback", id="down"),
+        pytest.param(_event("kill", {"enabled": True}, {"enabled": False}), "rollback", id="kill"),
+        pytest.param(_event("resume", {"enabled": False}, {"enabled": True}), "resume", id="resume"),
+        pytest.param(_event("update", {"auto_promote": False}, {"auto_promote": True}), None, id="unrelated"),
+        pytest.param(_event("create", None, {"rollout": 10}), None, id="create"),
+    ],
+)
+def test_classify(event: Event, kind: str | None) -> None:
+    assert classify(event) == kind
+
+
+def test_markers_say_who_and_why() -> None:
+    [marker] = markers_from_events([_event("set_rollout", {"rollout": 10}, {"rollout": 50}, "dashboard:ann")])
+    assert marker.label == "rollout -> 50% by dashboard:ann: why"
+
+
+def test_downsample_keeps_spikes_and_bounds_points() -> None:
+    points = [P(T0 + timedelta(seconds=5 * i), 0.0) for i in range(17_280)]
+    points[12_345] = P(points[12_345].time, 1.0)
+    times, values = downsample(points, 2000)
+    assert len(values) <= 2000
+    assert max(values) == 1.0
+    assert times == sorted(times)
+
+
+def test_verdict_runs_collapse_equal_verdicts() -> None:
+    verdicts = [V(T0 + timedelta(seconds=5 * i), "g", "fail" if 3 <= i < 5 else "pass") for i in range(8)]
+    runs = verdict_runs(verdicts)
+    assert [(r.verdict, r.count) for r in runs] == [("pass", 3), ("fail", 2), ("pass", 3)]
+    assert runs[0].end == runs[1].start
+
+
+def test_step_for() -> None:
+    assert step_for(3600, None) == 5
+    assert step_for(86_400, None) == 90
+    assert step_for(86_400, 5) == 5
+
+
+def test_settings_from_env_and_secrets() -> None:
+    settings = DashboardSettings.from_env(
+        {
+            "ROLLGUARD_FLAGS_URL": "http://f:1/",
+            "ROLLGUARD_ADMIN_TOKEN": "t",
+            "ROLLGUARD_DASHBOARD_OPERATOR": "ann",
+            "ROLLGUARD_METRICS": "prometheus",
+        },
+        {"refresh_s": 2, "control_database_url": "sqlite:///x.db"},
+    )
+    assert (settings.flags_url, settings.actor, settings.refresh_s, settings.can_write) == (
+        "http://f:1",
+        "dashboard:ann",
+        2.0,
+        True,
+    )
+    assert dict(settings.control_env)["ROLLGUARD_CONTROL_DATABASE_URL"] == "sqlite:///x.db"
+    assert dict(settings.control_env)["ROLLGUARD_METRICS"] == "prometheus"
+    assert not DashboardSettings.from_env(
+        {"ROLLGUARD_ADMIN_TOKEN": "t", "ROLLGUARD_DASHBOARD_READ_ONLY": "true"}
+    ).can_write
+    with pytest.raises(ValueError):
+        DashboardSettings.from_env({"ROLLGUARD_DASHBOARD_REFRESH_S": "0"})
