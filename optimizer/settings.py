@@ -91,13 +91,18 @@ class OptimizerConfig:
     refresh_workers: int = 2
 
     def __post_init__(self) -> None:
-        for name, (check, rule) in _CONFIG_RULES.items():
+        # The payload caps batch_window_ms at 1 s; a config written in code may go beyond.
+        rules = {**_CONFIG_RULES, "batch_window_ms": (_number(0), "a number >= 0")}
+        rules |= {
+            "jitter": (_number(0, 0.999), "a number in [0, 1)"),
+            "max_entries": (_integer(1), "integer >= 1"),
+            "max_bytes": (_integer(1), "integer >= 1"),
+            "queue_timeout_s": (_number(0, low_open=True), "a number > 0"),
+            "refresh_workers": (_integer(1), "integer >= 1"),
+        }
+        for name, (check, rule) in rules.items():
             if not check(getattr(self, name)):
                 raise ValueError(f"OptimizerConfig.{name} must be {rule}, got {getattr(self, name)!r}")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"OptimizerConfig.jitter must be in [0, 1), got {self.jitter!r}")
-        if self.queue_timeout_s <= 0 or self.refresh_workers < 1:
-            raise ValueError("OptimizerConfig.queue_timeout_s must be > 0 and refresh_workers >= 1")
 
     def with_payload(self, payload: Mapping[str, Any] | None) -> tuple[OptimizerConfig, list[str]]:
         """Return this config with the payload's valid overrides applied, and the problems found."""
