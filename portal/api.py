@@ -53,12 +53,12 @@ def batch_attempts() -> Response:
     catalog = portal.catalog()
     limit = portal.settings.batch_max_keys
     if body.student_ids is not None:
+        if any(s < 1 for s in body.student_ids):
+            raise BadRequest("student ids must be >= 1")
         if len(body.student_ids) * max(len(catalog.series), 1) > limit:
             raise TooLarge(
                 f"at most {limit} keys per batch", details={"max_keys": limit, "series": len(catalog.series)}
             )
-        if any(s < 1 for s in body.student_ids):
-            raise BadRequest("student ids must be >= 1")
         keys = [data.attempts_key(s, series) for s in body.student_ids for series in catalog.series]
     else:
         assert body.keys is not None

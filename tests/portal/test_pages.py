@@ -63,9 +63,15 @@ def test_page_loads_are_counted_by_page_and_path(make_app):
         pytest.param("/api/pages/my-test-series?student_id=x", 422, "invalid_input", id="non-numeric"),
         pytest.param("/api/pages/my-test-series?student_id=0", 422, "invalid_input", id="zero"),
         pytest.param("/api/pages/my-test-series?student_id=-3", 422, "invalid_input", id="negative"),
-        pytest.param("/api/pages/my-test-series?student_id=999", 404, "unknown_student", id="unknown-student"),
-        pytest.param("/api/pages/exam-home?student_id=1&series_id=99", 404, "unknown_series", id="unknown-series"),
-        pytest.param("/api/pages/exam-home?student_id=1&series_id=1&step=5", 422, "invalid_input", id="step-range"),
+        pytest.param(
+            "/api/pages/my-test-series?student_id=999", 404, "unknown_student", id="unknown-student"
+        ),
+        pytest.param(
+            "/api/pages/exam-home?student_id=1&series_id=99", 404, "unknown_series", id="unknown-series"
+        ),
+        pytest.param(
+            "/api/pages/exam-home?student_id=1&series_id=1&step=5", 422, "invalid_input", id="step-range"
+        ),
         pytest.param("/api/pages/nope", 404, "not_found", id="unknown-page"),
     ],
 )

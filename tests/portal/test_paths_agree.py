@@ -56,7 +56,7 @@ def test_every_request_of_a_scenario_reads_the_same_data_on_both_paths(make_app,
 
 def test_plans_are_endless_and_start_as_documented():
     catalog = Catalog({1: (1, 2), 2: (3, 4)})
-    first = [a for a in itertools.islice(SCENARIOS["mass-submission"](9, catalog, random.Random(0)), 3)]
+    first = list(itertools.islice(SCENARIOS["mass-submission"](9, catalog, random.Random(0)), 3))
     assert isinstance(first[0], Submit) and first[0].student_id == 9
     assert isinstance(first[1], LoadPage) and first[1].page == "my-test-series"
     for plan in SCENARIOS.values():

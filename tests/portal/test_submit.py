@@ -64,9 +64,13 @@ def test_concurrent_submissions_are_all_visible_to_their_students(make_app):
         pytest.param({"student_id": 1, "exam_id": 1}, 422, "invalid_input", id="missing-score"),
         pytest.param({"student_id": 1, "exam_id": 1, "score": 101}, 422, "invalid_input", id="score-range"),
         pytest.param({"student_id": "1", "exam_id": 1, "score": 5}, 422, "invalid_input", id="string-id"),
-        pytest.param({"student_id": 1, "exam_id": 1, "score": 5, "x": 1}, 422, "invalid_input", id="extra-field"),
+        pytest.param(
+            {"student_id": 1, "exam_id": 1, "score": 5, "x": 1}, 422, "invalid_input", id="extra-field"
+        ),
         pytest.param({"student_id": 1, "exam_id": 999, "score": 5}, 404, "unknown_exam", id="unknown-exam"),
-        pytest.param({"student_id": 999, "exam_id": 1, "score": 5}, 404, "unknown_student", id="unknown-student"),
+        pytest.param(
+            {"student_id": 999, "exam_id": 1, "score": 5}, 404, "unknown_student", id="unknown-student"
+        ),
         pytest.param([1, 2], 422, "invalid_input", id="not-an-object"),
     ],
 )
