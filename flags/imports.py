@@ -8,14 +8,16 @@ features plus the imported ones) and the segments, and imports back unchanged.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
+from yggdrasil_engine.engine import UnleashEngine
 
 from flags import audit, store
 from flags.audit import Actor
-from flags.errors import Conflict
+from flags.errors import Conflict, ValidationFailed
 from flags.models import FlagRow, UnleashFeatureRow, UnleashSegmentRow, utcnow
 from flags.unleash import STATE_VERSION, client_state
 
@@ -61,6 +63,7 @@ def import_document(
         }
         store.upsert_flag(session, actor=actor, fields=fields, reason=reason)
     session.flush()
+    _check_loadable(session)
     result = {
         "flags": len(document["flags"]),
         "features": len(features),
@@ -77,6 +80,18 @@ def import_document(
         after={**result, "feature_names": names[:100], "replace": replace},
     )
     return result
+
+
+def _check_loadable(session: Session) -> None:
+    """Refuse a document the SDKs' engine cannot load: it would stop every flag from being served."""
+    state = export_document(session)
+    document = {"version": STATE_VERSION, "features": state["features"], "segments": state["segments"]}
+    try:
+        UnleashEngine().take_state(json.dumps(document))
+    except Exception as exc:
+        raise ValidationFailed(
+            "the Unleash engine cannot load the imported features", details=f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def export_document(session: Session) -> dict[str, Any]:

@@ -161,6 +161,17 @@ class TokenListSchema(Schema):
     tokens = fields.List(fields.Nested(TokenSchema))
 
 
+class UnleashStrategySchema(Schema):
+    class Meta:
+        unknown = "include"
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    parameters = fields.Dict(keys=fields.String())
+    constraints = fields.List(fields.Dict())
+    segments = fields.List(fields.Integer(strict=True))
+    variants = fields.List(fields.Dict())
+
+
 class UnleashFeatureSchema(Schema):
     """An Unleash feature, kept as given apart from the checks here."""
 
@@ -169,7 +180,7 @@ class UnleashFeatureSchema(Schema):
 
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     enabled = fields.Boolean(load_default=True)
-    strategies = fields.List(fields.Dict(), load_default=list)
+    strategies = fields.List(fields.Nested(UnleashStrategySchema), load_default=list)
     variants = fields.List(fields.Dict(), allow_none=True)
 
 

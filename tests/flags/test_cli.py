@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from tests.conftest import LiveFlagService
-from tests.support import ROLLGUARD, free_port
+from tests.support import ROLLGUARD, ServerProcess, free_port
 
 
 def _run(*args: str, url: str, token: str | None) -> subprocess.CompletedProcess[str]:
@@ -75,3 +75,23 @@ def test_service_down_exits_1() -> None:
     assert result.returncode == 1
     assert "flag service unavailable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dev_server_serves_the_same_api(tmp_path) -> None:
+    port = free_port()
+    env = {
+        "ROLLGUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'dev' / 'flags.db'}",
+        "ROLLGUARD_ADMIN_TOKEN": "dev-admin",
+    }
+    server = ServerProcess(
+        [*ROLLGUARD, "flags", "serve", "--dev", "--port", str(port)],
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+        log_path=tmp_path / "dev.log",
+        env=env,
+    )
+    try:
+        created = _run("create", "opt", "--json", url=f"http://127.0.0.1:{port}", token="dev-admin")
+        assert created.returncode == 0, created.stderr
+        assert json.loads(created.stdout)["key"] == "opt"
+    finally:
+        server.stop()

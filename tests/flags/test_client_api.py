@@ -138,3 +138,12 @@ def test_health_readiness_and_metrics(client: FlaskClient) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert "rollguard_flags_served_features 1.0" in text
     assert 'rollguard_flags_client_features_requests_total{status="200"}' in text
+
+
+def test_import_the_engine_cannot_load_is_refused_and_changes_nothing(client: FlaskClient) -> None:
+    create_flag(client, "opt", enabled=True, rollout=100)
+    broken = {"features": [{"name": "x", "enabled": True, "strategies": [{"parameters": {}}]}]}
+    response = client.post("/api/admin/import", json=broken, headers=admin())
+    assert response.status_code == 422
+    names = {f["name"] for f in client.get("/api/client/features", headers=sdk()).json["features"]}
+    assert names == {"opt"}
