@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from flags.app import create_app
@@ -256,3 +258,27 @@ def test_repeated_failed_authentication_is_rate_limited(tmp_path: Path) -> None:
     limited = client.get("/api/admin/flags", headers=admin())
     assert limited.status_code == 429
     assert limited.json["error"]["code"] == "too_many_requests"
+
+
+def test_concurrent_writes_at_one_version_let_exactly_one_through(app: Flask) -> None:
+    create_flag(app.test_client())
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def patch(n: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.patch(
+            "/api/admin/flags/checkout",
+            json={"description": f"writer {n}"},
+            headers=admin(**{"If-Match": "1"}),
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=patch, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] + [409] * 7
+    assert app.test_client().get("/api/admin/flags/checkout", headers=admin()).json["version"] == 2
