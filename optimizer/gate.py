@@ -139,6 +139,11 @@ class UnleashGate:
         self._snapshot = 0
 
     @property
+    def refreshes(self) -> int:
+        """How many feature states the SDK's engine took since the gate was built (polls, 304s, streams)."""
+        return self._snapshot
+
+    @property
     def fast(self) -> bool:
         """Whether decisions are computed here (True) or asked of the SDK per call."""
         self._current()

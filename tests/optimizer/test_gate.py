@@ -1,0 +1,232 @@
+"""The gates: `StaticGate`, and `UnleashGate` against the official SDK (bootstrapped, and against the
+real flag service), which must agree with the SDK and follow a flag change within one SDK refresh."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from UnleashClient import UnleashClient
+from UnleashClient.cache import FileCache
+from UnleashClient.utils import InstanceAllowType
+
+from optimizer import Optimizer, StaticGate, UnleashGate
+from optimizer.gate import REASON_FLAG_UNAVAILABLE, Decision
+from tests.conftest import LiveFlagService
+from tests.optimizer.conftest import CountingBackend
+from tests.support import free_port, wait_until
+
+ROLLOUTS = (0, 1, 37, 50, 99, 100)
+
+
+def rollguard_feature(
+    name: str, rollout: int, payload: dict[str, Any] | None = None, *, enabled: bool = True
+):
+    """A feature in the shape the flag service serves a Rollguard flag."""
+    return {
+        "name": name,
+        "enabled": enabled,
+        "impressionData": False,
+        "strategies": [
+            {
+                "name": "flexibleRollout",
+                "constraints": [],
+                "parameters": {"rollout": str(rollout), "stickiness": "userId", "groupId": name},
+                "variants": [
+                    {
+                        "name": "config",
+                        "weight": 1000,
+                        "stickiness": "userId",
+                        "payload": {"type": "json", "value": json.dumps(payload or {})},
+                    }
+                ],
+            }
+        ],
+        "variants": [],
+    }
+
+
+def bootstrapped_client(directory: Path, features: list[dict[str, Any]]) -> UnleashClient:
+    cache = FileCache("optimizer-gate-test", directory=str(directory))
+    cache.bootstrap_from_dict({"version": 2, "features": features})
+    return UnleashClient(
+        url=f"http://127.0.0.1:{free_port()}/api",
+        app_name="optimizer-gate-test",
+        disable_metrics=True,
+        disable_registration=True,
+        cache=cache,
+        multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
+    )
+
+
+@pytest.fixture(scope="module")
+def rollout_client(tmp_path_factory) -> Iterator[UnleashClient]:
+    features = [rollguard_feature(f"flag-{r}", r, {"ttl_s": r}) for r in ROLLOUTS]
+    features.append(rollguard_feature("killed", 100, enabled=False))
+    constrained = rollguard_feature("constrained", 100)
+    constrained["strategies"][0]["constraints"] = [
+        {"contextName": "userId", "operator": "IN", "values": ["s1", "s2"], "inverted": False}
+    ]
+    features.append(constrained)
+    client = bootstrapped_client(tmp_path_factory.mktemp("sdk"), features)
+    yield client
+    client.destroy()
+
+
+@pytest.fixture(scope="module")
+def gates(rollout_client) -> dict[str, UnleashGate]:
+    return {flag: UnleashGate(rollout_client, flag) for flag in [f"flag-{r}" for r in ROLLOUTS] + ["killed"]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(user=st.text(min_size=1, max_size=40) | st.from_regex(r"s[0-9]{1,6}", fullmatch=True))
+def test_the_gate_agrees_with_the_sdk_for_any_user_and_rollout(rollout_client, gates, user):
+    for rollout in ROLLOUTS:
+        flag = f"flag-{rollout}"
+        assert gates[flag].decide(user).optimized is rollout_client.is_enabled(flag, {"userId": user})
+
+
+def test_the_rollguard_shape_is_decided_without_the_sdk_and_carries_the_payload(gates):
+    gate = gates["flag-100"]
+    first = gate.decide("s42")
+    assert gate.fast
+    assert first.optimized and first.payload == {"ttl_s": 100}
+    assert gate.decide("s7").payload is first.payload  # one parsed payload per flag state
+
+
+def test_a_killed_flag_sends_everyone_direct(gates):
+    assert gates["killed"].decide("s1") == Decision(False)
+
+
+def test_an_unknown_flag_sends_everyone_direct_as_unavailable(rollout_client):
+    assert UnleashGate(rollout_client, "nope").decide("s1") == Decision(False, None, REASON_FLAG_UNAVAILABLE)
+
+
+def test_other_shapes_fall_back_to_the_sdk(rollout_client):
+    gate = UnleashGate(rollout_client, "constrained")
+    assert [gate.decide(u).optimized for u in ("s1", "s2", "s3")] == [True, True, False]
+    assert not gate.fast
+
+
+def test_fast_path_answers_reach_the_sdk_metrics_at_its_next_refresh(tmp_path):
+    client = bootstrapped_client(tmp_path, [rollguard_feature("opt", 50)])
+    try:
+        gate = UnleashGate(client, "opt")
+        answers = [gate.decide(f"s{i}").optimized for i in range(40)]
+        engine = client._engine
+        engine.take_state(engine.get_state())  # what each SDK poll does
+        counts = engine.get_metrics()["toggles"]["opt"]
+        assert (counts["yes"], counts["no"]) == (sum(answers), 40 - sum(answers))
+    finally:
+        client.destroy()
+
+
+def test_a_flag_never_loaded_sends_calls_direct_and_counts_why(tmp_path):
+    client = UnleashClient(
+        url=f"http://127.0.0.1:{free_port()}/api",
+        app_name="never-loaded",
+        disable_metrics=True,
+        disable_registration=True,
+        cache=FileCache("never-loaded", directory=str(tmp_path)),
+        multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
+    )
+    registry = CollectorRegistry()
+    backend = CountingBackend()
+    opt = Optimizer(backend, name="fn", gate=UnleashGate(client, "opt"), registry=registry)
+    try:
+        opt("k", user_id="s1")
+        opt("k", user_id="s1")
+        assert backend.calls == ["k", "k"]
+        assert (
+            registry.get_sample_value(
+                "optimizer_gate_bypass_total", {"fn": "fn", "reason": "flag_unavailable"}
+            )
+            == 2
+        )
+        assert registry.get_sample_value("optimizer_requests_total", {"fn": "fn", "path": "direct"}) == 2
+    finally:
+        opt.close()
+        client.destroy()
+
+
+def test_static_gate_answers_the_same_for_everyone():
+    assert StaticGate(True, {"ttl_s": 3}).decide("a") == Decision(True, {"ttl_s": 3})
+    assert StaticGate(False).decide(None) == Decision(False)
+
+
+# Against the real flag service
+
+
+@pytest.fixture
+def live_sdk(flag_service: LiveFlagService, tmp_path: Path) -> Iterator[UnleashClient]:
+    client = UnleashClient(
+        url=f"{flag_service.url}/api",
+        app_name="optimizer-live",
+        custom_headers={"Authorization": flag_service.client_token},
+        disable_metrics=True,
+        refresh_interval=1,
+        cache=FileCache("optimizer-live", directory=str(tmp_path / "sdk")),
+        multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
+    )
+    yield client
+    client.destroy()
+
+
+def test_the_gate_follows_rollout_payload_and_kill_within_one_sdk_refresh(flag_service, live_sdk):
+    users = [f"student-{i}" for i in range(200)]
+
+    def sdk_cohort() -> list[bool]:
+        return [live_sdk.is_enabled("exam-opt", {"userId": u}) for u in users]
+
+    with flag_service.admin("test") as admin:
+        flag = admin.create_flag("exam-opt", enabled=True, rollout=10, payload={"ttl_s": 5})
+        gate = UnleashGate(live_sdk, "exam-opt")
+        assert gate.decide("student-1").reason == REASON_FLAG_UNAVAILABLE  # not loaded yet: direct
+        live_sdk.initialize_client()
+        wait_until(lambda: "exam-opt" in live_sdk.feature_definitions(), what="flag loaded")
+        assert [gate.decide(u).optimized for u in users] == sdk_cohort()
+        assert gate.fast
+
+        before = sdk_cohort()
+        admin.set_rollout("exam-opt", 50, reason="promote")
+        # As soon as the SDK itself answers with the new rollout, the gate must too: no extra refresh.
+        wait_until(lambda: sdk_cohort() != before, what="the SDK saw rollout 50")
+        assert [gate.decide(u).optimized for u in users] == sdk_cohort()
+        assert 60 < sum(gate.decide(u).optimized for u in users) < 140
+
+        flag = admin.get_flag("exam-opt")
+        admin.update_flag("exam-opt", {"payload": {"ttl_s": 1, "max_batch": 8}}, version=flag.version)
+        member = next(u for u in users if live_sdk.is_enabled("exam-opt", {"userId": u}))
+        wait_until(
+            lambda: (
+                json.loads(live_sdk.get_variant("exam-opt", {"userId": member})["payload"]["value"])
+                == {"ttl_s": 1, "max_batch": 8}
+            ),
+            what="the SDK saw the new payload",
+        )
+        assert gate.decide(member).payload == {"ttl_s": 1, "max_batch": 8}
+
+        admin.kill("exam-opt", reason="guardrail breached")
+        wait_until(lambda: not any(sdk_cohort()), what="the SDK saw the kill")
+        assert not any(gate.decide(u).optimized for u in users)
+
+
+def test_the_gate_keeps_the_last_known_flag_when_the_service_stops(flag_service, live_sdk):
+    with flag_service.admin("test") as admin:
+        admin.create_flag("exam-opt", enabled=True, rollout=100, payload={"ttl_s": 5})
+    live_sdk.initialize_client()
+    gate = UnleashGate(live_sdk, "exam-opt")
+    wait_until(lambda: gate.decide("student-1").optimized, what="flag loaded")
+
+    flag_service.process.stop()
+    refreshes = gate.refreshes
+    wait_until(lambda: gate.refreshes >= refreshes + 2, what="two SDK refreshes against the stopped service")
+
+    decision = gate.decide("student-1")
+    assert decision.optimized and decision.payload == {"ttl_s": 5}
