@@ -30,6 +30,11 @@ class PortalMetrics:
         self.pool_in_use = Gauge(
             "portal_db_pool_in_use", "Database connections checked out of the pool", registry=self.registry
         )
+        self.pool_peak = Gauge(
+            "portal_db_pool_in_use_max",
+            "Most connections ever checked out at once since start",
+            registry=self.registry,
+        )
         self.pool_size = Gauge(
             "portal_db_pool_size",
             "Connections the pool may hand out (size + overflow)",
@@ -45,9 +50,10 @@ class PortalMetrics:
             "portal_batch_rejected", "Batch requests refused", ["reason"], registry=self.registry
         )
 
-    def watch_pool(self, in_use: Callable[[], int], capacity: int) -> None:
-        """Report the pool's checked-out count at every scrape."""
+    def watch_pool(self, in_use: Callable[[], int], peak: Callable[[], int], capacity: int) -> None:
+        """Report the pool's checked-out count and its high-water mark at every scrape."""
         self.pool_in_use.set_function(lambda: float(in_use()))
+        self.pool_peak.set_function(lambda: float(peak()))
         self.pool_size.set(capacity)
 
     def render(self) -> bytes:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from optimizer import Cache, InProcessCache, Optimizer, OptimizerConfig
 from portal import data
-from portal.db import create_schema, make_engine, pool_in_use
+from portal.db import PoolWatch, create_schema, make_engine
 from portal.gate import BuiltGate, build_gate
 from portal.metrics import PortalMetrics
 from portal.settings import PortalSettings
@@ -102,7 +102,8 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
         on_query=metrics.db_queries.inc,
     )
     capacity = settings.pool_size + settings.pool_overflow
-    metrics.watch_pool(partial(pool_in_use, engine), capacity)
+    watch = PoolWatch(engine)
+    metrics.watch_pool(lambda: watch.in_use, lambda: watch.peak, capacity)
     create_schema(engine)
     # The optimized path never asks for more connections than the pool has.
     config = with_capacity(optimizer_config or OptimizerConfig(), capacity)

@@ -91,7 +91,9 @@ def test_exhausted_pool_answers_503(make_app):
         response = app.test_client().get("/api/pages/exam-home?student_id=1&series_id=1")
         assert response.status_code == 503
         assert response.get_json()["error"]["code"] == "db_pool_exhausted"
-        assert "portal_db_pool_in_use 1.0" in app.test_client().get("/metrics").get_data(as_text=True)
+        metrics = app.test_client().get("/metrics").get_data(as_text=True)
+        assert "portal_db_pool_in_use 1.0" in metrics
+        assert "portal_db_pool_in_use_max 1.0" in metrics
     finally:
         held.close()
     assert app.test_client().get("/api/pages/exam-home?student_id=1&series_id=1").status_code == 200

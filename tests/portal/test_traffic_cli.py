@@ -1,0 +1,135 @@
+"""`rollguard traffic run` end to end: real HTTP from locust against a portal served by gunicorn."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import httpx
+import pytest
+
+from tests.portal.conftest import seed_database, start_portal
+from tests.support import REPO, ROLLGUARD
+
+pytestmark = pytest.mark.slow
+
+SUMMARY_KEYS = {
+    "scenario",
+    "users",
+    "requests",
+    "errors",
+    "latency",
+    "latency_by_path",
+    "latency_by_page",
+    "logical_calls",
+    "backend_calls",
+    "key_fetches",
+    "db_queries",
+    "peak_pool_in_use",
+    "pool_capacity",
+    "call_reduction",
+    "cache_bytes",
+    "ideal",
+    "stale_reads",
+    "submissions",
+}
+
+
+def run_traffic(target: str, scenario: str, users: int, duration: float, json_out) -> tuple[dict, str]:
+    result = subprocess.run(
+        [
+            *ROLLGUARD,
+            "traffic",
+            "run",
+            "--scenario",
+            scenario,
+            "--users",
+            str(users),
+            "--duration",
+            str(duration),
+            "--target",
+            target,
+            "--json-out",
+            str(json_out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert json.loads(json_out.read_text()) == summary
+    return summary, result.stderr
+
+
+def test_mass_submission_against_an_optimized_portal(tmp_path):
+    url = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
+    live = start_portal(tmp_path, database_url=url, optimize=True)
+    try:
+        summary, progress = run_traffic(live.url, "mass-submission", 30, 5, tmp_path / "out.json")
+    finally:
+        live.process.stop()
+    assert SUMMARY_KEYS <= set(summary)
+    assert "users 30/30" in progress
+    assert summary["errors"] == 0 and summary["requests"] > 30
+    assert summary["submissions"] == 30
+    assert summary["stale_reads"] == 0
+    assert set(summary["page_loads"]) == {"optimized"}
+    assert summary["latency"]["p50_ms"] <= summary["latency"]["p95_ms"] <= summary["latency"]["p99_ms"]
+    assert summary["backend_calls"] <= summary["key_fetches"] <= summary["logical_calls"]
+    assert summary["call_reduction"] > 0
+    ideal = summary["ideal"]
+    assert ideal["n"] == summary["logical_calls"]
+    assert ideal["c_min"] <= ideal["c_actual"] <= ideal["n"]
+    assert 0 < ideal["eta"] <= 1.0
+    assert 0 < summary["peak_pool_in_use"] <= summary["pool_capacity"] == 20
+    assert summary["cache_bytes"] > 0
+
+
+def test_steady_traffic_against_a_direct_portal_saves_nothing(tmp_path):
+    url = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
+    live = start_portal(tmp_path, database_url=url, optimize=False)
+    try:
+        summary, _progress = run_traffic(live.url, "steady", 5, 3, tmp_path / "out.json")
+    finally:
+        live.process.stop()
+    assert summary["errors"] == 0 and summary["stale_reads"] == 0
+    assert set(summary["page_loads"]) == {"direct"}
+    assert summary["backend_calls"] == summary["logical_calls"] == summary["ideal"]["n"] > 0
+    assert summary["call_reduction"] == 0
+    assert summary["ideal"]["eta"] == 0 or summary["ideal"]["c_min"] == summary["ideal"]["n"]
+    assert summary["db_queries"] >= summary["backend_calls"]
+
+
+def test_traffic_refuses_more_users_than_seeded_students(tmp_path):
+    url = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
+    live = start_portal(tmp_path, database_url=url, optimize=True)
+    try:
+        assert httpx.get(f"{live.url}/api/portal/info").json()["students"] == 60
+        result = subprocess.run(
+            [
+                *ROLLGUARD,
+                "traffic",
+                "run",
+                "--scenario",
+                "steady",
+                "--users",
+                "61",
+                "--duration",
+                "1",
+                "--target",
+                live.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            check=False,
+        )
+    finally:
+        live.process.stop()
+    assert result.returncode != 0
+    assert "60 students" in result.stderr
+    assert result.stdout == ""
