@@ -125,8 +125,14 @@ class RedisCache(Cache):
         self._max_bytes = max_bytes
         self._ack_timeout_s = ack_timeout_s
         self._retry_after_s = retry_after_s
+        self.instance_id = uuid.uuid4().hex[:12]
+        # Named connections let operators (and tests) tell the instances apart in CLIENT LIST.
+        self.client_name = f"rollguard-optimizer-{self.instance_id}"
         self._redis = redis.Redis.from_url(
-            redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+            redis_url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            client_name=self.client_name,
         )
         self._blocking = redis.Redis.from_url(
             redis_url,
@@ -146,7 +152,6 @@ class RedisCache(Cache):
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._listener: threading.Thread | None = None
-        self.instance_id = uuid.uuid4().hex[:12]
         self.subscriptions = 0
 
     # Cache boundary
