@@ -1,0 +1,77 @@
+"""The portal over real components: PostgreSQL as its database, the flag service as its gate."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from portal.settings import FLAG_KEY
+from tests.portal.conftest import portal, seed_database, start_portal
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_portal_on_postgresql_reads_its_writes_and_counts_queries(make_app, fresh_postgres_url):
+    url = seed_database(fresh_postgres_url)
+    app = make_app(database_url=url, optimize=True, pool_size=5)
+    client = app.test_client()
+    first = client.get("/api/pages/my-test-series?student_id=9").get_json()
+    assert len(first["series"]) == 12 and all(len(s["attempts"]) == 2 for s in first["series"])
+    attempt = client.post("/api/exam/submit", json={"student_id": 9, "exam_id": 12, "score": 77}).get_json()
+    assert attempt["series_id"] == 3
+    page = client.get("/api/pages/exam-home?student_id=9&series_id=3").get_json()
+    assert page["attempts"][-1] == attempt["attempt"]
+    direct = make_app(database_url=url, optimize=False, pool_size=5).test_client()
+    assert (
+        direct.get("/api/pages/exam-home?student_id=9&series_id=3").get_json()["attempts"] == page["attempts"]
+    )
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "portal_db_pool_size 5.0" in metrics
+    queries = [line for line in metrics.splitlines() if line.startswith("portal_db_queries_total")]
+    assert float(queries[0].split()[-1]) >= 2
+    assert portal(app).engine.dialect.name == "postgresql"
+
+
+def _paths(portal_url: str, students: range) -> set[str]:
+    return {
+        httpx.get(f"{portal_url}/api/pages/my-test-series?student_id={s}").headers["X-Rollguard-Path"]
+        for s in students
+    }
+
+
+def test_flag_rollout_moves_every_student_between_paths(tmp_path, flag_service):
+    admin = flag_service.admin(actor="portal-test")
+    admin.create_flag(FLAG_KEY, enabled=True, rollout=0)
+    url = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
+    live = start_portal(
+        tmp_path,
+        database_url=url,
+        optimize=False,
+        extra_env={
+            "ROLLGUARD_FLAGS_URL": flag_service.url,
+            "ROLLGUARD_CLIENT_TOKEN": flag_service.client_token,
+            "ROLLGUARD_PORTAL_FLAGS_REFRESH_S": "1",
+        },
+    )
+    students = range(1, 41)
+    try:
+        assert httpx.get(f"{live.url}/api/portal/info").json()["gate"] == "unleash"
+        assert _paths(live.url, students) == {"direct"}
+        admin.set_rollout(FLAG_KEY, 100, reason="test: everyone")
+        wait_until(
+            lambda: _paths(live.url, range(1, 2)) == {"optimized"}, timeout=20, what="rollout 100 served"
+        )
+        assert _paths(live.url, students) == {"optimized"}
+        admin.set_rollout(FLAG_KEY, 50, reason="test: half")
+        wait_until(
+            lambda: _paths(live.url, students) == {"optimized", "direct"}, timeout=20, what="rollout 50"
+        )
+        sticky = [_paths(live.url, range(s, s + 1)) for s in students]
+        assert sticky == [_paths(live.url, range(s, s + 1)) for s in students]
+        admin.set_rollout(FLAG_KEY, 0, reason="test: nobody")
+        wait_until(lambda: _paths(live.url, range(1, 2)) == {"direct"}, timeout=20, what="rollout 0 served")
+        assert _paths(live.url, students) == {"direct"}
+    finally:
+        live.process.stop()
+        admin.close()
