@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
@@ -19,6 +20,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
+import httpx
 
 from flags.client import Event, Flag, FlagsClient, FlagsError, FlagsUnavailable
 
@@ -41,8 +43,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 @click.pass_context
 def command(ctx: click.Context, url: str, token: str | None, actor: str | None) -> None:
     """The flag service and its admin actions."""
-    # Request lines from the HTTP client would drown the command's own output.
+    # Request lines from the HTTP client, and Alembic's plugin announcements, would drown the
+    # command's own output.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     ctx.obj = {"url": url, "token": token, "actor": actor}
 
 
@@ -79,11 +83,21 @@ def serve(host: str, port: int, database_url: str | None, workers: int | None, d
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise click.ClickException(f"bad configuration: {exc}") from exc
+    _check_port(host, port)
     try:
         prepare(settings)
     except (OperationalError, ArgumentError) as exc:
         raise click.ClickException(f"cannot prepare the database: {exc}") from exc
     run(settings, host=host, port=port, dev=dev)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with a clear message before migrating if the address cannot be listened on."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def _client(ctx: click.Context) -> FlagsClient:
@@ -102,6 +116,9 @@ def _reports_errors(func: F) -> F:
             sys.exit(1)
         except FlagsUnavailable as exc:
             click.echo(f"error: flag service unavailable: {exc}", err=True)
+            sys.exit(1)
+        except httpx.InvalidURL as exc:
+            click.echo(f"error: bad flag service URL: {exc}", err=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

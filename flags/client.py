@@ -384,11 +384,19 @@ class FlagsClient:
                 if attempt > self._retries:
                     raise FlagsUnavailable(f"{self.base_url} did not answer: {exc}") from exc
                 time.sleep(self._backoff_s * 2 ** (attempt - 1))
+            except httpx.TransportError as exc:
+                # Not retried: the request may have reached the service (a write must not repeat).
+                raise FlagsUnavailable(f"{self.base_url} failed: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
             raise _error_from(response)
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise FlagsError(
+                response.status_code, "not_json", f"{self.base_url} answered something other than JSON"
+            ) from exc
 
 
 def _error_from(response: httpx.Response) -> FlagsError:
@@ -396,7 +404,10 @@ def _error_from(response: httpx.Response) -> FlagsError:
         error = response.json()["error"]
         code, message, details = error["code"], error["message"], error.get("details")
     except (ValueError, KeyError, TypeError):
-        code, message, details = "http_error", response.text[:200], None
+        first_line = response.text.strip().splitlines()[0][:100] if response.text.strip() else ""
+        code = "http_error"
+        message = f"HTTP {response.status_code} without the flag service's error body: {first_line}"
+        details = None
     cls = _ERRORS_BY_STATUS.get(response.status_code, FlagsError)
     return cls(response.status_code, code, message, details)
 

@@ -27,8 +27,6 @@ def prepare(settings: Settings) -> None:
         if settings.client_secret:
             ensure_token(session, name=BOOTSTRAP_CLIENT, scope="client", secret=settings.client_secret)
 
-    # Alembic announces every plugin it loads at INFO; only the migrations themselves matter here.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     engine = make_engine(settings.database_url)
     try:
         migrate(engine, after=_bootstrap)

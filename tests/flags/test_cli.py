@@ -95,3 +95,21 @@ def test_dev_server_serves_the_same_api(tmp_path) -> None:
         assert json.loads(created.stdout)["key"] == "opt"
     finally:
         server.stop()
+
+
+def test_bad_url_and_busy_port_are_reported_without_traceback(flag_service: LiveFlagService) -> None:
+    bad_url = _run("list", url="notaurl", token="x")
+    assert bad_url.returncode == 1
+    assert "error: flag service unavailable" in bad_url.stderr
+    port = flag_service.url.rsplit(":", 1)[1]
+    busy = subprocess.run(
+        [*ROLLGUARD, "flags", "serve", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "ROLLGUARD_DATABASE_URL": flag_service.database_url},
+    )
+    assert busy.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert "Traceback" not in bad_url.stderr + busy.stderr
