@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import actions, data, session
-from dashboard.health import Check, breaches
+from dashboard.health import Judged, breaches, describe
 from flags.client import Flag
 
 
@@ -56,13 +56,13 @@ def controller_status(settings: Any) -> Any | None:
     return status
 
 
-def breach(flag: Flag, checks: Sequence[Check], *, controller_live: bool) -> None:
+def breach(flag: Flag, checks: Sequence[Judged], *, controller_live: bool) -> None:
     """A prominent banner for a breached guardrail, with a one-click kill."""
     failed = breaches(checks)
     if not failed or not flag.enabled:
         return
     settings = session.settings()
-    lines = "\n".join(f"- {c.describe()}" for c in failed)
+    lines = "\n".join(f"- {describe(c)}" for c in failed)
     urgency = (
         "The controller should roll it back shortly."
         if controller_live
@@ -73,7 +73,7 @@ def breach(flag: Flag, checks: Sequence[Check], *, controller_live: bool) -> Non
             f"**Guardrail breached on `{flag.key}`** at {flag.rollout}% rollout.\n\n{lines}\n\n{urgency}",
             icon=":material/e911_emergency:",
         )
-        reason = "guardrail breached: " + "; ".join(c.describe() for c in failed)
+        reason = "guardrail breached: " + "; ".join(describe(c) for c in failed)
         clicked = st.button(
             f"Kill {flag.key} now",
             key=f"breach_kill_{flag.key}",

@@ -20,11 +20,12 @@ import streamlit as st
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from sqlalchemy.exc import SQLAlchemyError
 
+from control.checks import check_flag
+from control.decisions import Verdict
 from control.errors import ControlError
 from control.metrics import MetricSource, Point, open_source
 from control.settings import ControlSettings
 from control.store import ControllerStatus, ControlStore, DecisionRecord, VerdictRecord
-from dashboard.health import Check, check
 from dashboard.settings import DashboardSettings
 from flags.client import Event, Flag, FlagNotFound, FlagsClient, FlagsError, FlagsUnavailable
 
@@ -190,27 +191,11 @@ def series(
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
-def live_checks(settings: DashboardSettings, flag: Flag) -> list[Check]:
-    """Every guardrail of `flag` judged on the metric source's current window."""
-    fn = flag.payload.get("fn")
-
-    def run(source: MetricSource, _store: ControlStore) -> list[Check]:
-        checks = []
-        for guardrail in flag.guardrails:
-            if guardrail.kind == "comparative":
-                optimized = source.window(
-                    guardrail.metric, fn=fn, path="optimized", window_s=guardrail.window_s
-                )
-                direct = source.window(guardrail.metric, fn=fn, path="direct", window_s=guardrail.window_s)
-                checks.append(check(guardrail, optimized, direct))
-            else:
-                window = source.window(
-                    guardrail.metric, fn=fn, path=guardrail.path, window_s=guardrail.window_s
-                )
-                checks.append(check(guardrail, window))
-        return checks
-
-    found: list[Check] = _control_call(settings, f"guardrails of {flag.key}", run)
+def live_checks(settings: DashboardSettings, flag: Flag) -> list[Verdict]:
+    """Every guardrail of `flag` judged now on the metric source, exactly as the controller judges it."""
+    found: list[Verdict] = _control_call(
+        settings, f"guardrails of {flag.key}", lambda source, _store: check_flag(flag, source, now=now())
+    )
     return found
 
 

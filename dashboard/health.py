@@ -1,26 +1,19 @@
-"""Guardrail health as the operator sees it: badges, live checks, breaches.
+"""Guardrail health as the operator sees it: badges and breaches.
 
-Pure functions over the controller's verdict records and the metric source's
-window values; the overview and flag pages call them, `data.py` feeds them.
+Pure functions over verdicts: the controller's recorded ones (`VerdictRecord`)
+or the dashboard's own live checks, which `data.live_checks` makes with the
+controller's `control.checks.check_flag`, so both judge alike. The overview
+and flag pages call these through `status.py` and `banners.py`.
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-from flags.client import Flag, Guardrail
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
+from flags.client import Flag
 
 
 class Health(Enum):
@@ -48,11 +41,9 @@ class Health(Enum):
         return f"{self.icon} {text}"
 
 
-class Verdict(Protocol):
-    """What the dashboard reads of a controller verdict record."""
+class Judged(Protocol):
+    """A guardrail's verdict as the dashboard shows it (live check or recorded)."""
 
-    @property
-    def time(self) -> datetime: ...
     @property
     def guardrail(self) -> str: ...
     @property
@@ -60,56 +51,25 @@ class Verdict(Protocol):
     @property
     def value(self) -> float | None: ...
     @property
-    def threshold(self) -> float | None: ...
-
-
-class Window(Protocol):
-    """What the dashboard reads of a metric window."""
-
-    @property
-    def value(self) -> float | None: ...
+    def threshold(self) -> float: ...
     @property
     def samples(self) -> int: ...
 
 
-@dataclass(frozen=True)
-class Check:
-    """One guardrail checked against the metric source right now."""
-
-    guardrail: Guardrail
-    verdict: str  # pass | fail | no_data
-    value: float | None
-    samples: int
-
+class Recorded(Judged, Protocol):
     @property
-    def failed(self) -> bool:
-        return self.verdict == "fail"
-
-    def describe(self) -> str:
-        shown = "no value" if self.value is None else f"{self.value:.4g}"
-        return f"{self.guardrail.name}: {shown} over {self.guardrail.window_s}s ({self.samples} samples)"
+    def time(self) -> datetime: ...
 
 
-def check(guardrail: Guardrail, window: Window, direct: Window | None = None) -> Check:
-    """Judge one guardrail from its window (and, for comparative ones, the direct cohort's)."""
-    if window.value is None or window.samples < guardrail.min_samples:
-        return Check(guardrail, "no_data", window.value, window.samples)
-    if guardrail.kind == "comparative":
-        if direct is None or direct.value is None or direct.samples < guardrail.min_samples:
-            return Check(guardrail, "no_data", None, min(window.samples, direct.samples if direct else 0))
-        difference = window.value - direct.value
-        verdict = "pass" if difference <= guardrail.threshold else "fail"
-        return Check(guardrail, verdict, difference, min(window.samples, direct.samples))
-    compare = _OPS.get(guardrail.op)
-    if compare is None:
-        raise ValueError(f"unknown guardrail operator {guardrail.op!r}")
-    verdict = "pass" if compare(window.value, guardrail.threshold) else "fail"
-    return Check(guardrail, verdict, window.value, window.samples)
+def describe(judged: Judged) -> str:
+    """One line for a banner: `error_rate[optimized]<=0.01: 0.25 (1200 samples)`."""
+    shown = "no value" if judged.value is None else f"{judged.value:.4g}"
+    return f"{judged.guardrail}: {shown} ({judged.samples} samples)"
 
 
-def latest_verdicts(verdicts: Iterable[Verdict]) -> dict[str, Verdict]:
+def latest_verdicts(verdicts: Iterable[Recorded]) -> dict[str, Recorded]:
     """The newest verdict of each guardrail, by guardrail name."""
-    latest: dict[str, Verdict] = {}
+    latest: dict[str, Recorded] = {}
     for record in verdicts:
         seen = latest.get(record.guardrail)
         if seen is None or record.time >= seen.time:
@@ -117,11 +77,11 @@ def latest_verdicts(verdicts: Iterable[Verdict]) -> dict[str, Verdict]:
     return latest
 
 
-def badge(flag: Flag, verdicts: Iterable[str], checks: Sequence[Check] = ()) -> Health:
-    """Summarise a flag's health from its latest verdicts and any live checks."""
+def badge(flag: Flag, verdicts: Iterable[str]) -> Health:
+    """Summarise a flag's health from the outcomes (pass, fail, no_data) of its latest verdicts."""
     if not flag.enabled:
         return Health.OFF
-    outcomes = [*verdicts, *(c.verdict for c in checks)]
+    outcomes = list(verdicts)
     if not outcomes:
         return Health.UNKNOWN
     if "fail" in outcomes:
@@ -131,6 +91,6 @@ def badge(flag: Flag, verdicts: Iterable[str], checks: Sequence[Check] = ()) -> 
     return Health.HEALTHY
 
 
-def breaches(checks: Iterable[Check]) -> list[Check]:
-    """The failed checks, for the breach banner."""
-    return [c for c in checks if c.failed]
+def breaches(judged: Iterable[Judged]) -> list[Judged]:
+    """The failed verdicts, for the breach banner."""
+    return [j for j in judged if j.verdict == "fail"]

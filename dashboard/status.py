@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from control.decisions import Verdict
 from dashboard import data
-from dashboard.health import Check, Health, badge, latest_verdicts
+from dashboard.health import Health, badge, latest_verdicts
 from dashboard.settings import DashboardSettings
 from flags.client import Event, Flag
 
@@ -24,7 +25,7 @@ VERDICT_HORIZON = timedelta(minutes=15)
 class FlagRow:
     flag: Flag
     health: Health
-    checks: tuple[Check, ...]
+    checks: tuple[Verdict, ...]
     last_change: Event | None
 
     @property
@@ -46,7 +47,7 @@ class FlagRow:
 
 def flag_health(
     settings: DashboardSettings, flag: Flag, *, controller_live: bool
-) -> tuple[Health, list[Check]]:
+) -> tuple[Health, list[Verdict]]:
     """Health of one flag and the live checks behind it (raises SourceDown)."""
     checks = data.live_checks(settings, flag) if flag.enabled and flag.guardrails else []
     if controller_live:
@@ -54,7 +55,7 @@ def flag_health(
         latest = latest_verdicts(recent)
         if latest:
             return badge(flag, [v.verdict for v in latest.values()]), checks
-    return badge(flag, [], checks), checks
+    return badge(flag, [c.verdict for c in checks]), checks
 
 
 def flag_rows(

@@ -7,6 +7,7 @@ from datetime import timedelta
 import streamlit as st
 
 from dashboard import banners, charts, controls, data, session, status
+from dashboard.health import describe
 from dashboard.plots import RANGES, RESOLUTIONS, metric_charts, step_for
 from flags.client import FlagNotFound
 
@@ -67,7 +68,7 @@ def header() -> None:
     banners.breach(current, checks, controller_live=controller_live)
     if checks:
         st.caption(
-            f"Health: {health.label} · " + " · ".join(c.describe() + f" → {c.verdict}" for c in checks)
+            f"Health: {health.label} · " + " · ".join(f"{describe(c)} → {c.verdict}" for c in checks)
         )
 
 

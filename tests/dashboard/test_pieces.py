@@ -9,18 +9,12 @@ import pytest
 
 from dashboard.charts import classify, downsample, markers_from_events, verdict_runs
 from dashboard.guardrails import GuardrailRow, validate
-from dashboard.health import Health, badge, check
+from dashboard.health import Health, badge, describe, latest_verdicts
 from dashboard.plots import step_for
 from dashboard.settings import DashboardSettings
-from flags.client import Event, Flag, Guardrail, RollbackPolicy
+from flags.client import Event, Flag, RollbackPolicy
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Window:
-    value: float | None
-    samples: int
 
 
 @dataclass(frozen=True)
@@ -35,7 +29,8 @@ class V:
     guardrail: str
     verdict: str
     value: float | None = None
-    threshold: float | None = None
+    threshold: float = 0.01
+    samples: int = 0
 
 
 def _flag(enabled: bool = True) -> Flag:
@@ -96,40 +91,24 @@ def test_validation_accepts_good_rows_and_refuses_duplicates() -> None:
     assert errors == ["guardrail 3: duplicates error_rate[optimized]<=0.01"]
 
 
-@pytest.mark.parametrize(
-    ("guardrail", "window", "direct", "verdict"),
-    [
-        pytest.param(Guardrail("error_rate", "<=", 0.01), Window(0.005, 50), None, "pass", id="within"),
-        pytest.param(Guardrail("error_rate", "<=", 0.01), Window(0.02, 50), None, "fail", id="above"),
-        pytest.param(Guardrail("error_rate", "<=", 0.01), Window(0.02, 5), None, "no_data", id="few-samples"),
-        pytest.param(Guardrail("cache_hit_rate", ">=", 0.75), Window(0.7, 50), None, "fail", id="below-min"),
-        pytest.param(Guardrail("error_rate", "<=", 0.01), Window(None, 0), None, "no_data", id="nothing"),
-        pytest.param(
-            Guardrail("p95_latency_s", "<=", 0.05, kind="comparative"),
-            Window(0.2, 50),
-            Window(0.1, 50),
-            "fail",
-            id="comparative-worse",
-        ),
-        pytest.param(
-            Guardrail("p95_latency_s", "<=", 0.05, kind="comparative"),
-            Window(0.12, 50),
-            Window(0.1, 50),
-            "pass",
-            id="comparative-close",
-        ),
-    ],
-)
-def test_check(guardrail: Guardrail, window: Window, direct: Window | None, verdict: str) -> None:
-    assert check(guardrail, window, direct).verdict == verdict
-
-
 def test_badge() -> None:
     assert badge(_flag(enabled=False), ["fail"]) is Health.OFF
     assert badge(_flag(), []) is Health.UNKNOWN
     assert badge(_flag(), ["pass", "fail"]) is Health.BREACHED
     assert badge(_flag(), ["no_data", "no_data"]) is Health.NO_DATA
     assert badge(_flag(), ["pass", "no_data"]) is Health.HEALTHY
+
+
+def test_latest_verdicts_and_describe() -> None:
+    verdicts = [
+        V(T0, "a", "pass"),
+        V(T0 + timedelta(seconds=5), "a", "fail", 0.25, 0.01, 1200),
+        V(T0, "b", "no_data"),
+    ]
+    latest = latest_verdicts(verdicts)
+    assert {k: v.verdict for k, v in latest.items()} == {"a": "fail", "b": "no_data"}
+    assert describe(latest["a"]) == "a: 0.25 (1200 samples)"
+    assert describe(latest["b"]) == "b: no value (0 samples)"
 
 
 def _event(
