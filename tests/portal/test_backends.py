@@ -70,8 +70,8 @@ def test_flag_rollout_moves_every_student_between_paths(tmp_path, flag_service):
         sticky = [_paths(live.url, range(s, s + 1)) for s in students]
         assert sticky == [_paths(live.url, range(s, s + 1)) for s in students]
         admin.set_rollout(FLAG_KEY, 0, reason="test: nobody")
-        wait_until(lambda: _paths(live.url, range(1, 2)) == {"direct"}, timeout=20, what="rollout 0 served")
-        assert _paths(live.url, students) == {"direct"}
+        # Every student, not one: at 50% some were direct already.
+        wait_until(lambda: _paths(live.url, students) == {"direct"}, timeout=20, what="rollout 0 served")
     finally:
         live.process.stop()
         admin.close()
