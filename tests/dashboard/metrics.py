@@ -7,8 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from control.loop import Controller
+from control.metrics import open_source
 from control.scraper import Scraper
+from control.settings import ControlSettings
 from control.store import ControlStore
+from flags.client import FlagsClient
 from tests.support import free_port
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -91,4 +95,22 @@ def scrape_history(
             moment[0] += timedelta(seconds=step_s)
     finally:
         scraper.close()
+        store.close()
+
+
+def tick_controller(database_url: str, flags: FlagsClient, *, holder: str = "controller-test") -> None:
+    """Run one evaluation of the real controller (dry run) so the store holds its verdicts and lease."""
+    store = ControlStore(database_url)
+    settings = ControlSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": database_url})
+    controller = Controller(
+        flags=flags,
+        source=open_source(settings, store=store),
+        store=store,
+        holder=holder,
+        dry_run=True,
+        lease_s=600,
+    )
+    try:
+        controller.tick()
+    finally:
         store.close()

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard.conftest import FN, Dashboard, create_flag
-from tests.dashboard.metrics import MetricsTarget, scrape_history
+from tests.dashboard.metrics import MetricsTarget, scrape_history, tick_controller
 from tests.support import free_port
 
 
@@ -243,6 +243,7 @@ def test_charts_show_metrics_thresholds_and_changes(
     create_flag(admin, key, enabled=True)
     admin.set_rollout(key, 50, reason="promote")
     scrape_history(dashboard.control_database_url, metrics_target, seconds=180)
+    tick_controller(dashboard.control_database_url, admin, holder="controller-charts")
 
     at = _flag_page(dashboard)
 
@@ -262,6 +263,9 @@ def test_charts_show_metrics_thresholds_and_changes(
     assert len(traces["optimized"]["y"]) > 10
     assert max(traces["optimized"]["y"]) == 0.0
     assert traces["guardrail error_rate[optimized]<=0.01"]["y"] == [0.01, 0.01]
+    verdict_rows = {name for trace in figures["Guardrail verdicts"]["data"] for name in trace["y"]}
+    assert verdict_rows == {g.name for g in admin.get_flag(key).guardrails}
+    assert "controller-charts" in _texts(at.info)  # the controller strip names the leader
     reduction = next(t for t in figures["Call reduction"]["data"] if t["name"] == "call reduction")
     assert reduction["y"][-1] == pytest.approx(0.4)  # 0.2 backend share optimized, 1.0 direct
     assert "breached" not in _texts(at.error)
