@@ -103,7 +103,10 @@ def require(scope: str) -> Principal:
     if principal is None:
         # A guesser is stopped before the lookup, so a right guess after the limit teaches nothing.
         if failures.exhausted(address):
-            raise TooManyRequests("too many failed authentications from this address; retry in a minute")
+            raise TooManyRequests(
+                "too many failed authentications from this address; retry in a minute",
+                headers={"Retry-After": "60"},
+            )
         principal = cache.lookup(header)
     if principal is None:
         failures.fail(address)

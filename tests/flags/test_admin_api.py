@@ -258,6 +258,7 @@ def test_repeated_failed_authentication_is_rate_limited(tmp_path: Path) -> None:
     limited = client.get("/api/admin/flags", headers=admin())
     assert limited.status_code == 429
     assert limited.json["error"]["code"] == "too_many_requests"
+    assert limited.headers["Retry-After"] == "60"
 
 
 def test_concurrent_writes_at_one_version_let_exactly_one_through(app: Flask) -> None:
