@@ -1,0 +1,70 @@
+"""The dashboard reading a real Prometheus through the controller's Prometheus source."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.control.prometheus import LivePrometheus, start_prometheus
+from tests.dashboard.conftest import FN, Dashboard, create_flag
+from tests.dashboard.metrics import MetricsTarget
+from tests.support import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def busy_target() -> Iterator[MetricsTarget]:
+    """A metrics target that keeps receiving traffic until the test ends."""
+    target = MetricsTarget(FN)
+    stop = threading.Event()
+
+    def serve_traffic() -> None:
+        while not stop.wait(0.2):
+            target.traffic(calls=10, error_fraction=0.0, latency_s=0.03)
+
+    thread = threading.Thread(target=serve_traffic, daemon=True)
+    thread.start()
+    yield target
+    stop.set()
+    thread.join(timeout=5)
+    target.close()
+
+
+@pytest.fixture
+def prometheus(busy_target: MetricsTarget, tmp_path: Path) -> Iterator[LivePrometheus]:
+    live = start_prometheus(tmp_path, [busy_target.url], scrape_interval_s=1)
+    yield live
+    live.stop()
+
+
+def test_flag_page_charts_come_from_prometheus(dashboard: Dashboard, prometheus: LivePrometheus) -> None:
+    key = dashboard.key
+    create_flag(dashboard.service.admin("setup"), key, enabled=True)
+    wait_until(
+        lambda: prometheus.has_samples('count_over_time(optimizer_requests_total{path="optimized"}[1m])', 6),
+        timeout=60,
+        what="Prometheus to hold a few scrapes",
+    )
+
+    at = dashboard.open(metrics="prometheus", prometheus_url=prometheus.url)
+    at.query_params["flag"] = key
+    at.run()
+    at.switch_page("views/flag.py").run()
+
+    assert not at.exception
+    assert "metric source is unavailable" not in "\n".join(str(w.value) for w in at.warning)
+    specs = {
+        json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+    }
+    optimized = next(t for t in specs["Error rate per cohort"]["data"] if t["name"] == "optimized")
+    assert optimized["y"] and max(optimized["y"]) == 0.0
+    reduction = next(t for t in specs["Call reduction"]["data"] if t["name"] == "call reduction")
+    assert reduction["y"][-1] == pytest.approx(0.4, abs=0.05)
+    health = next(str(c.value) for c in at.caption if str(c.value).startswith("Health"))
+    assert "error_rate[optimized]<=0.01" in health and "pass" in health
