@@ -66,7 +66,8 @@ def flag_rows(
     rows: list[FlagRow] = []
     metric_error: data.SourceDown | None = None
     for flag in flags:
-        health, checks = (Health.OFF if not flag.enabled else Health.UNKNOWN), []
+        health = Health.OFF if not flag.enabled else Health.UNKNOWN
+        checks: list[Verdict] = []
         if metric_error is None:
             try:
                 health, checks = flag_health(settings, flag, controller_live=controller_live)

@@ -67,9 +67,7 @@ def header() -> None:
         return
     banners.breach(current, checks, controller_live=controller_live)
     if checks:
-        st.caption(
-            f"Health: {health.label} · " + " · ".join(f"{describe(c)} → {c.verdict}" for c in checks)
-        )
+        st.caption(f"Health: {health.label} · " + " · ".join(f"{describe(c)} → {c.verdict}" for c in checks))
 
 
 header()

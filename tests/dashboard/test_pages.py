@@ -288,7 +288,7 @@ def test_breach_banner_kills_in_one_click(dashboard: Dashboard, metrics_target: 
     assert not at.exception
     flag = admin.get_flag(key)
     assert flag.enabled is False
-    assert admin.events(flag=key, limit=1)[0].reason.startswith("guardrail breached: error_rate")
+    assert (admin.events(flag=key, limit=1)[0].reason or "").startswith("guardrail breached: error_rate")
 
 
 def test_audit_log_filters(dashboard: Dashboard) -> None:
