@@ -50,3 +50,6 @@ class _LazyGroup(click.Group):
 def main(log_level: str) -> None:
     """Rollguard: roll out risky performance optimizations safely."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per HTTP request from the client libraries drowns the commands' own output.
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -111,7 +111,9 @@ def _portal_totals(portal_url: str) -> dict[str, float]:
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if not sample.name.startswith(("optimizer_", "portal_")) or sample.name.endswith("_bucket"):
+            if not sample.name.startswith(("optimizer_", "portal_")) or sample.name.endswith(
+                ("_bucket", "_created")
+            ):
                 continue
             path = sample.labels.get("path")
             name = f"{sample.name}{{path={path}}}" if path else sample.name
@@ -329,7 +331,8 @@ def _play(
     story.promoted_at_s = round(time.monotonic() - t0, 1)
     story.add(t0, "healthy: the controller promoted the flag to 50%")
 
-    story.add(t0, "mass submission: 500 students submit at once, then reload their pages")
+    spike_users = min(500, students)
+    story.add(t0, f"mass submission: {spike_users} students submit at once, then reload their pages")
     spike = supervisor.start(
         "traffic-mass-submission",
         [
@@ -339,7 +342,7 @@ def _play(
             "--scenario",
             "mass-submission",
             "--users",
-            "500",
+            str(spike_users),
             "--duration",
             "20",
             "--target",
@@ -347,6 +350,8 @@ def _play(
         ],
     )
     _wait_for(lambda: not spike.running, timeout=90, deadline=deadline, supervisor=supervisor)
+    if spike.proc is not None and spike.proc.returncode not in (0, None):
+        raise ChildFailed(f"the mass-submission traffic failed:\n{spike.log_tail()}")
 
     httpx.post(
         f"{urls['portal']}/api/admin/fault",
