@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flags.models import EventRow, utcnow
 
 logger = logging.getLogger(__name__)
+
+CHANGES = Counter("rollguard_flags_changes", "Audited changes made through this process", ["action"])
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ import json
 import logging
 import socket
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, is_dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
@@ -22,7 +21,8 @@ from typing import Any, TypeVar
 import click
 import httpx
 
-from flags.client import Event, Flag, FlagsClient, FlagsError, FlagsUnavailable
+from flags import output
+from flags.client import Event, FlagsClient, FlagsError, FlagsUnavailable
 
 DEFAULT_FLAGS_URL = "http://127.0.0.1:4242"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -101,7 +101,7 @@ def _check_port(host: str, port: int) -> None:
 
 
 def _client(ctx: click.Context) -> FlagsClient:
-    obj = ctx.find_root().obj or ctx.obj
+    obj = ctx.obj
     return FlagsClient(obj["url"], obj["token"], actor=obj["actor"] or getpass.getuser(), retries=1)
 
 
@@ -124,55 +124,6 @@ def _reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {name: _jsonable(item) for name, item in asdict(value).items()}
-    if isinstance(value, dict):
-        return {name: _jsonable(item) for name, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(cell) for cell in row] for row in rows]
-    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    return "\n".join(lines)
-
-
-def _when(value: datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value else "-"
-
-
-def _show_flag(flag: Flag, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(_jsonable(flag), indent=2))
-        return
-    rows = [
-        ("key", flag.key),
-        ("enabled", flag.enabled),
-        ("rollout", f"{flag.rollout}%"),
-        ("state", flag.state),
-        ("stages", ", ".join(str(s) for s in flag.stages)),
-        ("stage_hold_s", flag.stage_hold_s),
-        ("auto_promote", flag.auto_promote),
-        ("guardrails", "; ".join(g.name for g in flag.guardrails) or "-"),
-        (
-            "rollback",
-            f"after {flag.rollback.consecutive_failures} failures, no data: {flag.rollback.on_no_data}",
-        ),
-        ("payload", json.dumps(flag.payload)),
-        ("version", flag.version),
-        ("updated_at", _when(flag.updated_at)),
-        ("description", flag.description or "-"),
-    ]
-    click.echo(_table(["field", "value"], rows))
-
-
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
@@ -185,10 +136,10 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     with _client(ctx) as client:
         flags = client.list_flags()
     if as_json:
-        click.echo(json.dumps(_jsonable(flags), indent=2))
+        output.show_json(flags)
         return
-    rows = [(f.key, f.enabled, f"{f.rollout}%", f.state, f.version, _when(f.updated_at)) for f in flags]
-    click.echo(_table(["key", "enabled", "rollout", "state", "version", "updated_at"], rows))
+    rows = [(f.key, f.enabled, f"{f.rollout}%", f.state, f.version, output.when(f.updated_at)) for f in flags]
+    click.echo(output.table(["key", "enabled", "rollout", "state", "version", "updated_at"], rows))
 
 
 @command.command()
@@ -199,7 +150,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 def get(ctx: click.Context, key: str, as_json: bool) -> None:
     """Show one flag."""
     with _client(ctx) as client:
-        _show_flag(client.get_flag(key), as_json)
+        output.show_flag(client.get_flag(key), as_json)
 
 
 def _json_value(kind: type) -> Callable[[click.Context, click.Parameter, str | None], Any]:
@@ -244,7 +195,7 @@ def create(ctx: click.Context, key: str, reason: str | None, as_json: bool, **fi
     """Create a flag."""
     given = {name: value for name, value in fields.items() if value is not None}
     with _client(ctx) as client:
-        _show_flag(client.create_flag(key, reason=reason, **given), as_json)
+        output.show_flag(client.create_flag(key, reason=reason, **given), as_json)
 
 
 @command.command("set-rollout")
@@ -257,7 +208,7 @@ def create(ctx: click.Context, key: str, reason: str | None, as_json: bool, **fi
 def set_rollout(ctx: click.Context, key: str, rollout: int, reason: str | None, as_json: bool) -> None:
     """Set a flag's rollout percentage."""
     with _client(ctx) as client:
-        _show_flag(client.set_rollout(key, rollout, reason=reason), as_json)
+        output.show_flag(client.set_rollout(key, rollout, reason=reason), as_json)
 
 
 @command.command()
@@ -269,7 +220,7 @@ def set_rollout(ctx: click.Context, key: str, rollout: int, reason: str | None, 
 def kill(ctx: click.Context, key: str, reason: str, as_json: bool) -> None:
     """Switch a flag off for everyone."""
     with _client(ctx) as client:
-        _show_flag(client.kill(key, reason=reason), as_json)
+        output.show_flag(client.kill(key, reason=reason), as_json)
 
 
 @command.command()
@@ -281,7 +232,7 @@ def kill(ctx: click.Context, key: str, reason: str, as_json: bool) -> None:
 def resume(ctx: click.Context, key: str, reason: str, as_json: bool) -> None:
     """Switch a flag back on at its rollout."""
     with _client(ctx) as client:
-        _show_flag(client.resume(key, reason=reason), as_json)
+        output.show_flag(client.resume(key, reason=reason), as_json)
 
 
 @command.command()
@@ -298,10 +249,74 @@ def events(ctx: click.Context, flag: str | None, since: datetime | None, limit: 
     with _client(ctx) as client:
         found: list[Event] = client.events(flag=flag, since=since, limit=limit)
     if as_json:
-        click.echo(json.dumps(_jsonable(found), indent=2))
+        output.show_json(found)
         return
     rows = [
         (e.id, e.time.isoformat(timespec="seconds"), e.flag or "-", e.actor, e.action, e.reason or "")
         for e in found
     ]
-    click.echo(_table(["id", "time", "flag", "actor", "action", "reason"], rows))
+    click.echo(output.table(["id", "time", "flag", "actor", "action", "reason"], rows))
+
+
+@command.command()
+@_json_option
+@click.pass_context
+@_reports_errors
+def tokens(ctx: click.Context, as_json: bool) -> None:
+    """List API tokens (never their secrets)."""
+    with _client(ctx) as client:
+        found = client.list_tokens()
+    if as_json:
+        output.show_json(found)
+        return
+    rows = [(t.id, t.name, t.scope, output.when(t.created_at), t.revoked) for t in found]
+    click.echo(output.table(["id", "name", "scope", "created_at", "revoked"], rows))
+
+
+@command.command("token-create")
+@click.argument("name")
+@click.option("--scope", type=click.Choice(["client", "admin"]), default="client", show_default=True)
+@click.pass_context
+@_reports_errors
+def token_create(ctx: click.Context, name: str, scope: str) -> None:
+    """Create a token and print its secret (shown this once)."""
+    with _client(ctx) as client:
+        token = client.create_token(name, scope)
+    click.echo(token.secret)
+
+
+@command.command("token-revoke")
+@click.argument("token_id", type=int)
+@click.pass_context
+@_reports_errors
+def token_revoke(ctx: click.Context, token_id: int) -> None:
+    """Revoke a token."""
+    with _client(ctx) as client:
+        client.revoke_token(token_id)
+    click.echo(f"revoked token {token_id}")
+
+
+@command.command("import")
+@click.argument("document", type=click.File("r"))
+@click.option("--replace", is_flag=True, help="Drop imported Unleash features missing from the document.")
+@click.pass_context
+@_reports_errors
+def import_(ctx: click.Context, document: Any, replace: bool) -> None:
+    """Import an Unleash export or a Rollguard export (JSON file, or - for stdin)."""
+    try:
+        parsed = json.load(document)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="DOCUMENT") from exc
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="DOCUMENT")
+    with _client(ctx) as client:
+        output.show_json(client.import_unleash(parsed, replace=replace))
+
+
+@command.command()
+@click.pass_context
+@_reports_errors
+def export(ctx: click.Context) -> None:
+    """Print flags, the Unleash client document and segments as JSON (importable)."""
+    with _client(ctx) as client:
+        output.show_json(client.export_unleash())

@@ -57,6 +57,32 @@ def test_admin_commands_change_flags_and_audit_them(flag_service: LiveFlagServic
     assert json.loads(cli("get", "opt", "--json").stdout)["rollout"] == 50
 
 
+def test_tokens_and_export_import_round_trip(flag_service: LiveFlagService, tmp_path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return _run(*args, url=flag_service.url, token=flag_service.admin_token)
+
+    secret = cli("token-create", "portal", "--scope", "client").stdout.strip()
+    assert secret.startswith("rg-client-")
+    listed = json.loads(cli("tokens", "--json").stdout)
+    portal = next(t for t in listed if t["name"] == "portal")
+    assert "secret" not in portal or portal["secret"] is None
+    assert cli("token-revoke", str(portal["id"])).returncode == 0
+    assert "True" in next(line for line in cli("tokens").stdout.splitlines() if "portal" in line)
+
+    assert cli("create", "opt", "--enabled", "--rollout", "20").returncode == 0
+    exported = cli("export")
+    assert exported.returncode == 0
+    document = tmp_path / "export.json"
+    document.write_text(exported.stdout)
+    imported = cli("import", str(document), "--replace")
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["flags"] == 1
+    (tmp_path / "bad.json").write_text("{nope")
+    bad = cli("import", str(tmp_path / "bad.json"))
+    assert bad.returncode == 2
+    assert "not valid JSON" in bad.stderr
+
+
 def test_refusal_exits_1_with_the_servers_message(flag_service: LiveFlagService) -> None:
     missing = _run("get", "nope", url=flag_service.url, token=flag_service.admin_token)
     assert missing.returncode == 1

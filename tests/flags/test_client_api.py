@@ -138,6 +138,7 @@ def test_health_readiness_and_metrics(client: FlaskClient) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert "rollguard_flags_served_features 1.0" in text
     assert 'rollguard_flags_client_features_requests_total{status="200"}' in text
+    assert 'rollguard_flags_changes_total{action="create"}' in text
 
 
 def test_import_the_engine_cannot_load_is_refused_and_changes_nothing(client: FlaskClient) -> None:
