@@ -53,6 +53,7 @@ def record(
     )
     session.add(row)
     session.flush()
+    CHANGES.labels(action).inc()
     logger.info(
         "%s %s by %s (token %s): %s", action, flag or "-", actor.name, actor.token_name, reason or "-"
     )
