@@ -107,7 +107,11 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     create_schema(engine)
     # The optimized path never asks for more connections than the pool has.
     config = with_capacity(optimizer_config or OptimizerConfig(), capacity)
-    cache = _redis_cache(settings.redis_url, config) if settings.redis_url else InProcessCache(config)
+    cache = (
+        _redis_cache(settings.redis_url, settings.redis_namespace)
+        if settings.redis_url
+        else InProcessCache(config)
+    )
     gate = build_gate(settings)
     optimizer = Optimizer(
         partial(_fetch_one, engine),
@@ -128,11 +132,11 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     return Portal(settings, engine, optimizer, metrics, gate, throttle, config)
 
 
-def _redis_cache(url: str, config: OptimizerConfig) -> Cache:
+def _redis_cache(url: str, namespace: str) -> Cache:
     # Imported only when configured: the Redis tier loads the redis client.
     from optimizer import RedisCache
 
-    cache: Cache = RedisCache(url, config)
+    cache: Cache = RedisCache(url, namespace=namespace)
     return cache
 
 

@@ -10,6 +10,7 @@ The optimizer's own knobs (TTL, batch size, ...) are `ROLLGUARD_OPTIMIZER_*`, re
 | ROLLGUARD_FLAGS_URL | unset | flag service; unset means a static gate (ROLLGUARD_PORTAL_OPTIMIZE) |
 | ROLLGUARD_CLIENT_TOKEN | unset | client token the Unleash SDK sends |
 | ROLLGUARD_REDIS_URL | unset | shared cache and cross-instance invalidation; unset means in-process |
+| ROLLGUARD_PORTAL_REDIS_NAMESPACE | rollguard | prefix of the portal's Redis keys |
 | ROLLGUARD_PORTAL_ADMIN_TOKEN | unset | protects the fault endpoint; unset refuses it |
 | ROLLGUARD_PORTAL_OPTIMIZE | off | on/off, the static gate used without a flag service |
 | ROLLGUARD_PORTAL_POOL_SIZE / _POOL_OVERFLOW / _POOL_TIMEOUT_S | 20 / 0 / 5 | the bounded pool |
@@ -44,6 +45,7 @@ class PortalSettings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("redis_url", "ROLLGUARD_REDIS_URL")
     )
+    redis_namespace: str = "rollguard"
     admin_token: str | None = None
     optimize: bool = False
     flag_key: str = FLAG_KEY

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
@@ -75,3 +77,18 @@ def test_flag_rollout_moves_every_student_between_paths(tmp_path, flag_service):
     finally:
         live.process.stop()
         admin.close()
+
+
+def test_a_submission_on_one_instance_is_seen_by_the_next_page_on_another(make_app, redis_url):
+    namespace = f"portal-test-{uuid.uuid4().hex[:8]}"
+    first = make_app(optimize=True, redis_url=redis_url, redis_namespace=namespace).test_client()
+    second = make_app(optimize=True, redis_url=redis_url, redis_namespace=namespace).test_client()
+    page = "/api/pages/exam-home?student_id=11&series_id=6"
+    assert first.get(page).get_json()["attempts"] == second.get(page).get_json()["attempts"]
+    assert second.get(page).get_json()["path"] == "optimized"
+
+    submitted = first.post("/api/exam/submit", json={"student_id": 11, "exam_id": 27, "score": 64}).get_json()
+
+    shown = second.get(page).get_json()
+    assert shown["attempts"][-1] == submitted["attempt"]
+    assert all(w["last_attempt_id"] == submitted["attempt"]["id"] for w in shown["widgets"])
