@@ -7,7 +7,7 @@ first, in-process level of rollback in DESIGN.md; the controller turning the
 flag off is the second.
 
 Closed: calls go optimized and are recorded in a rolling window of `window_s`
-seconds. Once the window holds `min_calls` calls and their error share reaches
+seconds (at most its last 4096 calls, which bounds memory at high call rates). Once the window holds `min_calls` calls and their error share reaches
 `error_rate` (reason `breaker_error_rate`) or their p95 latency reaches
 `p95_latency_s` (reason `breaker_latency`), it opens. Open: every call goes
 direct for `cooldown_s`, counted under that reason. Then it closes with an empty
@@ -25,10 +25,7 @@ from optimizer.settings import BreakerConfig
 REASON_ERROR_RATE = "breaker_error_rate"
 REASON_LATENCY = "breaker_latency"
 
-# The p95 sorts the window; do it every few records rather than on each one.
-_P95_EVERY = 8
-_SMALL_WINDOW = 64
-_MAX_SAMPLES = 2048
+_MAX_SAMPLES = 4096
 
 
 class CircuitBreaker:
@@ -39,9 +36,12 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._samples: deque[tuple[float, bool, float]] = deque()
         self._errors = 0
+        # Samples at or above the latency threshold: the p95 reaches the threshold exactly when
+        # they are at least n - floor(0.95 n) of n, so no sorting is needed on the hot path.
+        self._slow = 0
+        self._slow_threshold = 0.0
         self._open_until = 0.0
         self._reason: str | None = None
-        self._since_p95 = 0
         self.trips = 0
 
     def check(self, config: BreakerConfig) -> str | None:
@@ -64,9 +64,11 @@ class CircuitBreaker:
         with self._lock:
             if self._reason is not None:
                 return None
+            if config.p95_latency_s != self._slow_threshold:
+                self._recount_slow(config.p95_latency_s)
             self._samples.append((now, ok, latency_s))
-            if not ok:
-                self._errors += 1
+            self._errors += not ok
+            self._slow += latency_s >= self._slow_threshold
             self._expire(now - config.window_s)
             if len(self._samples) > _MAX_SAMPLES:
                 self._drop_oldest()
@@ -76,17 +78,13 @@ class CircuitBreaker:
             reason = None
             if self._errors / count >= config.error_rate:
                 reason = REASON_ERROR_RATE
-            else:
-                self._since_p95 += 1
-                if self._since_p95 >= _P95_EVERY or count <= _SMALL_WINDOW:
-                    self._since_p95 = 0
-                    if _p95(self._samples) >= config.p95_latency_s:
-                        reason = REASON_LATENCY
+            elif self._slow >= count - int(0.95 * count):
+                reason = REASON_LATENCY
             if reason is not None:
                 self._reason = reason
                 self._open_until = now + config.cooldown_s
                 self._samples.clear()
-                self._errors = 0
+                self._errors = self._slow = 0
                 self.trips += 1
             return reason
 
@@ -95,11 +93,10 @@ class CircuitBreaker:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        _, ok, _ = self._samples.popleft()
-        if not ok:
-            self._errors -= 1
+        _, ok, latency_s = self._samples.popleft()
+        self._errors -= not ok
+        self._slow -= latency_s >= self._slow_threshold
 
-
-def _p95(samples: deque[tuple[float, bool, float]]) -> float:
-    latencies = sorted(sample[2] for sample in samples)
-    return latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+    def _recount_slow(self, threshold: float) -> None:
+        self._slow_threshold = threshold
+        self._slow = sum(1 for sample in self._samples if sample[2] >= threshold)

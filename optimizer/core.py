@@ -32,27 +32,22 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from optimizer import sizing
 from optimizer.batching import Batcher
 from optimizer.breaker import CircuitBreaker
-from optimizer.cache import Cache, Entry, InProcessCache
-from optimizer.errors import FaultInjected, MissingFromBatch, OptimizerClosed
+from optimizer.cache import Cache, InProcessCache
+from optimizer.errors import FaultInjected, OptimizerClosed
 from optimizer.gate import Gate, StaticGate
-from optimizer.limits import BackendLimiter
+from optimizer.loading import BatchFn, Fn, Item, Loader
 from optimizer.metrics import FnMetrics
 from optimizer.settings import OptimizerConfig
-from optimizer.singleflight import Flight, FlightTable
 
 logger = logging.getLogger(__name__)
 
-Fn = Callable[[str], Any]
-BatchFn = Callable[[list[str]], Mapping[str, Any]]
 Tags = Callable[[str], Iterable[str]]
 
 
@@ -88,7 +83,6 @@ class Optimizer:
         self.config = config or OptimizerConfig()
         self.fault: Fault | None = None
         self._fn = fn
-        self._batch_fn = batch_fn
         self._tags = tags
         self._clock = clock
         self._gate: Gate = gate if gate is not None else StaticGate(True)
@@ -96,20 +90,27 @@ class Optimizer:
         self._cache.attach(name=name, config=self.config, clock=clock)
         self._cache.on_remote_invalidation(self._on_remote_invalidation)
         self._prefix = f"v{self.config.schema_version}:"
-        self._metrics = FnMetrics(name, registry)
-        self._metrics.cache_bytes.set_function(lambda: self._cache.bytes)
-        self._metrics.cache_entries.set_function(lambda: self._cache.entries)
-        self._flights = FlightTable()
+        self._metrics = m = FnMetrics(name, registry)
+        m.cache_bytes.set_function(lambda: self._cache.bytes)
+        m.cache_entries.set_function(lambda: self._cache.entries)
         self._breaker = CircuitBreaker(clock)
-        self._limiter = BackendLimiter(
-            max_concurrency=self.config.max_concurrency,
-            rate_limit=self.config.rate_limit,
-            timeout_s=self.config.queue_timeout_s,
-            name=name,
-        )
-        self._batcher = Batcher(self._run_batch) if batch_fn is not None else None
-        self._pool = ThreadPoolExecutor(self.config.refresh_workers, thread_name_prefix=f"optimizer-{name}")
         self._applied: tuple[Mapping[str, Any] | None, OptimizerConfig] = (None, self.config)
+        self._loader = Loader(
+            name=name,
+            fn=fn,
+            batch_fn=batch_fn,
+            cache=self._cache,
+            metrics=m,
+            config=self.config,
+            current_config=lambda: self._applied[1],
+            clock=clock,
+        )
+        # Bound once: the hot path only increments.
+        self._requests_optimized = m.requests["optimized"]
+        self._errors_optimized = m.errors["optimized"]
+        self._seconds_optimized = m.call_seconds["optimized"]
+        self._hits = m.hits
+        self._misses = m.misses
         self._closed = False
 
     # public API
@@ -119,42 +120,92 @@ class Optimizer:
         config = self._route(user_id)
         if config is None:
             return self._direct(key)
-        return self._optimized(key, config)
+        self._requests_optimized.inc()
+        started = time.perf_counter()
+        ok = False
+        try:
+            if self.fault is not None:
+                _inject(self.fault)
+            versioned = self._prefix + key
+            entry = self._cache.get(versioned)
+            if entry is not None:
+                now = self._clock()
+                if now < entry.fresh_until:
+                    self._hits.inc()
+                    ok = True
+                    return entry.value
+                if now < entry.stale_until and now < entry.fresh_until + config.stale_s:
+                    self._stale_hit(key, versioned, config)
+                    ok = True
+                    return entry.value
+            self._misses.inc()
+            value = self._loader.load((key, versioned, self._tags_of(key)), config)
+            ok = True
+            return value
+        finally:
+            self._finish(started, ok, config)
 
     def get_many(self, keys: Iterable[str], *, user_id: str | None = None) -> dict[str, Any]:
-        """Return {key: fn(key)} for `keys`; the optimized path loads the misses with `batch_fn` if given."""
+        """Return {key: fn(key)} for `keys`; the optimized path loads the misses with `batch_fn` if given.
+
+        Counts one request per key and one latency observation per call.
+        """
         keys = list(dict.fromkeys(keys))
         config = self._route(user_id)
         if config is None:
             return self._direct_many(keys)
-        return self._optimized_many(keys, config)
+        self._requests_optimized.inc(len(keys))
+        started = time.perf_counter()
+        ok = False
+        try:
+            if self.fault is not None:
+                _inject(self.fault)
+            out: dict[str, Any] = {}
+            missing: list[Item] = []
+            now = self._clock()
+            for key in keys:
+                versioned = self._prefix + key
+                entry = self._cache.get(versioned)
+                if entry is not None:
+                    if now < entry.fresh_until:
+                        self._hits.inc()
+                        out[key] = entry.value
+                        continue
+                    if now < entry.stale_until and now < entry.fresh_until + config.stale_s:
+                        self._stale_hit(key, versioned, config)
+                        out[key] = entry.value
+                        continue
+                self._misses.inc()
+                missing.append((key, versioned, self._tags_of(key)))
+            if missing:
+                out.update(self._loader.load_many(missing, config))
+            ok = True
+            return {key: out[key] for key in keys}
+        finally:
+            self._finish(started, ok, config)
 
     def invalidate(self, key: str) -> None:
         """Drop `key` from every cache tier and fence off its in-flight loads; returns once all will miss."""
         versioned = self._prefix + key
-        self._flights.invalidate_key(versioned)
+        self._loader.flights.invalidate_key(versioned)
         self._cache.invalidate(versioned)
         self._metrics.count("invalidations")
 
     def invalidate_tag(self, tag: str) -> None:
         """Drop every entry tagged `tag` (see `tags=`) everywhere; returns once all will miss."""
-        self._flights.invalidate_tag(tag)
+        self._loader.flights.invalidate_tag(tag)
         self._cache.invalidate_tag(tag)
         self._metrics.count("invalidations")
 
     def prefetch(self, keys: Iterable[str], *, user_id: str | None = None) -> None:
         """Warm `keys` in the background in batches of `max_batch`; never blocks.
 
-        With `user_id`, only when the gate puts that user on the optimized path.
+        With `user_id`, only when the gate and the breaker put that user on the optimized path.
         """
-        if self._closed:
+        if self._closed or (user_id is not None and self._route(user_id, count=False) is None):
             return
-        if user_id is not None and self._route(user_id, count=False) is None:
-            return
-        try:
-            self._pool.submit(self._prefetch, list(dict.fromkeys(keys)))
-        except RuntimeError:  # the pool shut down in a race with close()
-            return
+        items = [(key, self._prefix + key, self._tags_of(key)) for key in dict.fromkeys(keys)]
+        self._loader.prefetch(items)
 
     def stats(self) -> dict[str, Any]:
         """Counts since start for summaries: requests/backend_calls/errors by path, hits, misses, joins, ..."""
@@ -163,9 +214,9 @@ class Optimizer:
             cache_bytes=self._cache.bytes,
             cache_entries=self._cache.entries,
             evictions=self._cache.evictions,
-            in_flight=self._flights.in_flight(),
-            backend_in_use=self._limiter.in_use,
-            backend_peak_in_use=self._limiter.peak_in_use,
+            in_flight=self._loader.flights.in_flight(),
+            backend_in_use=self._loader.limiter.in_use,
+            backend_peak_in_use=self._loader.limiter.peak_in_use,
             breaker=self._breaker.state,
             breaker_trips=self._breaker.trips,
         )
@@ -182,7 +233,8 @@ class Optimizer:
 
     @property
     def batcher(self) -> Batcher | None:
-        return self._batcher
+        """The time-window batcher, when a `batch_fn` was given."""
+        return self._loader.batcher
 
     @property
     def effective_config(self) -> OptimizerConfig:
@@ -194,9 +246,7 @@ class Optimizer:
         if self._closed:
             return
         self._closed = True
-        if self._batcher is not None:
-            self._batcher.flush()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._loader.close()
         self._cache.close()
 
     def __enter__(self) -> Optimizer:
@@ -216,7 +266,8 @@ class Optimizer:
             if decision.reason is not None and count:
                 self._metrics.bypass(decision.reason)
             return None
-        config = self._config_for(decision.payload)
+        applied = self._applied
+        config = applied[1] if decision.payload is applied[0] else self._config_for(decision.payload)
         reason = self._breaker.check(config.breaker)
         if reason is not None:
             if count:
@@ -225,9 +276,6 @@ class Optimizer:
         return config
 
     def _config_for(self, payload: Mapping[str, Any] | None) -> OptimizerConfig:
-        applied = self._applied
-        if payload is applied[0]:
-            return applied[1]
         config, problems = self.config.with_payload(payload)
         for problem in problems:
             logger.warning("optimizer %s: %s", self.name, problem)
@@ -240,14 +288,11 @@ class Optimizer:
         m = self._metrics
         m.requests["direct"].inc()
         m.backend_calls["direct"].inc()
-        m.count("requests.direct")
-        m.count("backend_calls.direct")
         started = time.perf_counter()
         try:
             return self._fn(key)
         except Exception:
             m.errors["direct"].inc()
-            m.count("errors.direct")
             raise
         finally:
             m.call_seconds["direct"].observe(time.perf_counter() - started)
@@ -255,253 +300,51 @@ class Optimizer:
     def _direct_many(self, keys: list[str]) -> dict[str, Any]:
         m = self._metrics
         m.requests["direct"].inc(len(keys))
-        m.count("requests.direct", len(keys))
         started = time.perf_counter()
         try:
             out = {}
             for key in keys:
                 m.backend_calls["direct"].inc()
-                m.count("backend_calls.direct")
                 out[key] = self._fn(key)
             return out
         except Exception:
             m.errors["direct"].inc()
-            m.count("errors.direct")
             raise
         finally:
             m.call_seconds["direct"].observe(time.perf_counter() - started)
 
-    # optimized path
+    # optimized path helpers
 
-    def _optimized(self, key: str, config: OptimizerConfig) -> Any:
-        return self._served(lambda: self._get(key, config), config, 1)
+    def _finish(self, started: float, ok: bool, config: OptimizerConfig) -> None:
+        elapsed = time.perf_counter() - started
+        self._seconds_optimized.observe(elapsed)
+        if not ok:
+            self._errors_optimized.inc()
+        tripped = self._breaker.record(config.breaker, ok=ok, latency_s=elapsed)
+        if tripped is not None:
+            logger.warning(
+                "optimizer %s: circuit breaker open (%s), calls go direct for %ss",
+                self.name,
+                tripped,
+                config.breaker.cooldown_s,
+            )
 
-    def _optimized_many(self, keys: list[str], config: OptimizerConfig) -> dict[str, Any]:
-        return self._served(lambda: self._get_many(keys, config), config, len(keys))  # type: ignore[no-any-return]
-
-    def _served(self, body: Callable[[], Any], config: OptimizerConfig, requests: int) -> Any:
-        m = self._metrics
-        m.requests["optimized"].inc(requests)
-        m.count("requests.optimized", requests)
-        started = time.perf_counter()
-        ok = False
-        try:
-            fault = self.fault
-            if fault is not None:
-                _inject(fault)
-            value = body()
-            ok = True
-            return value
-        except Exception:
-            m.errors["optimized"].inc()
-            m.count("errors.optimized")
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            m.call_seconds["optimized"].observe(elapsed)
-            tripped = self._breaker.record(config.breaker, ok=ok, latency_s=elapsed)
-            if tripped is not None:
-                logger.warning(
-                    "optimizer %s: circuit breaker open (%s), calls go direct for %ss",
-                    self.name,
-                    tripped,
-                    config.breaker.cooldown_s,
-                )
-
-    def _get(self, key: str, config: OptimizerConfig) -> Any:
-        versioned = self._prefix + key
-        entry = self._cache.get(versioned)
-        if entry is not None:
-            served = self._serve(key, versioned, entry, config)
-            if served is not _MISS:
-                return served
-        self._miss()
-        flight, leader = self._flights.join_or_start(versioned, self._tags_of(key))
-        if leader:
-            self._lead(flight, key, config)
-        else:
-            self._joined()
-        return flight.wait()
-
-    def _get_many(self, keys: list[str], config: OptimizerConfig) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        flights: dict[str, Flight] = {}
-        leading: list[tuple[str, Flight]] = []
-        for key in keys:
-            versioned = self._prefix + key
-            entry = self._cache.get(versioned)
-            if entry is not None:
-                served = self._serve(key, versioned, entry, config)
-                if served is not _MISS:
-                    out[key] = served
-                    continue
-            self._miss()
-            flight, leader = self._flights.join_or_start(versioned, self._tags_of(key))
-            flights[key] = flight
-            if leader:
-                leading.append((key, flight))
-            else:
-                self._joined()
-        if leading:
-            self._lead_many(leading, config)
-        for key, flight in flights.items():
-            out[key] = flight.wait()
-        return out
-
-    def _serve(self, key: str, versioned: str, entry: Entry, config: OptimizerConfig) -> Any:
-        """Return the entry's value if it may be served now (starting a refresh if stale), else _MISS."""
-        now = self._clock()
-        if now < entry.fresh_until:
-            self._hit()
-            return entry.value
-        if now < entry.stale_until and now < entry.fresh_until + config.stale_s:
-            self._hit()
-            self._metrics.count("stale_served")
-            self._refresh(key, versioned, config)
-            return entry.value
-        return _MISS
-
-    def _hit(self) -> None:
-        self._metrics.hits.inc()
-        self._metrics.count("hits")
-
-    def _miss(self) -> None:
-        self._metrics.misses.inc()
-        self._metrics.count("misses")
-
-    def _joined(self) -> None:
-        self._metrics.joins.inc()
-        self._metrics.count("joins")
+    def _stale_hit(self, key: str, versioned: str, config: OptimizerConfig) -> None:
+        self._hits.inc()
+        self._metrics.count("stale_served")
+        self._loader.refresh((key, versioned, self._tags_of(key)), config)
 
     def _tags_of(self, key: str) -> frozenset[str]:
         return frozenset(self._tags(key)) if self._tags is not None else frozenset()
 
-    # loading
-
-    def _lead(self, flight: Flight, key: str, config: OptimizerConfig) -> None:
-        """Load `key` for `flight`, store it unless invalidated meanwhile, and settle the flight."""
-        fence = self._cache.fence(flight.key, flight.tags)
-        try:
-            if self._batcher is not None:
-                value = self._batcher.load(
-                    key, window_s=config.batch_window_ms / 1000, max_batch=config.max_batch
-                )
-            else:
-                value = self._call_backend(key, config)
-        except Exception as exc:  # noqa: BLE001 - the backend's own error, re-raised to every caller of the flight
-            self._flights.finish(flight)
-            flight.fail(exc)
-            return
-        self._store(flight, value, config, fence)
-        flight.resolve(value)
-
-    def _lead_many(self, leading: list[tuple[str, Flight]], config: OptimizerConfig) -> None:
-        if self._batch_fn is None:
-            for key, flight in leading:
-                self._lead(flight, key, config)
-            return
-        for start in range(0, len(leading), config.max_batch):
-            chunk = leading[start : start + config.max_batch]
-            fences = [self._cache.fence(flight.key, flight.tags) for _, flight in chunk]
-            try:
-                values = self._run_batch([key for key, _ in chunk])
-            except Exception as exc:  # noqa: BLE001 - re-raised to every caller of these flights
-                for _, flight in chunk:
-                    self._flights.finish(flight)
-                    flight.fail(exc)
-                continue
-            for (key, flight), fence in zip(chunk, fences, strict=True):
-                if key in values:
-                    self._store(flight, values[key], config, fence)
-                    flight.resolve(values[key])
-                else:
-                    self._flights.finish(flight)
-                    flight.fail(MissingFromBatch(key))
-
-    def _call_backend(self, key: str, config: OptimizerConfig) -> Any:
-        with self._limiter.slot(cap=config.max_concurrency):
-            self._metrics.backend_calls["optimized"].inc()
-            self._metrics.count("backend_calls.optimized")
-            return self._fn(key)
-
-    def _run_batch(self, keys: list[str]) -> Mapping[str, Any]:
-        assert self._batch_fn is not None
-        config = self._applied[1]
-        m = self._metrics
-        with self._limiter.slot(cap=config.max_concurrency):
-            m.backend_calls["optimized"].inc()
-            m.batch_calls.inc()
-            m.batch_keys.inc(len(keys))
-            m.count("backend_calls.optimized")
-            m.count("batch_calls")
-            m.count("batch_keys", len(keys))
-            return self._batch_fn(keys)
-
-    def _store(self, flight: Flight, value: Any, config: OptimizerConfig, fence: Any) -> None:
-        if config.ttl_s <= 0 and config.stale_s <= 0:
-            self._flights.finish(flight)
-            return
-        now = self._clock()
-        # Jitter only shortens the TTL, so no entry outlives ttl_s.
-        fresh_until = now + config.ttl_s * (1 - random.random() * config.jitter)
-        entry = Entry(
-            value=value,
-            fresh_until=fresh_until,
-            stale_until=fresh_until + config.stale_s,
-            size=sizing.measure(flight.key, value),
-            tags=flight.tags,
-        )
-        if not flight.invalidated:
-            self._cache.share(flight.key, entry, fence)
-        with self._flights.lock:
-            if not flight.invalidated:
-                self._cache.put(flight.key, entry)
-            self._flights.finish(flight)
-
-    def _refresh(self, key: str, versioned: str, config: OptimizerConfig) -> None:
-        """Start one background refresh of a stale key unless a load of it is already running."""
-        if self._closed:
-            return
-        flight = self._flights.start_if_idle(versioned, self._tags_of(key))
-        if flight is None:
-            return
-        self._metrics.count("refreshes")
-        try:
-            self._pool.submit(self._lead, flight, key, config)
-        except RuntimeError:  # shut down by close()
-            self._flights.finish(flight)
-            flight.fail(OptimizerClosed(self.name))
-
-    def _prefetch(self, keys: list[str]) -> None:
-        config = self._applied[1]
-        now = self._clock()
-        leading: list[tuple[str, Flight]] = []
-        for key in keys:
-            versioned = self._prefix + key
-            entry = self._cache.get(versioned)
-            if entry is not None and now < entry.fresh_until:
-                continue
-            flight = self._flights.start_if_idle(versioned, self._tags_of(key))
-            if flight is not None:
-                leading.append((key, flight))
-        self._metrics.count("prefetched", len(leading))
-        if leading:
-            self._lead_many(leading, config)
-
     def _on_remote_invalidation(self, key: str | None, tag: str | None) -> None:
+        flights = self._loader.flights
         if key is not None:
-            self._flights.invalidate_key(key)
+            flights.invalidate_key(key)
         elif tag is not None:
-            self._flights.invalidate_tag(tag)
+            flights.invalidate_tag(tag)
         else:
-            self._flights.invalidate_all()
-
-
-class _Miss:
-    __slots__ = ()
-
-
-_MISS: Any = _Miss()
+            flights.invalidate_all()
 
 
 def _inject(fault: Fault) -> None:

@@ -139,7 +139,7 @@ class FnMetrics:
         self._lock = threading.Lock()
 
     def count(self, name: str, n: int = 1) -> None:
-        """Add to a plain count shown by `stats()` (names such as `hits`, `requests.optimized`)."""
+        """Add to a count of a rare event that has no metric (stale serves, refreshes, invalidations)."""
         with self._lock:
             self._tally[name] += n
 
@@ -148,17 +148,41 @@ class FnMetrics:
         if child is None:
             child = self._bypass[reason] = self._families.bypass.labels(self._fn, reason)
         child.inc()
-        self.count(f"bypass.{reason}")
 
     def snapshot(self) -> dict[str, Any]:
-        """Return the counts as nested dicts: {"requests": {"optimized": n, ...}, "hits": n, ...}."""
-        with self._lock:
-            tally = dict(self._tally)
+        """Return this function's counts: {"requests": {"optimized": n, ...}, "hits": n, "bypass": {...}, ...}.
+
+        Read back from the metric families (so the hot path counts once); zero counts are left out.
+        Two optimizers with the same name in one registry share these counts, as they share the metrics.
+        """
         out: dict[str, Any] = {}
-        for name, value in sorted(tally.items()):
-            head, _, tail = name.partition(".")
-            if tail:
-                out.setdefault(head, {})[tail] = value
-            else:
-                out[head] = value
+        for key, family in _STATS.items():
+            for metric in getattr(self._families, family).collect():
+                for sample in metric.samples:
+                    if sample.labels.get("fn") != self._fn or not sample.name.endswith("_total"):
+                        continue
+                    value = int(sample.value)
+                    if not value:
+                        continue
+                    sub = sample.labels.get("path") or sample.labels.get("reason")
+                    if sub is None:
+                        out[key] = value
+                    else:
+                        out.setdefault(key, {})[sub] = value
+        with self._lock:
+            out.update(self._tally)
         return out
+
+
+# stats() key -> _Families field
+_STATS = {
+    "requests": "requests",
+    "backend_calls": "backend_calls",
+    "errors": "errors",
+    "hits": "hits",
+    "misses": "misses",
+    "joins": "joins",
+    "batch_calls": "batch_calls",
+    "batch_keys": "batch_keys",
+    "bypass": "bypass",
+}
