@@ -61,11 +61,13 @@ class TokenCache:
         self._db = db
         self._revision = revision
         self._known: dict[str, Principal] = {}
+        self._generation = 0
         self._lock = threading.Lock()
 
     def clear(self, _revision: int = 0) -> None:
         with self._lock:
             self._known = {}
+            self._generation += 1
 
     def cached(self, header: str) -> Principal | None:
         """The principal for a header value seen before in this revision, without a query."""
@@ -82,10 +84,14 @@ class TokenCache:
         secret = secret_of(header)
         if secret is None:
             return None
+        generation = self._generation
         with self._db.session() as session:
             principal = authenticate(session, secret)
         if principal is not None:
             with self._lock:
+                # A clear (e.g. a revocation noticed) during the query makes this answer unsafe to keep.
+                if generation != self._generation:
+                    return principal
                 if len(self._known) >= _MAX_CACHED:
                     self._known = {}
                 self._known[header] = principal
