@@ -86,7 +86,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def run_one(template: Path, work: Path, *, users: int, duration: float, optimize: bool) -> dict[str, Any]:
+def run_one(
+    template: Path, work: Path, *, users: int, duration: float, optimize: bool
+) -> dict[str, Any] | None:
+    """One traffic run against a fresh portal; None if the run failed (its stderr went to ours)."""
     mode = "optimized" if optimize else "direct"
     db = work / f"portal-{mode}-{users}.db"
     shutil.copy(template, db)
@@ -122,7 +125,9 @@ def run_one(template: Path, work: Path, *, users: int, duration: float, optimize
     return summary
 
 
-def row(summary: dict[str, Any]) -> dict[str, Any]:
+def row(summary: dict[str, Any] | None) -> dict[str, Any]:
+    if summary is None:
+        return dict.fromkeys(FIELDS) | {"failed": True}
     ideal = summary["ideal"]
     return {
         "requests": summary["requests"],
@@ -147,6 +152,25 @@ def row(summary: dict[str, Any]) -> dict[str, Any]:
         "stale_reads": summary["stale_reads"],
         "wall_s": summary["wall_s"],
     }
+
+
+FIELDS = [
+    "requests",
+    "errors",
+    "logical_calls",
+    "backend_calls",
+    "key_fetches",
+    "call_reduction",
+    "c_min",
+    "eta",
+    "db_queries",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "peak_pool_in_use",
+    "cache_bytes",
+    "stale_reads",
+]
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
@@ -224,7 +248,7 @@ def main() -> int:
         command=f"python bench/portal_mass_submission.py --users {args.users} --duration {args.duration:g}",
     )
     print(f"wrote {path}")
-    return 0
+    return 1 if any(r.get("failed") for r in results.values()) else 0
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ def command() -> None:
     """The reference exam portal."""
 
 
-def _settings(**overrides: object) -> PortalSettings:
+def _settings(**overrides: str | None) -> PortalSettings:
+    """Settings from the environment, with the command-line options that were given on top."""
     given = {name: value for name, value in overrides.items() if value is not None}
-    return PortalSettings(**given)
+    return PortalSettings.model_validate(given)
 
 
 @command.command("serve")

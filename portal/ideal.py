@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     """One logical call of the wrapped function: when, for which key."""
 
@@ -27,7 +27,7 @@ class Call:
     key: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Invalidation:
     """A write that makes every earlier fetch of `key` unusable."""
 

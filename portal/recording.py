@@ -10,6 +10,7 @@ student's own submission returned that does not show that attempt.
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from typing import Any
 from portal.ideal import Call, Invalidation
 
 _MAX_EXAMPLES = 10
-# Past this many logical calls the log stops growing (long background runs); the ideal is then not reported.
-MAX_LOGGED_CALLS = 5_000_000
+# Past this many logical calls (about 80 MB) the log stops growing, as in long background runs;
+# the ideal is then not reported.
+MAX_LOGGED_CALLS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class RunRecorder:
         self.latencies_by_page[page].append(elapsed_s)
         for key in body.get("calls", ()):
             if len(self.calls) < MAX_LOGGED_CALLS:
-                self.calls.append(Call(started, key))
+                self.calls.append(Call(started, sys.intern(key)))
             else:
                 self.calls_dropped += 1
         for stale in check_page(page, body, self._own.get(int(body.get("student_id", 0)), {})):

@@ -12,9 +12,10 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import cast
 
 from flask import current_app
 from sqlalchemy import Engine
@@ -134,10 +135,10 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
 
 def _redis_cache(url: str, namespace: str) -> Cache:
     # Imported only when configured: the Redis tier loads the redis client.
-    from optimizer import RedisCache
+    import optimizer
 
-    cache: Cache = RedisCache(url, namespace=namespace)
-    return cache
+    redis_cache = cast("Callable[..., Cache]", optimizer.RedisCache)
+    return redis_cache(url, namespace=namespace)
 
 
 def with_capacity(config: OptimizerConfig, capacity: int) -> OptimizerConfig:

@@ -125,6 +125,18 @@ def _fetch_info(target: str) -> dict[str, Any]:
     return info
 
 
+def _scrape_patiently(target: str, client: httpx.Client, *, within_s: float = 90.0) -> promtext.Scrape:
+    # Right after a spike the portal is still working through queued requests; the scrape waits its turn.
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return promtext.scrape(target, client=client, timeout=15.0)
+        except httpx.HTTPError as exc:
+            if time.monotonic() > deadline:
+                raise TrafficError(f"could not scrape {target}/metrics: {exc}") from exc
+            gevent.sleep(1.0)
+
+
 def _delta(before: promtext.Scrape, after: promtext.Scrape, name: str, **labels: str) -> float:
     return after.total(name, **labels) - before.total(name, **labels)
 
@@ -145,7 +157,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     catalog = Catalog({int(sid): tuple(ids) for sid, ids in info["exams"].items()})
     recorder = RunRecorder()
     scrape_client = httpx.Client(timeout=10)
-    before = promtext.scrape(target, client=scrape_client)
+    before = _scrape_patiently(target, scrape_client)
 
     t0 = time.monotonic()
     shared = _Shared(
@@ -192,7 +204,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     runner.greenlet.join()
     wall_s = time.monotonic() - t0
     gevent.killall(helpers)
-    after = promtext.scrape(target, client=scrape_client)
+    after = _scrape_patiently(target, scrape_client)
     # A high-water mark that rose during the run is this run's exact peak; otherwise trust the samples.
     mark_before, mark_after = (
         before.total("portal_db_pool_in_use_max"),
