@@ -16,6 +16,7 @@ from flags import store
 from flags.auth import actor, require, require_admin
 from flags.errors import BadRequest, PreconditionRequired
 from flags.schemas import (
+    ErrorSchema,
     FlagCreateSchema,
     FlagListSchema,
     FlagPatchSchema,
@@ -62,7 +63,7 @@ class Flags(MethodView):
 
     @bp.arguments(FlagCreateSchema)
     @bp.response(201, FlagSchema)
-    @bp.alt_response(409, description="the key is taken")
+    @bp.alt_response(409, schema=ErrorSchema, description="the key is taken")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Create a flag."""
         who = actor()
@@ -83,8 +84,8 @@ class FlagItem(MethodView):
     @bp.arguments(FlagPatchSchema)
     @bp.response(200, FlagSchema)
     @bp.doc(parameters=[{**_IF_MATCH, "required": True}])
-    @bp.alt_response(409, description="stale version")
-    @bp.alt_response(428, description="If-Match missing")
+    @bp.alt_response(409, schema=ErrorSchema, description="stale version")
+    @bp.alt_response(428, schema=ErrorSchema, description="If-Match missing")
     def patch(self, data: dict[str, Any], key: str) -> dict[str, Any]:
         """Change fields of a flag at the version named in If-Match."""
         who = actor()

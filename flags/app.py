@@ -15,9 +15,16 @@ from flags import admin_data, admin_flags, admin_tokens, errors, health, ofrep, 
 from flags.auth import FailureLimit, TokenCache
 from flags.db import Database
 from flags.fastpath import FeaturesFastPath
+from flags.schemas import ErrorSchema
 from flags.served import ServedState
 from flags.settings import Settings
 from flags.state import Services
+
+
+class _Api(Api):  # type: ignore[misc]
+    # Document the error body the handlers in flags.errors actually send.
+    ERROR_SCHEMA = ErrorSchema
+
 
 _SECURITY = {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}}
 
@@ -54,7 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         auth_failures=FailureLimit(settings.flags_auth_failures_per_minute),
     )
 
-    api = Api(app)
+    api = _Api(app)
     for blueprint in (admin_flags.bp, admin_tokens.bp, admin_data.bp, sdk.bp, ofrep.bp, health.bp):
         api.register_blueprint(blueprint)
     # Registered after Api(app) so that these handlers replace flask-smorest's error bodies.

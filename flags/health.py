@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from flags.errors import error_response
+from flags.schemas import ErrorSchema
 from flags.state import services
 
 bp = Blueprint("health", __name__, description="Health and metrics.")
@@ -38,7 +39,7 @@ def healthz() -> dict[str, Any]:
 
 @bp.route("/readyz", methods=["GET"])
 @bp.response(200, HealthSchema)
-@bp.alt_response(503, description="the database does not answer")
+@bp.alt_response(503, schema=ErrorSchema, description="the database does not answer")
 def readyz() -> Any:
     """The process can reach its database."""
     try:
