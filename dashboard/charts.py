@@ -241,10 +241,9 @@ def _close(run: Run, next_start: datetime) -> Run:
 
 
 def verdict_timeline(
-    verdicts: Iterable[VerdictLike], *, start: datetime, end: datetime, markers: Sequence[Marker] = ()
+    runs: Sequence[Run], *, start: datetime, end: datetime, markers: Sequence[Marker] = ()
 ) -> go.Figure:
-    """The guardrail verdict timeline: one row per guardrail, coloured by pass, fail or no data."""
-    runs = verdict_runs(verdicts)
+    """The guardrail verdict timeline from `verdict_runs`: one row per guardrail, coloured by outcome."""
     figure = go.Figure()
     for verdict, colour in VERDICT_COLOURS.items():
         chosen = [r for r in runs if r.verdict == verdict]

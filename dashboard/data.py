@@ -11,9 +11,10 @@ banner.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
@@ -23,9 +24,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from control.checks import check_flag
 from control.decisions import Verdict
 from control.errors import ControlError
-from control.metrics import MetricSource, Point, open_source
+from control.metrics import MetricSource, Point, open_source, series_window_s
 from control.settings import ControlSettings
 from control.store import ControllerStatus, ControlStore, DecisionRecord, VerdictRecord
+from dashboard import charts
 from dashboard.settings import DashboardSettings
 from flags.client import Event, Flag, FlagNotFound, FlagsClient, FlagsError, FlagsUnavailable
 
@@ -160,6 +162,17 @@ def last_changes(settings: DashboardSettings, keys: Sequence[str]) -> dict[str, 
     return latest
 
 
+def forget_recent() -> None:
+    """Drop every cached read except settled metric chunks: what the next refresh reads again."""
+    forget_flags()
+    _recent_chunk.clear()
+    live_checks.clear()
+    verdicts.clear()
+    verdict_runs.clear()
+    decisions.clear()
+    controller_status.clear()
+
+
 def forget_flags() -> None:
     """Drop cached flags and events after a write so the next read shows it."""
     all_flags.clear()
@@ -170,7 +183,6 @@ def forget_flags() -> None:
 # metrics, verdicts, controller
 
 
-@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
 def series(
     settings: DashboardSettings,
     metric: str,
@@ -181,13 +193,93 @@ def series(
     end: datetime,
     step_s: int,
 ) -> list[Point]:
-    """Points of one derived metric over [start, end]."""
+    """Points of one derived metric over [start, end], at multiples of `step_s`.
+
+    The range is read in step-aligned chunks. A chunk whose points can no longer
+    change (its end lies further back than a series window plus a late scrape)
+    stays cached for an hour, so a refresh of a 24-hour chart recomputes only
+    its newest chunk instead of the whole day.
+    """
+    chunk_s = step_s * max(CHUNK_POINTS, math.ceil(MIN_CHUNK_S / step_s))
+    settled_before = now().timestamp() - series_window_s(step_s) - SETTLE_S
+    points: list[Point] = []
+    chunk = math.floor(start.timestamp() / chunk_s) * chunk_s
+    # Floored so that every call within one step asks for the same (cached) newest chunk.
+    end_step = math.floor(end.timestamp() / step_s) * step_s
+    while chunk <= end_step:
+        last = chunk + chunk_s - step_s
+        if last < settled_before:
+            found = _settled_chunk(settings, metric, fn=fn, path=path, chunk=chunk, last=last, step_s=step_s)
+        else:
+            found = _recent_chunk(
+                settings,
+                metric,
+                fn=fn,
+                path=path,
+                chunk=chunk,
+                last=min(last, end_step),
+                step_s=step_s,
+            )
+        points.extend(p for p in found if start <= p.time <= end)
+        chunk += chunk_s
+    return points
+
+
+CHUNK_POINTS = 120
+MIN_CHUNK_S = 3600
+SETTLE_S = 30
+
+
+def _chunk(
+    settings: DashboardSettings,
+    metric: str,
+    fn: str | None,
+    path: str | None,
+    chunk: float,
+    last: float,
+    step_s: int,
+) -> list[Point]:
     found: list[Point] = _control_call(
         settings,
         metric,
-        lambda source, _store: source.series(metric, fn=fn, path=path, start=start, end=end, step_s=step_s),
+        lambda source, _store: source.series(
+            metric,
+            fn=fn,
+            path=path,
+            start=datetime.fromtimestamp(chunk, UTC),
+            end=datetime.fromtimestamp(last, UTC),
+            step_s=step_s,
+        ),
     )
     return found
+
+
+@st.cache_data(ttl=3600, max_entries=5000, show_spinner=False)
+def _settled_chunk(
+    settings: DashboardSettings,
+    metric: str,
+    *,
+    fn: str | None,
+    path: str | None,
+    chunk: float,
+    last: float,
+    step_s: int,
+) -> list[Point]:
+    return _chunk(settings, metric, fn, path, chunk, last, step_s)
+
+
+@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+def _recent_chunk(
+    settings: DashboardSettings,
+    metric: str,
+    *,
+    fn: str | None,
+    path: str | None,
+    chunk: float,
+    last: float,
+    step_s: int,
+) -> list[Point]:
+    return _chunk(settings, metric, fn, path, chunk, last, step_s)
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
@@ -208,6 +300,14 @@ def verdicts(
         settings, "verdicts", lambda _source, store: store.verdicts(key, since=since, until=until)
     )
     return found
+
+
+@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+def verdict_runs(
+    settings: DashboardSettings, key: str, *, since: datetime, until: datetime | None = None
+) -> list[charts.Run]:
+    """The controller's verdicts for one flag as runs of equal outcomes (a day is thousands of verdicts)."""
+    return charts.verdict_runs(verdicts(settings, key, since=since, until=until))
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
@@ -235,7 +335,6 @@ def now() -> datetime:
 
 
 def window_end(step_s: int) -> datetime:
-    """Now, floored to `step_s` so that reruns within one step share cached series."""
-    current = now()
-    floored = int(current.timestamp()) // step_s * step_s
-    return datetime.fromtimestamp(floored, UTC) + timedelta(seconds=step_s)
+    """Now, floored to `step_s`: reruns within one step share cached series, and no point lies ahead."""
+    floored = int(now().timestamp()) // step_s * step_s
+    return datetime.fromtimestamp(floored, UTC)

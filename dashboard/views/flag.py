@@ -85,6 +85,8 @@ def metrics() -> None:
     step_s = step_for(span_s, RESOLUTIONS[resolution])
     end = data.window_end(step_s)
     start = end - timedelta(seconds=span_s)
+    # Verdicts and changes up to this moment, not just to the last whole step.
+    shown_until = data.now()
     try:
         events = data.audit_events(settings, key=key, since=start, limit=1000)
     except data.SourceDown as error:
@@ -92,8 +94,8 @@ def metrics() -> None:
         events = []
     markers = charts.markers_from_events(events)
     try:
-        figures = metric_charts(settings, flag, start=start, end=end, step_s=step_s, markers=markers)
-        records = data.verdicts(settings, key, since=start, until=end)
+        figures = metric_charts(settings, flag, start=start, end=shown_until, step_s=step_s, markers=markers)
+        runs = data.verdict_runs(settings, key, since=start)
     except data.SourceDown as error:
         banners.source_down(error)
         return
@@ -103,7 +105,7 @@ def metrics() -> None:
             figure, key=f"chart_{index}", config={"displaylogo": False}
         )
     st.plotly_chart(
-        charts.verdict_timeline(records, start=start, end=end, markers=markers),
+        charts.verdict_timeline(runs, start=start, end=shown_until, markers=markers),
         key="verdicts",
         config={"displaylogo": False},
     )
