@@ -184,6 +184,8 @@ class UnleashGate:
             return self._view
 
     def _compile(self) -> _View:
+        if self._engine is None:
+            return _Sdk(self)
         try:
             state = json.loads(self._engine.get_state())
         except (ValueError, TypeError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from limits import parse
@@ -69,11 +69,11 @@ class BackendLimiter:
                 self._cond.notify()
 
     def _wait_for_rate(self, deadline: float, cost: int) -> None:
-        if self._limiter is None or self._item is None:
+        limiter, item = self._limiter, self._item
+        if limiter is None or item is None:
             return
-        hit: Callable[[], bool] = lambda: self._limiter.hit(self._item, self._name, cost=cost)  # type: ignore[union-attr]  # noqa: E731
-        while not hit():
-            reset_at = self._limiter.get_window_stats(self._item, self._name).reset_time
+        while not limiter.hit(item, self._name, cost=cost):
+            reset_at = limiter.get_window_stats(item, self._name).reset_time
             pause = min(max(reset_at - time.time(), 0.001), 0.05)
             if time.monotonic() + pause > deadline:
                 raise RateLimited(f"{self._name}: backend rate limit {self._item} exhausted")

@@ -38,6 +38,7 @@ Redis keys, under `{namespace}:{fn}:` (the optimizer's keys already carry the sc
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import math
@@ -207,7 +208,7 @@ class RedisCache(Cache):
         except redis.RedisError as exc:
             self._failed("fence", exc)
             return None
-        return (sorted(tags), [v.decode() if v is not None else "0" for v in values])
+        return (sorted(tags), [_text(v) if v is not None else "0" for v in values])
 
     def share(self, key: str, entry: Entry, fence: Any) -> None:
         if fence is None or not self._up():
@@ -322,7 +323,7 @@ class RedisCache(Cache):
     def _listen(self) -> None:
         channel = self._prefix + "invalidations"
         while not self._stop.is_set():
-            pubsub = self._redis.pubsub()
+            pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(channel)
                 while not self._stop.is_set():
@@ -350,7 +351,7 @@ class RedisCache(Cache):
         self._down_until = 0.0
         self._subscribed.set()
 
-    def _on_message(self, data: bytes) -> None:
+    def _on_message(self, data: builtins.bytes | str) -> None:
         try:
             message = json.loads(data)
             key, tag = message.get("k"), message.get("t")
@@ -364,7 +365,10 @@ class RedisCache(Cache):
         ack = message.get("ack")
         if ack:
             ack_key = self._prefix + "ack:" + ack
-            self._redis.pipeline().rpush(ack_key, self.instance_id).pexpire(ack_key, 60_000).execute()
+            pipe = self._redis.pipeline()
+            pipe.rpush(ack_key, self.instance_id)
+            pipe.pexpire(ack_key, 60_000)
+            pipe.execute()
 
     def _drop_local(self, key: str | None, tag: str | None) -> None:
         with self._lock:
@@ -386,7 +390,7 @@ class RedisCache(Cache):
             logger.warning("RedisCache: %s failed, serving from the local copy: %s", what, exc)
         self._down_until = time.monotonic() + self._retry_after_s
 
-    def _decode(self, key: str, raw: bytes) -> Entry | None:
+    def _decode(self, key: str, raw: builtins.bytes | str) -> Entry | None:
         try:
             data = json.loads(raw)
             value, fresh_wall, stale_wall = data["v"], float(data["f"]), float(data["s"])
@@ -402,3 +406,7 @@ class RedisCache(Cache):
             size=sizing.measure(key, value),
             tags=tags,
         )
+
+
+def _text(value: builtins.bytes | str) -> str:
+    return value.decode() if isinstance(value, builtins.bytes) else str(value)

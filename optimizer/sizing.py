@@ -23,4 +23,4 @@ ENTRY_OVERHEAD = 200
 
 def measure(key: str, value: Any) -> int:
     """Return the bytes an entry for `key` holding `value` keeps alive, overhead included."""
-    return int(asizeof.asizeof(value)) + len(key) + ENTRY_OVERHEAD
+    return int(asizeof.asizeof(value)) + len(key) + ENTRY_OVERHEAD  # type: ignore[no-untyped-call]
