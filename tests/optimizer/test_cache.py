@@ -104,3 +104,11 @@ def test_an_in_process_cache_without_bounds_takes_the_optimizer_config(clock):
         opt(str(i))
     assert 0 < cache.bytes <= 1_500
     opt.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values)
+def test_the_size_of_json_values_is_what_pympler_asizeof_counts(value):
+    from pympler import asizeof
+
+    assert sizing.deep_size(value) == asizeof.asizeof(value)
