@@ -152,18 +152,20 @@ class FnMetrics:
     def snapshot(self) -> dict[str, Any]:
         """Return this function's counts: {"requests": {"optimized": n, ...}, "hits": n, "bypass": {...}, ...}.
 
-        Read back from the metric families (so the hot path counts once); zero counts are left out.
-        Two optimizers with the same name in one registry share these counts, as they share the metrics.
+        Read back from the metric families (so the hot path counts once). Every key is present,
+        zero or not; `bypass` lists the reasons seen. Two optimizers with the same name in one
+        registry share these counts, as they share the metrics.
         """
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {
+            key: dict.fromkeys(PATHS, 0) for key in ("requests", "backend_calls", "errors")
+        }
+        out.update(dict.fromkeys(("hits", "misses", "joins", "batch_calls", "batch_keys"), 0), bypass={})
         for key, family in _STATS.items():
             for metric in getattr(self._families, family).collect():
                 for sample in metric.samples:
                     if sample.labels.get("fn") != self._fn or not sample.name.endswith("_total"):
                         continue
                     value = int(sample.value)
-                    if not value:
-                        continue
                     sub = sample.labels.get("path") or sample.labels.get("reason")
                     if sub is None:
                         out[key] = value

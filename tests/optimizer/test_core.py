@@ -19,7 +19,7 @@ def test_fifty_threads_on_one_cold_key_make_exactly_one_backend_call(make_optimi
     opt = make_optimizer(backend)
 
     def release_when_all_joined() -> None:
-        wait_until(lambda: opt.stats().get("joins", 0) == 49, what="49 callers joined the flight")
+        wait_until(lambda: opt.stats()["joins"] == 49, what="49 callers joined the flight")
         backend.release.set()
 
     results = run_threads(
@@ -30,8 +30,8 @@ def test_fifty_threads_on_one_cold_key_make_exactly_one_backend_call(make_optimi
     assert all(result == {"key": "student:1", "version": 0} for result in results)
     assert all(result is results[0] for result in results)
     stats = opt.stats()
-    assert stats["backend_calls"] == {"optimized": 1}
-    assert stats["requests"] == {"optimized": 50}
+    assert stats["backend_calls"] == {"optimized": 1, "direct": 0}
+    assert stats["requests"] == {"optimized": 50, "direct": 0}
     assert stats["misses"] == 50 and stats["joins"] == 49
 
 
@@ -41,7 +41,7 @@ def test_a_failing_backend_raises_its_error_to_every_joined_caller_and_is_not_ca
     opt = make_optimizer(backend)
 
     def release_when_all_joined() -> None:
-        wait_until(lambda: opt.stats().get("joins", 0) == 9, what="9 callers joined")
+        wait_until(lambda: opt.stats()["joins"] == 9, what="9 callers joined")
         backend.release.set()
 
     results = run_threads(10, lambda i: opt("k"), while_running=release_when_all_joined)
@@ -52,7 +52,7 @@ def test_a_failing_backend_raises_its_error_to_every_joined_caller_and_is_not_ca
     backend.error = None
     assert opt("k") == {"key": "k", "version": 0}
     assert len(backend.calls) == 2
-    assert opt.stats()["errors"] == {"optimized": 10}
+    assert opt.stats()["errors"] == {"optimized": 10, "direct": 0}
 
 
 def test_a_value_is_served_from_cache_until_its_ttl_expires(make_optimizer, clock: FakeClock):
@@ -95,6 +95,39 @@ def test_stale_value_is_served_while_exactly_one_background_refresh_runs(make_op
     wait_until(lambda: opt("k")["version"] == 1, what="the refreshed value")
     assert backend.calls == ["k", "k"]
     assert opt.stats()["refreshes"] == 1
+
+
+def test_concurrent_stale_reads_start_exactly_one_refresh(make_optimizer, clock: FakeClock):
+    backend = CountingBackend()
+    opt = make_optimizer(backend, config=OptimizerConfig(ttl_s=10, stale_s=30, jitter=0))
+    opt("k")
+    backend.release.clear()
+    backend.version = 1
+    clock.advance(15)
+
+    served = run_threads(30, lambda i: opt("k"))
+
+    assert all(value["version"] == 0 for value in served)
+    wait_until(lambda: backend.in_flight == 1, what="the refresh reached the backend")
+    backend.release.set()
+    wait_until(lambda: opt.stats()["in_flight"] == 0, what="the refresh finished")
+    assert backend.calls == ["k", "k"]
+    assert opt.stats()["refreshes"] == 1
+    assert opt("k")["version"] == 1
+
+
+def test_a_failed_refresh_keeps_serving_the_stale_value_and_caches_no_error(make_optimizer, clock: FakeClock):
+    backend = CountingBackend()
+    opt = make_optimizer(backend, config=OptimizerConfig(ttl_s=10, stale_s=30, jitter=0))
+    opt("k")
+    backend.error = ConnectionError("db down")
+    clock.advance(15)
+    assert opt("k")["version"] == 0
+    wait_until(lambda: len(backend.calls) == 2 and opt.stats()["in_flight"] == 0, what="the refresh failed")
+    assert opt("k")["version"] == 0  # still within the grace; a new refresh is started
+    backend.error = None
+    backend.version = 1
+    wait_until(lambda: opt("k")["version"] == 1, what="a later refresh succeeded")
 
 
 def test_past_the_stale_grace_a_call_waits_for_fresh_data(make_optimizer, clock: FakeClock):
@@ -222,9 +255,9 @@ def test_the_direct_cohort_calls_the_function_every_time(make_optimizer):
         opt("k")
     assert backend.calls == ["k", "k", "k"]
     stats = opt.stats()
-    assert stats["requests"] == {"direct": 3}
-    assert stats["backend_calls"] == {"direct": 3}
-    assert "hits" not in stats
+    assert stats["requests"] == {"optimized": 0, "direct": 3}
+    assert stats["backend_calls"] == {"optimized": 0, "direct": 3}
+    assert stats["hits"] == stats["misses"] == 0
 
 
 def test_get_many_batches_the_misses_and_serves_the_hits(make_optimizer):
