@@ -41,7 +41,12 @@ def submit() -> ResponseReturnValue:
     tag = data.student_tag(body.student_id)
     portal.optimizer.invalidate_tag(tag)
     portal.metrics.submissions.inc()
-    result = {"student_id": body.student_id, "series_id": series_id, "attempt": attempt, "invalidated": tag}
+    result = {
+        "student_id": body.student_id,
+        "series_id": series_id,
+        "attempt": data.render_attempt(attempt),
+        "invalidated": tag,
+    }
     return jsonify(result), 201
 
 
@@ -74,7 +79,7 @@ def batch_attempts() -> Response:
     with portal.throttle.admit(request.remote_addr or "unknown"):
         path = portal.path_for(user)
         values = portal.optimizer.get_many(keys, user_id=user)
-    response = jsonify({"path": path, "attempts": {key: values[key] for key in keys}})
+    response = jsonify({"path": path, "attempts": {key: data.render_attempts(values[key]) for key in keys}})
     response.headers[PATH_HEADER] = path
     return response
 

@@ -70,7 +70,7 @@ def my_test_series() -> Response:
     # optimized, the misses among them are loaded in one batch instead of one batch window each.
     attempts = portal.optimizer.get_many(calls, user_id=user)
     series = [
-        {"series_id": series_id, "name": name, "attempts": attempts[key]}
+        {"series_id": series_id, "name": name, "attempts": data.render_attempts(attempts[key])}
         for (series_id, name), key in zip(catalog.items(), calls, strict=True)
     ]
     return _page(portal, "my-test-series", path, {"student_id": student_id, "calls": calls, "series": series})
@@ -90,15 +90,15 @@ def exam_home() -> Response:
     path = portal.path_for(user)
     key = data.attempts_key(student_id, series_id)
     widgets = []
-    attempts: list[data.AttemptRecord] = []
+    attempts: tuple[data.AttemptRow, ...] = ()
     for widget in EXAM_HOME_STEPS[step]:
         attempts = portal.optimizer(key, user_id=user)
         widgets.append(
             {
                 "widget": widget,
                 "attempt_count": len(attempts),
-                "best_score": max((a["score"] for a in attempts), default=None),
-                "last_attempt_id": attempts[-1]["id"] if attempts else None,
+                "best_score": max((a[2] for a in attempts), default=None),
+                "last_attempt_id": attempts[-1][0] if attempts else None,
             }
         )
     body = {
@@ -109,6 +109,6 @@ def exam_home() -> Response:
         "exams": list(catalog.exams.get(series_id, ())),
         "calls": [key] * len(widgets),
         "widgets": widgets,
-        "attempts": attempts,
+        "attempts": data.render_attempts(attempts),
     }
     return _page(portal, "exam-home", path, body)

@@ -146,12 +146,12 @@ def with_capacity(config: OptimizerConfig, capacity: int) -> OptimizerConfig:
     return dataclasses.replace(config, max_concurrency=min(config.max_concurrency, capacity))
 
 
-def _fetch_one(engine: Engine, key: str) -> list[data.AttemptRecord]:
+def _fetch_one(engine: Engine, key: str) -> tuple[data.AttemptRow, ...]:
     student_id, series_id = data.parse_key(key)
     return data.get_all_exam_attempts(engine, student_id, series_id)
 
 
-def _fetch_many(engine: Engine, keys: Sequence[str]) -> dict[str, list[data.AttemptRecord]]:
+def _fetch_many(engine: Engine, keys: Sequence[str]) -> dict[str, tuple[data.AttemptRow, ...]]:
     return data.get_exam_attempts_many(engine, keys)
 
 

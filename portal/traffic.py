@@ -137,6 +137,20 @@ def _scrape_patiently(target: str, client: httpx.Client, *, within_s: float = 90
             gevent.sleep(1.0)
 
 
+def _settled_scrape(target: str, client: httpx.Client, *, within_s: float = 60.0) -> promtext.Scrape:
+    # Requests accepted before the users stopped are still being served; wait until the
+    # counters stop moving so that the deltas cover them all.
+    deadline = time.monotonic() + within_s
+    previous = _scrape_patiently(target, client)
+    while time.monotonic() < deadline:
+        gevent.sleep(0.5)
+        current = _scrape_patiently(target, client)
+        if current.total("optimizer_requests_total") == previous.total("optimizer_requests_total"):
+            return current
+        previous = current
+    return previous
+
+
 def _delta(before: promtext.Scrape, after: promtext.Scrape, name: str, **labels: str) -> float:
     return after.total(name, **labels) - before.total(name, **labels)
 
@@ -204,7 +218,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     runner.greenlet.join()
     wall_s = time.monotonic() - t0
     gevent.killall(helpers)
-    after = _scrape_patiently(target, scrape_client)
+    after = _settled_scrape(target, scrape_client)
     # A high-water mark that rose during the run is this run's exact peak; otherwise trust the samples.
     mark_before, mark_after = (
         before.total("portal_db_pool_in_use_max"),
