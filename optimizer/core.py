@@ -43,7 +43,7 @@ from optimizer.cache import Cache, InProcessCache
 from optimizer.errors import FaultInjected, OptimizerClosed
 from optimizer.gate import Gate, StaticGate
 from optimizer.loading import BatchFn, Fn, Item, Loader
-from optimizer.metrics import FnMetrics
+from optimizer.metrics import DIRECT, OPTIMIZED, FnMetrics
 from optimizer.settings import OptimizerConfig
 
 logger = logging.getLogger(__name__)
@@ -91,8 +91,7 @@ class Optimizer:
         self._cache.on_remote_invalidation(self._on_remote_invalidation)
         self._prefix = f"v{self.config.schema_version}:"
         self._metrics = m = FnMetrics(name, registry)
-        m.cache_bytes.set_function(lambda: self._cache.bytes)
-        m.cache_entries.set_function(lambda: self._cache.entries)
+        m.watch_cache(lambda: self._cache.bytes, lambda: self._cache.entries)
         self._breaker = CircuitBreaker(clock)
         self._applied: tuple[Mapping[str, Any] | None, OptimizerConfig] = (None, self.config)
         self._loader = Loader(
@@ -105,12 +104,6 @@ class Optimizer:
             current_config=lambda: self._applied[1],
             clock=clock,
         )
-        # Bound once: the hot path only increments.
-        self._requests_optimized = m.requests["optimized"]
-        self._errors_optimized = m.errors["optimized"]
-        self._seconds_optimized = m.call_seconds["optimized"]
-        self._hits = m.hits
-        self._misses = m.misses
         self._closed = False
 
     # public API
@@ -120,9 +113,9 @@ class Optimizer:
         config = self._route(user_id)
         if config is None:
             return self._direct(key)
-        self._requests_optimized.inc()
         started = time.perf_counter()
         ok = False
+        hits = misses = 0
         try:
             if self.fault is not None:
                 _inject(self.fault)
@@ -131,19 +124,20 @@ class Optimizer:
             if entry is not None:
                 now = self._clock()
                 if now < entry.fresh_until:
-                    self._hits.inc()
+                    hits = 1
                     ok = True
                     return entry.value
                 if now < entry.stale_until and now < entry.fresh_until + config.stale_s:
+                    hits = 1
                     self._stale_hit(key, versioned, config)
                     ok = True
                     return entry.value
-            self._misses.inc()
+            misses = 1
             value = self._loader.load((key, versioned, self._tags_of(key)), config)
             ok = True
             return value
         finally:
-            self._finish(started, ok, config)
+            self._finish(started, ok, config, 1, hits, misses)
 
     def get_many(self, keys: Iterable[str], *, user_id: str | None = None) -> dict[str, Any]:
         """Return {key: fn(key)} for `keys`; the optimized path loads the misses with `batch_fn` if given.
@@ -154,35 +148,35 @@ class Optimizer:
         config = self._route(user_id)
         if config is None:
             return self._direct_many(keys)
-        self._requests_optimized.inc(len(keys))
         started = time.perf_counter()
         ok = False
+        hits = 0
+        missing: list[Item] = []
         try:
             if self.fault is not None:
                 _inject(self.fault)
             out: dict[str, Any] = {}
-            missing: list[Item] = []
             now = self._clock()
             for key in keys:
                 versioned = self._prefix + key
                 entry = self._cache.get(versioned)
                 if entry is not None:
                     if now < entry.fresh_until:
-                        self._hits.inc()
+                        hits += 1
                         out[key] = entry.value
                         continue
                     if now < entry.stale_until and now < entry.fresh_until + config.stale_s:
+                        hits += 1
                         self._stale_hit(key, versioned, config)
                         out[key] = entry.value
                         continue
-                self._misses.inc()
                 missing.append((key, versioned, self._tags_of(key)))
             if missing:
                 out.update(self._loader.load_many(missing, config))
             ok = True
             return {key: out[key] for key in keys}
         finally:
-            self._finish(started, ok, config)
+            self._finish(started, ok, config, len(keys), hits, len(missing))
 
     def invalidate(self, key: str) -> None:
         """Drop `key` from every cache tier and fence off its in-flight loads; returns once all will miss."""
@@ -285,41 +279,38 @@ class Optimizer:
     # direct path
 
     def _direct(self, key: str) -> Any:
-        m = self._metrics
-        m.requests["direct"].inc()
-        m.backend_calls["direct"].inc()
         started = time.perf_counter()
+        ok = False
         try:
-            return self._fn(key)
-        except Exception:
-            m.errors["direct"].inc()
-            raise
+            value = self._fn(key)
+            ok = True
+            return value
         finally:
-            m.call_seconds["direct"].observe(time.perf_counter() - started)
+            self._metrics.call(DIRECT, time.perf_counter() - started, ok=ok, backend=1)
 
     def _direct_many(self, keys: list[str]) -> dict[str, Any]:
-        m = self._metrics
-        m.requests["direct"].inc(len(keys))
         started = time.perf_counter()
+        ok = False
+        calls = 0
         try:
-            out = {}
+            out: dict[str, Any] = {}
             for key in keys:
-                m.backend_calls["direct"].inc()
+                calls += 1
                 out[key] = self._fn(key)
+            ok = True
             return out
-        except Exception:
-            m.errors["direct"].inc()
-            raise
         finally:
-            m.call_seconds["direct"].observe(time.perf_counter() - started)
+            self._metrics.call(
+                DIRECT, time.perf_counter() - started, ok=ok, requests=len(keys), backend=calls
+            )
 
     # optimized path helpers
 
-    def _finish(self, started: float, ok: bool, config: OptimizerConfig) -> None:
+    def _finish(
+        self, started: float, ok: bool, config: OptimizerConfig, requests: int, hits: int, misses: int
+    ) -> None:
         elapsed = time.perf_counter() - started
-        self._seconds_optimized.observe(elapsed)
-        if not ok:
-            self._errors_optimized.inc()
+        self._metrics.call(OPTIMIZED, elapsed, ok=ok, requests=requests, hits=hits, misses=misses)
         tripped = self._breaker.record(config.breaker, ok=ok, latency_s=elapsed)
         if tripped is not None:
             logger.warning(
@@ -330,7 +321,6 @@ class Optimizer:
             )
 
     def _stale_hit(self, key: str, versioned: str, config: OptimizerConfig) -> None:
-        self._hits.inc()
         self._metrics.count("stale_served")
         self._loader.refresh((key, versioned, self._tags_of(key)), config)
 

@@ -23,7 +23,7 @@ from optimizer.batching import Batcher
 from optimizer.cache import Cache, Entry
 from optimizer.errors import MissingFromBatch, OptimizerClosed
 from optimizer.limits import BackendLimiter
-from optimizer.metrics import FnMetrics
+from optimizer.metrics import OPTIMIZED, FnMetrics
 from optimizer.settings import OptimizerConfig
 from optimizer.singleflight import Flight, FlightTable
 
@@ -76,7 +76,7 @@ class Loader:
         if leader:
             self._lead(flight, key, config)
         else:
-            self._metrics.joins.inc()
+            self._metrics.add("joins")
         return flight.wait()
 
     def load_many(self, items: list[Item], config: OptimizerConfig) -> dict[str, Any]:
@@ -89,7 +89,7 @@ class Loader:
             if leader:
                 leading.append((key, flight))
             else:
-                self._metrics.joins.inc()
+                self._metrics.add("joins")
         if leading:
             self._lead_many(leading, config)
         return {key: flight.wait() for key, flight in flights.items()}
@@ -186,16 +186,16 @@ class Loader:
 
     def _call_backend(self, key: str, config: OptimizerConfig) -> Any:
         with self.limiter.slot(cap=config.max_concurrency):
-            self._metrics.backend_calls["optimized"].inc()
+            self._metrics.backend_call(OPTIMIZED)
             return self._fn(key)
 
     def _run_batch(self, keys: list[str]) -> Mapping[str, Any]:
         assert self._batch_fn is not None
         m = self._metrics
         with self.limiter.slot(cap=self._current_config().max_concurrency):
-            m.backend_calls["optimized"].inc()
-            m.batch_calls.inc()
-            m.batch_keys.inc(len(keys))
+            m.backend_call(OPTIMIZED)
+            m.add("batch_calls")
+            m.add("batch_keys", len(keys))
             return self._batch_fn(keys)
 
     # storing
