@@ -140,17 +140,19 @@ def metric_figure(
                 x=[start, end],
                 y=[guardrail.threshold, guardrail.threshold],
                 mode="lines",
-                name=f"guardrail {guardrail.name}",
+                name=f"guardrail {guardrail.op}{guardrail.threshold:g}"
+                + (f" {guardrail.path}" if guardrail.path else ""),
                 line={"color": "#d62728", "dash": dash, "width": 1},
                 hovertemplate=f"guardrail {guardrail.name}<extra></extra>",
             )
         )
     _add_markers(figure, markers)
     figure.update_layout(
-        title={"text": title, "font": {"size": 15}},
-        height=300,
-        margin={"l": 50, "r": 20, "t": 40, "b": 30},
-        legend={"orientation": "h", "y": -0.2},
+        title={"text": title, "font": {"size": 15}, "y": 0.97},
+        height=330,
+        margin={"l": 50, "r": 20, "t": 70, "b": 40},
+        # Above the plot: below it, the legend would cover the date axis.
+        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "font": {"size": 11}},
         xaxis={"range": [start, end], "type": "date"},
         yaxis={"title": y_title, "tickformat": ".2~%" if percent else None, "rangemode": "tozero"},
         uirevision=title,
@@ -270,10 +272,10 @@ def verdict_timeline(
         title={"text": "Guardrail verdicts", "font": {"size": 15}},
         barmode="overlay",
         height=max(160, 60 + 32 * len(rows)),
-        margin={"l": 50, "r": 20, "t": 40, "b": 30},
+        margin={"l": 50, "r": 20, "t": 60, "b": 40},
         xaxis={"type": "date", "range": [start, end]},
-        yaxis={"automargin": True},
-        legend={"orientation": "h", "y": -0.3},
+        yaxis={"automargin": True, "showticklabels": bool(runs)},
+        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
     )
     for marker in markers:
         figure.add_vline(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveFlagService
-from tests.dashboard.conftest import FN, create_flag
+from tests.dashboard.conftest import FLAG_KEY, FN, create_flag
 from tests.dashboard.metrics import MetricsTarget, scrape_history
 from tests.support import REPO, ROLLGUARD, ServerProcess, free_port, missing, require_binary, wait_until
 
@@ -71,20 +71,21 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
     served_dashboard: str,
     shared_flag_service: LiveFlagService,
     control_database_url: str,
-    flag_key: str,
     artifacts_dir: Path,
 ) -> None:
     from playwright.sync_api import expect
 
+    # The flag service serves this module alone, so the flag can have its real name (seen in the README).
+    flag_key = FLAG_KEY
     admin = shared_flag_service.admin("setup")
     create_flag(admin, flag_key, enabled=True, rollout=10)
     target = MetricsTarget(FN)
     try:
-        scrape_history(control_database_url, target, seconds=1800, wave=True)
+        scrape_history(control_database_url, target, seconds=3600, wave=True)
     finally:
         target.close()
 
-    page = chromium.new_page(viewport={"width": 1440, "height": 2300})  # type: ignore[attr-defined]
+    page = chromium.new_page(viewport={"width": 1440, "height": 2450})  # type: ignore[attr-defined]
     page.goto(f"{served_dashboard}/flag?flag={flag_key}")
     expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=60_000)
     expect(page.get_by_text("Error rate per cohort").first).to_be_visible()
@@ -94,6 +95,9 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
     page.get_by_role("button", name="50%", exact=True).click()
     wait_until(lambda: admin.get_flag(flag_key).rollout == 50, what="the flag service to say rollout 50")
     expect(page.get_by_text("50%: done").first).to_be_visible()
+    # Let the rerun after the click settle: controls drawn, the new rollout marked on the charts.
+    expect(page.get_by_role("button", name="Kill…")).to_be_visible()
+    expect(page.locator(".js-plotly-plot .legendtext", has_text="rollout").first).to_be_visible()
     page.screenshot(path=str(artifacts_dir / "dashboard-flag.png"), full_page=True)
     if os.environ.get("CI") != "true":
         # The README's picture is refreshed by local runs only, never by CI's throwaway clone.

@@ -259,10 +259,10 @@ def test_charts_show_metrics_thresholds_and_changes(
         "Guardrail verdicts",
     }
     traces = {trace["name"]: trace for trace in figures["Error rate per cohort"]["data"]}
-    assert set(traces) == {"optimized", "direct", "guardrail error_rate[optimized]<=0.01", "rollout"}
+    assert set(traces) == {"optimized", "direct", "guardrail <=0.01 optimized", "rollout"}
     assert len(traces["optimized"]["y"]) > 10
     assert max(traces["optimized"]["y"]) == 0.0
-    assert traces["guardrail error_rate[optimized]<=0.01"]["y"] == [0.01, 0.01]
+    assert traces["guardrail <=0.01 optimized"]["y"] == [0.01, 0.01]
     verdict_rows = {name for trace in figures["Guardrail verdicts"]["data"] for name in trace["y"]}
     assert verdict_rows == {g.name for g in admin.get_flag(key).guardrails}
     assert "controller-charts" in _texts(at.info)  # the controller strip names the leader
