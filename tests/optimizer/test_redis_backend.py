@@ -3,10 +3,13 @@ the invalidating call returns, fencing of in-flight loads, reconnects, and degra
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import redis
@@ -156,3 +159,94 @@ def test_values_that_are_not_json_stay_local(make_instance):
     b = make_instance(lambda key: {4})
     assert a("k") == {1, 2, 3}
     assert b("k") == {4}
+
+
+class TcpProxy:
+    """A TCP forwarder in front of the real Redis that the test can cut and restore: a network outage."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+        self.start()
+
+    def start(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(16)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Close the listener and every forwarded connection."""
+        with self._lock:
+            sockets, self._connections = self._connections, []
+            if self._server is not None:
+                sockets.append(self._server)
+                self._server = None
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            with self._lock:
+                self._connections += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_during_an_outage_calls_use_the_local_copy_and_after_it_the_copy_is_flushed(redis_url, namespace):
+    parsed = urlparse(redis_url)
+    proxy = TcpProxy((parsed.hostname or "127.0.0.1", parsed.port or 6379))
+    backend = CountingBackend()
+    config = OptimizerConfig(ttl_s=600, jitter=0)
+    through_proxy = RedisCache(
+        f"redis://127.0.0.1:{proxy.port}{parsed.path or '/0'}", namespace=namespace, retry_after_s=0.2
+    )
+    direct = RedisCache(redis_url, namespace=namespace)
+    a = Optimizer(backend, name="fn", cache=through_proxy, config=config, registry=CollectorRegistry())
+    b = Optimizer(backend, name="fn", cache=direct, config=config, registry=CollectorRegistry())
+    try:
+        assert through_proxy.wait_subscribed() and direct.wait_subscribed()
+        a("k")
+        assert backend.calls == ["k"]
+
+        proxy.cut()
+        wait_until(lambda: through_proxy.degraded, what="the outage noticed")
+        assert a("k") == {"key": "k", "version": 0}  # served from the local copy, no error
+        assert a("other")["key"] == "other"  # a miss reaches the backend, no error
+        backend.version = 1
+        b.invalidate("k")  # a cannot hear it: its subscription is down
+        a.invalidate("other")  # does not raise either
+
+        subscriptions = through_proxy.subscriptions
+        proxy.start()
+        wait_until(lambda: through_proxy.subscriptions > subscriptions, what="a resubscribed")
+        assert not through_proxy.contains("v1:k")  # flushed: it may have missed invalidations
+        assert a("k")["version"] == 1
+    finally:
+        a.close()
+        b.close()
+        proxy.cut()
