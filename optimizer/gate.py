@@ -19,7 +19,8 @@ hooked falls back to the SDK's own `is_enabled` and `get_variant`.
 
 Exposure counts that the SDK reports to the flag service are kept: the fast
 path tallies its answers and hands them to the engine's `count_toggle` from the
-SDK's refresh thread, off the request path.
+SDK's refresh thread, off the request path. The tallies are unlocked, so a
+thread race may lose a count; it never changes a decision.
 
 Safe defaults: a flag that the SDK never loaded (or that the served state does
 not contain) decides direct with reason `flag_unavailable`; a flag service that

@@ -23,7 +23,9 @@ lands in Redis. A value read from Redis lands in the local copy only if no
 invalidation was handled meanwhile.
 
 If Redis fails, calls degrade to the local copy without raising, and Redis is
-retried after `retry_after_s`.
+retried after `retry_after_s`. While it is down an instance cannot hear other
+instances' invalidations, so its copy may serve values up to `ttl_s` old until
+the subscription is back and the copy is flushed.
 
 Redis keys, under `{namespace}:{fn}:` (the optimizer's keys already carry the schema version)::
 
