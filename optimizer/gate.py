@@ -101,6 +101,8 @@ class _Rollout:
     def decide(self, user_id: str | None) -> Decision:
         if user_id is None:
             return self._gate._ask_sdk(user_id)
+        if type(user_id) is not str:  # an int id from the app: the SDK would stringify it too
+            user_id = str(user_id)
         if mmh3.hash(self._prefix + user_id, 0, signed=False) % 100 + 1 <= self._rollout:
             self._gate._yes += 1
             return self._on
@@ -225,7 +227,7 @@ class UnleashGate:
     # SDK path
 
     def _ask_sdk(self, user_id: str | None) -> Decision:
-        context = {"userId": user_id} if user_id is not None else {}
+        context = {"userId": str(user_id)} if user_id is not None else {}
         if not self._client.is_enabled(self._flag, context):
             return _OFF if self._client_knows_flag() else _UNAVAILABLE
         variant = self._client.get_variant(self._flag, context)

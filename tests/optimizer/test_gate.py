@@ -100,6 +100,13 @@ def test_the_rollguard_shape_is_decided_without_the_sdk_and_carries_the_payload(
     assert gate.decide("s7").payload is first.payload  # one parsed payload per flag state
 
 
+def test_integer_user_ids_are_bucketed_like_their_string_form(rollout_client, gates):
+    for user in range(200):
+        assert gates["flag-50"].decide(user).optimized is rollout_client.is_enabled(
+            "flag-50", {"userId": str(user)}
+        )  # type: ignore[arg-type]
+
+
 def test_a_killed_flag_sends_everyone_direct(gates):
     assert gates["killed"].decide("s1") == Decision(False)
 
