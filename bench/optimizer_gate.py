@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -115,6 +116,7 @@ def main() -> int:
         figures = {
             "calls": calls,
             "repeats": repeats,
+            "load_average_1m": round(os.getloadavg()[0], 2),
             "sdk_is_enabled_ns": _per_call_ns(
                 lambda u: client.is_enabled(FLAG, {"userId": u}), calls, repeats
             ),
