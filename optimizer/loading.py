@@ -124,6 +124,8 @@ class Loader:
         if self.batcher is not None:
             self.batcher.flush()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        # Refreshes cancelled above never ran; nobody may keep waiting on their flights.
+        self.flights.abandon(OptimizerClosed(self._name))
 
     # leading loads
 

@@ -103,6 +103,16 @@ class FlightTable:
                 flight.invalidated = True
             self._flights.clear()
 
+    def abandon(self, error: BaseException) -> None:
+        """Fail every flight still in the table with `error`: their loads will never finish (close)."""
+        with self.lock:
+            flights = list(self._flights.values())
+            self._flights.clear()
+        for flight in flights:
+            flight.invalidated = True
+            if not flight.done:
+                flight.fail(error)
+
     def in_flight(self) -> int:
         with self.lock:
             return len(self._flights)

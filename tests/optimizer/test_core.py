@@ -399,3 +399,37 @@ def test_calls_after_close_raise(make_optimizer):
     opt.close()
     with pytest.raises(OptimizerClosed):
         opt("k")
+
+
+def test_close_fails_loads_that_will_never_finish(make_optimizer, clock: FakeClock):
+    from optimizer import OptimizerClosed
+
+    backend = CountingBackend()
+    opt = make_optimizer(backend, config=OptimizerConfig(ttl_s=10, stale_s=60, jitter=0, refresh_workers=1))
+    for key in ("a", "b"):
+        opt(key)
+    backend.release.clear()
+    clock.advance(15)
+    opt("a")  # its refresh holds the only worker
+    wait_until(lambda: backend.in_flight == 1, what="the first refresh reached the backend")
+    opt("b")  # its refresh is queued behind it
+    clock.advance(60)  # past the grace: the next caller of "b" joins the queued refresh
+    outcome: list[object] = []
+
+    def call_b() -> None:
+        try:
+            outcome.append(opt("b"))
+        except OptimizerClosed as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call_b)
+    caller.start()
+    wait_until(lambda: opt.stats()["joins"] == 1, what="a caller joined the queued refresh")
+
+    closer = threading.Thread(target=opt.close)
+    closer.start()
+    backend.release.set()
+    closer.join(10)
+    caller.join(10)
+    assert not caller.is_alive()
+    assert isinstance(outcome[0], OptimizerClosed)
