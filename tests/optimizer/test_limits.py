@@ -43,3 +43,20 @@ def test_calls_beyond_the_rate_limit_wait_then_raise(make_optimizer):
         opt("k5")
     assert len(backend.calls) == 5
     assert opt("k0") == {"key": "k0", "version": 0}  # hits do not count against the limit
+
+
+def test_batches_refreshes_and_prefetches_share_the_cap(make_optimizer, clock):
+    backend = CountingBackend(hold=True)
+    config = OptimizerConfig(max_concurrency=2, max_batch=1, batch_window_ms=0, refresh_workers=4)
+    opt = make_optimizer(backend, batch_fn=backend.batch, config=config)
+    opt.prefetch([f"p{i}" for i in range(4)])
+
+    def release_once_capped() -> None:
+        wait_until(lambda: backend.in_flight == 2, what="2 backend calls in flight")
+        wait_until(lambda: opt.stats()["in_flight"] == 14, what="prefetches and loads started")
+        assert backend.in_flight == 2
+        backend.release.set()
+
+    run_threads(10, lambda i: opt(f"k{i}"), while_running=release_once_capped)
+    wait_until(lambda: opt.cache.entries == 14, what="every key loaded")
+    assert backend.peak_in_flight == 2
