@@ -26,13 +26,17 @@ from optimizer.settings import OptimizerConfig
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One cached value: fresh until `fresh_until`, servable stale until `stale_until` (clock time)."""
+    """One cached value: fresh until `fresh_until`, servable stale until `stale_until` (clock time).
+
+    `stored_at` lets a TTL lowered by the flag payload apply to entries stored before the change.
+    """
 
     value: Any
     fresh_until: float
     stale_until: float
     size: int
     tags: frozenset[str] = frozenset()
+    stored_at: float = float("-inf")
 
 
 # Called with (key, None) when a key was invalidated elsewhere, (None, tag) for a tag,

@@ -123,11 +123,12 @@ class Optimizer:
             entry = self._cache.get(versioned)
             if entry is not None:
                 now = self._clock()
-                if now < entry.fresh_until:
+                fresh_until = min(entry.fresh_until, entry.stored_at + config.ttl_s)
+                if now < fresh_until:
                     hits = 1
                     ok = True
                     return entry.value
-                if now < entry.stale_until and now < entry.fresh_until + config.stale_s:
+                if now < entry.stale_until and now < fresh_until + config.stale_s:
                     hits = 1
                     self._stale_hit(key, versioned, config)
                     ok = True
@@ -161,11 +162,12 @@ class Optimizer:
                 versioned = self._prefix + key
                 entry = self._cache.get(versioned)
                 if entry is not None:
-                    if now < entry.fresh_until:
+                    fresh_until = min(entry.fresh_until, entry.stored_at + config.ttl_s)
+                    if now < fresh_until:
                         hits += 1
                         out[key] = entry.value
                         continue
-                    if now < entry.stale_until and now < entry.fresh_until + config.stale_s:
+                    if now < entry.stale_until and now < fresh_until + config.stale_s:
                         hits += 1
                         self._stale_hit(key, versioned, config)
                         out[key] = entry.value

@@ -213,6 +213,7 @@ class Loader:
             value=value,
             fresh_until=fresh_until,
             stale_until=fresh_until + config.stale_s,
+            stored_at=now,
             size=sizing.measure(flight.key, value),
             tags=flight.tags,
         )

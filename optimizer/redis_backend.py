@@ -29,7 +29,7 @@ the subscription is back and the copy is flushed.
 
 Redis keys, under `{namespace}:{fn}:` (the optimizer's keys already carry the schema version)::
 
-    k:{key}      JSON {"v": value, "f": fresh until, "s": stale until, "t": tags}, times in wall-clock
+    k:{key}      JSON {"v": value, "f": fresh until, "s": stale until, "w": stored at, "t": tags}, times in wall-clock
                  seconds, expiring with "s"
     g:{key}      generation of the key, bumped by each invalidation
     t:{tag}      generation of the tag
@@ -226,6 +226,7 @@ class RedisCache(Cache):
                     "v": entry.value,
                     "f": now_wall + entry.fresh_until - now,
                     "s": now_wall + entry.stale_until - now,
+                    "w": now_wall + entry.stored_at - now,
                     "t": tags,
                 }
             )
@@ -396,6 +397,7 @@ class RedisCache(Cache):
         try:
             data = json.loads(raw)
             value, fresh_wall, stale_wall = data["v"], float(data["f"]), float(data["s"])
+            stored_wall = float(data.get("w", "-inf"))
             tags = frozenset(str(tag) for tag in data.get("t") or ())
         except (ValueError, KeyError, TypeError):
             logger.warning("RedisCache: unreadable entry for %s dropped", key)
@@ -405,6 +407,7 @@ class RedisCache(Cache):
             value=value,
             fresh_until=fresh_wall + offset,
             stale_until=stale_wall + offset,
+            stored_at=stored_wall + offset,
             size=sizing.measure(key, value),
             tags=tags,
         )

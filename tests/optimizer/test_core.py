@@ -433,3 +433,28 @@ def test_close_fails_loads_that_will_never_finish(make_optimizer, clock: FakeClo
     caller.join(10)
     assert not caller.is_alive()
     assert isinstance(outcome[0], OptimizerClosed)
+
+
+class SwitchableGate:
+    """A gate whose payload the test changes, as a flag change would."""
+
+    def __init__(self, payload: dict) -> None:
+        self.payload = payload
+
+    def decide(self, user_id):
+        from optimizer import Decision
+
+        return Decision(True, self.payload)
+
+
+def test_a_ttl_lowered_by_the_payload_applies_to_entries_already_cached(make_optimizer, clock: FakeClock):
+    backend = CountingBackend()
+    gate = SwitchableGate({"ttl_s": 300})
+    opt = make_optimizer(backend, config=OptimizerConfig(jitter=0), gate=gate)
+    opt("k")
+    clock.advance(5)
+    opt("k")
+    assert len(backend.calls) == 1
+    gate.payload = {"ttl_s": 2}
+    opt("k")
+    assert len(backend.calls) == 2
