@@ -209,32 +209,32 @@ def decide(
     if flag.rollback.on_no_data == "rollback":
         failing.add(Outcome.NO_DATA.value)
     needed = max(1, flag.rollback.consecutive_failures)
-    latest_time, latest = rounds[-1]
+    latest = rounds[-1][1]
+    streaks = {name: _failing_streak(rounds, name, failing, max_gap_s) for name in names}
     for name in names:
-        streak = _streak(rounds, lambda r, n=name: n in r and r[n].verdict in failing, max_gap_s)
-        if streak >= needed:
-            v = latest[name]
+        if streaks[name] >= needed:
+            last = latest[name]
             return Action(
                 ActionKind.ROLLBACK,
-                f"guardrail {name} {_outcome_phrase(v.verdict)} {streak} consecutive checks: "
-                f"value {_fmt(v.value)}, threshold {v.threshold:g}, {v.samples} samples",
+                f"guardrail {name} {_outcome_phrase(last.verdict)} {streaks[name]} consecutive checks: "
+                f"value {_fmt(last.value)}, threshold {last.threshold:g}, {last.samples} samples",
                 guardrail=name,
             )
     for name in names:
-        v = latest.get(name)
-        if v is None:
+        current = latest.get(name)
+        if current is None:
             return Action(ActionKind.HOLD, f"guardrail {name} not checked yet")
-        if v.verdict == Outcome.FAIL.value:
+        if current.verdict == Outcome.FAIL.value:
             return Action(
                 ActionKind.HOLD,
-                f"guardrail {name} failing (value {_fmt(v.value)}, threshold {v.threshold:g}), "
-                f"1 of {needed} checks needed to roll back"
-                if needed > 1
-                else f"guardrail {name} failing",
+                f"guardrail {name} failing (value {_fmt(current.value)}, threshold {current.threshold:g}): "
+                f"{streaks[name]} of {needed} consecutive failing checks needed to roll back",
                 guardrail=name,
             )
-        if v.verdict == Outcome.NO_DATA.value:
-            return Action(ActionKind.HOLD, f"guardrail {name}: no data ({v.samples} samples)", guardrail=name)
+        if current.verdict == Outcome.NO_DATA.value:
+            return Action(
+                ActionKind.HOLD, f"guardrail {name}: no data ({current.samples} samples)", guardrail=name
+            )
 
     streak_rounds = _streak(
         rounds, lambda r: all(r.get(n) and r[n].verdict == "pass" for n in names), max_gap_s
@@ -273,6 +273,14 @@ def _rounds(history: Sequence[PastVerdict], names: Sequence[str]) -> list[Round]
     wanted = set(names)
     ordered = sorted((v for v in history if v.guardrail in wanted), key=lambda v: v.time)
     return [(time, {v.guardrail: v for v in group}) for time, group in groupby(ordered, key=lambda v: v.time)]
+
+
+def _failing_streak(rounds: Sequence[Round], name: str, failing: set[str], max_gap_s: float) -> int:
+    def matches(verdicts: dict[str, PastVerdict]) -> bool:
+        verdict = verdicts.get(name)
+        return verdict is not None and verdict.verdict in failing
+
+    return _streak(rounds, matches, max_gap_s)
 
 
 def _streak(

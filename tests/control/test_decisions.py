@@ -266,3 +266,9 @@ def test_failures_of_a_removed_guardrail_are_ignored():
     only_latency_failing = history("pf", "pf")
     assert decide(make_flag(), only_latency_failing, now=T0).kind is ActionKind.ROLLBACK
     assert decide(flag, only_latency_failing, now=T0).kind is ActionKind.HOLD
+
+
+def test_hold_reason_counts_the_failures_seen_so_far():
+    flag = make_flag(rollback=RollbackPolicy(3, "hold"))
+    action = decide(flag, history("pp", "fp", "fp"), now=T0)
+    assert action.kind is ActionKind.HOLD and "2 of 3" in action.reason
