@@ -89,7 +89,8 @@ def info() -> Response:
     """What a load generator needs to know about this portal."""
     portal = current_portal()
     catalog = portal.catalog()
-    config = portal.config
+    # The flag payload may have changed the TTL since start.
+    config = portal.optimizer.effective_config
     return jsonify(
         {
             "function": "get_all_exam_attempts",
@@ -97,6 +98,8 @@ def info() -> Response:
             "ttl_s": config.ttl_s,
             "stale_s": config.stale_s,
             "max_batch": config.max_batch,
+            "max_entries": config.max_entries,
+            "max_bytes": config.max_bytes,
             "pool_capacity": portal.settings.pool_size + portal.settings.pool_overflow,
             "students": catalog.max_student_id,
             "series": list(catalog.series),

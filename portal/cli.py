@@ -50,12 +50,12 @@ def serve(
     dev: bool,
 ) -> None:
     """Serve the portal (gunicorn, gthread workers)."""
-    from optimizer import OptimizerConfig
     from portal.app import create_app
+    from portal.runtime import optimizer_config_from_env
     from portal.server import PortalServer, gunicorn_options
 
     settings = _settings(flags_url=flags_url, redis_url=redis_url, database_url=database_url)
-    config = OptimizerConfig.from_env(os.environ)
+    config = optimizer_config_from_env(os.environ)
     if workers > 1 and not settings.redis_url:
         raise click.UsageError(
             "--workers > 1 needs --redis-url: without a shared cache a submission would only "

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import cast
@@ -31,6 +31,11 @@ from portal.throttle import BatchThrottle
 logger = logging.getLogger(__name__)
 
 FUNCTION_NAME = "get_all_exam_attempts"
+
+# The byte budget (OptimizerConfig.max_bytes, 16 MB by default) is what bounds the portal's cache:
+# 2,000 students x 12 series are 24,000 keys of about 650 bytes, more than the optimizer's default
+# entry count, which would evict a mass submission's working set while it is still being read.
+PORTAL_MAX_ENTRIES = 200_000
 
 # A missing catalog (portal started before seeding) is re-read at most this often.
 _CATALOG_RETRY_S = 2.0
@@ -107,7 +112,7 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     metrics.watch_pool(lambda: watch.in_use, lambda: watch.peak, capacity)
     create_schema(engine)
     # The optimized path never asks for more connections than the pool has.
-    config = with_capacity(optimizer_config or OptimizerConfig(), capacity)
+    config = with_capacity(optimizer_config or OptimizerConfig(max_entries=PORTAL_MAX_ENTRIES), capacity)
     cache = (
         _redis_cache(settings.redis_url, settings.redis_namespace)
         if settings.redis_url
@@ -139,6 +144,14 @@ def _redis_cache(url: str, namespace: str) -> Cache:
 
     redis_cache = cast("Callable[..., Cache]", optimizer.RedisCache)
     return redis_cache(url, namespace=namespace)
+
+
+def optimizer_config_from_env(environ: Mapping[str, str]) -> OptimizerConfig:
+    """`ROLLGUARD_OPTIMIZER_*` settings over the portal's defaults; for entry points only."""
+    config = OptimizerConfig.from_env(environ)
+    if "ROLLGUARD_OPTIMIZER_MAX_ENTRIES" not in environ:
+        config = dataclasses.replace(config, max_entries=PORTAL_MAX_ENTRIES)
+    return config
 
 
 def with_capacity(config: OptimizerConfig, capacity: int) -> OptimizerConfig:
