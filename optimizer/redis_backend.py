@@ -136,6 +136,8 @@ class RedisCache(Cache):
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=socket_timeout_s,
             client_name=self.client_name,
+            # Pings an idle subscriber connection, so a silently dropped one is noticed and resubscribed.
+            health_check_interval=30,
         )
         self._blocking = redis.Redis.from_url(
             redis_url,
