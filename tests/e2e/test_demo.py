@@ -31,7 +31,7 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
             "--var-dir",
             str(var_dir),
             "--students",
-            "300",
+            "600",
             "--stage-hold",
             "15",
             "--stop-when-done",
