@@ -214,6 +214,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per run")
     args = parser.parse_args()
     user_counts = [int(u) for u in args.users.split(",")]
+    load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="rollguard-bench-"))
     try:
         template = work / "template.db"
@@ -240,6 +241,8 @@ def main() -> int:
             "attempts_per_series": plan.attempts_per_series,
         },
         "portal": "gunicorn gthread, 1 worker x 64 threads, SQLite (WAL), pool 20 + 0",
+        "load_generator": "locust FastHttpUser in one process on the same machine",
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "runs": results,
     }
     path = write_result(

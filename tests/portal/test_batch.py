@@ -85,6 +85,7 @@ def test_batch_beyond_the_concurrency_cap_gets_429(make_app):
         second = client.post("/api/exam/batch-attempts", json={"keys": ["2:2"]})
         assert second.status_code == 429
         assert second.get_json()["error"]["code"] == "concurrency_limited"
+        client.delete("/api/admin/fault", headers={"Authorization": TOKEN})
     finally:
         holder.join(timeout=30)
     assert first == [200]
