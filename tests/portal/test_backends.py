@@ -9,7 +9,7 @@ import pytest
 
 from portal.settings import FLAG_KEY
 from tests.portal.conftest import portal, seed_database, start_portal
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +92,13 @@ def test_a_submission_on_one_instance_is_seen_by_the_next_page_on_another(make_a
     shown = second.get(page).get_json()
     assert shown["attempts"][-1] == submitted["attempt"]
     assert all(w["last_attempt_id"] == submitted["attempt"]["id"] for w in shown["widgets"])
+
+
+def test_unreachable_flag_service_sends_everyone_direct(make_app):
+    app = make_app(flags_url=f"http://127.0.0.1:{free_port()}", client_token="unused", optimize=True)
+    response = app.test_client().get("/api/pages/my-test-series?student_id=3")
+    assert response.status_code == 200
+    assert response.headers["X-Rollguard-Path"] == "direct"
+    assert app.test_client().get("/api/portal/info").get_json()["gate"] == "unleash"
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'optimizer_gate_bypass_total{fn="get_all_exam_attempts",reason="flag_unavailable"}' in metrics
