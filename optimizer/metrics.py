@@ -22,6 +22,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 PATHS = ("optimized", "direct")
 OPTIMIZED, DIRECT = 0, 1
@@ -254,7 +255,7 @@ def _families(totals: dict[str, Any]) -> Iterator[Metric]:
 
 
 def _bound(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(bound)
+    return floatToGoString(bound)
 
 
 _collectors: weakref.WeakKeyDictionary[CollectorRegistry, _OptimizerCollector] = weakref.WeakKeyDictionary()
