@@ -64,7 +64,12 @@ class LivePortal:
 
 
 def start_portal(
-    tmp_path: Path, *, database_url: str, optimize: bool, extra_env: dict[str, str] | None = None
+    tmp_path: Path,
+    *,
+    database_url: str,
+    optimize: bool,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> LivePortal:
     """`rollguard portal serve` on a free loopback port, gated statically unless a flags URL is in `extra_env`."""
     port = free_port()
@@ -78,7 +83,19 @@ def start_portal(
     }
     url = f"http://127.0.0.1:{port}"
     process = ServerProcess(
-        [*ROLLGUARD, "portal", "serve", "--host", "127.0.0.1", "--port", str(port), "--threads", "16"],
+        [
+            *ROLLGUARD,
+            "portal",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--threads",
+            "16",
+            "--workers",
+            str(workers),
+        ],
         ready_url=f"{url}/healthz",
         log_path=tmp_path / f"portal-{port}.log",
         env=env,

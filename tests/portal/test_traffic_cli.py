@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 
 import httpx
 import pytest
@@ -101,6 +102,24 @@ def test_steady_traffic_against_a_direct_portal_saves_nothing(tmp_path):
     assert summary["call_reduction"] == 0
     assert summary["ideal"]["eta"] == 0 or summary["ideal"]["c_min"] == summary["ideal"]["n"]
     assert summary["db_queries"] >= summary["backend_calls"]
+
+
+@pytest.mark.integration
+def test_two_workers_sharing_redis_serve_no_stale_reads(tmp_path, redis_url):
+    url = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
+    env = {
+        "ROLLGUARD_REDIS_URL": redis_url,
+        "ROLLGUARD_PORTAL_REDIS_NAMESPACE": f"portal-{uuid.uuid4().hex[:8]}",
+    }
+    live = start_portal(tmp_path, database_url=url, optimize=True, extra_env=env, workers=2)
+    try:
+        summary, _progress = run_traffic(live.url, "exam-home", 20, 5, tmp_path / "out.json")
+    finally:
+        live.process.stop()
+    # Each worker exports its own /metrics, so only what the client saw is compared here.
+    assert summary["errors"] == 0 and summary["submissions"] > 0
+    assert summary["stale_reads"] == 0
+    assert set(summary["page_loads"]) == {"optimized"}
 
 
 def test_traffic_refuses_more_users_than_seeded_students(tmp_path):
