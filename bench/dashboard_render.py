@@ -7,7 +7,9 @@ the embedded scraper and the controller loop write them. Starts a real flag
 service, then renders the flag page in Streamlit's AppTest over "1 hour" and
 "24 hours" (automatic step and the full 5 s resolution): cold, with every data
 cache emptied, and as an auto-refresh, which reads again only what may have
-changed. Also times the parts of a 24-hour render outside Streamlit.
+changed; then in Chromium served by `rollguard dashboard` (first load, then
+switching to 24 hours, then to the full resolution, each until the charts are
+drawn). Also times the parts of a 24-hour render outside Streamlit.
 
     .venv/bin/python bench/dashboard_render.py [--hours 24] [--repeat 3]
 
@@ -232,6 +234,86 @@ def breakdown(database_url: str, *, hours: float) -> dict[str, float]:
     }
 
 
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path) -> dict[str, float]:
+    """Time the flag page in Chromium served by `rollguard dashboard`: first load, then 24 h cold."""
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return {}
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ROLLGUARD_FLAGS_URL": flags_url,
+        "ROLLGUARD_ADMIN_TOKEN": token,
+        "ROLLGUARD_CONTROL_DATABASE_URL": control_url,
+        "ROLLGUARD_DASHBOARD_REFRESH_S": "600",
+    }
+    log = open(workdir / "dashboard.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "control", "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit("the dashboard did not start")
+            time.sleep(0.1)
+        figures: dict[str, float] = {}
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1440, "height": 2400})
+            plots = page.locator(".js-plotly-plot")
+            started = time.perf_counter()
+            page.goto(f"{url}/flag?flag={KEY}")
+            expect(page.get_by_text("1 hour at 5s steps")).to_be_visible(timeout=300_000)
+            expect(plots).to_have_count(6, timeout=300_000)
+            figures["first_load_1h"] = round(time.perf_counter() - started, 3)
+            for label, resolution, caption in (
+                ("24h_auto", None, "24 hours at 90s steps"),
+                ("24h_full_5s", "5 s (full)", "24 hours at 5s steps"),
+            ):
+                started = time.perf_counter()
+                if resolution is None:
+                    page.get_by_role("combobox", name="Time range").click()
+                    page.get_by_role("option", name="24 hours").click()
+                else:
+                    page.get_by_role("combobox", name="Resolution").click()
+                    page.get_by_role("option", name=resolution).click()
+                expect(page.get_by_text(caption)).to_be_visible(timeout=300_000)
+                expect(plots).to_have_count(6, timeout=300_000)
+                figures[label] = round(time.perf_counter() - started, 3)
+            browser.close()
+        return figures
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=24.0)
@@ -297,6 +379,8 @@ def main() -> int:
                     flush=True,
                 )
             figures["load_average_1m_after"] = round(os.getloadavg()[0], 2)
+            figures["browser_s"] = browser_seconds(url, token, control_url, workdir)
+            print(f"in Chromium: {figures['browser_s']}", flush=True)
             figures["breakdown_24h_auto_s"] = breakdown(control_url, hours=args.hours)
             print(f"where 24 hours / auto goes: {figures['breakdown_24h_auto_s']}", flush=True)
         finally:
