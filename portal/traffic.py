@@ -197,19 +197,22 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
                 pass  # an overloaded portal may not answer a scrape; the next sample tries again
             gevent.sleep(options.sample_every_s)
 
+    def report(users: int) -> None:
+        total = env.stats.total
+        elapsed = time.monotonic() - t0
+        p95 = total.get_response_time_percentile(0.95) or 0
+        out.write(
+            f"[{elapsed:6.1f}s] users {users}/{options.users}  requests {total.num_requests} "
+            f"({total.num_requests / max(elapsed, 1e-9):.0f}/s)  errors {total.num_failures}  "
+            f"p95 {p95:.0f} ms  peak pool {peak_pool[0]:.0f}/{info['pool_capacity']}  "
+            f"stale {recorder.stale_reads}\n"
+        )
+        out.flush()
+
     def progress() -> None:
         while True:
             gevent.sleep(options.progress_every_s)
-            total = env.stats.total
-            elapsed = time.monotonic() - t0
-            p95 = total.get_response_time_percentile(0.95) or 0
-            out.write(
-                f"[{elapsed:6.1f}s] users {runner.user_count}/{options.users}  requests {total.num_requests} "
-                f"({total.num_requests / max(elapsed, 1e-9):.0f}/s)  errors {total.num_failures}  "
-                f"p95 {p95:.0f} ms  peak pool {peak_pool[0]:.0f}/{info['pool_capacity']}  "
-                f"stale {recorder.stale_reads}\n"
-            )
-            out.flush()
+            report(runner.user_count)
 
     spawn_rate = options.spawn_rate or max(options.users * SPAWN_SHARE_PER_S[options.scenario], 1.0)
     helpers = [gevent.spawn(sample), gevent.spawn(progress)]
@@ -218,6 +221,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     runner.greenlet.join()
     wall_s = time.monotonic() - t0
     gevent.killall(helpers)
+    report(0)
     after = _settled_scrape(target, scrape_client)
     # A high-water mark that rose during the run is this run's exact peak; otherwise trust the samples.
     mark_before, mark_after = (
