@@ -100,7 +100,7 @@ class _Rollout:
 
     def decide(self, user_id: str | None) -> Decision:
         if user_id is None:
-            return self._gate._ask_sdk(user_id)
+            return self._gate._ask_sdk(user_id, known=True)
         if type(user_id) is not str:  # an int id from the app: the SDK would stringify it too
             user_id = str(user_id)
         if mmh3.hash(self._prefix + user_id, 0, signed=False) % 100 + 1 <= self._rollout:
@@ -111,13 +111,14 @@ class _Rollout:
 
 
 class _Sdk:
-    """Any other shape: ask the SDK every call."""
+    """Any other shape: ask the SDK every call. `known`: whether the SDK's state holds the flag."""
 
-    def __init__(self, gate: UnleashGate) -> None:
+    def __init__(self, gate: UnleashGate, known: bool | None = None) -> None:
         self._gate = gate
+        self._known = known
 
     def decide(self, user_id: str | None) -> Decision:
-        return self._gate._ask_sdk(user_id)
+        return self._gate._ask_sdk(user_id, known=self._known)
 
 
 class UnleashGate:
@@ -201,7 +202,7 @@ class UnleashGate:
             return _Fixed(_OFF)
         strategies = feature.get("strategies") or []
         if len(strategies) != 1 or feature.get("dependencies") or feature.get("impressionData"):
-            return _Sdk(self)
+            return _Sdk(self, known=True)
         strategy = strategies[0]
         params = strategy.get("parameters") or {}
         variants = strategy.get("variants") or []
@@ -213,11 +214,11 @@ class UnleashGate:
             or len(variants) > 1
             or (not variants and feature.get("variants"))
         ):
-            return _Sdk(self)
+            return _Sdk(self, known=True)
         try:
             rollout = int(str(params.get("rollout", "100")))
         except ValueError:
-            return _Sdk(self)
+            return _Sdk(self, known=True)
         payload = (
             self._payload(variants[0]) if variants and variants[0].get("name") == self._variant else None
         )
@@ -226,11 +227,14 @@ class UnleashGate:
 
     # SDK path
 
-    def _ask_sdk(self, user_id: str | None) -> Decision:
+    def _ask_sdk(self, user_id: str | None, *, known: bool | None) -> Decision:
         context = {"userId": str(user_id)} if user_id is not None else {}
-        if not self._client.is_enabled(self._flag, context):
-            return _OFF if self._client_knows_flag() else _UNAVAILABLE
+        # One SDK call: get_variant also says whether the feature is enabled for this context.
         variant = self._client.get_variant(self._flag, context)
+        if not variant.get("feature_enabled"):
+            if known is None:
+                known = self._client_knows_flag()
+            return _OFF if known else _UNAVAILABLE
         if variant.get("enabled") and variant.get("name") == self._variant:
             return Decision(True, self._payload(variant))
         return Decision(True)

@@ -255,7 +255,7 @@ def _families(totals: dict[str, Any]) -> Iterator[Metric]:
 
 
 def _bound(bound: float) -> str:
-    return floatToGoString(bound)
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
 
 
 _collectors: weakref.WeakKeyDictionary[CollectorRegistry, _OptimizerCollector] = weakref.WeakKeyDictionary()

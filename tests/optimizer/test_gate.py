@@ -74,6 +74,11 @@ def rollout_client(tmp_path_factory) -> Iterator[UnleashClient]:
         {"contextName": "userId", "operator": "IN", "values": ["s1", "s2"], "inverted": False}
     ]
     features.append(constrained)
+    half_constrained = rollguard_feature("constrained-50", 50)
+    half_constrained["strategies"][0]["constraints"] = [
+        {"contextName": "userId", "operator": "NOT_IN", "values": ["s1"], "inverted": False}
+    ]
+    features.append(half_constrained)
     client = bootstrapped_client(tmp_path_factory.mktemp("sdk"), features)
     yield client
     client.destroy()
@@ -81,7 +86,8 @@ def rollout_client(tmp_path_factory) -> Iterator[UnleashClient]:
 
 @pytest.fixture(scope="module")
 def gates(rollout_client) -> dict[str, UnleashGate]:
-    return {flag: UnleashGate(rollout_client, flag) for flag in [f"flag-{r}" for r in ROLLOUTS] + ["killed"]}
+    flags = [f"flag-{r}" for r in ROLLOUTS] + ["killed", "constrained-50"]
+    return {flag: UnleashGate(rollout_client, flag) for flag in flags}
 
 
 @settings(max_examples=300, deadline=None)
@@ -90,6 +96,18 @@ def test_the_gate_agrees_with_the_sdk_for_any_user_and_rollout(rollout_client, g
     for rollout in ROLLOUTS:
         flag = f"flag-{rollout}"
         assert gates[flag].decide(user).optimized is rollout_client.is_enabled(flag, {"userId": user})
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=st.text(min_size=1, max_size=40) | st.from_regex(r"s[0-9]{1,6}", fullmatch=True))
+def test_on_its_sdk_fallback_the_gate_agrees_with_the_sdk_and_carries_the_payload(
+    rollout_client, gates, user
+):
+    gate = gates["constrained-50"]
+    decision = gate.decide(user)
+    assert not gate.fast
+    assert decision.optimized is rollout_client.is_enabled("constrained-50", {"userId": user})
+    assert decision.payload == ({} if decision.optimized else None)
 
 
 def test_the_rollguard_shape_is_decided_without_the_sdk_and_carries_the_payload(gates):
