@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -310,7 +311,7 @@ def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path)
             browser.close()
         return figures
     finally:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
 
 

@@ -8,6 +8,7 @@ reads once per run.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,13 @@ def command(
         env["ROLLGUARD_DASHBOARD_REFRESH_S"] = str(refresh_s)
     click.echo(f"Rollguard dashboard on http://{host}:{port}", err=True)
     process = subprocess.Popen(streamlit_argv(host=host, port=port), env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        # A supervisor stops this command, not Streamlit: pass the signal on so no server is orphaned.
+        process.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
     try:
         code = process.wait()
     except KeyboardInterrupt:

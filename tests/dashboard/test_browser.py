@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,16 @@ import pytest
 from tests.conftest import LiveFlagService
 from tests.dashboard.conftest import FLAG_KEY, FN, create_flag
 from tests.dashboard.metrics import MetricsTarget, scrape_history
-from tests.support import REPO, ROLLGUARD, ServerProcess, free_port, missing, require_binary, wait_until
+from tests.support import (
+    REPO,
+    ROLLGUARD,
+    ServerProcess,
+    free_port,
+    http_ok,
+    missing,
+    require_binary,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -123,3 +135,30 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
     )
     expect(page.get_by_text("killed").first).to_be_visible()
     page.screenshot(path=str(artifacts_dir / "dashboard-killed.png"), full_page=True)
+
+
+def test_stopping_the_command_stops_streamlit(shared_flag_service: LiveFlagService, tmp_path: Path) -> None:
+    """A supervisor that stops `rollguard dashboard` must not leave the Streamlit server behind."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "dashboard.log", "wb")
+    # Its own process group so the test can clean up whatever is left; the signal itself goes
+    # to the command alone, as from a supervisor.
+    process = subprocess.Popen(
+        [*ROLLGUARD, "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env={**os.environ, "ROLLGUARD_FLAGS_URL": shared_flag_service.url},
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: http_ok(f"{url}/_stcore/health"), timeout=60, what="the dashboard to answer")
+        process.terminate()
+        process.wait(timeout=20)
+        wait_until(lambda: not http_ok(f"{url}/_stcore/health"), timeout=20, what="Streamlit to stop")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        log.close()
