@@ -26,7 +26,7 @@ if not keys:
     st.stop()
 
 wanted = st.query_params.get("flag")
-if "flag_key" not in st.session_state or (wanted in keys and wanted != st.session_state.flag_key):
+if st.session_state.get("flag_key") not in keys or (wanted in keys and wanted != st.session_state.flag_key):
     st.session_state.flag_key = wanted if wanted in keys else keys[0]
 key = st.selectbox("Flag", keys, key="flag_key")
 st.query_params["flag"] = key

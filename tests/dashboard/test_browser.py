@@ -98,7 +98,10 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
         target.close()
 
     page = chromium.new_page(viewport={"width": 1440, "height": 2450})  # type: ignore[attr-defined]
-    page.goto(f"{served_dashboard}/flag?flag={flag_key}")
+    page.goto(served_dashboard)
+    expect(page.get_by_role("heading", name="Rollguard flags")).to_be_visible(timeout=60_000)
+    page.get_by_role("link", name=f"Open {flag_key}").click()
+    expect(page).to_have_url(f"{served_dashboard}/flag?flag={flag_key}")
     expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=60_000)
     expect(page.get_by_text("Error rate per cohort").first).to_be_visible()
     expect(page.locator(".js-plotly-plot .scatterlayer .trace").first).to_be_visible()

@@ -357,3 +357,22 @@ def test_login_gate(dashboard: Dashboard) -> None:
     _button(at, "Log in").click().run()
     assert not at.exception
     assert key in [row["flag"] for row in at.dataframe[0].value.to_dict("records")]
+
+
+def test_flag_page_survives_its_flag_being_deleted(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True)
+    create_flag(admin, key + "-other", enabled=True)
+    at = _flag_page(dashboard)
+    assert at.selectbox(key="flag_key").value == key
+
+    admin.delete_flag(key, reason="retired")
+    at.query_params.clear()
+    at.button(key="rollout_50").click().run()  # acts on a flag that is gone
+
+    assert not at.exception
+    assert "404" in _texts(at.error)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="flag_key").value != key
