@@ -173,7 +173,12 @@ class UnleashGate:
             gate = ref()
             if gate is not None:
                 gate._snapshot += 1
-                gate._flush_exposures()
+                try:
+                    gate._flush_exposures()
+                except Exception:  # runs inside the SDK's fetch, which must never fail because of it
+                    logger.debug(
+                        "UnleashGate(%s): exposure counts not handed over", gate._flag, exc_info=True
+                    )
             return result
 
         engine.take_state = take_state_and_notify
