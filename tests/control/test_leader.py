@@ -57,8 +57,15 @@ def failing_traffic(target: MetricsTarget, stop: threading.Event) -> None:
         target.calls("direct", 90)
 
 
-def test_one_controller_acts_and_the_other_takes_over(tmp_path, flag_service, metrics_target):
-    database_url = f"sqlite:///{tmp_path / 'control.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'control.db'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+def test_one_controller_acts_and_the_other_takes_over(tmp_path, flag_service, metrics_target, store_url):
+    database_url = store_url
     env = {
         "ROLLGUARD_FLAGS_URL": flag_service.url,
         "ROLLGUARD_ADMIN_TOKEN": flag_service.admin_token,
