@@ -255,3 +255,43 @@ def test_the_gate_keeps_the_last_known_flag_when_the_service_stops(flag_service,
 
     decision = gate.decide("student-1")
     assert decision.optimized and decision.payload == {"ttl_s": 5}
+
+
+def test_an_optimizer_follows_the_live_flag_and_its_payload_drives_the_breaker(flag_service, live_sdk):
+    from optimizer import Fault, FaultInjected
+
+    registry = CollectorRegistry()
+    backend = CountingBackend()
+    with flag_service.admin("test") as admin:
+        admin.create_flag("exam-opt", enabled=True, rollout=0, payload={"ttl_s": 60})
+        live_sdk.initialize_client()
+        gate = UnleashGate(live_sdk, "exam-opt")
+        opt = Optimizer(backend, name="fn", gate=gate, registry=registry)
+        try:
+            wait_until(lambda: "exam-opt" in live_sdk.feature_definitions(), what="flag loaded")
+            opt("k", user_id="s1")
+            opt("k", user_id="s1")
+            assert opt.stats()["requests"] == {"optimized": 0, "direct": 2}
+
+            flag = admin.get_flag("exam-opt")
+            admin.update_flag(
+                "exam-opt",
+                {"rollout": 100, "payload": {"ttl_s": 60, "breaker_min_calls": 3, "breaker_error_rate": 0.5}},
+                version=flag.version,
+            )
+            wait_until(
+                lambda: live_sdk.is_enabled("exam-opt", {"userId": "s1"}), what="the SDK saw rollout 100"
+            )
+            opt("k", user_id="s1")
+            opt("k", user_id="s1")
+            assert opt.stats()["requests"] == {"optimized": 2, "direct": 2}
+            assert opt.effective_config.breaker.min_calls == 3
+
+            opt.fault = Fault(error_rate=1.0)
+            for _ in range(2):  # 2 errors in 4 optimized calls reach the payload's 0.5
+                with pytest.raises(FaultInjected):
+                    opt("k", user_id="s1")
+            assert opt("k", user_id="s1") == {"key": "k", "version": 0}  # tripped: served direct
+            assert opt.stats()["bypass"] == {"breaker_error_rate": 1}
+        finally:
+            opt.close()
