@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,10 +167,6 @@ class LocalStore:
                 if entry is not None:
                     self._forget_tags(key, entry, evicted=False)
             return keys
-
-    def delete_many(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self.delete(key)
 
     def clear(self) -> None:
         with self._lock:

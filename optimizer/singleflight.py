@@ -12,7 +12,6 @@ flight object itself so no counter outlives the key.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 
@@ -116,10 +115,6 @@ class FlightTable:
     def in_flight(self) -> int:
         with self.lock:
             return len(self._flights)
-
-    def keys(self) -> Iterable[str]:
-        with self.lock:
-            return list(self._flights)
 
     def _detach(self, flight: Flight) -> None:
         if self._flights.get(flight.key) is flight:
