@@ -7,6 +7,7 @@ hands over to the page the operator picked. The pages live in `views/`: a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -34,10 +35,17 @@ def _secrets() -> dict[str, object]:
 def main() -> None:
     """Configure, gate, navigate."""
     st.set_page_config(page_title="Rollguard", page_icon=":material/traffic:", layout="wide")
-    settings = DashboardSettings.from_env(os.environ, _secrets())
-    session.use_settings(settings)
-    if not auth.gate(settings.password):
+    secrets = _secrets()
+    settings = DashboardSettings.from_env(os.environ, secrets)
+    if "auth" in secrets:
+        user = auth.single_sign_on()
+        if user is None:
+            return
+        # Each signed-in operator appears in the audit log under their own name.
+        settings = dataclasses.replace(settings, operator=user)
+    elif not auth.password_gate(settings.password):
         return
+    session.use_settings(settings)
     pages = [
         st.Page(path, title=title, icon=icon, default=index == 0)
         for index, (path, title, icon) in enumerate(PAGES)

@@ -1,9 +1,14 @@
-"""The optional login gate in front of every page, called by `app.py`.
+"""The optional login in front of every page, called by `app.py`.
 
-When `ROLLGUARD_DASHBOARD_PASSWORD` is set, a session must enter it once before
-any page renders. This is a shared-secret gate for small teams; for single
-sign-on use Streamlit's `st.login` (OIDC) or an authenticating reverse proxy,
-as docs/dashboard.md describes.
+Two ways, whichever is configured:
+
+- single sign-on: with an `[auth]` section in the Streamlit secrets, a session
+  must log in through the identity provider (Streamlit's `st.login`, OIDC) and
+  acts under its email address;
+- shared secret: when `ROLLGUARD_DASHBOARD_PASSWORD` is set, a session must
+  enter it once.
+
+docs/dashboard.md describes both and the reverse-proxy alternative.
 """
 
 from __future__ import annotations
@@ -15,8 +20,19 @@ import streamlit as st
 _PASSED = "rollguard_logged_in"
 
 
-def gate(password: str | None) -> bool:
-    """Return True when this session may see the dashboard; otherwise draw the login form."""
+def single_sign_on() -> str | None:
+    """Return the logged-in user's email (or name); otherwise draw the login button and return None."""
+    if st.user.is_logged_in:
+        st.sidebar.button("Log out", on_click=st.logout, icon=":material/logout:")
+        return str(st.user.get("email") or st.user.get("name") or "unknown")
+    st.title("Rollguard")
+    st.write("Log in with your organisation's account to see and steer rollouts.")
+    st.button("Log in", type="primary", on_click=st.login, icon=":material/login:")
+    return None
+
+
+def password_gate(password: str | None) -> bool:
+    """Return True when this session may see the dashboard; otherwise draw the password form."""
     if not password or st.session_state.get(_PASSED):
         return True
     st.title("Rollguard")

@@ -376,3 +376,33 @@ def test_flag_page_survives_its_flag_being_deleted(dashboard: Dashboard) -> None
     at.run()
     assert not at.exception
     assert at.selectbox(key="flag_key").value != key
+
+
+def test_single_sign_on_names_each_operator_in_the_audit_log(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True)
+    at = dashboard.open(
+        auth={
+            "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+            "cookie_secret": "not-used-in-this-test",
+            "client_id": "rollguard",
+            "client_secret": "not-used-in-this-test",
+            "server_metadata_url": "https://id.example.com/.well-known/openid-configuration",
+        }
+    )
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert not at.exception
+    assert _button(at, "Log in")
+    assert not at.dataframe
+
+    at.user = {"is_logged_in": True, "email": "ann@example.com"}
+    at.query_params["flag"] = key
+    at.run()
+    at.switch_page("views/flag.py").run()
+    at.button(key="rollout_50").click().run()
+
+    assert not at.exception
+    event = admin.events(flag=key, limit=1)[0]
+    assert (event.action, event.actor) == ("set_rollout", "dashboard:ann@example.com")
