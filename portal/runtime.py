@@ -51,7 +51,6 @@ class Portal:
     metrics: PortalMetrics
     gate: BuiltGate
     throttle: BatchThrottle
-    config: OptimizerConfig
     _catalog: data.Catalog | None = None
     _catalog_read_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -135,7 +134,7 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
         metrics=metrics,
         redis_url=settings.redis_url,
     )
-    return Portal(settings, engine, optimizer, metrics, gate, throttle, config)
+    return Portal(settings, engine, optimizer, metrics, gate, throttle)
 
 
 def _redis_cache(url: str, namespace: str) -> Cache:
