@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import streamlit as st
 
+from control.store import ControllerStatus
 from dashboard import actions, data, session
 from dashboard.health import Judged, breaches, describe
+from dashboard.settings import DashboardSettings
 from flags.client import Flag
 
 
@@ -33,7 +34,7 @@ def source_down(error: data.SourceDown) -> None:
         )
 
 
-def controller_status(settings: Any) -> Any | None:
+def controller_status(settings: DashboardSettings) -> ControllerStatus | None:
     """Show whether a controller is running; return its status (None when unknown)."""
     try:
         status = data.controller_status(settings)

@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import actions, data, session
 from dashboard.guardrails import KINDS, PATHS, GuardrailRow, validate
-from flags.client import GUARDRAIL_METRICS, GUARDRAIL_OPS, Flag
+from flags.client import GUARDRAIL_METRICS, GUARDRAIL_OPS, Flag, FlagsClient
 
 PRESETS = (0, 10, 50, 100)
 _CONFIRM_KILL = "confirm_kill"
@@ -39,7 +39,7 @@ def render(flag: Flag) -> None:
         _guardrail_editor(flag, disabled=not settings.can_write)
 
 
-def _client():  # type: ignore[no-untyped-def]
+def _client() -> FlagsClient:
     return data.client_for(session.settings())
 
 
