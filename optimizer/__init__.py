@@ -10,6 +10,7 @@ payload keys, and `optimizer/README.md` for an overview.
 
 from __future__ import annotations
 
+from optimizer.aio import AsyncOptimizer
 from optimizer.cache import Cache, Entry, InProcessCache
 from optimizer.core import Fault, Optimizer
 from optimizer.errors import (
@@ -24,6 +25,7 @@ from optimizer.gate import Decision, Gate, StaticGate, UnleashGate
 from optimizer.settings import BreakerConfig, OptimizerConfig
 
 __all__ = [
+    "AsyncOptimizer",
     "BreakerConfig",
     "Cache",
     "Decision",
