@@ -7,7 +7,11 @@ same policy. The state machine is documented in docs/controller.md:
     rolling_out + enabled --(a guardrail fails `consecutive_failures` checks in a row)--> rollback (kill)
     rolling_out + enabled --(every guardrail passing for `stage_hold_s`, auto_promote)--> promote to next stage
     rolling_out + enabled --(promoted to 100, or healthy at the last stage)--------------> complete
-    anything else (paused, draft, complete, rolled_back, killed) --------------------------> noop
+    complete + enabled ----(a guardrail fails `consecutive_failures` checks in a row)--> rollback (kill)
+    anything else (paused, draft, rolled_back, killed) -----------------------------------> noop
+
+A complete rollout stays guarded: the optimization is as risky at 100% as on
+the way there, so its guardrails keep rolling it back; it is never promoted.
 
 No data follows the flag's `rollback.on_no_data`: "hold" (default) holds and
 breaks a failure streak; "rollback" counts it as a failing check.
@@ -29,6 +33,8 @@ from control.metrics import WindowValue
 if TYPE_CHECKING:
     from flags.client import Flag, Guardrail
 
+#: States whose guardrails the controller acts on (paused only records verdicts).
+GUARDED_STATES = ("rolling_out", "complete")
 #: One-sided significance level of the comparative guardrail's z-test, per check.
 DEFAULT_ALPHA = 0.001
 #: Metrics a comparative guardrail can compare soundly (a proportion per cohort).
@@ -195,8 +201,8 @@ def decide(
         return Action(ActionKind.NOOP, "flag is off (killed)")
     if flag.state == "paused":
         return Action(ActionKind.NOOP, "paused: manual override, verdicts recorded only")
-    if flag.state != "rolling_out":
-        return Action(ActionKind.NOOP, f"state is {flag.state}, not rolling_out")
+    if flag.state not in GUARDED_STATES:
+        return Action(ActionKind.NOOP, f"state is {flag.state}, not rolling_out or complete")
     if not flag.guardrails:
         return Action(ActionKind.HOLD, "no guardrails to judge the stage by")
     names = [g.name for g in flag.guardrails]
@@ -236,6 +242,8 @@ def decide(
                 ActionKind.HOLD, f"guardrail {name}: no data ({current.samples} samples)", guardrail=name
             )
 
+    if flag.state == "complete":
+        return Action(ActionKind.HOLD, f"complete at {flag.rollout}%: guardrails passing, still guarded")
     streak_rounds = _streak(
         rounds, lambda r: all(r.get(n) and r[n].verdict == "pass" for n in names), max_gap_s
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from control.checks import check_flag
-from control.decisions import DEFAULT_ALPHA, Action, ActionKind, Verdict, decide
+from control.decisions import DEFAULT_ALPHA, GUARDED_STATES, Action, ActionKind, Verdict, decide
 from control.metrics import MetricSource
 from control.notify import Notifier
 from control.store import ControlStore, DecisionRecord, VerdictRecord
@@ -107,7 +107,7 @@ class Controller:
             return []
         decisions = []
         for flag in flags:
-            if flag.state not in ("rolling_out", "paused"):
+            if flag.state not in (*GUARDED_STATES, "paused"):
                 continue
             try:
                 decisions.append(self._evaluate(flag))
@@ -118,7 +118,9 @@ class Controller:
 
     def _evaluate(self, flag: Flag) -> Decision:
         now = self._clock()
-        stage_started = self._stage_started_at(flag) if flag.enabled and flag.state == "rolling_out" else None
+        stage_started = (
+            self._stage_started_at(flag) if flag.enabled and flag.state in GUARDED_STATES else None
+        )
         verdicts = check_flag(flag, self.source, now=now, since=stage_started, alpha=self.alpha)
         self.store.record_verdicts([_record(flag.key, now, flag, v) for v in verdicts])
         since = now - timedelta(seconds=flag.stage_hold_s + 2 * self.max_gap_s)

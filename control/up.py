@@ -30,6 +30,7 @@ import click
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from control.demo_prometheus import write_configs
 from control.processes import ROLLGUARD, ChildFailed, Supervisor, pick_port
 from flags.client import FlagNotFound, FlagsClient, Guardrail, RollbackPolicy
 
@@ -147,7 +148,7 @@ def _ensure_flag(admin: FlagsClient, stage_hold_s: int) -> None:
     "--stage-hold",
     "stage_hold_s",
     type=int,
-    default=30,
+    default=45,
     show_default=True,
     help="Seconds a stage must stay healthy before promotion.",
 )
@@ -272,17 +273,22 @@ def _play(
         "portal",
         [*ROLLGUARD, "portal", "serve", "--port", str(ports["portal"]), "--flags-url", urls["flags"]],
     )
-    controller = supervisor.start(
-        "controller", [*ROLLGUARD, "control", "run", "--metrics", "embedded", "--interval", "5"]
-    )
     receiver = supervisor.start("alerts", [*ROLLGUARD, "alerts", "serve", "--port", str(ports["alerts"])])
     dashboard = supervisor.start("dashboard", [*ROLLGUARD, "dashboard", "--port", str(ports["dashboard"])])
     supervisor.wait_ready(portal, f"{urls['portal']}/healthz")
     supervisor.wait_ready(receiver, f"{urls['alerts']}/healthz")
+    metrics = "embedded"
+    if with_prometheus and _start_prometheus(
+        supervisor, urls=urls, tokens=tokens, ports=ports, var_dir=var_dir, t0=t0, story=story
+    ):
+        metrics = "prometheus"
+    supervisor.start(
+        "controller",
+        [*ROLLGUARD, "control", "run", "--metrics", metrics, "--interval", "5"],
+        env={"ROLLGUARD_PROMETHEUS_URL": urls["prometheus"]},
+    )
+    story.add(t0, f"controller running on {metrics} metrics, checking every 5s")
     supervisor.wait_ready(dashboard, f"{urls['dashboard']}/_stcore/health", timeout=90)
-    if with_prometheus:
-        _start_prometheus(supervisor, urls=urls, ports=ports, var_dir=var_dir, t0=t0, story=story)
-    del controller
     click.echo(
         "\n".join(
             [
@@ -390,45 +396,46 @@ def _start_prometheus(
     supervisor: Supervisor,
     *,
     urls: dict[str, str],
+    tokens: dict[str, str],
     ports: dict[str, int],
     var_dir: Path,
     t0: float,
     story: Story,
-) -> None:
+) -> bool:
+    """Start Prometheus and Alertmanager wired to the demo; False when they are not installed."""
     prometheus = shutil.which("prometheus")
     alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if not prometheus or not alertmanager:
         story.add(
-            t0, "--with-prometheus: prometheus or alertmanager is not installed; using embedded metrics"
+            t0, "--with-prometheus: Prometheus or Alertmanager is not installed; using embedded metrics"
         )
-        return
-    from alerts.deploy import write_configs  # deferred: only this option needs the alerts part
-
-    config_dir = var_dir / "prometheus"
-    prometheus_yml, alertmanager_yml = write_configs(
-        config_dir,
-        portal_url=urls["portal"],
-        flags_url=urls["flags"],
-        receiver_url=urls["alerts"],
-        alertmanager_url=urls["alertmanager"],
+        return False
+    config = write_configs(var_dir / "prometheus", urls=urls, alerts_token=tokens["ROLLGUARD_ALERTS_TOKEN"])
+    supervisor.run(
+        "alerts-rules",
+        [*ROLLGUARD, "alerts", "rules", "--out", str(config.rules_dir / "rollguard.yml")],
+        timeout=60,
     )
-    supervisor.start(
+    am = supervisor.start(
         "alertmanager",
         [
             alertmanager,
-            f"--config.file={alertmanager_yml}",
-            f"--storage.path={config_dir / 'am-data'}",
+            f"--config.file={config.alertmanager_yml}",
+            f"--storage.path={var_dir / 'prometheus' / 'alertmanager'}",
             f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
             "--cluster.listen-address=",
         ],
     )
-    supervisor.start(
+    prom = supervisor.start(
         "prometheus",
         [
             prometheus,
-            f"--config.file={prometheus_yml}",
-            f"--storage.tsdb.path={config_dir / 'data'}",
+            f"--config.file={config.prometheus_yml}",
+            f"--storage.tsdb.path={var_dir / 'prometheus' / 'data'}",
             f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
         ],
     )
+    supervisor.wait_ready(am, f"{urls['alertmanager']}/-/ready")
+    supervisor.wait_ready(prom, f"{urls['prometheus']}/-/ready")
     story.add(t0, f"Prometheus at {urls['prometheus']}, Alertmanager at {urls['alertmanager']}")
+    return True

@@ -210,7 +210,23 @@ STAGE_START = T0 - timedelta(seconds=120)
             make_flag(state="paused"), ["fp"] * 5, ActionKind.NOOP, None, id="paused-is-manual-override"
         ),
         pytest.param(make_flag(enabled=False), ["fp"] * 5, ActionKind.NOOP, None, id="killed-flag-untouched"),
-        pytest.param(make_flag(state="complete"), ["fp"] * 5, ActionKind.NOOP, None, id="complete-untouched"),
+        pytest.param(
+            make_flag(state="complete", rollout=100),
+            ["fp"] * 5,
+            ActionKind.ROLLBACK,
+            None,
+            id="complete-still-rolled-back-on-breach",
+        ),
+        pytest.param(
+            make_flag(state="complete", rollout=100),
+            ["pp"] * 13,
+            ActionKind.HOLD,
+            None,
+            id="complete-healthy-never-promoted",
+        ),
+        pytest.param(
+            make_flag(state="rolled_back"), ["fp"] * 5, ActionKind.NOOP, None, id="rolled-back-untouched"
+        ),
         pytest.param(make_flag(state="draft"), ["pp"] * 13, ActionKind.NOOP, None, id="draft-untouched"),
         pytest.param(make_flag(guardrails=()), [], ActionKind.HOLD, None, id="no-guardrails-holds"),
     ],

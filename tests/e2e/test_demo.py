@@ -33,7 +33,7 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
             "--students",
             "600",
             "--stage-hold",
-            "15",
+            "20",
             "--stop-when-done",
         ],
         cwd=REPO,
