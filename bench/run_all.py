@@ -16,8 +16,12 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 BENCHMARKS = [
     "flags_features.py",
+    "flags_propagation.py",
     "optimizer_gate.py",
+    "optimizer_cache.py",
     "portal_mass_submission.py",
+    "control_store.py",
+    "control_false_alarm.py",
     "control_rollback.py",
     "dashboard_render.py",
 ]
