@@ -191,7 +191,7 @@ def _stages(_ctx: click.Context, param: click.Parameter, value: str | None) -> l
 @_json_option
 @click.pass_context
 @_reports_errors
-def create(ctx: click.Context, key: str, reason: str | None, as_json: bool, **fields: Any) -> None:
+def create(ctx: click.Context, /, key: str, reason: str | None, as_json: bool, **fields: Any) -> None:
     """Create a flag."""
     given = {name: value for name, value in fields.items() if value is not None}
     with _client(ctx) as client:

@@ -354,10 +354,14 @@ class FlagsClient:
         document are dropped (Rollguard flags are never dropped by an import).
         """
         params = {"replace": "true"} if replace else None
-        return self._request("POST", "/api/admin/import", json=dict(document), params=params)
+        result: dict[str, Any] = self._request(
+            "POST", "/api/admin/import", json=dict(document), params=params
+        )
+        return result
 
     def export_unleash(self) -> dict[str, Any]:
-        return self._request("GET", "/api/admin/export")
+        document: dict[str, Any] = self._request("GET", "/api/admin/export")
+        return document
 
     def exposures(self, *, flag: str | None = None) -> list[dict[str, Any]]:
         params = {"flag": flag} if flag else None

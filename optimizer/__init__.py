@@ -10,6 +10,8 @@ payload keys, and `optimizer/README.md` for an overview.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from optimizer.aio import AsyncOptimizer
 from optimizer.cache import Cache, Entry, InProcessCache
 from optimizer.core import Fault, Optimizer
@@ -23,6 +25,9 @@ from optimizer.errors import (
 )
 from optimizer.gate import Decision, Gate, StaticGate, UnleashGate
 from optimizer.settings import BreakerConfig, OptimizerConfig
+
+if TYPE_CHECKING:
+    from optimizer.redis_backend import RedisCache
 
 __all__ = [
     "AsyncOptimizer",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
 
-from UnleashClient import UnleashClient  # type: ignore[attr-defined]
+from UnleashClient import UnleashClient
 from UnleashClient.utils import InstanceAllowType
 
 from optimizer import StaticGate, UnleashGate

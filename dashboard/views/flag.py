@@ -7,7 +7,7 @@ from datetime import timedelta
 import streamlit as st
 
 from dashboard import banners, charts, controls, data, session, status
-from dashboard.health import describe
+from dashboard.health import Health, describe
 from dashboard.plots import RANGES, RESOLUTIONS, metric_charts, step_for
 from flags.client import FlagNotFound
 
@@ -54,7 +54,7 @@ def header() -> None:
     cols = st.columns(6)
     cols[0].metric("Kill switch", "on" if current.enabled else "killed")
     cols[1].metric("Rollout", f"{current.rollout}%")
-    cols[2].metric("Stage", status.FlagRow(current, status.Health.UNKNOWN, (), None).stage)
+    cols[2].metric("Stage", status.FlagRow(current, Health.UNKNOWN, (), None).stage)
     cols[3].metric("State", current.state)
     cols[4].metric("Auto-promote", "on" if current.auto_promote else "off")
     cols[5].metric("Version", current.version)

@@ -264,7 +264,7 @@ def test_burn_rate_alert_fires_for_high_error_ratio_within_minutes(
 ) -> None:
     path, slo_flag, _ = live_rules
     key = slo_flag.key
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             # Half of the optimized path's calls fail: 50x the 1% budget.
             "interval": "15s",
@@ -365,7 +365,7 @@ def test_latency_alert_fires_after_its_window_only_when_p95_is_slow(
         ]
 
     slow_p95 = _firing(key, alertname="RollguardP95LatencyHigh")
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             # Every call takes between 0.1 s and 0.5 s: p95 about 0.48 s against a 0.2 s guardrail.
             "interval": "15s",

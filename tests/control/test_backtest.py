@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -19,7 +20,7 @@ ERRORS = Guardrail("error_rate", "<=", 0.02, window_s=30, min_samples=20, path="
 
 
 def flag(**changes) -> Flag:
-    fields = {
+    fields: dict[str, Any] = {
         "key": "bt",
         "enabled": False,
         "rollout": 0,

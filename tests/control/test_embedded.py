@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -30,7 +31,7 @@ def scrape_steps(
 
 
 @pytest.fixture
-def scraper(store: ControlStore, metrics_target: MetricsTarget, clock: FakeClock) -> Scraper:
+def scraper(store: ControlStore, metrics_target: MetricsTarget, clock: FakeClock) -> Iterator[Scraper]:
     s = Scraper(store, [metrics_target.url], clock=clock)
     yield s
     s.close()

@@ -131,7 +131,7 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
         assert rss[0].value == pytest.approx(rss[1].value, rel=0.05)
         # The fault shows on the portal's optimized path only.
         assert (
-            ours.window("error_rate", fn=PORTAL_FN, path="optimized", window_s=WINDOW_S, end=end).value > 0.02
+            ours.window("error_rate", fn=PORTAL_FN, path="optimized", window_s=WINDOW_S, end=end).value > 0.02  # type: ignore[operator]
         )
         assert ours.window("error_rate", fn=PORTAL_FN, path="direct", window_s=WINDOW_S, end=end).value == 0
         # Chart series agree point by point, at the same step-aligned instants.

@@ -79,7 +79,7 @@ def served_dashboard(
 
 
 def test_operator_sets_rollout_and_kills_in_the_browser(
-    chromium,  # type: ignore[no-untyped-def]
+    chromium,
     served_dashboard: str,
     shared_flag_service: LiveFlagService,
     control_database_url: str,
@@ -97,7 +97,7 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
     finally:
         target.close()
 
-    page = chromium.new_page(viewport={"width": 1440, "height": 2450})  # type: ignore[attr-defined]
+    page = chromium.new_page(viewport={"width": 1440, "height": 2450})
     page.goto(served_dashboard)
     expect(page.get_by_role("heading", name="Rollguard flags")).to_be_visible(timeout=60_000)
     page.get_by_role("link", name=f"Open {flag_key}").click()

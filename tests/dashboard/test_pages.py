@@ -13,13 +13,13 @@ from tests.dashboard.metrics import MetricsTarget, scrape_history, tick_controll
 from tests.support import free_port
 
 
-def _button(at: AppTest, label: str):  # type: ignore[no-untyped-def]
+def _button(at: AppTest, label: str):
     matches = [b for b in at.button if b.label == label]
     assert matches, f"no button {label!r} among {[b.label for b in at.button]}"
     return matches[0]
 
 
-def _texts(elements) -> str:  # type: ignore[no-untyped-def]
+def _texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 

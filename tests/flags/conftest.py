@@ -60,5 +60,5 @@ def sdk(**extra: str) -> dict[str, str]:
 def create_flag(client: FlaskClient, key: str = "checkout", **fields: Any) -> dict[str, Any]:
     response = client.post("/api/admin/flags", json={"key": key, **fields}, headers=admin())
     assert response.status_code == 201, response.json
-    body: dict[str, Any] = response.json
+    body: dict[str, Any] = response.get_json()
     return body

@@ -76,7 +76,7 @@ def test_processes_share_tokens_changes_and_versions(tmp_path: Path, fresh_postg
         )
         b.kill("opt", reason="breach")
         wait_until(
-            lambda: _served(_url(first), client, "opt")["enabled"] is False,  # type: ignore[index]
+            lambda: _served(_url(first), client, "opt")["enabled"] is False,
             timeout=5,
             what="A serves B's kill",
         )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask.testing import FlaskClient
 
 from tests.flags.conftest import admin, create_flag, sdk
 
 
-def _evaluate(client: FlaskClient, key: str, context: dict) -> dict:
+def _evaluate(client: FlaskClient, key: str, context: dict) -> Any:
     response = client.post(f"/ofrep/v1/evaluate/flags/{key}", json={"context": context}, headers=sdk())
     assert response.status_code == 200, response.json
     return response.json

@@ -122,7 +122,7 @@ def test_integer_user_ids_are_bucketed_like_their_string_form(rollout_client, ga
     for user in range(200):
         assert gates["flag-50"].decide(user).optimized is rollout_client.is_enabled(
             "flag-50", {"userId": str(user)}
-        )  # type: ignore[arg-type]
+        )
 
 
 def test_a_killed_flag_sends_everyone_direct(gates):

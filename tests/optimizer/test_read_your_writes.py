@@ -3,6 +3,7 @@ instance, returns data older than the write, whatever loads, refreshes and batch
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -32,6 +33,10 @@ class VersionedStore:
 
     def read_many(self, keys: list[str]) -> dict[str, int]:
         return {key: self.read(key) for key in keys}
+
+
+def _reached(completed: list[int], target: int) -> bool:
+    return completed[0] >= target
 
 
 def hammer(instances: list[Optimizer], store: VersionedStore, *, writes: int, by_tag: bool) -> list[str]:
@@ -70,7 +75,9 @@ def hammer(instances: list[Optimizer], store: VersionedStore, *, writes: int, by
             # Let the readers fill the cache between writes, so reads race invalidations of cached data.
             with reads:
                 target = completed[0] + 10
-                assert reads.wait_for(lambda t=target: completed[0] >= t, timeout=30), "readers stalled"
+                assert reads.wait_for(functools.partial(_reached, completed, target), timeout=30), (
+                    "readers stalled"
+                )
             key = rng.choice(KEYS)
             store.versions[key] += 1
             if by_tag:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -40,8 +41,8 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
     """Build portal apps on the test's database; every app is closed at teardown."""
     apps: list[Flask] = []
 
-    def build(*, optimizer_config: OptimizerConfig | None = None, **overrides: object) -> Flask:
-        values: dict[str, object] = {"database_url": database_url, "var_dir": tmp_path / "var", **overrides}
+    def build(*, optimizer_config: OptimizerConfig | None = None, **overrides: Any) -> Flask:
+        values: dict[str, Any] = {"database_url": database_url, "var_dir": tmp_path / "var", **overrides}
         app = create_app(PortalSettings(**values), optimizer_config)
         apps.append(app)
         return app
