@@ -42,7 +42,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Engine, RowMapping, make_url
 
 Clock = Callable[[], datetime]
 
@@ -281,14 +281,7 @@ class ControlStore:
         self, flag: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> list[VerdictRecord]:
         """Verdicts recorded for `flag`, oldest first, optionally within [since, until]."""
-        c = verdicts_table.c
-        query = select(verdicts_table).where(c.flag == flag)
-        if since is not None:
-            query = query.where(c.ts >= since.timestamp())
-        if until is not None:
-            query = query.where(c.ts <= until.timestamp())
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(c.ts, c.id)).mappings().all()
+        rows = self._history(verdicts_table, flag=flag, since=since, until=until)
         return [
             VerdictRecord(
                 time=_dt(r["ts"]),
@@ -309,16 +302,7 @@ class ControlStore:
         self, flag: str | None = None, *, since: datetime | None = None, until: datetime | None = None
     ) -> list[DecisionRecord]:
         """Decisions, oldest first, for one flag or all, optionally within [since, until]."""
-        c = decisions_table.c
-        query = select(decisions_table)
-        if flag is not None:
-            query = query.where(c.flag == flag)
-        if since is not None:
-            query = query.where(c.ts >= since.timestamp())
-        if until is not None:
-            query = query.where(c.ts <= until.timestamp())
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(c.ts, c.id)).mappings().all()
+        rows = self._history(decisions_table, flag=flag, since=since, until=until)
         return [
             DecisionRecord(
                 time=_dt(r["ts"]),
@@ -331,6 +315,21 @@ class ControlStore:
             )
             for r in rows
         ]
+
+    def _history(
+        self, table: Table, *, flag: str | None, since: datetime | None, until: datetime | None
+    ) -> Sequence[RowMapping]:
+        """Rows of a per-flag log table, oldest first, for one flag or all, optionally within [since, until]."""
+        c = table.c
+        query = select(table)
+        if flag is not None:
+            query = query.where(c.flag == flag)
+        if since is not None:
+            query = query.where(c.ts >= since.timestamp())
+        if until is not None:
+            query = query.where(c.ts <= until.timestamp())
+        with self.engine.connect() as conn:
+            return conn.execute(query.order_by(c.ts, c.id)).mappings().all()
 
     # leader lease
 
