@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import plotly.graph_objects as go
 
+from control.decisions import PastVerdict
 from flags.client import Event, Guardrail
 
 MAX_POINTS = 2000
@@ -32,19 +33,6 @@ class PointLike(Protocol):
     def time(self) -> datetime: ...
     @property
     def value(self) -> float: ...
-
-
-class VerdictLike(Protocol):
-    @property
-    def time(self) -> datetime: ...
-    @property
-    def guardrail(self) -> str: ...
-    @property
-    def verdict(self) -> str: ...
-    @property
-    def value(self) -> float | None: ...
-    @property
-    def threshold(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -207,9 +195,9 @@ class Run:
     count: int
 
 
-def verdict_runs(verdicts: Iterable[VerdictLike]) -> list[Run]:
+def verdict_runs(verdicts: Iterable[PastVerdict]) -> list[Run]:
     """Collapse each guardrail's verdicts into runs of the same outcome."""
-    by_guardrail: dict[str, list[VerdictLike]] = {}
+    by_guardrail: dict[str, list[PastVerdict]] = {}
     for record in verdicts:
         by_guardrail.setdefault(record.guardrail, []).append(record)
     runs: list[Run] = []

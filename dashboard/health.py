@@ -9,10 +9,10 @@ and flag pages call these through `status.py` and `banners.py`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
+from control.decisions import PastVerdict
 from flags.client import Flag
 
 
@@ -56,20 +56,15 @@ class Judged(Protocol):
     def samples(self) -> int: ...
 
 
-class Recorded(Judged, Protocol):
-    @property
-    def time(self) -> datetime: ...
-
-
 def describe(judged: Judged) -> str:
     """One line for a banner: `error_rate[optimized]<=0.01: 0.25 (1200 samples)`."""
     shown = "no value" if judged.value is None else f"{judged.value:.4g}"
     return f"{judged.guardrail}: {shown} ({judged.samples} samples)"
 
 
-def latest_verdicts(verdicts: Iterable[Recorded]) -> dict[str, Recorded]:
+def latest_verdicts(verdicts: Iterable[PastVerdict]) -> dict[str, PastVerdict]:
     """The newest verdict of each guardrail, by guardrail name."""
-    latest: dict[str, Recorded] = {}
+    latest: dict[str, PastVerdict] = {}
     for record in verdicts:
         seen = latest.get(record.guardrail)
         if seen is None or record.time >= seen.time:
