@@ -8,13 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter
 
 from control.store import ControlStore
-from tests.support import free_port
+from tests.metrics_target import ContractTarget
 
 FN = "get_all_exam_attempts"
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 @dataclass
@@ -31,28 +30,11 @@ class FakeClock:
         return self.now
 
 
-class MetricsTarget:
-    """A real HTTP /metrics endpoint (prometheus_client) exposing the contract's optimizer metrics."""
+class MetricsTarget(ContractTarget):
+    """The contract's optimizer metrics plus a series outside it, which the scraper must skip."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/metrics"
-        self._start()
-
-    def _start(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter("optimizer_requests", "logical calls", ["fn", "path"], registry=r)
-        self.backend = Counter("optimizer_backend_calls", "backend calls", ["fn", "path"], registry=r)
-        self.errors = Counter("optimizer_errors", "failed calls", ["fn", "path"], registry=r)
-        self.hits = Counter("optimizer_cache_hits", "cache hits", ["fn"], registry=r)
-        self.misses = Counter("optimizer_cache_misses", "cache misses", ["fn"], registry=r)
-        self.latency = Histogram(
-            "optimizer_call_seconds", "call latency", ["fn", "path"], buckets=BUCKETS, registry=r
-        )
-        self.cache_bytes = Gauge("optimizer_cache_bytes", "cache memory", ["fn"], registry=r)
-        self.unrelated = Counter("unrelated_thing", "not in the contract", registry=r)
-        self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=r)
+    def _register(self, registry: CollectorRegistry) -> None:
+        self.unrelated = Counter("unrelated_thing", "not in the contract", registry=registry)
 
     def calls(
         self,
@@ -76,11 +58,6 @@ class MetricsTarget:
         """Stop and start again with fresh counters (a process restart: counters reset)."""
         self.stop()
         self._start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Gauge
 
 from control.loop import Controller
 from control.metrics import open_source
@@ -13,30 +13,18 @@ from control.scraper import Scraper
 from control.settings import ControlSettings
 from control.store import ControlStore
 from flags.client import FlagsClient
-from tests.support import free_port
-
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+from tests.metrics_target import ContractTarget
 
 
-class MetricsTarget:
-    """prometheus_client serving the optimizer's metric contract on a free loopback port."""
+class MetricsTarget(ContractTarget):
+    """The contract's optimizer metrics plus the process's resident memory, driven for one function."""
 
     def __init__(self, fn: str) -> None:
         self.fn = fn
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/metrics"
-        r = self.registry = CollectorRegistry()
-        self.requests = Counter("optimizer_requests", "logical calls", ["fn", "path"], registry=r)
-        self.backend = Counter("optimizer_backend_calls", "backend calls", ["fn", "path"], registry=r)
-        self.errors = Counter("optimizer_errors", "failed calls", ["fn", "path"], registry=r)
-        self.hits = Counter("optimizer_cache_hits", "cache hits", ["fn"], registry=r)
-        self.misses = Counter("optimizer_cache_misses", "cache misses", ["fn"], registry=r)
-        self.latency = Histogram(
-            "optimizer_call_seconds", "latency", ["fn", "path"], buckets=BUCKETS, registry=r
-        )
-        self.cache_bytes = Gauge("optimizer_cache_bytes", "cache memory", ["fn"], registry=r)
-        self.rss = Gauge("process_resident_memory_bytes", "resident memory", registry=r)
-        self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=r)
+        super().__init__()
+
+    def _register(self, registry: CollectorRegistry) -> None:
+        self.rss = Gauge("process_resident_memory_bytes", "resident memory", registry=registry)
 
     def traffic(
         self, *, calls: int, error_fraction: float, latency_s: float, backend_share: float = 0.2
@@ -54,10 +42,6 @@ class MetricsTarget:
         self.misses.labels(fn).inc(calls * 0.2)
         self.cache_bytes.labels(fn).set(2_000_000)
         self.rss.set(80_000_000)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def scrape_history(

@@ -95,7 +95,7 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
     try:
         scrape_history(control_database_url, target, seconds=3600, wave=True)
     finally:
-        target.close()
+        target.stop()
 
     page = chromium.new_page(viewport={"width": 1440, "height": 2450})
     page.goto(served_dashboard)

@@ -20,7 +20,7 @@ from tests.dashboard.metrics import MetricsTarget, scrape_history
 def target() -> Iterator[MetricsTarget]:
     target = MetricsTarget(FN)
     yield target
-    target.close()
+    target.stop()
 
 
 @pytest.mark.parametrize("metric,path", [("call_reduction", None), ("p95_latency_s", "optimized")])

@@ -36,7 +36,7 @@ def _flag_page(dashboard: Dashboard, **secrets: object) -> AppTest:
 def metrics_target() -> Iterator[MetricsTarget]:
     target = MetricsTarget(FN)
     yield target
-    target.close()
+    target.stop()
 
 
 def test_overview_lists_flags_with_state_stage_and_last_change(dashboard: Dashboard) -> None:

@@ -32,7 +32,7 @@ def busy_target() -> Iterator[MetricsTarget]:
     yield target
     stop.set()
     thread.join(timeout=5)
-    target.close()
+    target.stop()
 
 
 @pytest.fixture
