@@ -8,7 +8,6 @@ the grouping delays changed.
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import time
@@ -29,6 +28,7 @@ from alerts.rules import RuleOptions, build_rules, to_yaml
 from flags.client import Guardrail
 from tests.alerts.conftest import FN, admin, new_flag
 from tests.conftest import LiveFlagService
+from tests.control.prometheus import serve_prometheus
 from tests.support import REPO, ROLLGUARD, ServerProcess, free_port, require_binary, wait_until
 
 pytestmark = pytest.mark.integration
@@ -235,7 +235,6 @@ def failing_portal() -> Iterator[str]:
 def test_prometheus_burn_rate_alert_rolls_flag_back(
     chain: Chain, flags_live: LiveFlagService, failing_portal: str, tmp_path: Path
 ) -> None:
-    prometheus = require_binary("prometheus")
     slo = Guardrail("error_rate", "<", 0.01, window_s=60, min_samples=50, path="optimized")
     flag = new_flag(flags_live, guardrails=(slo,))
     with admin(flags_live) as client:
@@ -249,20 +248,7 @@ def test_prometheus_burn_rate_alert_rolls_flag_back(
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am_target]}]}]},
         "scrape_configs": [{"job_name": "portal", "static_configs": [{"targets": [failing_portal]}]}],
     }
-    config_file = tmp_path / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config))
-    port = free_port()
-    server = ServerProcess(
-        [
-            prometheus,
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        ready_url=f"http://127.0.0.1:{port}/-/ready",
-        log_path=tmp_path / "prometheus.log",
-        env={"HOME": str(tmp_path), **{k: v for k, v in os.environ.items() if k == "PATH"}},
-    )
+    server = serve_prometheus(tmp_path, config)
     try:
         wait_until(
             lambda: len(_kills(flags_live, flag.key)) == 1,

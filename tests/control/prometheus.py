@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,7 +36,6 @@ def start_prometheus(
     tmp_path: Path, metrics_urls: list[str], *, scrape_interval_s: int = 1
 ) -> LivePrometheus:
     """Start Prometheus scraping `metrics_urls` every `scrape_interval_s`; the caller stops it."""
-    binary = require_binary("prometheus")
     targets = []
     for url in metrics_urls:
         parts = urlsplit(url)
@@ -50,6 +50,12 @@ def start_prometheus(
             }
         ],
     }
+    return serve_prometheus(tmp_path, config)
+
+
+def serve_prometheus(tmp_path: Path, config: dict[str, Any]) -> LivePrometheus:
+    """Start Prometheus with `config` (prometheus.yml as a dict) once it is ready; the caller stops it."""
+    binary = require_binary("prometheus")
     config_file = tmp_path / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config))
     port = free_port()
