@@ -7,8 +7,12 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from UnleashClient import UnleashClient
+from UnleashClient.cache import FileCache
+from UnleashClient.utils import InstanceAllowType
 
 from flags.client import FlagsClient
 from tests.support import ROLLGUARD, ServerProcess, free_port, missing
@@ -83,6 +87,19 @@ class LiveFlagService:
 
     def admin(self, actor: str | None = None) -> FlagsClient:
         return FlagsClient(self.url, self.admin_token, actor=actor)
+
+    def sdk(self, app_name: str, cache_dir: Path, **options: Any) -> UnleashClient:
+        """The official Unleash SDK pointed at this service, refreshing every second; not yet started."""
+        return UnleashClient(
+            url=f"{self.url}/api",
+            app_name=app_name,
+            custom_headers={"Authorization": self.client_token},
+            disable_metrics=True,
+            refresh_interval=1,
+            cache=FileCache(app_name, directory=str(cache_dir)),
+            multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
+            **options,
+        )
 
 
 def start_flag_service(

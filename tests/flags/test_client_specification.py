@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 from UnleashClient import UnleashClient
-from UnleashClient.cache import FileCache
-from UnleashClient.utils import InstanceAllowType
 
 from tests.conftest import LiveFlagService, start_flag_service
 from tests.support import REPO, missing, wait_until
@@ -68,16 +66,7 @@ def sdk_for(
                 {"features": state["features"], "segments": state.get("segments", [])}, replace=True
             )
         cache_dir = tmp_path_factory.mktemp("sdk-cache")
-        client = UnleashClient(
-            url=f"{service.url}/api",
-            app_name=f"spec-{name[:2]}",
-            custom_headers={"Authorization": service.client_token},
-            disable_metrics=True,
-            disable_registration=True,
-            refresh_interval=1,
-            cache=FileCache(f"spec-{name[:2]}", directory=str(cache_dir)),
-            multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
-        )
+        client = service.sdk(f"spec-{name[:2]}", cache_dir, disable_registration=True)
         client.initialize_client()
         expected = {feature["name"] for feature in state["features"]}
         wait_until(lambda: expected <= set(client.feature_definitions()), what=f"{name} loaded by the SDK")

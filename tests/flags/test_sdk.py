@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 from UnleashClient import UnleashClient
-from UnleashClient.cache import FileCache
-from UnleashClient.utils import InstanceAllowType
 
 from tests.conftest import LiveFlagService
 from tests.support import wait_until
@@ -17,15 +15,7 @@ from tests.support import wait_until
 
 @pytest.fixture
 def sdk(flag_service: LiveFlagService, tmp_path: Path) -> Iterator[UnleashClient]:
-    client = UnleashClient(
-        url=f"{flag_service.url}/api",
-        app_name="sdk-test",
-        custom_headers={"Authorization": flag_service.client_token},
-        disable_metrics=True,
-        refresh_interval=1,
-        cache=FileCache("sdk-test", directory=str(tmp_path / "cache")),
-        multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
-    )
+    client = flag_service.sdk("sdk-test", tmp_path / "cache")
     yield client
     client.destroy()
 

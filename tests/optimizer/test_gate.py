@@ -190,15 +190,7 @@ def test_static_gate_answers_the_same_for_everyone():
 
 @pytest.fixture
 def live_sdk(flag_service: LiveFlagService, tmp_path: Path) -> Iterator[UnleashClient]:
-    client = UnleashClient(
-        url=f"{flag_service.url}/api",
-        app_name="optimizer-live",
-        custom_headers={"Authorization": flag_service.client_token},
-        disable_metrics=True,
-        refresh_interval=1,
-        cache=FileCache("optimizer-live", directory=str(tmp_path / "sdk")),
-        multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
-    )
+    client = flag_service.sdk("optimizer-live", tmp_path / "sdk")
     yield client
     client.destroy()
 
