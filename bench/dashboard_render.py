@@ -33,10 +33,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import servers
 from bench.machine import write_result
 from control.store import ControlStore, Sample, VerdictRecord
 from flags.client import FlagsClient, Guardrail
@@ -53,17 +52,9 @@ GUARDRAILS = (
 )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_flag_service(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     """Run `rollguard flags serve` on a free port; return the process, its URL and admin token."""
-    port = _free_port()
+    port = servers.free_port()
     token = "admin-" + secrets.token_hex(12)
     env = {
         **os.environ,
@@ -80,16 +71,8 @@ def start_flag_service(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url, token
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
+    if servers.wait_ready(process, f"{url}/readyz", timeout_s=60):
+        return process, url, token
     process.kill()
     raise SystemExit(f"flag service did not start:\n{(workdir / 'flags.log').read_text()[-2000:]}")
 
@@ -255,7 +238,7 @@ def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path)
     chromium = shutil.which("chromium")
     if chromium is None:
         return {}
-    port = _free_port()
+    port = servers.free_port()
     env = {
         **os.environ,
         "ROLLGUARD_FLAGS_URL": flags_url,
@@ -274,16 +257,8 @@ def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path)
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit("the dashboard did not start")
-            time.sleep(0.1)
+        if not servers.wait_ready(process, f"{url}/_stcore/health", timeout_s=60):
+            raise SystemExit("the dashboard did not start")
         figures: dict[str, float] = {}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)

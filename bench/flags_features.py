@@ -15,11 +15,9 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +26,16 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient, Guardrail  # noqa: E402
 
 FLAGS = 20
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(config: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
     kind, workers, *rest = config.split(":")
-    port = _free_port()
+    port = servers.free_port()
     admin, client = "admin-" + secrets.token_hex(8), "client-" + secrets.token_hex(8)
     env = {
         **os.environ,
@@ -65,25 +56,10 @@ def _start(config: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, st
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url, admin, client
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    _stop(proc)
+    if servers.wait_ready(proc, f"{url}/readyz", timeout_s=30):
+        return proc, url, admin, client
+    servers.stop(proc)
     raise SystemExit(f"flag service ({config}) did not become ready")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def _seed(url: str, admin: str) -> None:
@@ -156,7 +132,7 @@ def main() -> int:
                             flush=True,
                         )
             finally:
-                _stop(proc)
+                servers.stop(proc)
     best = {
         str(status): max((r for r in runs if r["status"] == status), key=lambda r: r["requests_per_s"])
         for status in (200, 304)

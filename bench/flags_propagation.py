@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,20 +26,13 @@ import sqlalchemy
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = servers.free_port()
     env = {
         **os.environ,
         "ROLLGUARD_DATABASE_URL": database_url,
@@ -57,20 +49,9 @@ def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[subpr
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    if servers.wait_ready(proc, f"{url}/readyz", timeout_s=30):
+        return proc, url
     raise SystemExit(f"flag service did not start; see {log}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=15)
 
 
 def _served_rollout(http: httpx.Client, url: str, client: str) -> str:
@@ -115,7 +96,7 @@ def main() -> int:
                     delays.append(time.monotonic() - started)
     finally:
         for proc in procs:
-            _stop(proc)
+            servers.stop(proc)
         with server.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         server.dispose()

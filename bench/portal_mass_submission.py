@@ -16,20 +16,16 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
@@ -37,14 +33,8 @@ from portal.seed import SeedPlan, seed  # noqa: E402
 ROLLGUARD = [sys.executable, "-m", "control"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_portal(db_path: Path, work: Path, *, optimize: bool) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+    port = servers.free_port()
     env = {
         **os.environ,
         "ROLLGUARD_PORTAL_DATABASE_URL": f"sqlite:///{db_path}",
@@ -62,28 +52,12 @@ def start_portal(db_path: Path, work: Path, *, optimize: bool) -> tuple[subproce
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"portal exited with {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    stop(proc)
+    if servers.wait_ready(proc, f"{url}/healthz", timeout_s=60):
+        return proc, url
+    if proc.poll() is not None:
+        raise RuntimeError(f"portal exited with {proc.returncode}; see {log.name}")
+    servers.stop(proc)
     raise RuntimeError("portal did not become ready")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def run_one(
@@ -120,7 +94,7 @@ def run_one(
             env={**os.environ, "ROLLGUARD_LOG_LEVEL": "WARNING"},
         )
     finally:
-        stop(proc)
+        servers.stop(proc)
     summary: dict[str, Any] = json.loads(out.read_text())
     return summary
 
