@@ -6,11 +6,16 @@ then plays: steady traffic with the optimization at 10%; healthy, so the
 controller promotes it to 50%; a mass-submission spike; a fault injected into
 the optimized path; the controller rolls the flag back. Everything lives under
 `./var/` (SQLite files, logs in `./var/logs/`); Ctrl-C stops every process.
-A JSON record of the story is written to `./var/story.json`.
+
+A JSON record of the story, `./var/story.json`, is rewritten (atomically) from
+the start and after every step: the URLs, the pid of each child (also its
+process group), the events so far, and `stopped` once every process is down,
+so that an operator or a test can follow the demo while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,7 +36,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from control.demo_prometheus import write_configs
-from control.processes import ROLLGUARD, ChildFailed, Supervisor, pick_port
+from control.processes import ROLLGUARD, Child, ChildFailed, Supervisor, pick_port
 from flags.client import FlagNotFound, FlagsClient, Guardrail, RollbackPolicy
 
 logger = logging.getLogger(__name__)
@@ -75,10 +80,12 @@ class StopDemo(Exception):
 
 @dataclass
 class Story:
-    """What happened, with times relative to the start; written to var/story.json."""
+    """What happened, with times relative to the start; saved to `path` (var/story.json) as it happens."""
 
+    path: Path
     started_at: str
     urls: dict[str, str]
+    processes: dict[str, int] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     promoted_at_s: float | None = None
     fault_at_s: float | None = None
@@ -86,11 +93,22 @@ class Story:
     rollback_reason: str | None = None
     portal_metrics: dict[str, float] = field(default_factory=dict)
     completed: bool = False
+    stopped: bool = False
 
     def add(self, t0: float, what: str, **details: Any) -> None:
+        """Record a step, print it, and save the story."""
         at = round(time.monotonic() - t0, 1)
         self.events.append({"t_s": at, "what": what, **details})
         click.echo(f"[{at:6.1f}s] {what}")
+        self.save()
+
+    def save(self) -> None:
+        """Write the story as JSON through a temporary file, so a reader never sees half of it."""
+        record = asdict(self)
+        del record["path"]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, self.path)
 
 
 def _wait_for(
@@ -200,11 +218,22 @@ def command(
     (var_dir / "demo.env").write_text(
         "".join(f"export {k}={env[k]}\n" for k in sorted(tokens) + ["ROLLGUARD_FLAGS_URL"])
     )
-    supervisor = Supervisor(log_dir=var_dir / "logs", env=env, cwd=Path.cwd())
-    story = Story(started_at=datetime.now(UTC).isoformat(), urls=urls)
+    story = Story(path=var_dir / "story.json", started_at=datetime.now(UTC).isoformat(), urls=urls)
+    story.save()
+
+    def _started(child: Child) -> None:
+        assert child.proc is not None
+        story.processes[child.name] = child.proc.pid
+        story.save()
+
+    supervisor = Supervisor(log_dir=var_dir / "logs", env=env, cwd=Path.cwd(), on_start=_started)
 
     def _interrupt(signum: int, frame: FrameType | None) -> None:
-        raise StopDemo
+        supervisor.raise_or_hold(StopDemo())
+
+    def _still_stopping(signum: int, frame: FrameType | None) -> None:
+        # A second Ctrl-C must not abandon the children half-stopped.
+        click.echo("still stopping every process (10 s grace, then SIGKILL)")
 
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
@@ -231,15 +260,20 @@ def command(
         story.add(t0, "a process failed; stopping", error=str(exc))
         raise click.ClickException(str(exc)) from exc
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig in previous:
+            signal.signal(sig, _still_stopping)
         try:
-            story.portal_metrics = _portal_totals(urls["portal"])
-        except httpx.HTTPError:
-            pass
-        supervisor.stop_all()
-        (var_dir / "story.json").write_text(json.dumps(asdict(story), indent=2))
-        click.echo(f"stopped every process; story in {var_dir / 'story.json'}, logs in {var_dir / 'logs'}")
+            if supervisor.pids().get("portal"):
+                with contextlib.suppress(httpx.HTTPError):
+                    story.portal_metrics = _portal_totals(urls["portal"])
+            supervisor.stop_all()
+            story.processes = supervisor.pids()
+            story.stopped = True
+            story.save()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        click.echo(f"stopped every process; story in {story.path}, logs in {var_dir / 'logs'}")
 
 
 def _play(
@@ -336,6 +370,16 @@ def _play(
         return
     story.promoted_at_s = round(time.monotonic() - t0, 1)
     story.add(t0, "healthy: the controller promoted the flag to 50%")
+    # The mass submission can outlast a short stage hold: without this the controller
+    # would go on to 100% and the fault would hit everyone instead of half the students.
+    flag = admin.get_flag(FLAG_KEY)
+    admin.update_flag(
+        FLAG_KEY,
+        {"auto_promote": False},
+        version=flag.version,
+        reason="demo: hold at 50% through the mass submission and the fault",
+    )
+    story.add(t0, "auto-promote off: the flag stays at 50% (the controller still rolls back)")
 
     spike_users = min(500, students)
     story.add(t0, f"mass submission: {spike_users} students submit at once, then reload their pages")
@@ -377,13 +421,13 @@ def _play(
     story.rolled_back_at_s = round(time.monotonic() - t0, 1)
     kills = [e for e in admin.events(flag=FLAG_KEY, limit=20) if e.action == "kill"]
     story.rollback_reason = kills[0].reason if kills else None
+    story.completed = True  # saved with the rollback's step: a watcher sees both at once
     story.add(
         t0,
         f"rolled back {story.rolled_back_at_s - story.fault_at_s:.1f}s after the fault",
         reason=story.rollback_reason,
         actor=kills[0].actor if kills else None,
     )
-    story.completed = True
     if stop_when_done:
         return
     story.add(t0, f"the story is over; everything keeps running for the dashboard at {urls['dashboard']}")

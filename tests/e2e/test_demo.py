@@ -46,6 +46,7 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
     story = json.loads(story_path.read_text())
     assert result.returncode == 0, result.stdout + result.stderr
     assert story["completed"], story["events"]
+    assert story["stopped"], story["events"]
 
     assert story["promoted_at_s"] is not None
     assert story["fault_at_s"] > story["promoted_at_s"]
@@ -64,6 +65,8 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
     finally:
         service.process.stop()
     assert not flag.enabled
+    # The fault hit the 50% stage, where the demo holds the flag for the mass submission.
+    assert flag.rollout == 50
     promotions = [e for e in events if e.actor == "controller" and e.after and e.after.get("rollout") == 50]
     kills = [e for e in events if e.action == "kill"]
     assert promotions and promotions[0].reason

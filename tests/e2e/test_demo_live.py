@@ -1,0 +1,235 @@
+"""End to end, as an operator lives it: follow `rollguard up` while it runs, watch the
+rollback on the dashboard in Chromium, then press Ctrl-C and find nothing left running."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.dashboard.test_browser import README_SCREENSHOT
+from tests.support import REPO, ROLLGUARD, http_ok, wait_until
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FLAG = "exam-attempts-optimization"
+# Startup (seeding 600 students, Streamlit), 20 s at 10%, the promotion, the
+# 20 s mass submission and the rollback take about 90 s on a loaded 2-CPU machine.
+STORY_TIMEOUT_S = 240
+# `rollguard up` gives its children 10 s after SIGTERM and reads the portal's
+# counters first (5 s timeout): anything slower means a child was not stopped.
+STOP_BOUND_S = 30
+# The children that serve HTTP, by their name in story.json's processes and urls.
+SERVERS = ("flags", "portal", "alerts", "dashboard")
+
+
+def _read_story(path: Path) -> dict[str, Any] | None:
+    # Written through a temporary file and a rename: it is either absent or whole.
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes (zombies aside) whose process group is `pgid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while we looked
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
+    chromium: Browser,
+    tmp_path: Path,
+    artifacts_dir: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    var_dir = tmp_path / "var"
+    story_path = var_dir / "story.json"
+    output_path = tmp_path / "up.out"
+    output = open(output_path, "wb")
+    # Its own session, like a command typed at a terminal: Ctrl-C reaches `rollguard up`
+    # alone, and its children (in sessions of their own) only through it.
+    up = subprocess.Popen(
+        [
+            *ROLLGUARD,
+            "up",
+            "--no-browser",
+            "--free-ports",
+            "--var-dir",
+            str(var_dir),
+            "--students",
+            "600",
+            "--stage-hold",
+            "20",
+        ],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        start_new_session=True,
+    )
+
+    def printed() -> str:
+        return output_path.read_text(errors="replace")
+
+    def rolled_back() -> bool:
+        if up.poll() is not None:
+            pytest.fail(f"rollguard up exited with {up.returncode} before the rollback:\n{printed()}")
+        story = _read_story(story_path)
+        return bool(story and story["rolled_back_at_s"] is not None)
+
+    stopped_cleanly = False
+    try:
+        wait_until(rolled_back, timeout=STORY_TIMEOUT_S, what="the story to reach the rollback")
+        story = _read_story(story_path)
+        assert story is not None
+        urls = story["urls"]
+        assert story["promoted_at_s"] < story["fault_at_s"] < story["rolled_back_at_s"]
+        reason = story["rollback_reason"]
+        assert reason and ("error_rate" in reason or "p95" in reason), story["events"]
+        assert story["completed"] and not story["stopped"]
+        # The command printed where everything is and a line per step of the story.
+        out = printed()
+        for name in SERVERS:
+            assert urls[name] in out, out
+        for step in ("seeding the portal", "promoted the flag to 50%", "mass submission", "fault injected"):
+            assert step in out, out
+        assert "rolled back" in out, out
+
+        page = chromium.new_page(viewport={"width": 1600, "height": 2250})
+        page.goto(f"{urls['dashboard']}/flag?flag={FLAG}")
+        expect(page.get_by_role("heading", name=FLAG)).to_be_visible(timeout=60_000)
+        # Off for everyone, rolled back by the controller.
+        expect(page.get_by_text("killed: off for everyone")).to_be_visible()
+        expect(page.get_by_text("rolled_back", exact=True).first).to_be_visible()
+        # Rolled back from the stage the fault hit: half of the students.
+        expect(page.get_by_test_id("stMetric").filter(has_text="Rollout")).to_contain_text("50%")
+
+        # The whole story fits in the shortest range.
+        page.get_by_test_id("stSelectbox").filter(has_text="Time range").click()
+        page.get_by_role("option", name="15 minutes").click()
+        updated = page.get_by_text("15 minutes at").last
+        expect(updated).to_be_visible(timeout=60_000)
+        charts = page.locator(".js-plotly-plot")
+        expect(charts).to_have_count(6, timeout=60_000)
+        expect(page.get_by_text("Error rate per cohort").first).to_be_visible()
+        expect(charts.locator(".scatterlayer .trace").first).to_be_visible()
+        # Every metric chart marks the promotion and the rollback, whose hover says why.
+        legends = [charts.nth(i).locator(".legendtext") for i in range(5)]
+        for legend in legends:
+            expect(legend.filter(has_text="promotion")).to_have_count(1)
+            expect(legend.filter(has_text="rollback")).to_have_count(1)
+        error_chart = charts.filter(has_text="Error rate per cohort")
+        plotted = error_chart.evaluate(
+            """gd => gd.data.map(t => ({
+                   name: t.name, points: (t.y || []).filter(v => v !== null).length,
+                   text: (t.text || []).filter(v => v !== null)}))"""
+        )
+        by_name = {trace["name"]: trace for trace in plotted}
+        assert by_name["optimized"]["points"] > 5 and by_name["direct"]["points"] > 5, by_name
+        assert any(reason in text and "controller" in text for text in by_name["rollback"]["text"]), by_name
+
+        # The operator hovers the rollback marker on the error-rate chart and reads why.
+        # Right after a refresh of the charts, so the next one cannot wipe the hover label first.
+        before = updated.inner_text()
+        expect(updated).not_to_have_text(before, timeout=30_000)
+        x, y = error_chart.evaluate(
+            """gd => {
+                const marker = gd.data.find(t => t.name === 'rollback');
+                const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+                const box = gd.getBoundingClientRect();
+                // The marker's top end: a line trace hovers at its points.
+                return [box.left + xa._offset + xa.d2p(marker.x[0]), box.top + ya._offset + 1];
+            }"""
+        )
+        page.mouse.move(x - 40, y + 40)
+        page.mouse.move(x, y, steps=5)
+        expect(page.locator(".hoverlayer .hovertext")).to_contain_text(f"rollback by controller: {reason}")
+        page.mouse.move(0, 0)
+
+        # The story takes the last two minutes of the range: for the screenshot the operator
+        # drags over it on every chart to zoom in. A refresh resets the zoom (the range's end
+        # moves), so zoom right after one and try again if one came in between.
+        since = error_chart.evaluate("gd => Math.min(...gd.data[0].x.map(x => new Date(x).getTime()))")
+        for _attempt in range(3):
+            before = updated.inner_text()
+            expect(updated).not_to_have_text(before, timeout=30_000)
+            for index in range(6):
+                x0, x1, y = charts.nth(index).evaluate(
+                    """(gd, since) => {
+                        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+                        const box = gd.getBoundingClientRect();
+                        const left = box.left + xa._offset;
+                        return [Math.max(left + 1, left + xa.c2p(since - 20000)),
+                                left + xa._length - 1, box.top + ya._offset + ya._length / 2];
+                    }""",
+                    since,
+                )
+                page.mouse.move(x0, y)
+                page.mouse.down()
+                page.mouse.move(x1, y, steps=8)
+                page.mouse.up()
+            page.mouse.move(0, 0)
+            zoomed = charts.evaluate_all(
+                "(gds, since) => gds.every(gd => new Date(gd._fullLayout.xaxis.range[0]).getTime() > since - 60000)",
+                since,
+            )
+            if zoomed:
+                break
+        # Plotly's "double-click to zoom back out" tips, and the focus ring of the range picker.
+        for tip in page.locator(".plotly-notifier .notifier-close").all():
+            tip.click()
+        expect(page.locator(".plotly-notifier .notifier-note")).to_have_count(0)
+        page.evaluate("document.activeElement.blur()")
+        page.screenshot(path=str(artifacts_dir / "demo-rolled-back.png"), full_page=True)
+        if os.environ.get("ROLLGUARD_UPDATE_SCREENSHOTS") == "1":
+            # Only on request: every run rewriting a committed image would leave the tree dirty.
+            README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(README_SCREENSHOT), full_page=True)
+        page.close()
+
+        # Ctrl-C, as at the terminal.
+        os.killpg(up.pid, signal.SIGINT)
+        started = time.monotonic()
+        assert up.wait(timeout=STOP_BOUND_S) == 0, printed()
+        stopped_cleanly = True
+        stop_s = time.monotonic() - started
+        story = _read_story(story_path)
+        assert story is not None
+        assert story["stopped"], story["events"]
+        assert story["events"][-1]["what"] == "stopping (interrupted)"
+        assert "stopped every process" in printed()
+        assert set(SERVERS) | {"seed", "controller", "traffic-steady"} <= set(story["processes"])
+        left = {name: _group_members(pid) for name, pid in story["processes"].items()}
+        assert not any(left.values()), f"still running after {stop_s:.1f}s: {left}"
+        for name in SERVERS:
+            assert not http_ok(urls[name]), f"{name} still answers at {urls[name]}"
+    finally:
+        if not stopped_cleanly:
+            # Leave nothing behind for the next test: the command, then whatever it had started.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(up.pid, signal.SIGKILL)
+            up.wait(timeout=10)
+            story = _read_story(story_path)
+            for pid in (story or {}).get("processes", {}).values():
+                if _group_members(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
+        output.close()
