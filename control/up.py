@@ -397,6 +397,9 @@ def _play(
             "20",
             "--target",
             urls["portal"],
+            # The steady traffic keeps the portal's counters moving: don't wait for them to settle.
+            "--settle",
+            "5",
         ],
     )
     _wait_for(lambda: not spike.running, timeout=90, deadline=deadline, supervisor=supervisor)

@@ -49,6 +49,8 @@ class RunOptions:
     seed: int = 0
     progress_every_s: float = 3.0
     sample_every_s: float = 0.5
+    #: Longest wait after the users stop for the portal's counters to stop moving.
+    settle_s: float = 60.0
 
 
 @dataclass
@@ -137,10 +139,10 @@ def _scrape_patiently(target: str, client: httpx.Client, *, within_s: float = 90
             gevent.sleep(1.0)
 
 
-def _settled_scrape(target: str, client: httpx.Client, *, within_s: float = 5.0) -> promtext.Scrape:
+def _settled_scrape(target: str, client: httpx.Client, *, within_s: float) -> promtext.Scrape:
     # Requests accepted before the users stopped are still being served; wait until the
-    # counters stop moving so that the deltas cover them all. The wait is short because
-    # other traffic (the demo's steady load) may keep the counters moving for ever.
+    # counters stop moving so that the deltas cover them all. Other traffic against the
+    # same portal keeps them moving for ever: `within_s` bounds the wait.
     deadline = time.monotonic() + within_s
     previous = _scrape_patiently(target, client)
     while time.monotonic() < deadline:
@@ -223,7 +225,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     wall_s = time.monotonic() - t0
     gevent.killall(helpers)
     report(0)
-    after = _settled_scrape(target, scrape_client)
+    after = _settled_scrape(target, scrape_client, within_s=options.settle_s)
     # A high-water mark that rose during the run is this run's exact peak; otherwise trust the samples.
     mark_before, mark_after = (
         before.total("portal_db_pool_in_use_max"),

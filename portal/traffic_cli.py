@@ -36,6 +36,14 @@ def command() -> None:
 @click.option("--first-student", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Randomness of the plans.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--settle",
+    "settle_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Longest wait after the run for the portal's counters to settle (shorten it when other traffic runs).",
+)
 def run_command(
     scenario: str,
     users: int,
@@ -45,6 +53,7 @@ def run_command(
     first_student: int,
     seed: int,
     json_out: Path | None,
+    settle_s: float,
 ) -> None:
     """Drive real HTTP against the portal and print a JSON summary."""
     # Imported here: locust patches the standard library as it loads.
@@ -61,6 +70,7 @@ def run_command(
         spawn_rate=spawn_rate,
         first_student=first_student,
         seed=seed,
+        settle_s=settle_s,
     )
     click.echo(f"traffic: {scenario}, {users} users, {duration:g}s against {target}", err=True)
     try:
