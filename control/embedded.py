@@ -63,9 +63,10 @@ class EmbeddedSource:
         start: datetime,
         end: datetime,
         step_s: int = 5,
+        window_s: int | None = None,
     ) -> list[Point]:
         promql.check_metric(metric)
-        window_s = series_window_s(step_s)
+        window_s = series_window_s(step_s, window_s)
         rows = self._rows(metric, fn=fn, path=path, start=start - timedelta(seconds=window_s), end=end)
         groups = group(rows)
         times = {key: [t for t, _v in points] for key, points in groups.items()}

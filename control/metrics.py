@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from control.settings import ControlSettings
     from control.store import ControlStore
 
-#: Window of each point of `series()`: a point at t covers [t - max(SERIES_WINDOW_S, step_s), t].
+#: Default window of each point of `series()`: a point at t covers [t - max(SERIES_WINDOW_S, step_s), t].
 SERIES_WINDOW_S = 60
 
 
@@ -65,10 +65,12 @@ class MetricSource(Protocol):
         start: datetime,
         end: datetime,
         step_s: int = 5,
+        window_s: int | None = None,
     ) -> list[Point]:
         """Return `metric` at each multiple of `step_s` (epoch seconds) within [start, end].
 
-        Points without a value are left out; each covers `series_window_s(step_s)`.
+        Points without a value are left out; each covers `series_window_s(step_s, window_s)`:
+        `window_s` (at least the step) or, when None, the default of SERIES_WINDOW_S.
         """
         ...
 
@@ -85,9 +87,9 @@ def series_times(start: datetime, end: datetime, step_s: int) -> tuple[float, fl
     return float(first), float(last)
 
 
-def series_window_s(step_s: int) -> int:
-    """The window each point of a series covers for a given step."""
-    return max(SERIES_WINDOW_S, int(step_s))
+def series_window_s(step_s: int, window_s: int | None = None) -> int:
+    """The window each point of a series covers: `window_s` clamped to at least the step, default SERIES_WINDOW_S."""
+    return max(SERIES_WINDOW_S if window_s is None else int(window_s), int(step_s), 1)
 
 
 def open_source(settings: ControlSettings, *, store: ControlStore | None = None) -> MetricSource:

@@ -55,8 +55,9 @@ class PrometheusSource:
         start: datetime,
         end: datetime,
         step_s: int = 5,
+        window_s: int | None = None,
     ) -> list[Point]:
-        query = promql.value_query(metric, fn=fn, path=path, window_s=series_window_s(step_s))
+        query = promql.value_query(metric, fn=fn, path=path, window_s=series_window_s(step_s, window_s))
         first, last = series_times(start, end, step_s)
         if first > last:
             return []

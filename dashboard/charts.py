@@ -110,14 +110,25 @@ def metric_figure(
     end: datetime,
     y_title: str = "",
     percent: bool = False,
+    windows: Mapping[str, int] | None = None,
 ) -> go.Figure:
-    """One metric over time: a line per cohort, guardrail thresholds, change markers."""
+    """One metric over time: a line per cohort, guardrail thresholds, change markers.
+
+    `windows` gives, per line name, the seconds each point covers; the hover states it.
+    """
     figure = go.Figure()
     for name, points in lines.items():
         times, values = downsample(points)
         colour = COHORT_COLOURS.get(name, None)
+        window = (windows or {}).get(name)
+        y_format = "%{y:.2~%}" if percent else "%{y}"
+        hover = (
+            {"hovertemplate": f"%{{x}}<br>{y_format} over {window} s<extra>{name}</extra>"} if window else {}
+        )
         figure.add_trace(
-            go.Scatter(x=times, y=values, mode="lines", name=name, line={"color": colour, "width": 1.5})
+            go.Scatter(
+                x=times, y=values, mode="lines", name=name, line={"color": colour, "width": 1.5}, **hover
+            )
         )
     for guardrail in guardrails:
         if guardrail.kind == "comparative":

@@ -192,16 +192,18 @@ def series(
     start: datetime,
     end: datetime,
     step_s: int,
+    window_s: int | None = None,
 ) -> list[Point]:
     """Points of one derived metric over [start, end], at multiples of `step_s`.
 
+    Each point covers `window_s` seconds (None: the source's default window).
     The range is read in step-aligned chunks. A chunk whose points can no longer
     change (its end lies further back than a series window plus a late scrape)
     stays cached for an hour, so a refresh of a 24-hour chart recomputes only
     its newest chunk instead of the whole day.
     """
     chunk_s = step_s * max(CHUNK_POINTS, math.ceil(MIN_CHUNK_S / step_s))
-    settled_before = now().timestamp() - series_window_s(step_s) - SETTLE_S
+    settled_before = now().timestamp() - series_window_s(step_s, window_s) - SETTLE_S
     points: list[Point] = []
     chunk = math.floor(start.timestamp() / chunk_s) * chunk_s
     # Floored so that every call within one step asks for the same (cached) newest chunk.
@@ -209,7 +211,9 @@ def series(
     while chunk <= end_step:
         last = chunk + chunk_s - step_s
         if last < settled_before:
-            found = _settled_chunk(settings, metric, fn=fn, path=path, chunk=chunk, last=last, step_s=step_s)
+            found = _settled_chunk(
+                settings, metric, fn=fn, path=path, chunk=chunk, last=last, step_s=step_s, window_s=window_s
+            )
         else:
             found = _recent_chunk(
                 settings,
@@ -219,6 +223,7 @@ def series(
                 chunk=chunk,
                 last=min(last, end_step),
                 step_s=step_s,
+                window_s=window_s,
             )
         points.extend(p for p in found if start <= p.time <= end)
         chunk += chunk_s
@@ -238,6 +243,7 @@ def _chunk(
     chunk: float,
     last: float,
     step_s: int,
+    window_s: int | None,
 ) -> list[Point]:
     found: list[Point] = _control_call(
         settings,
@@ -249,6 +255,7 @@ def _chunk(
             start=datetime.fromtimestamp(chunk, UTC),
             end=datetime.fromtimestamp(last, UTC),
             step_s=step_s,
+            window_s=window_s,
         ),
     )
     return found
@@ -264,8 +271,10 @@ def _settled_chunk(
     chunk: float,
     last: float,
     step_s: int,
+    window_s: int | None,
 ) -> list[Point]:
-    return _chunk(settings, metric, fn, path, chunk, last, step_s)
+    # window_s is an argument, hence part of the cache key: each window caches its own chunks.
+    return _chunk(settings, metric, fn, path, chunk, last, step_s, window_s)
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
@@ -278,8 +287,10 @@ def _recent_chunk(
     chunk: float,
     last: float,
     step_s: int,
+    window_s: int | None,
 ) -> list[Point]:
-    return _chunk(settings, metric, fn, path, chunk, last, step_s)
+    # window_s is an argument, hence part of the cache key: each window caches its own chunks.
+    return _chunk(settings, metric, fn, path, chunk, last, step_s, window_s)
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)

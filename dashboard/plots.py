@@ -2,6 +2,9 @@
 
 `views/flag.py` calls `metric_charts`; it reads series through `data.series`
 (the controller's metric source) and draws them with `charts.metric_figure`.
+A chart whose lines a guardrail of the flag judges is read over that
+guardrail's window (`guardrail_window`; the smallest if several), so it shows
+what the controller saw; the hover states each line's window.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from datetime import datetime
 
 import plotly.graph_objects as go
 
+from control.metrics import series_window_s
+from control.promql import PATH_AWARE
 from dashboard import charts, data
 from dashboard.settings import DashboardSettings
-from flags.client import Flag
+from flags.client import Flag, Guardrail
 
 RANGES = {"15 minutes": 900, "1 hour": 3600, "6 hours": 21600, "24 hours": 86400, "7 days": 604800}
 RESOLUTIONS = {"auto": None, "5 s (full)": 5}
@@ -62,6 +67,26 @@ def step_for(span_s: int, fixed_step_s: int | None, *, max_points: int = charts.
     return max(BASE_STEP_S, steps * BASE_STEP_S)
 
 
+def guardrail_window(guardrails: Sequence[Guardrail], metric: str, path: str | None) -> int | None:
+    """The smallest window of the guardrails judging `metric` on cohort `path`, None if none does.
+
+    A guardrail judges the line when it has the same metric and, for a per-cohort
+    metric, the line's cohort or both cohorts (no path); a comparative one judges
+    both cohort lines.
+    """
+    windows = [
+        g.window_s
+        for g in guardrails
+        if g.metric == metric
+        and (
+            metric not in PATH_AWARE
+            or g.path in (None, path)
+            or (g.kind == "comparative" and path in ("optimized", "direct"))
+        )
+    ]
+    return min(windows) if windows else None
+
+
 def metric_charts(
     settings: DashboardSettings,
     flag: Flag,
@@ -75,8 +100,21 @@ def metric_charts(
     fn = flag.payload.get("fn")
     figures = []
     for panel in PANELS:
+        # One window per chart, the smallest a guardrail judges any of its lines on, so the
+        # lines stay comparable with each other and with the guardrail's threshold.
+        judged = [guardrail_window(flag.guardrails, metric, path) for _name, metric, path in panel.lines]
+        window_s = min((w for w in judged if w is not None), default=None)
         lines = {
-            name: data.series(settings, metric, fn=fn, path=path, start=start, end=end, step_s=step_s)
+            name: data.series(
+                settings,
+                metric,
+                fn=fn,
+                path=path,
+                start=start,
+                end=end,
+                step_s=step_s,
+                window_s=window_s,
+            )
             for name, metric, path in panel.lines
         }
         metrics = {metric for _name, metric, _path in panel.lines}
@@ -91,6 +129,7 @@ def metric_charts(
                 end=end,
                 y_title=panel.y_title,
                 percent=panel.percent,
+                windows=dict.fromkeys(lines, series_window_s(step_s, window_s)),
             )
         )
     return figures

@@ -135,6 +135,33 @@ def test_series_gives_one_point_per_step(metrics_target, scraper, clock, source)
     assert all(p.time.tzinfo is not None for p in points)
 
 
+def test_series_over_a_short_window_shows_a_burst_the_default_dilutes(metrics_target, scraper, clock, source):
+    start = clock.now
+    # A minute without errors, then 20 s with 12% errors on the optimized cohort.
+    for i in range(17):
+        metrics_target.calls("optimized", 100, errors=12 if i >= 13 else 0)
+        scraper.scrape_once()
+        if i < 16:
+            clock.advance(5)
+
+    short = source.series("error_rate", fn=FN, path="optimized", start=start, end=clock.now, window_s=20)
+    default = source.series("error_rate", fn=FN, path="optimized", start=start, end=clock.now)
+    assert short[-1].time == default[-1].time == clock.now
+    # What a 20 s guardrail judges: the burst alone.
+    assert short[-1].value == pytest.approx(0.12)
+    assert short[-1].value == source.window("error_rate", fn=FN, path="optimized", window_s=20).value
+    # The default minute holds 1200 calls of which the burst's 48 failed.
+    assert default[-1].value == pytest.approx(0.04)
+    # A window shorter than the step is clamped to the step.
+    clamped = source.series(
+        "error_rate", fn=FN, path="optimized", start=start, end=clock.now, step_s=10, window_s=1
+    )
+    assert clamped == source.series(
+        "error_rate", fn=FN, path="optimized", start=start, end=clock.now, step_s=10, window_s=10
+    )
+    assert clamped[-1].value == pytest.approx(0.12)
+
+
 def test_other_functions_do_not_leak_into_a_flags_function(metrics_target, scraper, clock, source):
     for _ in range(13):
         metrics_target.calls("optimized", 100, errors=0)

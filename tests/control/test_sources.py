@@ -146,6 +146,16 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
         assert [p.time for p in mine_series] == [p.time for p in prom_series]
         assert [round(p.value, 2) for p in mine_series] == [round(p.value, 2) for p in prom_series]
         assert {round(p.value, 2) for p in mine_series} == {0.1}
+        # And over a guardrail's shorter window, which the Prometheus source uses as the range.
+        mine_short, prom_short = (
+            source.series(
+                "error_rate", fn=STEADY_FN, path="optimized", start=start, end=end, step_s=5, window_s=10
+            )
+            for source in (ours, theirs)
+        )
+        assert len(mine_short) >= 2
+        assert [p.time for p in mine_short] == [p.time for p in prom_short]
+        assert [round(p.value, 2) for p in mine_short] == [round(p.value, 2) for p in prom_short]
     finally:
         stop.set()
         if traffic is not None:

@@ -8,10 +8,12 @@ from datetime import timedelta
 import pytest
 
 from control.metrics import open_source
+from control.scraper import Scraper
 from control.settings import ControlSettings
 from control.store import ControlStore
-from dashboard import data
+from dashboard import data, plots
 from dashboard.settings import DashboardSettings
+from flags.client import Flag, Guardrail, RollbackPolicy
 from tests.dashboard.conftest import FN
 from tests.dashboard.metrics import MetricsTarget, scrape_history
 
@@ -42,3 +44,69 @@ def test_chunked_series_equal_one_query(
     store.close()
     assert len(whole) > 200
     assert chunked == whole
+
+
+def test_error_rate_chart_uses_the_guardrails_window(
+    target: MetricsTarget, control_database_url: str
+) -> None:
+    # Two minutes of clean traffic, then 30 s with 12% errors on the optimized cohort.
+    store = ControlStore(control_database_url)
+    last = data.window_end(5)
+    moment = [last - timedelta(seconds=150)]
+    scraper = Scraper(store, [target.url], interval_s=5, clock=lambda: moment[0])
+    try:
+        while moment[0] <= last:
+            burst = moment[0] > last - timedelta(seconds=30)
+            target.traffic(calls=100, error_fraction=0.12 if burst else 0.0, latency_s=0.03)
+            assert scraper.scrape_once() > 0
+            moment[0] += timedelta(seconds=5)
+    finally:
+        scraper.close()
+        store.close()
+    guardrail = Guardrail("error_rate", "<", 0.02, window_s=20, min_samples=5, path="optimized")
+    flag = Flag(
+        key="burst",
+        enabled=True,
+        rollout=50,
+        stages=(10, 50, 100),
+        stage_hold_s=60,
+        auto_promote=True,
+        guardrails=(guardrail,),
+        rollback=RollbackPolicy(2, "hold"),
+        state="rolling_out",
+        payload={"fn": FN},
+        version=1,
+    )
+    settings = DashboardSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": control_database_url})
+    start = last - timedelta(seconds=60)
+
+    figures = plots.metric_charts(settings, flag, start=start, end=last, step_s=5)
+
+    error_chart = next(f for f in figures if f.layout.title.text == "Error rate per cohort")
+    optimized = next(t for t in error_chart.data if t.name == "optimized")
+    # What the guardrail judged: the burst alone, not diluted by the minute before it.
+    assert optimized.y[-1] == pytest.approx(0.12)
+    assert "over 20 s" in optimized.hovertemplate
+    assert list(optimized.y) == [
+        p.value
+        for p in data.series(
+            settings, "error_rate", fn=FN, path="optimized", start=start, end=last, step_s=5, window_s=20
+        )
+    ]
+    diluted = data.series(settings, "error_rate", fn=FN, path="optimized", start=start, end=last, step_s=5)
+    assert diluted[-1].value < 0.08
+    latency = next(f for f in figures if f.layout.title.text == "p95 latency per cohort")
+    assert all("over 60 s" in t.hovertemplate for t in latency.data if t.name in ("optimized", "direct"))
+
+
+def test_guardrail_window_is_the_smallest_judging_a_line() -> None:
+    guardrails = (
+        Guardrail("error_rate", "<", 0.02, window_s=20, path="optimized"),
+        Guardrail("error_rate", "<", 0.05, window_s=45),
+        Guardrail("error_rate", "<=", 0.01, window_s=10, path="direct"),
+        Guardrail("p95_latency_s", "<=", 0.01, window_s=30, kind="comparative"),
+    )
+    assert plots.guardrail_window(guardrails, "error_rate", "optimized") == 20
+    assert plots.guardrail_window(guardrails, "error_rate", "direct") == 10
+    assert plots.guardrail_window(guardrails, "p95_latency_s", "direct") == 30
+    assert plots.guardrail_window(guardrails, "call_reduction", None) is None
