@@ -17,11 +17,13 @@ import pytest
 from UnleashClient import UnleashClient
 
 from tests.conftest import LiveFlagService, start_flag_service
-from tests.support import REPO, missing, wait_until
+from tests.support import missing, wait_until
 
+# Unleash's client specification (Apache-2.0), vendored with its licence next to this file.
 SPEC_DIR = Path(
     os.environ.get(
-        "ROLLGUARD_UNLEASH_SPEC_DIR", REPO.parent / "shared/unleash-client-specification/specifications"
+        "ROLLGUARD_UNLEASH_SPEC_DIR",
+        Path(__file__).resolve().parent / "unleash-client-specification" / "specifications",
     )
 )
 DELTA_API = ("19-delta-api-hydration.json", "20-delta-api-events.json")
