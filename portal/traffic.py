@@ -38,6 +38,10 @@ class TrafficError(Exception):
     """The run could not start: the target is unreachable, unseeded or too small."""
 
 
+#: Longest wait at the end of a run for users to finish the page they are loading.
+STOP_TIMEOUT_S = 30.0
+
+
 @dataclass(frozen=True)
 class RunOptions:
     scenario: str
@@ -186,7 +190,9 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
         seed=options.seed,
     )
     user_class = type("Student", (_Student,), {"shared": shared, "abstract": False, "host": target})
-    env = Environment(user_classes=[user_class], host=target)
+    # Users finish the page they are loading when the run ends, so that every call the
+    # portal counts is also in the client's log (the ideal's N and the metric deltas agree).
+    env = Environment(user_classes=[user_class], host=target, stop_timeout=STOP_TIMEOUT_S)
     runner = env.create_local_runner()
     peak_pool = [0.0]
 
