@@ -100,3 +100,25 @@ def test_the_sdk_polls_again_with_its_etag_and_gets_304(
     # A 304 keeps what the SDK had: the same users are still in the cohort.
     assert _enabled(sdk, "opt") == cohort
     assert abs(100 * len(cohort) / len(USERS) - 50) <= 2
+
+
+def test_ofrep_decides_like_the_sdk_for_the_same_user(
+    one_worker_service: LiveFlagService, sdk: UnleashClient
+) -> None:
+    with one_worker_service.admin("test") as admin:
+        admin.create_flag("opt", enabled=True, rollout=37, payload={"ttl_s": 30})
+    sdk.initialize_client()
+    wait_until(lambda: "opt" in sdk.feature_definitions(), what="flag loaded")
+    users = USERS[:1000]
+    with httpx.Client(
+        base_url=one_worker_service.url, headers={"Authorization": one_worker_service.client_token}
+    ) as http:
+        ofrep = {
+            user: http.post("/ofrep/v1/evaluate/flags/opt", json={"context": {"targetingKey": user}}).json()[
+                "value"
+            ]
+            for user in users
+        }
+    by_sdk = {user: sdk.is_enabled("opt", {"userId": user}) for user in users}
+    assert ofrep == by_sdk
+    assert 0 < sum(by_sdk.values()) < len(users)
