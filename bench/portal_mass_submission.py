@@ -149,26 +149,9 @@ FIELDS = [
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     columns = list(results)
-    fields = [
-        "requests",
-        "errors",
-        "logical_calls",
-        "backend_calls",
-        "key_fetches",
-        "call_reduction",
-        "c_min",
-        "eta",
-        "db_queries",
-        "p50_ms",
-        "p95_ms",
-        "p99_ms",
-        "peak_pool_in_use",
-        "cache_bytes",
-        "stale_reads",
-    ]
     width = max(len(c) for c in columns) + 2
     print("metric".ljust(18) + "".join(c.rjust(width) for c in columns))
-    for name in fields:
+    for name in FIELDS:
         cells = []
         for column in columns:
             value = results[column][name]
