@@ -1,6 +1,6 @@
 """`rollguard alerts ...`: write Prometheus rules from the flags, serve the Alertmanager receiver.
 
-`control.cli` imports `command` from here when `rollguard alerts` is used. This
+`rollguard.cli` imports `command` from here when `rollguard alerts` is used. This
 is the entry point of the alerts part: it reads `AlertsSettings` from the
 environment once and hands them on.
 """

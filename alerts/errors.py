@@ -2,8 +2,8 @@
 
 The receiver's views raise `ReceiverError` subclasses; `register_handlers`
 (called by `receiver.create_app`) renders them, and Werkzeug's HTTP errors, as
-the project's body `{"error": {"code", "message", "details"}}` (the flag
-service's `flags.errors.error_response`). The rules
+the project's body `{"error": {"code", "message", "details"}}`, the same body
+the flag service answers with. The rules
 generator and the CLI raise `RulesError` / `ConfigError`.
 
 Error tree::
@@ -24,10 +24,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
-
-from flags.errors import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +72,13 @@ class FlagServiceDown(ReceiverError):
 
 class FlagServiceRejected(ReceiverError):
     status, code = 502, "flag_service_rejected"
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
+    """Build the project's JSON error body with its status."""
+    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    response.status_code = status
+    return response
 
 
 def register_handlers(app: Flask) -> None:

@@ -36,9 +36,9 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import write_result  # noqa: E402
 from control.defaults import default_guardrails, default_rollback  # noqa: E402
-from control.processes import ROLLGUARD, Supervisor, pick_port  # noqa: E402
 from control.store import ControlStore  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
+from rollguard.processes import ROLLGUARD, Supervisor, pick_port  # noqa: E402
 
 KEY = "exam-attempts-optimization"
 FN = "get_all_exam_attempts"

@@ -63,7 +63,7 @@ def start_flag_service(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str
     }
     log = open(workdir / "flags.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "control", "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "rollguard", "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -248,7 +248,7 @@ def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path)
     }
     log = open(workdir / "dashboard.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "control", "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "rollguard", "dashboard", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -48,7 +48,7 @@ def _start(config: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, st
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "control", "flags", "serve", "--port", str(port)],
+        [sys.executable, "-m", "rollguard", "flags", "serve", "--port", str(port)],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,

@@ -30,7 +30,7 @@ from bench.machine import write_result  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
 
-ROLLGUARD = [sys.executable, "-m", "control"]
+ROLLGUARD = [sys.executable, "-m", "rollguard"]
 
 
 def start_portal(db_path: Path, work: Path, *, optimize: bool) -> tuple[subprocess.Popen[bytes], str]:

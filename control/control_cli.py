@@ -1,6 +1,6 @@
 """`rollguard control ...`: run the controller, backtest the policy, show the controller's status.
 
-`control.cli` imports `command` from here when `rollguard control` is used.
+`rollguard.cli` imports `command` from here when `rollguard control` is used.
 Settings are read once here from the environment (`ControlSettings.from_env`)
 and overridden by the options.
 """

@@ -1,6 +1,6 @@
 """`rollguard dashboard`: runs the Streamlit app as a subprocess.
 
-`control.cli` imports `command` from here only when the dashboard is asked for.
+`rollguard.cli` imports `command` from here only when the dashboard is asked for.
 Configuration reaches the app through the environment, which `dashboard/app.py`
 reads once per run.
 """

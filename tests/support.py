@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ROLLGUARD = [sys.executable, "-m", "control"]
+ROLLGUARD = [sys.executable, "-m", "rollguard"]
 
 
 def free_port() -> int:

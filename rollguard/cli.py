@@ -20,7 +20,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "control": ("control.control_cli", "The rollout controller."),
     "alerts": ("alerts.cli", "Prometheus rules and the Alertmanager receiver."),
     "dashboard": ("dashboard.cli", "The operator dashboard."),
-    "up": ("control.up", "Run the whole demo on embedded defaults."),
+    "up": ("rollguard.up", "Run the whole demo on embedded defaults."),
 }
 
 

@@ -22,7 +22,7 @@ import httpx
 
 logger = logging.getLogger(__name__)
 
-ROLLGUARD = (sys.executable, "-m", "control")
+ROLLGUARD = (sys.executable, "-m", "rollguard")
 
 
 class ChildFailed(RuntimeError):

@@ -35,9 +35,9 @@ import click
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.demo_prometheus import write_configs
-from control.processes import ROLLGUARD, Child, ChildFailed, Supervisor, pick_port
 from flags.client import FlagNotFound, FlagsClient, Guardrail, RollbackPolicy
+from rollguard.demo_prometheus import write_configs
+from rollguard.processes import ROLLGUARD, Child, ChildFailed, Supervisor, pick_port
 
 logger = logging.getLogger(__name__)
 

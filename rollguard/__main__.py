@@ -1,0 +1,6 @@
+"""`python -m rollguard` is the `rollguard` command."""
+
+from rollguard.cli import main
+
+if __name__ == "__main__":
+    main()
