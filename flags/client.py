@@ -2,7 +2,9 @@
 
 The controller, the alert receiver, the dashboard and the CLI change flags only
 through this client, so every change is authorised, validated and audited by
-the flag service. Connection errors are retried with backoff; HTTP errors are
+the flag service. Connection errors are retried with backoff, and so is a lost
+answer (read timeout) to an idempotent request (reads, PUT, DELETE, kill and
+resume), never to a create or an import, which may have been done; HTTP errors are
 raised at once as `FlagsError` subclasses carrying the server's error body.
 
 Error tree::
@@ -304,11 +306,14 @@ class FlagsClient:
         )
 
     def kill(self, key: str, *, reason: str) -> Flag:
-        return Flag.from_json(self._request("POST", f"/api/admin/flags/{key}/kill", json={"reason": reason}))
+        # A kill of a killed flag changes nothing, so a repeat after a lost answer is safe.
+        return Flag.from_json(
+            self._request("POST", f"/api/admin/flags/{key}/kill", json={"reason": reason}, idempotent=True)
+        )
 
     def resume(self, key: str, *, reason: str) -> Flag:
         return Flag.from_json(
-            self._request("POST", f"/api/admin/flags/{key}/resume", json={"reason": reason})
+            self._request("POST", f"/api/admin/flags/{key}/resume", json={"reason": reason}, idempotent=True)
         )
 
     # audit log
@@ -377,13 +382,19 @@ class FlagsClient:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
     ) -> Any:
+        # A request that never connected can always be sent again; one that timed out
+        # after sending may have been done, so only an idempotent one is repeated.
+        retriable: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
+        if idempotent or (idempotent is None and method in _IDEMPOTENT_METHODS):
+            retriable = (*retriable, httpx.ReadTimeout)
         attempt = 0
         while True:
             try:
                 response = self._http.request(method, path, json=json, params=params, headers=headers)
                 break
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as exc:
+            except retriable as exc:
                 attempt += 1
                 if attempt > self._retries:
                     raise FlagsUnavailable(f"{self.base_url} did not answer: {exc}") from exc
@@ -401,6 +412,9 @@ class FlagsClient:
             raise FlagsError(
                 response.status_code, "not_json", f"{self.base_url} answered something other than JSON"
             ) from exc
+
+
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 def _error_from(response: httpx.Response) -> FlagsError:
