@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from flags import admin_data, admin_flags, admin_tokens, errors, health, ofrep, sdk
+from flags import admin_data, admin_flags, admin_tokens, errors, health, inputs, ofrep, sdk
 from flags.auth import FailureLimit, TokenCache
 from flags.db import Database
 from flags.fastpath import FeaturesFastPath
@@ -61,6 +61,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         auth_failures=FailureLimit(settings.flags_auth_failures_per_minute),
     )
 
+    # Before every blueprint's own hooks, so no view or parser sees a NUL or a deeply nested body.
+    app.before_request(inputs.guard_request)
     api = _Api(app)
     for blueprint in (admin_flags.bp, admin_tokens.bp, admin_data.bp, sdk.bp, ofrep.bp, health.bp):
         api.register_blueprint(blueprint)
