@@ -35,6 +35,7 @@ from alerts.settings import AlertsSettings
 from alerts.store import Action, DeliveryStore
 from control.notify import Notifier
 from flags.client import FlagsClient
+from flags.inputs import MAX_JSON_DEPTH, body_too_deep
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ def _authenticate() -> None:
 @bp.post("/alertmanager/webhook")
 def webhook() -> Response:
     """Act on one Alertmanager delivery and report what was done with each alert."""
+    if body_too_deep(request.get_data(cache=True)):
+        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels", code="too_deeply_nested")
     body = request.get_json(force=True, silent=True)
     if body is None:
         raise InvalidPayload("the body is not JSON")

@@ -107,7 +107,8 @@ def kill_reason(alert: WebhookAlert) -> str:
     value = alert.annotations.get("value", "").strip()
     if value:
         reason += f" (value {value})"
-    return reason[:MAX_REASON]
+    # Control characters from an alert's text must not make the flag service refuse the kill.
+    return "".join(ch if ch.isprintable() else " " for ch in reason)[:MAX_REASON]
 
 
 def rollback_event(alert: WebhookAlert) -> dict[str, object]:

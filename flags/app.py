@@ -8,17 +8,57 @@ the fast path for SDK polling around the WSGI app.
 
 from __future__ import annotations
 
-from flask import Flask
-from flask_smorest import Api
+import logging
+from typing import Any
 
-from flags import admin_data, admin_flags, admin_tokens, errors, health, ofrep, sdk
+from flask import Flask, request
+from flask_smorest import Api
+from sqlalchemy.exc import SQLAlchemyError
+
+from flags import admin_data, admin_flags, admin_tokens, errors, health, inputs, ofrep, sdk
 from flags.auth import FailureLimit, TokenCache
 from flags.db import Database
+from flags.errors import connection_lost
 from flags.fastpath import FeaturesFastPath
 from flags.schemas import ErrorSchema
 from flags.served import ServedState
 from flags.settings import Settings
 from flags.state import Services
+
+logger = logging.getLogger(__name__)
+
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_IDEMPOTENT_ACTIONS = ("/kill", "/resume")
+
+
+class _App(Flask):
+    """Flask that runs an idempotent request once more when its database connection was lost.
+
+    SQLAlchemy drops the broken connection (and, on a disconnect, the rest of the
+    pool), so the second run gets a fresh one; anything else, or a second
+    failure, reaches the error handlers (503 with Retry-After for a lost connection).
+    """
+
+    def dispatch_request(self) -> Any:
+        try:
+            return super().dispatch_request()
+        except SQLAlchemyError as exc:
+            if not (connection_lost(exc) and _idempotent()):
+                raise
+            logger.warning(
+                "database connection lost during %s %s; retrying once", request.method, request.path
+            )
+            return super().dispatch_request()
+
+
+def _idempotent() -> bool:
+    if request.method in _IDEMPOTENT_METHODS:
+        return True
+    return (
+        request.method == "POST"
+        and request.path.startswith("/api/admin/flags/")
+        and (request.path.endswith(_IDEMPOTENT_ACTIONS))
+    )
 
 
 class _Api(Api):  # type: ignore[misc]
@@ -32,7 +72,7 @@ _SECURITY = {"token": {"type": "apiKey", "in": "header", "name": "Authorization"
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app for `settings` (from the environment when omitted); the schema must be migrated."""
     settings = settings or Settings()
-    app = Flask(__name__)
+    app = _App(__name__)
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=settings.flags_max_body_bytes,
         ROLLGUARD_MAX_PAYLOAD_BYTES=settings.flags_max_payload_bytes,
@@ -61,6 +101,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         auth_failures=FailureLimit(settings.flags_auth_failures_per_minute),
     )
 
+    # Before every blueprint's own hooks, so no view or parser sees a NUL or a deeply nested body.
+    app.before_request(inputs.guard_request)
     api = _Api(app)
     for blueprint in (admin_flags.bp, admin_tokens.bp, admin_data.bp, sdk.bp, ofrep.bp, health.bp):
         api.register_blueprint(blueprint)

@@ -85,8 +85,7 @@ class TokenCache:
         if secret is None:
             return None
         generation = self._generation
-        with self._db.session() as session:
-            principal = authenticate(session, secret)
+        principal = self._db.read(lambda session: authenticate(session, secret))
         if principal is not None:
             with self._lock:
                 # A clear (e.g. a revocation noticed) during the query makes this answer unsafe to keep.

@@ -13,7 +13,7 @@ Error tree::
     +-- FlagNotFound           404
     +-- VersionConflict        409, the write carried a stale version
     +-- Unauthorized           401 / 403
-    FlagsUnavailable           no answer after the retries (connection refused, timeout)
+    FlagsUnavailable           no answer after the retries (connection refused, timeout), or 503
 """
 
 from __future__ import annotations
@@ -402,6 +402,9 @@ class FlagsClient:
             except httpx.TransportError as exc:
                 # Not retried: the request may have reached the service (a write must not repeat).
                 raise FlagsUnavailable(f"{self.base_url} failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 503:
+            # The service is up but its database is not: as unavailable as no answer, and worth a retry.
+            raise FlagsUnavailable(f"{self.base_url} is unavailable: {_error_from(response).message}")
         if response.status_code >= 400:
             raise _error_from(response)
         if response.status_code == 204 or not response.content:

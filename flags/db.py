@@ -21,8 +21,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, select, text, update
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from flags.errors import connection_lost
 from flags.models import RevisionRow
 
 logger = logging.getLogger(__name__)
@@ -126,10 +128,23 @@ class Database:
             for callback in self.after_commit:
                 callback()
 
+    def read(self, query: Callable[[Session], T]) -> T:
+        """Run a read-only `query`, once more on a fresh connection if the first one was lost."""
+        try:
+            with self._sessions() as session:
+                return query(session)
+        except SQLAlchemyError as exc:
+            if not connection_lost(exc):
+                raise
+            logger.warning("database connection lost during a read; retrying once")
+        with self._sessions() as session:
+            return query(session)
+
     def revision(self) -> int:
         """The current global revision."""
-        with self.engine.connect() as conn:
-            value = conn.execute(select(RevisionRow.value).where(RevisionRow.id == 1)).scalar()
+        value = self.read(
+            lambda session: session.scalar(select(RevisionRow.value).where(RevisionRow.id == 1))
+        )
         return int(value or 0)
 
     def ping(self) -> None:

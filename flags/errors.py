@@ -15,6 +15,9 @@ Error tree::
     +-- PreconditionRequired    428 write without If-Match
     +-- ValidationFailed        422 a body that parses but breaks a rule
     +-- TooManyRequests         429 too many failed authentications
+
+A lost database connection (`connection_lost`) is answered 503 with
+Retry-After: the request may be sent again; any other error is a 500.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 logger = logging.getLogger(__name__)
@@ -80,6 +84,18 @@ class ValidationFailed(ApiError):
 
 class TooManyRequests(ApiError):
     status, code = 429, "too_many_requests"
+
+
+DATABASE_RETRY_AFTER_S = 1
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the database connection failed (restart, terminated backend, pool timeout)."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError | sa_exc.TimeoutError
+    )
 
 
 _HTTP_CODES = {
@@ -145,3 +161,12 @@ def register_handlers(app: Flask) -> None:
         # The process boundary of a request: log it, answer in the project's format.
         logger.exception("unhandled error")
         return error_response(500, "internal_error", "internal error")
+
+    @app.errorhandler(sa_exc.SQLAlchemyError)
+    def _database_error(exc: sa_exc.SQLAlchemyError) -> Response:
+        if not connection_lost(exc):
+            return _unexpected(exc)
+        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        response = error_response(503, "database_unavailable", "the database is unavailable; retry")
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response

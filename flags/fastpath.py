@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import Counter
+from sqlalchemy.exc import SQLAlchemyError
 
 from flags.auth import TokenCache
 from flags.served import ServedState
@@ -48,7 +49,11 @@ class FeaturesFastPath:
         principal = self._tokens.cached(header) if header else None
         if principal is None:
             return self._app(environ, start_response)
-        snapshot = self._served.snapshot()
+        try:
+            snapshot = self._served.snapshot()
+        except SQLAlchemyError:
+            # The full view answers in the project's format (503 when the database is gone).
+            return self._app(environ, start_response)
         headers = [("ETag", snapshot.etag), ("Cache-Control", "no-cache")]
         if snapshot.etag_matches(environ.get("HTTP_IF_NONE_MATCH")):
             _SERVED_304.inc()

@@ -17,7 +17,7 @@ from yggdrasil_engine.engine import UnleashEngine
 
 from flags import audit, store
 from flags.audit import Actor
-from flags.errors import Conflict, ValidationFailed
+from flags.errors import BadRequest, Conflict, ValidationFailed
 from flags.models import FlagRow, UnleashFeatureRow, UnleashSegmentRow, utcnow
 from flags.unleash import STATE_VERSION, client_state
 
@@ -25,7 +25,16 @@ from flags.unleash import STATE_VERSION, client_state
 def import_document(
     session: Session, *, actor: Actor, document: dict[str, Any], replace: bool
 ) -> dict[str, int]:
-    """Store a validated document; with `replace`, drop imported features and segments it lacks."""
+    """Store a validated document; with `replace`, drop imported features and segments it lacks.
+
+    A document without features, segments or flags is refused (400) and so is a
+    replace that would remove features when the document is not an export
+    (409, with how many): an empty or truncated body must not wipe what SDKs are served.
+    """
+    if not any(name in document for name in ("features", "segments", "flags")):
+        raise BadRequest("the document holds no features, segments or flags", code="empty_import")
+    is_export = "version" in document and "features" in document
+    document = {"features": [], "segments": [], "flags": [], **document}
     reason = document.get("reason")
     flag_keys = {flag["key"] for flag in document["flags"]}
     # Features that render a flag of the same document are the flag itself (an export).
@@ -42,6 +51,13 @@ def import_document(
     if replace:
         stale = select(UnleashFeatureRow.name).where(UnleashFeatureRow.name.not_in(names))
         removed = len(session.scalars(stale).all())
+        if removed and not is_export:
+            raise Conflict(
+                f"this replace would remove {removed} features, and the document is not an export "
+                "(it needs `version` and `features`); import without replace, or send a full export",
+                code="replace_would_remove",
+                details={"removed_features": removed},
+            )
         session.execute(delete(UnleashFeatureRow).where(UnleashFeatureRow.name.not_in(names)))
         session.execute(delete(UnleashSegmentRow))
     now = utcnow()

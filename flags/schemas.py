@@ -12,11 +12,40 @@ import json
 from typing import Any
 
 from flask import current_app
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+)
 
 from flags.client import FLAG_STATES, GUARDRAIL_METRICS, GUARDRAIL_OPS
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+
+
+class FullMatch(validate.Regexp):
+    """`validate.Regexp` over the whole value: `$` alone also matches before a trailing newline."""
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false; marshmallow's Boolean would also take "yes", 0 or 1."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+_key = fields.String(required=True, validate=FullMatch(KEY_PATTERN, error="key must match {regex}"))
 _reason = fields.String(validate=validate.Length(max=1000), allow_none=True)
 
 
@@ -39,14 +68,14 @@ class _FlagFields(Schema):
     """The writable fields of a flag, shared by create, patch and import."""
 
     description = fields.String(validate=validate.Length(max=2000))
-    enabled = fields.Boolean()
+    enabled = StrictBoolean()
     rollout = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))
     stages = fields.List(
         fields.Integer(strict=True, validate=validate.Range(min=1, max=100)),
         validate=validate.Length(min=1, max=20),
     )
     stage_hold_s = fields.Integer(strict=True, validate=validate.Range(min=0, max=30 * 86_400))
-    auto_promote = fields.Boolean()
+    auto_promote = StrictBoolean()
     guardrails = fields.List(fields.Nested(GuardrailSchema), validate=validate.Length(max=50))
     rollback = fields.Nested(RollbackSchema)
     state = fields.String(validate=validate.OneOf(FLAG_STATES))
@@ -70,7 +99,7 @@ class _FlagFields(Schema):
 
 
 class FlagCreateSchema(_FlagFields):
-    key = fields.String(required=True, validate=validate.Regexp(KEY_PATTERN, error="key must match {regex}"))
+    key = _key
     reason = _reason
 
 
@@ -79,7 +108,7 @@ class FlagPatchSchema(_FlagFields):
 
 
 class FlagImportSchema(_FlagFields):
-    key = fields.String(required=True, validate=validate.Regexp(KEY_PATTERN, error="key must match {regex}"))
+    key = _key
     version = fields.Integer(load_only=True)
     created_at = fields.String(load_only=True)
     updated_at = fields.String(load_only=True)
@@ -144,7 +173,7 @@ class EventListSchema(Schema):
 
 
 class TokenCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Regexp(r"^[\w.:@ -]{1,200}$"))
+    name = fields.String(required=True, validate=FullMatch(r"^[\w.:@ -]{1,200}$"))
     scope = fields.String(required=True, validate=validate.OneOf(["admin", "client"]))
 
 
@@ -179,7 +208,7 @@ class UnleashFeatureSchema(Schema):
         unknown = "include"
 
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    enabled = fields.Boolean(load_default=True)
+    enabled = StrictBoolean(load_default=True)
     strategies = fields.List(fields.Nested(UnleashStrategySchema), load_default=list)
     variants = fields.List(fields.Dict(), allow_none=True)
 
@@ -198,16 +227,22 @@ class ImportSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    features = fields.List(fields.Nested(UnleashFeatureSchema), load_default=list)
-    segments = fields.List(fields.Nested(UnleashSegmentSchema), load_default=list)
-    flags = fields.List(fields.Nested(FlagImportSchema), load_default=list)
+    version = fields.Integer(
+        strict=True, metadata={"description": "set by an export; a replace that removes features needs it"}
+    )
+    features = fields.List(fields.Nested(UnleashFeatureSchema))
+    segments = fields.List(fields.Nested(UnleashSegmentSchema))
+    flags = fields.List(fields.Nested(FlagImportSchema))
     reason = _reason
 
 
 class ImportQuerySchema(Schema):
     replace = fields.Boolean(
         load_default=False,
-        metadata={"description": "drop imported Unleash features and segments absent from the document"},
+        metadata={
+            "description": "drop imported Unleash features and segments absent from the document; "
+            "refused (409) when that removes features and the document is not an export"
+        },
     )
 
 

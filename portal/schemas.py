@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from flags.inputs import MAX_JSON_DEPTH, body_too_deep
 from portal.errors import BadRequest, MalformedJson
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -61,6 +62,10 @@ class FaultRequest(_Strict):
 
 def parse_body(model: type[Model]) -> Model:
     """Parse the JSON body into `model`, or raise BadRequest."""
+    if body_too_deep(request.get_data(cache=True)):
+        raise MalformedJson(
+            f"the body is nested deeper than {MAX_JSON_DEPTH} levels", code="too_deeply_nested"
+        )
     body = request.get_json(silent=True)
     if body is None:
         raise MalformedJson("the body must be JSON")

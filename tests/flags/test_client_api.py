@@ -122,7 +122,11 @@ def test_import_export_round_trip(client: FlaskClient) -> None:
     assert _feature(client, "opt")["strategies"][0]["parameters"]["rollout"] == "10"
     shadowing = {"features": [{"name": "opt", "enabled": True, "strategies": []}]}
     assert client.post("/api/admin/import", json=shadowing, headers=admin()).status_code == 409
-    emptied = client.post("/api/admin/import?replace=true", json={"features": []}, headers=admin())
+    partial = client.post("/api/admin/import?replace=true", json={"features": []}, headers=admin())
+    assert partial.status_code == 409 and partial.json["error"]["details"] == {"removed_features": 1}
+    emptied = client.post(
+        "/api/admin/import?replace=true", json={"version": 2, "features": []}, headers=admin()
+    )
     assert emptied.json["removed_features"] == 1
     names = {f["name"] for f in client.get("/api/client/features", headers=sdk()).json["features"]}
     assert names == {"opt"}

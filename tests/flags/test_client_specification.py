@@ -65,7 +65,12 @@ def sdk_for(
         state = json.loads((SPEC_DIR / name).read_text())["state"]
         with service.admin() as admin:
             admin.import_unleash(
-                {"features": state["features"], "segments": state.get("segments", [])}, replace=True
+                {
+                    "version": state.get("version", 1),
+                    "features": state["features"],
+                    "segments": state.get("segments", []),
+                },
+                replace=True,
             )
         cache_dir = tmp_path_factory.mktemp("sdk-cache")
         client = service.sdk(f"spec-{name[:2]}", cache_dir, disable_registration=True)

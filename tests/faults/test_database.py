@@ -1,0 +1,148 @@
+"""A lost PostgreSQL connection: acknowledged writes survive, failures say 503, the service recovers.
+
+The flag service runs as `rollguard flags serve` (gunicorn) on a private
+PostgreSQL cluster that the tests really restart and whose backends they
+terminate while clients write and read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import LiveFlagService, start_flag_service
+from tests.faults.components import PrivatePostgres
+from tests.support import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def service(tmp_path: Path, private_postgres: PrivatePostgres) -> Any:
+    live = start_flag_service(tmp_path, database_url=private_postgres.url)
+    yield live
+    live.process.stop()
+
+
+def _headers(service: LiveFlagService) -> dict[str, str]:
+    return {"Authorization": service.admin_token}
+
+
+def _create(http: httpx.Client, service: LiveFlagService, key: str) -> httpx.Response:
+    return http.post(f"{service.url}/api/admin/flags", json={"key": key}, headers=_headers(service))
+
+
+def _stored(service: LiveFlagService) -> tuple[set[str], Counter[str]]:
+    with httpx.Client(timeout=10) as http:
+        flags = http.get(f"{service.url}/api/admin/flags", headers=_headers(service)).json()["flags"]
+        events = http.get(
+            f"{service.url}/api/admin/events", params={"limit": 1000}, headers=_headers(service)
+        ).json()["events"]
+    creates = Counter(event["flag"] for event in events if event["action"] == "create")
+    return {flag["key"] for flag in flags}, creates
+
+
+def _creates_during(service: LiveFlagService, fault: Any, *, count: int) -> list[tuple[str, httpx.Response]]:
+    """Send `count` creates from 16 threads while `fault()` runs in a loop; every (key, response)."""
+    stop = threading.Event()
+
+    def keep_breaking() -> None:
+        while not stop.is_set():
+            fault()
+
+    breaker = threading.Thread(target=keep_breaking)
+    breaker.start()
+    try:
+        with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=16)) as http:
+            keys = [f"write-{i}" for i in range(count)]
+            with ThreadPoolExecutor(16) as pool:
+                responses = list(pool.map(lambda key: _create(http, service, key), keys))
+    finally:
+        stop.set()
+        breaker.join()
+    return list(zip(keys, responses, strict=True))
+
+
+def _assert_honest(results: list[tuple[str, httpx.Response]], service: LiveFlagService) -> Counter[int]:
+    statuses = Counter(response.status_code for _, response in results)
+    assert set(statuses) <= {201, 503}, statuses
+    for _, response in results:
+        if response.status_code == 503:
+            assert response.headers["Retry-After"] == "1"
+            assert response.json()["error"]["code"] == "database_unavailable"
+    stored, creates = _stored(service)
+    acknowledged = {key for key, response in results if response.status_code == 201}
+    assert acknowledged <= stored, f"acknowledged but lost: {sorted(acknowledged - stored)}"
+    assert all(creates[key] == 1 for key in stored), "every stored flag has exactly one create event"
+    return statuses
+
+
+def test_backend_terminations_lose_no_acknowledged_write(
+    service: LiveFlagService, private_postgres: PrivatePostgres
+) -> None:
+    terminated: list[int] = []
+    results = _creates_during(
+        service, lambda: terminated.append(private_postgres.terminate_backends()), count=200
+    )
+    assert sum(terminated) > 0, "the test must really have cut connections"
+    statuses = _assert_honest(results, service)
+    assert statuses[201] > 0
+
+
+def test_postgres_restart_loses_no_acknowledged_write_and_service_recovers(
+    service: LiveFlagService, private_postgres: PrivatePostgres
+) -> None:
+    restarts: list[int] = []
+
+    def restart_twice() -> None:
+        if len(restarts) < 2:
+            private_postgres.restart()
+            restarts.append(1)
+        else:
+            threading.Event().wait(0.05)
+
+    results = _creates_during(service, restart_twice, count=200)
+    assert len(restarts) == 2
+    _assert_honest(results, service)
+    # The same processes serve again, without a restart of the flag service.
+    assert service.process.proc.poll() is None
+    with httpx.Client(timeout=10) as http:
+        after = _create(http, service, "after-restart")
+        assert after.status_code == 201, after.text
+        read = http.get(f"{service.url}/api/admin/flags/after-restart", headers=_headers(service))
+        assert read.status_code == 200
+
+
+def test_reads_during_terminations_are_answered_or_503(
+    service: LiveFlagService, private_postgres: PrivatePostgres
+) -> None:
+    with httpx.Client(timeout=10) as http:
+        assert _create(http, service, "read-me").status_code == 201
+    stop = threading.Event()
+    statuses: Counter[int] = Counter()
+
+    def read_loop() -> None:
+        with httpx.Client(timeout=10) as http:
+            while not stop.is_set():
+                response = http.get(f"{service.url}/api/admin/flags/read-me", headers=_headers(service))
+                statuses[response.status_code] += 1
+
+    readers = [threading.Thread(target=read_loop) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        for _ in range(30):
+            private_postgres.terminate_backends()
+        wait_until(lambda: sum(statuses.values()) >= 200, timeout=60, what="200 reads")
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[200] > 0
