@@ -3,7 +3,8 @@
 `flags.cli serve` (through `flags.wsgi`) and the tests call `create_app`. It
 wires settings, database, the served snapshot and token cache, the API
 blueprints, the OpenAPI document at /openapi.json, the JSON error handlers, and
-the fast path for SDK polling around the WSGI app.
+the fast path for SDK polling around the WSGI app, and the stream fan-out
+(`flags.broadcast`) woken by PostgreSQL LISTEN or, on SQLite, by local commits.
 """
 
 from __future__ import annotations
@@ -15,11 +16,24 @@ from flask import Flask, request
 from flask_smorest import Api
 from sqlalchemy.exc import SQLAlchemyError
 
-from flags import admin_data, admin_flags, admin_tokens, errors, health, inputs, ofrep, sdk
+from flags import (
+    admin_data,
+    admin_flags,
+    admin_tokens,
+    errors,
+    greenlets,
+    health,
+    inputs,
+    ofrep,
+    sdk,
+    streaming,
+)
 from flags.auth import FailureLimit, TokenCache
+from flags.broadcast import Broadcaster
 from flags.db import Database
 from flags.errors import connection_lost
 from flags.fastpath import FeaturesFastPath
+from flags.notices import LocalNotices, Notices, PostgresNotices
 from flags.schemas import ErrorSchema
 from flags.served import ServedState
 from flags.settings import Settings
@@ -67,6 +81,23 @@ class _Api(Api):  # type: ignore[misc]
 
 
 _SECURITY = {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}}
+# How often the stream fan-out re-reads the revision when no notice came: a safety
+# net for a LISTEN connection that died silently.
+_POSTGRES_FALLBACK_S = 5.0
+_MIN_LOCAL_CHECK_S = 0.05
+
+
+def _broadcaster(settings: Settings, db: Database, served: ServedState) -> Broadcaster:
+    notices: Notices
+    if db.engine.dialect.name == "postgresql":
+        notices, fallback_s = PostgresNotices(settings.database_url), _POSTGRES_FALLBACK_S
+    else:
+        local = LocalNotices()
+        db.after_commit.append(local.notify)
+        notices, fallback_s = local, max(settings.flags_revision_check_s, _MIN_LOCAL_CHECK_S)
+    # With a thread per stream, streams must leave threads for everything else.
+    max_streams = settings.flags_max_streams if greenlets.patched() else max(1, settings.flags_threads // 2)
+    return Broadcaster(served, notices, fallback_s=fallback_s, max_streams=max_streams)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -99,12 +130,21 @@ def create_app(settings: Settings | None = None) -> Flask:
         served=served,
         tokens=tokens,
         auth_failures=FailureLimit(settings.flags_auth_failures_per_minute),
+        broadcaster=_broadcaster(settings, db, served),
     )
 
     # Before every blueprint's own hooks, so no view or parser sees a NUL or a deeply nested body.
     app.before_request(inputs.guard_request)
     api = _Api(app)
-    for blueprint in (admin_flags.bp, admin_tokens.bp, admin_data.bp, sdk.bp, ofrep.bp, health.bp):
+    for blueprint in (
+        admin_flags.bp,
+        admin_tokens.bp,
+        admin_data.bp,
+        sdk.bp,
+        streaming.bp,
+        ofrep.bp,
+        health.bp,
+    ):
         api.register_blueprint(blueprint)
     # Registered after Api(app) so that these handlers replace flask-smorest's error bodies.
     errors.register_handlers(app)

@@ -70,9 +70,8 @@ def serve(host: str, port: int, database_url: str | None, workers: int | None, d
     from pydantic import ValidationError
     from sqlalchemy.exc import ArgumentError, OperationalError
 
-    from flags.server import run
+    from flags.greenlets import cooperate
     from flags.settings import Settings
-    from flags.startup import prepare
 
     overrides: dict[str, Any] = {}
     if database_url:
@@ -84,6 +83,11 @@ def serve(host: str, port: int, database_url: str | None, workers: int | None, d
     except ValidationError as exc:
         raise click.ClickException(f"bad configuration: {exc}") from exc
     _check_port(host, port)
+    cooperate(settings, dev=dev)
+    # Imported only now: they import psycopg, which must come after gevent's patch.
+    from flags.server import run
+    from flags.startup import prepare
+
     try:
         prepare(settings)
     except (OperationalError, ArgumentError) as exc:

@@ -30,6 +30,8 @@ from flags.models import RevisionRow
 logger = logging.getLogger(__name__)
 
 _MIGRATION_LOCK_ID = 727_274_242
+# PostgreSQL NOTIFY channel of committed writes; `flags.notices` listens on it.
+CHANGE_CHANNEL = "rollguard_flags_changed"
 T = TypeVar("T")
 
 
@@ -124,6 +126,9 @@ class Database:
                 session.execute(
                     update(RevisionRow).where(RevisionRow.id == 1).values(value=RevisionRow.value + 1)
                 )
+                if self.engine.dialect.name == "postgresql":
+                    # Delivered at commit, to every process listening, and never for a rollback.
+                    session.execute(text(f"NOTIFY {CHANGE_CHANNEL}"))
                 yield session
             for callback in self.after_commit:
                 callback()

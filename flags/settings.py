@@ -54,13 +54,33 @@ class Settings(BaseSettings):
     flags_workers: int = Field(
         default=2, ge=1, description="ROLLGUARD_FLAGS_WORKERS: gunicorn worker processes."
     )
-    flags_worker_class: Literal["gthread", "sync"] = Field(
-        default="gthread",
-        description="ROLLGUARD_FLAGS_WORKER_CLASS: gunicorn worker class; gthread (keep-alive) measured "
-        "best in bench/flags_features.py, sync also works.",
+    flags_worker_class: Literal["gevent", "gthread", "sync"] = Field(
+        default="gevent",
+        description="ROLLGUARD_FLAGS_WORKER_CLASS: gunicorn worker class. gevent (default) holds each "
+        "SDK stream as a greenlet, not a thread; gthread and sync serve streams with a thread each, so "
+        "they admit at most half of ROLLGUARD_FLAGS_THREADS streams per process.",
     )
     flags_threads: int = Field(
         default=4, ge=1, description="ROLLGUARD_FLAGS_THREADS: threads per gthread worker."
+    )
+    flags_worker_connections: int = Field(
+        default=4000,
+        ge=10,
+        description="ROLLGUARD_FLAGS_WORKER_CONNECTIONS: open connections (streams included) one gevent "
+        "worker accepts.",
+    )
+    flags_max_streams: int = Field(
+        default=4000,
+        ge=0,
+        description="ROLLGUARD_FLAGS_MAX_STREAMS: streams one process holds before it answers 429 "
+        "(SDKs then retry later or poll).",
+    )
+    flags_stream_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0.0,
+        le=25.0,
+        description="ROLLGUARD_FLAGS_STREAM_HEARTBEAT_S: seconds between keep-alive comments on an idle "
+        "stream (below the SDKs' 30 s read timeout); each also re-checks the stream's token.",
     )
 
     @property

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from flags.auth import FailureLimit, TokenCache
+from flags.broadcast import Broadcaster
 from flags.db import Database
 from flags.served import ServedState
 from flags.settings import Settings
@@ -14,13 +15,14 @@ from flags.settings import Settings
 
 @dataclass
 class Services:
-    """Settings, database, served snapshot, token cache and failure limit of one app."""
+    """Settings, database, served snapshot, token cache, failure limit and stream fan-out of one app."""
 
     settings: Settings
     db: Database
     served: ServedState
     tokens: TokenCache
     auth_failures: FailureLimit
+    broadcaster: Broadcaster
 
 
 def services() -> Services:

@@ -52,7 +52,8 @@ def build_gate(settings: PortalSettings) -> BuiltGate:
         cache_directory=str(cache_dir),
         # Tests and the bench run several portals in one process, each with its own client.
         multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
+        experimental_mode={"type": settings.flags_mode},
     )
     client.initialize_client()
-    logger.info("gating %s through %s", settings.flag_key, settings.flags_url)
+    logger.info("gating %s through %s in %s mode", settings.flag_key, settings.flags_url, settings.flags_mode)
     return BuiltGate(UnleashGate(client, settings.flag_key), "unleash", client.destroy)

@@ -9,6 +9,8 @@ The optimizer's own knobs (TTL, batch size, ...) are `ROLLGUARD_OPTIMIZER_*`, re
 | ROLLGUARD_PORTAL_DATABASE_URL | sqlite:///./var/portal.db | the portal's database |
 | ROLLGUARD_FLAGS_URL | unset | flag service; unset means a static gate (ROLLGUARD_PORTAL_OPTIMIZE) |
 | ROLLGUARD_CLIENT_TOKEN | unset | client token the Unleash SDK sends |
+| ROLLGUARD_PORTAL_FLAGS_MODE | streaming | how the SDK gets flag changes: `streaming` (server-sent events) or `polling` |
+| ROLLGUARD_PORTAL_FLAGS_REFRESH_S | 5 | polling interval in polling mode |
 | ROLLGUARD_REDIS_URL | unset | shared cache and cross-instance invalidation; unset means in-process |
 | ROLLGUARD_PORTAL_REDIS_NAMESPACE | rollguard | prefix of the portal's Redis keys |
 | ROLLGUARD_PORTAL_ADMIN_TOKEN | unset | protects the fault endpoint; unset refuses it |
@@ -23,6 +25,7 @@ The optimizer's own knobs (TTL, batch size, ...) are `ROLLGUARD_OPTIMIZER_*`, re
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +58,7 @@ class PortalSettings(BaseSettings):
     pool_overflow: int = Field(default=0, ge=0)
     pool_timeout_s: float = Field(default=5.0, gt=0)
 
+    flags_mode: Literal["streaming", "polling"] = "streaming"
     flags_refresh_s: int = Field(default=5, ge=1)
     flags_metrics_s: int = Field(default=30, ge=1)
     var_dir: Path = Field(
