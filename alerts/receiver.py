@@ -35,7 +35,7 @@ from alerts.settings import AlertsSettings
 from alerts.store import Action, DeliveryStore
 from control.notify import Notifier
 from flags.client import FlagsClient
-from flags.inputs import MAX_JSON_DEPTH, body_too_deep
+from flags.jsontext import MAX_JSON_DEPTH, body_too_deep
 
 logger = logging.getLogger(__name__)
 

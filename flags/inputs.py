@@ -1,8 +1,8 @@
 """Input every request must pass before a view or a JSON parser sees it.
 
 `guard_request` runs before each request of the flag service (registered by
-`create_app`); the alert receiver and the portal call `body_too_deep` on their
-JSON bodies too. Two kinds of input are refused here, at the edge, because
+`create_app`), with the checks of `flags.jsontext` that the alert receiver and
+the portal run on their JSON bodies too. Two kinds of input are refused here, at the edge, because
 they fail far from where they enter:
 
 - a NUL character in the path, the query or a JSON string: PostgreSQL stores
@@ -15,35 +15,10 @@ they fail far from where they enter:
 
 from __future__ import annotations
 
-import re
-
 from flask import request
 
 from flags.errors import BadRequest
-
-MAX_JSON_DEPTH = 64
-
-# An escaped NUL: `\u0000` after an even number of backslashes (an odd number escapes the backslash).
-_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(rb"[\[\]{}]")
-
-
-def body_too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether the JSON text `data` opens more than `limit` arrays/objects inside each other."""
-    if data.count(b"[") + data.count(b"{") <= limit:
-        return False
-    depth = 0
-    for bracket in _BRACKETS.findall(_STRING.sub(b'""', data)):
-        depth += 1 if bracket in (b"[", b"{") else -1
-        if depth > limit:
-            return True
-    return False
-
-
-def has_nul(data: bytes) -> bool:
-    """Whether the JSON text `data` holds a NUL character, raw or escaped."""
-    return b"\x00" in data or (b"\\u0000" in data and _ESCAPED_NUL.search(data) is not None)
+from flags.jsontext import MAX_JSON_DEPTH, body_too_deep, has_nul
 
 
 def guard_request() -> None:

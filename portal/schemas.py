@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from flags.inputs import MAX_JSON_DEPTH, body_too_deep
+from flags.jsontext import MAX_JSON_DEPTH, body_too_deep
 from portal.errors import BadRequest, MalformedJson
 
 Model = TypeVar("Model", bound=BaseModel)

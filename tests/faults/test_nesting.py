@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alerts.receiver import create_app as create_receiver
-from flags.inputs import MAX_JSON_DEPTH, body_too_deep, has_nul
+from flags.jsontext import MAX_JSON_DEPTH, body_too_deep, has_nul
 from portal.app import create_app as create_portal
 from portal.settings import PortalSettings
 from tests.alerts.conftest import make_settings as alerts_settings
