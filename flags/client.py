@@ -57,6 +57,12 @@ class FlagNotFound(FlagsError):
 class VersionConflict(FlagsError):
     """The write carried a version that is no longer current."""
 
+    @property
+    def current(self) -> Flag | None:
+        """The flag as it is now, when the service sent it along with the conflict."""
+        found = self.details.get("current") if isinstance(self.details, dict) else None
+        return Flag.from_json(found) if isinstance(found, dict) else None
+
 
 class Unauthorized(FlagsError):
     """The token is missing, wrong, or lacks the admin scope."""
@@ -298,17 +304,24 @@ class FlagsClient:
         body: dict[str, Any] = {"rollout": rollout}
         if reason:
             body["reason"] = reason
-        headers = {"If-Match": str(version)} if version is not None else None
         return Flag.from_json(
-            self._request("PUT", f"/api/admin/flags/{key}/rollout", json=body, headers=headers)
+            self._request("PUT", f"/api/admin/flags/{key}/rollout", json=body, headers=_if_match(version))
         )
 
-    def kill(self, key: str, *, reason: str) -> Flag:
-        return Flag.from_json(self._request("POST", f"/api/admin/flags/{key}/kill", json={"reason": reason}))
-
-    def resume(self, key: str, *, reason: str) -> Flag:
+    def kill(self, key: str, *, reason: str, version: int | None = None) -> Flag:
+        """Switch the flag off for everyone; with `version`, only if the flag is still at it."""
         return Flag.from_json(
-            self._request("POST", f"/api/admin/flags/{key}/resume", json={"reason": reason})
+            self._request(
+                "POST", f"/api/admin/flags/{key}/kill", json={"reason": reason}, headers=_if_match(version)
+            )
+        )
+
+    def resume(self, key: str, *, reason: str, version: int | None = None) -> Flag:
+        """Switch the flag back on at its rollout; with `version`, only if the flag is still at it."""
+        return Flag.from_json(
+            self._request(
+                "POST", f"/api/admin/flags/{key}/resume", json={"reason": reason}, headers=_if_match(version)
+            )
         )
 
     # audit log
@@ -414,6 +427,10 @@ def _error_from(response: httpx.Response) -> FlagsError:
         details = None
     cls = _ERRORS_BY_STATUS.get(response.status_code, FlagsError)
     return cls(response.status_code, code, message, details)
+
+
+def _if_match(version: int | None) -> dict[str, str] | None:
+    return {"If-Match": str(version)} if version is not None else None
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:

@@ -6,13 +6,12 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import banners, charts, controls, data, session, status
+from dashboard import actions, banners, charts, controls, data, session, status
 from dashboard.health import Health, describe
 from dashboard.plots import RANGES, RESOLUTIONS, metric_charts, step_for
-from flags.client import FlagNotFound
+from flags.client import Flag, FlagNotFound
 
 settings = session.settings()
-session.show_outcome()
 
 try:
     keys = [f.key for f in data.all_flags(settings)]
@@ -31,56 +30,52 @@ if st.session_state.get("flag_key") not in keys or (wanted in keys and wanted !=
 key = st.selectbox("Flag", keys, key="flag_key")
 st.query_params["flag"] = key
 
-try:
-    flag = data.one_flag(settings, key)
-except FlagNotFound:
-    st.error(f"Flag `{key}` no longer exists.")
-    st.stop()
-except data.SourceDown as error:
-    banners.source_down(error)
-    st.stop()
-
 
 @st.fragment(run_every=settings.refresh_s)
-def header() -> None:
+def flag_view() -> None:
+    """Header, controls and charts from one read of the flag, so all show the same version."""
+    session.show_outcome()
     try:
-        current = data.one_flag(settings, key)
-    except (FlagNotFound, data.SourceDown) as error:
-        st.error(str(error))
+        flag = data.one_flag(settings, key)
+    except FlagNotFound:
+        st.error(f"Flag `{key}` no longer exists.")
         return
-    st.title(current.key)
-    if current.description:
-        st.caption(current.description)
-    cols = st.columns(6)
-    cols[0].metric("Kill switch", "on" if current.enabled else "killed")
-    cols[1].metric("Rollout", f"{current.rollout}%")
-    cols[2].metric("Stage", status.FlagRow(current, Health.UNKNOWN, (), None).stage)
-    cols[3].metric("State", current.state)
-    cols[4].metric("Auto-promote", "on" if current.auto_promote else "off")
-    cols[5].metric("Version", current.version)
-    live = banners.controller_status(settings)
-    controller_live = bool(live and live.is_live)
-    try:
-        health, checks = status.flag_health(settings, current, controller_live=controller_live)
     except data.SourceDown as error:
         banners.source_down(error)
         return
-    banners.breach(current, checks, controller_live=controller_live)
+    header(flag)
+    controls.render(flag)
+    metrics(flag)
+
+
+def header(flag: Flag) -> None:
+    st.title(flag.key)
+    if flag.description:
+        st.caption(flag.description)
+    cols = st.columns(6)
+    cols[0].metric("Kill switch", actions.switch_label(flag))
+    cols[1].metric("Rollout", f"{flag.rollout}%")
+    cols[2].metric("Stage", status.FlagRow(flag, Health.UNKNOWN, (), None).stage)
+    cols[3].metric("State", flag.state)
+    cols[4].metric("Auto-promote", "on" if flag.auto_promote else "off")
+    cols[5].metric("Version", flag.version)
+    live = banners.controller_status(settings)
+    controller_live = bool(live and live.is_live)
+    try:
+        health, checks = status.flag_health(settings, flag, controller_live=controller_live)
+    except data.SourceDown as error:
+        banners.source_down(error)
+        return
+    banners.breach(flag, checks, controller_live=controller_live)
     if checks:
         st.caption(f"Health: {health.label} · " + " · ".join(f"{describe(c)} → {c.verdict}" for c in checks))
 
 
-header()
-controls.render(flag)
-
-st.subheader("Metrics")
-pick_range, pick_resolution = st.columns(2)
-range_label = pick_range.selectbox("Time range", list(RANGES), index=1, key="time_range")
-resolution = pick_resolution.selectbox("Resolution", list(RESOLUTIONS), key="resolution")
-
-
-@st.fragment(run_every=settings.refresh_s)
-def metrics() -> None:
+def metrics(flag: Flag) -> None:
+    st.subheader("Metrics")
+    pick_range, pick_resolution = st.columns(2)
+    range_label = pick_range.selectbox("Time range", list(RANGES), index=1, key="time_range")
+    resolution = pick_resolution.selectbox("Resolution", list(RESOLUTIONS), key="resolution")
     span_s = RANGES[range_label]
     step_s = step_for(span_s, RESOLUTIONS[resolution])
     end = data.window_end(step_s)
@@ -110,10 +105,10 @@ def metrics() -> None:
         config={"displaylogo": False},
     )
     st.caption(
-        f"{range_label} at {step_s}s steps · updated {data.now():%H:%M:%S} UTC · "
+        f"{range_label} at {step_s}s steps · flag version {flag.version} · updated {data.now():%H:%M:%S} UTC · "
         f"refreshes every {settings.refresh_s:g}s",
-        help="Only this block refreshes: what you type in the controls above is kept.",
+        help="Only this page's content refreshes: what you type in the controls is kept.",
     )
 
 
-metrics()
+flag_view()
