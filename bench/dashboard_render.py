@@ -180,7 +180,7 @@ def breakdown(database_url: str, *, hours: float) -> dict[str, float]:
     """Time the parts of a 24 h render outside Streamlit: metric queries, verdicts, figures."""
     from control.metrics import open_source
     from control.settings import ControlSettings
-    from dashboard import charts
+    from dashboard import charts, verdicts
     from dashboard.plots import PANELS, step_for
 
     settings = ControlSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": database_url})
@@ -206,7 +206,7 @@ def breakdown(database_url: str, *, hours: float) -> dict[str, float]:
             start=start,
             end=end,
         )
-    charts.verdict_timeline(charts.verdict_runs(records), start=start, end=end)
+    verdicts.timeline(verdicts.verdict_runs(records), start=start, end=end)
     built = time.perf_counter()
     store.close()
     return {

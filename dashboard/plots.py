@@ -130,6 +130,7 @@ def metric_charts(
                 y_title=panel.y_title,
                 percent=panel.percent,
                 windows=dict.fromkeys(lines, series_window_s(step_s, window_s)),
+                step_s=step_s,
             )
         )
     return figures

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import actions, banners, charts, controls, data, session, status
+from dashboard import actions, banners, charts, controls, data, session, status, verdicts
 from dashboard.health import Health, describe
 from dashboard.plots import RANGES, RESOLUTIONS, metric_charts, step_for
 from flags.client import Flag, FlagNotFound
@@ -90,7 +90,7 @@ def metrics(flag: Flag) -> None:
     markers = charts.markers_from_events(events)
     try:
         figures = metric_charts(settings, flag, start=start, end=shown_until, step_s=step_s, markers=markers)
-        runs = data.verdict_runs(settings, key, since=start)
+        runs, silence_s = data.verdict_runs(settings, key, since=start)
     except data.SourceDown as error:
         banners.source_down(error)
         return
@@ -99,8 +99,16 @@ def metrics(flag: Flag) -> None:
         (left if index % 2 == 0 else right).plotly_chart(
             figure, key=f"chart_{index}", config={"displaylogo": False}
         )
+    quiet = verdicts.silences(
+        runs,
+        [g.name for g in flag.guardrails],
+        verdicts.flag_history(flag, events),
+        start=start,
+        end=shown_until,
+        max_gap_s=silence_s,
+    )
     st.plotly_chart(
-        charts.verdict_timeline(runs, start=start, end=shown_until, markers=markers),
+        verdicts.timeline(runs, start=start, end=shown_until, quiet=quiet, markers=markers),
         key="verdicts",
         config={"displaylogo": False},
     )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboard.charts import classify, downsample, markers_from_events, verdict_runs
+from dashboard.charts import classify, downsample, markers_from_events, metric_figure
 from dashboard.guardrails import GuardrailRow, validate
 from dashboard.health import Health, badge, describe, latest_verdicts
 from dashboard.plots import step_for
 from dashboard.settings import DashboardSettings
+from dashboard.verdicts import flag_history, silence_s, silences, timeline, verdict_runs
 from flags.client import Event, Flag, RollbackPolicy
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -187,3 +189,48 @@ def test_settings_from_env_and_secrets() -> None:
     ).can_write
     with pytest.raises(ValueError):
         DashboardSettings.from_env({"ROLLGUARD_DASHBOARD_REFRESH_S": "0"})
+
+
+def test_a_line_breaks_where_no_samples_came() -> None:
+    points = [P(T0 + timedelta(seconds=5 * i), 0.1) for i in range(10)]
+    points += [P(T0 + timedelta(seconds=600 + 5 * i), 0.2) for i in range(10)]
+    figure = metric_figure(
+        "error rate", {"optimized": points}, start=T0, end=T0 + timedelta(hours=1), step_s=5
+    )
+    ys = list(figure.data[0].y)
+    assert ys.count(None) == 1
+    assert ys.index(None) == 10
+    steady = metric_figure("x", {"optimized": points[:10]}, start=T0, end=T0 + timedelta(hours=1), step_s=5)
+    assert None not in list(steady.data[0].y)
+
+
+def test_a_silence_after_a_kill_is_not_judged_and_says_why() -> None:
+    verdicts = [V(T0 + timedelta(seconds=5 * i), "g", "fail" if i >= 8 else "pass") for i in range(10)]
+    # The controller killed the flag after the last verdict at +45 s, then judged nothing for 10 minutes.
+    kill = _event(
+        "kill", {"enabled": True, "state": "rolling_out"}, {"enabled": False, "state": "rolled_back"}
+    )
+    kill = dataclasses.replace(kill, time=T0 + timedelta(seconds=46))
+    verdicts += [V(T0 + timedelta(seconds=660 + 5 * i), "g", "pass") for i in range(3)]
+    runs = verdict_runs(verdicts)
+    assert [(r.verdict, r.count) for r in runs] == [("pass", 8), ("fail", 2), ("pass", 3)]
+    assert runs[1].end == T0 + timedelta(seconds=45)  # the red run stops at its last verdict
+
+    history = flag_history(_flag(enabled=False), [kill])
+    quiet = silences(
+        runs, ["g"], history, start=T0, end=T0 + timedelta(seconds=700), max_gap_s=silence_s(verdicts)
+    )
+    assert [(s.start, s.end, s.reason) for s in quiet] == [
+        (T0 + timedelta(seconds=45), T0 + timedelta(seconds=46), "no controller"),
+        (T0 + timedelta(seconds=46), T0 + timedelta(seconds=660), "killed"),
+    ]
+
+
+def test_a_guardrail_never_judged_in_the_range_gets_a_row() -> None:
+    history = flag_history(_flag(), [])
+    quiet = silences(
+        [], ["error_rate[optimized]<=0.01"], history, start=T0, end=T0 + timedelta(hours=1), max_gap_s=30
+    )
+    assert [(s.guardrail, s.reason) for s in quiet] == [("error_rate[optimized]<=0.01", "no controller")]
+    figure = timeline([], start=T0, end=T0 + timedelta(hours=1), quiet=quiet)
+    assert [trace.name for trace in figure.data] == ["not judged: no controller"]
