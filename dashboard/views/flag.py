@@ -8,7 +8,15 @@ import streamlit as st
 
 from dashboard import actions, banners, charts, controls, data, session, status, verdicts
 from dashboard.health import Health, describe
-from dashboard.plots import RANGES, RESOLUTIONS, metric_charts, step_for
+from dashboard.plots import (
+    RANGE_SLUGS,
+    RANGES,
+    RESOLUTIONS,
+    default_range,
+    metric_charts,
+    step_for,
+    story_start,
+)
 from flags.client import Flag, FlagNotFound
 
 settings = session.settings()
@@ -71,10 +79,25 @@ def header(flag: Flag) -> None:
         st.caption(f"Health: {health.label} · " + " · ".join(f"{describe(c)} → {c.verdict}" for c in checks))
 
 
+def _initial_range() -> str:
+    """The range in the URL, or the smallest that shows the flag's current story."""
+    asked = RANGE_SLUGS.get(st.query_params.get("range", ""))
+    if asked:
+        return asked
+    try:
+        recent = data.audit_events(settings, key=key, limit=200)
+    except data.SourceDown:
+        recent = []
+    return default_range(story_start([e.time for e in recent]), data.now())
+
+
 def metrics(flag: Flag) -> None:
     st.subheader("Metrics")
     pick_range, pick_resolution = st.columns(2)
-    range_label = pick_range.selectbox("Time range", list(RANGES), index=1, key="time_range")
+    if st.session_state.get("time_range") not in RANGES:
+        st.session_state.time_range = _initial_range()
+    range_label = pick_range.selectbox("Time range", list(RANGES), key="time_range")
+    st.query_params["range"] = {label: slug for slug, label in RANGE_SLUGS.items()}[range_label]
     resolution = pick_resolution.selectbox("Resolution", list(RESOLUTIONS), key="resolution")
     span_s = RANGES[range_label]
     step_s = step_for(span_s, RESOLUTIONS[resolution])

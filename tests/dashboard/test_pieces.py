@@ -11,7 +11,7 @@ import pytest
 from dashboard.charts import classify, downsample, markers_from_events, metric_figure
 from dashboard.guardrails import GuardrailRow, validate
 from dashboard.health import Health, badge, describe, latest_verdicts
-from dashboard.plots import step_for
+from dashboard.plots import default_range, step_for, story_start
 from dashboard.settings import DashboardSettings
 from dashboard.verdicts import flag_history, silence_s, silences, timeline, verdict_runs
 from flags.client import Event, Flag, RollbackPolicy
@@ -162,7 +162,9 @@ def test_verdict_runs_collapse_equal_verdicts() -> None:
 
 def test_step_for() -> None:
     assert step_for(3600, None) == 5
-    assert step_for(86_400, None) == 90
+    assert step_for(21_600, None) == 25
+    assert step_for(86_400, None) == 120  # whole minutes: read from the per-minute rollup
+    assert step_for(604_800, None) == 900  # whole 5 minutes
     assert step_for(86_400, 5) == 5
 
 
@@ -234,3 +236,15 @@ def test_a_guardrail_never_judged_in_the_range_gets_a_row() -> None:
     assert [(s.guardrail, s.reason) for s in quiet] == [("error_rate[optimized]<=0.01", "no controller")]
     figure = timeline([], start=T0, end=T0 + timedelta(hours=1), quiet=quiet)
     assert [trace.name for trace in figure.data] == ["not judged: no controller"]
+
+
+def test_the_default_range_fits_the_current_story() -> None:
+    now = T0 + timedelta(days=3)
+    # An old story two days ago, then a demo that began 2 minutes ago.
+    old = [T0 + timedelta(minutes=m) for m in range(5)]
+    demo = [now - timedelta(seconds=s) for s in (120, 90, 30)]
+    assert story_start([*old, *demo]) == now - timedelta(seconds=120)
+    assert default_range(story_start([*old, *demo]), now) == "15 minutes"
+    assert default_range(now - timedelta(hours=20), now) == "24 hours"
+    assert default_range(now - timedelta(hours=23), now) == "7 days"
+    assert default_range(None, now) == "1 hour"
