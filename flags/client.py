@@ -127,6 +127,29 @@ class RollbackPolicy:
 
 
 @dataclass(frozen=True)
+class Annotation:
+    """A note on the timeline: a mass submission began, a fault was injected."""
+
+    id: int
+    time: datetime
+    flag: str | None
+    actor: str
+    kind: str
+    text: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Annotation:
+        return cls(
+            id=int(data["id"]),
+            time=datetime.fromisoformat(str(data["time"]).replace("Z", "+00:00")),
+            flag=data.get("flag"),
+            actor=data["actor"],
+            kind=data["kind"],
+            text=data["text"],
+        )
+
+
+@dataclass(frozen=True)
 class Flag:
     key: str
     enabled: bool
@@ -343,6 +366,34 @@ class FlagsClient:
             params["until"] = until.isoformat()
         data = self._request("GET", "/api/admin/events", params=params)
         return [Event.from_json(e) for e in data["events"]]
+
+    # annotations
+
+    def annotate(self, text: str, *, kind: str = "note", flag: str | None = None) -> Annotation:
+        """Note something on the timeline (for one flag, or for all without `flag`)."""
+        body: dict[str, Any] = {"text": text, "kind": kind}
+        if flag:
+            body["flag"] = flag
+        return Annotation.from_json(self._request("POST", "/api/admin/annotations", json=body))
+
+    def annotations(
+        self,
+        *,
+        flag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 200,
+    ) -> list[Annotation]:
+        """Annotations, newest first; with `flag`, that flag's and those for all flags."""
+        params: dict[str, Any] = {"limit": limit}
+        if flag:
+            params["flag"] = flag
+        if since:
+            params["since"] = since.isoformat()
+        if until:
+            params["until"] = until.isoformat()
+        data = self._request("GET", "/api/admin/annotations", params=params)
+        return [Annotation.from_json(a) for a in data["annotations"]]
 
     # tokens
 
