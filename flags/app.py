@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from flags import admin_data, admin_flags, admin_tokens, annotations, errors, health, ofrep, sdk
+from flags import admin_annotations, admin_data, admin_flags, admin_tokens, errors, health, ofrep, sdk
 from flags.auth import FailureLimit, TokenCache
 from flags.db import Database
 from flags.fastpath import FeaturesFastPath
@@ -62,7 +62,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     api = _Api(app)
-    blueprints = (admin_flags.bp, admin_tokens.bp, admin_data.bp, annotations.bp, sdk.bp, ofrep.bp, health.bp)
+    blueprints = (
+        admin_flags.bp,
+        admin_tokens.bp,
+        admin_data.bp,
+        admin_annotations.bp,
+        sdk.bp,
+        ofrep.bp,
+        health.bp,
+    )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     # Registered after Api(app) so that these handlers replace flask-smorest's error bodies.
