@@ -7,8 +7,8 @@ the embedded scraper and the controller loop write them. Starts a real flag
 service, then renders the flag page in Streamlit's AppTest over "1 hour" and
 "24 hours" (automatic step and the full 5 s resolution): cold, with every data
 cache emptied, and as an auto-refresh, which reads again only what may have
-changed; then in Chromium served by `rollguard dashboard` (first load, then
-switching to 24 hours, then to the full resolution, each until the charts are
+changed; then in Chromium served by `rollguard dashboard` (the 24-hour page
+opened cold on a fresh server, then reloaded, each until the charts are
 drawn). Also times the parts of a 24-hour render outside Streamlit.
 
     .venv/bin/python bench/dashboard_render.py [--hours 24] [--repeat 3]
@@ -180,7 +180,7 @@ def breakdown(database_url: str, *, hours: float) -> dict[str, float]:
     """Time the parts of a 24 h render outside Streamlit: metric queries, verdicts, figures."""
     from control.metrics import open_source
     from control.settings import ControlSettings
-    from dashboard import charts
+    from dashboard import charts, verdicts
     from dashboard.plots import PANELS, step_for
 
     settings = ControlSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": database_url})
@@ -206,7 +206,7 @@ def breakdown(database_url: str, *, hours: float) -> dict[str, float]:
             start=start,
             end=end,
         )
-    charts.verdict_timeline(charts.verdict_runs(records), start=start, end=end)
+    verdicts.timeline(verdicts.verdict_runs(records), start=start, end=end)
     built = time.perf_counter()
     store.close()
     return {
@@ -230,7 +230,13 @@ CHROMIUM_ARGS = [
 
 
 def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path) -> dict[str, float]:
-    """Time the flag page in Chromium served by `rollguard dashboard`: first load, then 24 h cold."""
+    """Time the 24-hour flag page in Chromium served by a fresh `rollguard dashboard`.
+
+    `first_24h`: from navigating to `/flag?flag=KEY&range=24h` on a server that has
+    read nothing yet until the six charts and the 24-hour caption are drawn (a
+    dashboard that ignores the range parameter is switched to 24 hours, which
+    counts). `refresh_24h`: a browser reload of the same page right after.
+    """
     import shutil
 
     from playwright.sync_api import expect, sync_playwright
@@ -262,27 +268,27 @@ def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path)
         figures: dict[str, float] = {}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1440, "height": 2400})
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
             plots = page.locator(".js-plotly-plot")
+            caption = page.get_by_text("24 hours at ")
             started = time.perf_counter()
-            page.goto(f"{url}/flag?flag={KEY}")
-            expect(page.get_by_text("1 hour at 5s steps")).to_be_visible(timeout=300_000)
+            page.goto(f"{url}/flag?flag={KEY}&range=24h")
+            expect(plots.first).to_be_visible(timeout=300_000)
+            if not caption.is_visible():
+                page.get_by_role("combobox", name="Time range").click()
+                page.get_by_role("option", name="24 hours").click()
+            expect(caption).to_be_visible(timeout=300_000)
             expect(plots).to_have_count(6, timeout=300_000)
-            figures["first_load_1h"] = round(time.perf_counter() - started, 3)
-            for label, resolution, caption in (
-                ("24h_auto", None, "24 hours at 90s steps"),
-                ("24h_full_5s", "5 s (full)", "24 hours at 5s steps"),
-            ):
-                started = time.perf_counter()
-                if resolution is None:
-                    page.get_by_role("combobox", name="Time range").click()
-                    page.get_by_role("option", name="24 hours").click()
-                else:
-                    page.get_by_role("combobox", name="Resolution").click()
-                    page.get_by_role("option", name=resolution).click()
-                expect(page.get_by_text(caption)).to_be_visible(timeout=300_000)
-                expect(plots).to_have_count(6, timeout=300_000)
-                figures[label] = round(time.perf_counter() - started, 3)
+            figures["first_24h"] = round(time.perf_counter() - started, 3)
+            started = time.perf_counter()
+            page.reload()
+            expect(plots.first).to_be_visible(timeout=300_000)
+            if not caption.is_visible():
+                page.get_by_role("combobox", name="Time range").click()
+                page.get_by_role("option", name="24 hours").click()
+            expect(caption).to_be_visible(timeout=300_000)
+            expect(plots).to_have_count(6, timeout=300_000)
+            figures["refresh_24h"] = round(time.perf_counter() - started, 3)
             browser.close()
         return figures
     finally:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from control import derive, promql
+from control import derive, promql, rollups
 from control.metrics import Point, WindowValue, series_times, series_window_s
 from control.store import ControlStore, RawSample
 
@@ -67,7 +67,14 @@ class EmbeddedSource:
     ) -> list[Point]:
         promql.check_metric(metric)
         window_s = series_window_s(step_s, window_s)
-        rows = self._rows(metric, fn=fn, path=path, start=start - timedelta(seconds=window_s), end=end)
+        rows = self._rows(
+            metric,
+            fn=fn,
+            path=path,
+            start=start - timedelta(seconds=window_s),
+            end=end,
+            resolution_s=rollups.resolution_for(step_s, window_s),
+        )
         groups = group(rows)
         times = {key: [t for t, _v in points] for key, points in groups.items()}
         out: list[Point] = []
@@ -85,14 +92,29 @@ class EmbeddedSource:
         return out
 
     def _rows(
-        self, metric: str, *, fn: str | None, path: str | None, start: datetime, end: datetime
+        self,
+        metric: str,
+        *,
+        fn: str | None,
+        path: str | None,
+        start: datetime,
+        end: datetime,
+        resolution_s: int | None = None,
     ) -> list[RawSample]:
-        return self.store.raw_samples(
+        fn = fn if metric in promql.FN_AWARE else None
+        path = path if metric in promql.PATH_AWARE else None
+        if resolution_s is None:
+            return self.store.raw_samples(_INPUTS[metric], start=start, end=end, fn=fn, path=path)
+        # A long step reads the per-minute or per-5-minute rollups: the last sample of each
+        # bucket for counters, its largest for gauges (what max_over_time needs).
+        return self.store.rollup_samples(
             _INPUTS[metric],
+            resolution_s=resolution_s,
             start=start,
             end=end,
-            fn=fn if metric in promql.FN_AWARE else None,
-            path=path if metric in promql.PATH_AWARE else None,
+            fn=fn,
+            path=path,
+            largest=(promql.CACHE_BYTES, promql.RSS),
         )
 
 

@@ -44,6 +44,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Engine, RowMapping, make_url
 
+from control import rollups
+
 Clock = Callable[[], datetime]
 
 LEASE_NAME = "controller"
@@ -97,6 +99,8 @@ decisions_table = Table(
     Column("holder", String(200), nullable=False, default=""),
     Index("ix_control_decisions_flag_ts", "flag", "ts"),
 )
+
+rollup_tables = rollups.define_tables(metadata)
 
 lease_table = Table(
     "control_lease",
@@ -200,12 +204,14 @@ class ControlStore:
             return 0
         with self.engine.begin() as conn:
             conn.execute(insert(samples_table), rows)
+            rollups.add(conn, rollup_tables, rows)
         return len(rows)
 
     def prune_samples(self, *, before: datetime) -> int:
         """Delete samples older than `before` (retention); return how many went."""
         with self.engine.begin() as conn:
             result = conn.execute(delete(samples_table).where(samples_table.c.ts < before.timestamp()))
+            rollups.prune(conn, rollup_tables, before=before)
         return int(result.rowcount or 0)
 
     def raw_samples(
@@ -229,6 +235,33 @@ class ControlStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(c.ts, c.id)).all()
         return [RawSample(*row) for row in rows]
+
+    def rollup_samples(
+        self,
+        names: Sequence[str],
+        *,
+        resolution_s: int,
+        start: datetime,
+        end: datetime,
+        fn: str | None = None,
+        path: str | None = None,
+        largest: Sequence[str] = (),
+    ) -> list[RawSample]:
+        """The last sample of each `resolution_s` bucket within [start, end], oldest first.
+
+        For the names in `largest` (gauges) the value is the bucket's largest instead of its last.
+        """
+        query = rollups.select_rows(
+            rollup_tables[resolution_s], names, start=start.timestamp(), end=end.timestamp(), fn=fn, path=path
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            RawSample(
+                ts, target, name, fn or None, path or None, le or None, top if name in largest else value
+            )
+            for ts, target, name, fn, path, le, value, top in rows
+        ]
 
     def sample_span(self) -> tuple[datetime, datetime] | None:
         """The times of the oldest and newest stored samples, or None when there are none."""

@@ -26,10 +26,13 @@ def _attempt(what: str, call: Callable[[], Flag]) -> Outcome:
     try:
         flag = call()
     except VersionConflict as exc:
+        current = exc.current
+        now = f" It is now {describe(current)}." if current else ""
         return Outcome(
             False,
-            f"{what} refused: the flag changed since this page loaded ({exc.message}). "
+            f"{what} refused: the flag changed since this page showed it ({exc.message}).{now} "
             "The page now shows the current version; check it and try again.",
+            current,
         )
     except FlagsError as exc:
         detail = f" {exc.details}" if exc.details else ""
@@ -41,13 +44,30 @@ def _attempt(what: str, call: Callable[[], Flag]) -> Outcome:
     return Outcome(True, f"{what}: done (version {flag.version}).", flag)
 
 
+def describe(flag: Flag) -> str:
+    """The flag's state in one phrase: `version 7: killed, rollout 50%, state rolled_back`."""
+    return (
+        f"version {flag.version}: {switch_label(flag)}, rollout {flag.rollout}%, state {flag.state}, "
+        f"auto-promote {'on' if flag.auto_promote else 'off'}"
+    )
+
+
+def switch_label(flag: Flag) -> str:
+    """What the kill switch says: on, killed, or off for a draft that was never turned on."""
+    if flag.enabled:
+        return "on"
+    return "off (draft)" if flag.state == "draft" else "killed"
+
+
 def set_rollout(client: FlagsClient, flag: Flag, rollout: int, *, reason: str | None = None) -> Outcome:
-    """Set the rollout percentage."""
+    """Set the rollout percentage, if the flag is still at the version the page showed."""
     if not 0 <= rollout <= 100:
         return Outcome(False, f"rollout must be within 0..100, not {rollout}")
     return _attempt(
         f"Rollout {flag.key} -> {rollout}%",
-        lambda: client.set_rollout(flag.key, rollout, reason=reason or "set from the dashboard"),
+        lambda: client.set_rollout(
+            flag.key, rollout, reason=reason or "set from the dashboard", version=flag.version
+        ),
     )
 
 
@@ -55,13 +75,17 @@ def kill(client: FlagsClient, flag: Flag, *, reason: str) -> Outcome:
     """Turn the flag off for everyone; a reason is required."""
     if not reason.strip():
         return Outcome(False, "A kill needs a reason: it goes into the audit log.")
-    return _attempt(f"Kill {flag.key}", lambda: client.kill(flag.key, reason=reason.strip()))
-
-
-def resume(client: FlagsClient, flag: Flag, *, reason: str | None = None) -> Outcome:
-    """Turn a killed flag back on at its current rollout."""
     return _attempt(
-        f"Resume {flag.key}", lambda: client.resume(flag.key, reason=reason or "resumed from the dashboard")
+        f"Kill {flag.key}", lambda: client.kill(flag.key, reason=reason.strip(), version=flag.version)
+    )
+
+
+def resume(client: FlagsClient, flag: Flag, *, reason: str) -> Outcome:
+    """Turn a killed flag back on at its current rollout; a reason is required."""
+    if not reason.strip():
+        return Outcome(False, "A resume needs a reason: it goes into the audit log.")
+    return _attempt(
+        f"Resume {flag.key}", lambda: client.resume(flag.key, reason=reason.strip(), version=flag.version)
     )
 
 

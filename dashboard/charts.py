@@ -13,7 +13,6 @@ from typing import Any, Protocol
 
 import plotly.graph_objects as go
 
-from control.decisions import PastVerdict
 from flags.client import Event, Guardrail
 
 MAX_POINTS = 2000
@@ -24,7 +23,6 @@ MARKER_STYLE = {
     "rollback": ("#d62728", "solid"),
     "resume": ("#9467bd", "dashdot"),
 }
-VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "no_data": "#b0b0b0"}
 COHORT_COLOURS = {"optimized": "#1f77b4", "direct": "#ff7f0e", None: "#1f77b4"}
 
 
@@ -78,6 +76,21 @@ def markers_from_events(events: Iterable[Event]) -> list[Marker]:
     return sorted(found, key=lambda m: m.time)
 
 
+def with_gaps(
+    times: Sequence[datetime], values: Sequence[float], *, max_gap_s: float
+) -> tuple[list[Any], list[Any]]:
+    """Insert a None between points further apart than `max_gap_s`, so Plotly breaks the line there."""
+    out_times: list[Any] = []
+    out_values: list[Any] = []
+    for index, (moment, value) in enumerate(zip(times, values, strict=True)):
+        if index and (moment - times[index - 1]).total_seconds() > max_gap_s:
+            out_times.append(None)
+            out_values.append(None)
+        out_times.append(moment)
+        out_values.append(value)
+    return out_times, out_values
+
+
 def downsample(
     points: Sequence[PointLike], max_points: int = MAX_POINTS
 ) -> tuple[list[datetime], list[float]]:
@@ -111,14 +124,20 @@ def metric_figure(
     y_title: str = "",
     percent: bool = False,
     windows: Mapping[str, int] | None = None,
+    step_s: int = 5,
 ) -> go.Figure:
     """One metric over time: a line per cohort, guardrail thresholds, change markers.
 
     `windows` gives, per line name, the seconds each point covers; the hover states it.
+    Points are `step_s` apart; where they are further apart (no samples on that
+    path) the line breaks instead of joining across the gap.
     """
     figure = go.Figure()
     for name, points in lines.items():
-        times, values = downsample(points)
+        kept_times, kept_values = downsample(points)
+        # Thinning keeps two points per bucket, so kept neighbours may lie a bucket apart.
+        bucket_s = step_s * max(1.0, len(points) / (MAX_POINTS // 2))
+        times, values = with_gaps(kept_times, kept_values, max_gap_s=2 * max(step_s, bucket_s))
         colour = COHORT_COLOURS.get(name, None)
         window = (windows or {}).get(name)
         y_format = "%{y:.2~%}" if percent else "%{y}"
@@ -191,97 +210,3 @@ def _add_markers(figure: go.Figure, markers: Sequence[Marker]) -> None:
         )
     if markers:
         figure.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
-
-
-@dataclass(frozen=True)
-class Run:
-    """Consecutive verdicts of one guardrail that agree."""
-
-    guardrail: str
-    verdict: str
-    start: datetime
-    end: datetime
-    last_value: float | None
-    threshold: float | None
-    count: int
-
-
-def verdict_runs(verdicts: Iterable[PastVerdict]) -> list[Run]:
-    """Collapse each guardrail's verdicts into runs of the same outcome."""
-    by_guardrail: dict[str, list[PastVerdict]] = {}
-    for record in verdicts:
-        by_guardrail.setdefault(record.guardrail, []).append(record)
-    runs: list[Run] = []
-    for name, records in sorted(by_guardrail.items()):
-        records.sort(key=lambda r: r.time)
-        current: Run | None = None
-        for record in records:
-            if current and current.verdict == record.verdict:
-                current = Run(
-                    name,
-                    record.verdict,
-                    current.start,
-                    record.time,
-                    record.value,
-                    record.threshold,
-                    current.count + 1,
-                )
-            else:
-                if current:
-                    runs.append(_close(current, record.time))
-                current = Run(
-                    name, record.verdict, record.time, record.time, record.value, record.threshold, 1
-                )
-        if current:
-            runs.append(current)
-    return runs
-
-
-def _close(run: Run, next_start: datetime) -> Run:
-    return Run(run.guardrail, run.verdict, run.start, next_start, run.last_value, run.threshold, run.count)
-
-
-def verdict_timeline(
-    runs: Sequence[Run], *, start: datetime, end: datetime, markers: Sequence[Marker] = ()
-) -> go.Figure:
-    """The guardrail verdict timeline from `verdict_runs`: one row per guardrail, coloured by outcome."""
-    figure = go.Figure()
-    for verdict, colour in VERDICT_COLOURS.items():
-        chosen = [r for r in runs if r.verdict == verdict]
-        if not chosen:
-            continue
-        figure.add_trace(
-            go.Bar(
-                orientation="h",
-                y=[r.guardrail for r in chosen],
-                base=[r.start for r in chosen],
-                # A single verdict still gets a visible sliver of one second.
-                x=[max((r.end - r.start).total_seconds(), 1.0) * 1000 for r in chosen],
-                name=verdict,
-                marker={"color": colour},
-                customdata=[[r.count, r.last_value, r.threshold] for r in chosen],
-                hovertemplate=(
-                    f"{verdict}: %{{customdata[0]}} checks<br>last value %{{customdata[1]}}"
-                    " vs %{customdata[2]}<extra>%{y}</extra>"
-                ),
-            )
-        )
-    rows = sorted({r.guardrail for r in runs})
-    figure.update_layout(
-        title={"text": "Guardrail verdicts", "font": {"size": 15}},
-        barmode="overlay",
-        height=max(160, 60 + 32 * len(rows)),
-        margin={"l": 50, "r": 20, "t": 60, "b": 40},
-        xaxis={"type": "date", "range": [start, end]},
-        yaxis={"automargin": True, "showticklabels": bool(runs)},
-        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
-    )
-    for marker in markers:
-        figure.add_vline(
-            x=marker.time, line={"color": MARKER_STYLE[marker.kind][0], "width": 1, "dash": "dot"}
-        )
-    if not runs:
-        figure.add_annotation(
-            text="no verdicts in this range", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5
-        )
-    return figure

@@ -17,7 +17,8 @@ from dashboard.guardrails import KINDS, PATHS, GuardrailRow, validate
 from flags.client import GUARDRAIL_METRICS, GUARDRAIL_OPS, Flag, FlagsClient
 
 PRESETS = (0, 10, 50, 100)
-_CONFIRM_KILL = "confirm_kill"
+_CONFIRM = "confirm_switch"
+_REASON = "switch_reason"
 
 
 def render(flag: Flag) -> None:
@@ -73,37 +74,46 @@ def _set_rollout(flag: Flag, value: int) -> None:
 
 
 def _kill_switch(flag: Flag, *, disabled: bool) -> None:
-    st.markdown(f"**Kill switch** · {'on for its rollout' if flag.enabled else 'killed: off for everyone'}")
-    if not flag.enabled:
-        st.button("Resume", key="resume", type="primary", disabled=disabled, on_click=_resume, args=(flag,))
-        return
-    if st.session_state.get(_CONFIRM_KILL) != flag.key:
+    word = actions.switch_label(flag)
+    detail = {"on": "on for its rollout", "killed": "killed: off for everyone"}.get(word, "never turned on")
+    st.markdown(f"**Kill switch** · {detail}")
+    verb = "kill" if flag.enabled else "resume"
+    if st.session_state.get(_CONFIRM) != (flag.key, verb):
         st.button(
-            "Kill…",
-            key="kill",
+            "Kill…" if flag.enabled else "Turn on…" if flag.state == "draft" else "Resume…",
+            key=verb,
             type="primary",
             disabled=disabled,
-            on_click=lambda: st.session_state.update({_CONFIRM_KILL: flag.key}),
+            on_click=lambda: st.session_state.update({_CONFIRM: (flag.key, verb)}),
         )
         return
-    with st.form(f"kill_{flag.key}"):
-        st.warning(f"Turn `{flag.key}` off for everyone?", icon=":material/warning:")
-        st.text_input("Reason (required, goes into the audit log)", key="kill_reason")
+    question = (
+        f"Turn `{flag.key}` off for everyone?"
+        if flag.enabled
+        else f"Turn `{flag.key}` on at {flag.rollout}%?"
+    )
+    with st.form(f"{verb}_{flag.key}"):
+        st.warning(question, icon=":material/warning:")
+        st.text_input("Reason (required, goes into the audit log)", key=_REASON)
         confirm, cancel = st.columns(2)
-        confirm.form_submit_button("Turn off for everyone", type="primary", on_click=_kill, args=(flag,))
-        cancel.form_submit_button("Cancel", on_click=lambda: st.session_state.pop(_CONFIRM_KILL, None))
+        confirm.form_submit_button(
+            "Turn off for everyone" if flag.enabled else "Turn on",
+            type="primary",
+            on_click=_switch,
+            args=(flag,),
+        )
+        cancel.form_submit_button("Cancel", on_click=lambda: st.session_state.pop(_CONFIRM, None))
 
 
-def _kill(flag: Flag) -> None:
-    outcome = actions.kill(_client(), flag, reason=st.session_state.get("kill_reason", ""))
+def _switch(flag: Flag) -> None:
+    reason = st.session_state.get(_REASON, "")
+    act = actions.kill if flag.enabled else actions.resume
+    outcome = act(_client(), flag, reason=reason)
     session.remember(outcome)
-    if outcome.ok:
-        st.session_state.pop(_CONFIRM_KILL, None)
-        st.session_state.pop("kill_reason", None)
-
-
-def _resume(flag: Flag) -> None:
-    session.remember(actions.resume(_client(), flag))
+    if outcome.ok or outcome.flag is not None:
+        # Done, or refused as stale: either way the question no longer matches the flag shown.
+        st.session_state.pop(_CONFIRM, None)
+        st.session_state.pop(_REASON, None)
 
 
 # automation

@@ -27,7 +27,7 @@ from control.errors import ControlError
 from control.metrics import MetricSource, Point, open_source, series_window_s
 from control.settings import ControlSettings
 from control.store import ControllerStatus, ControlStore, DecisionRecord, VerdictRecord
-from dashboard import charts
+from dashboard import verdicts as verdict_timeline
 from dashboard.settings import DashboardSettings
 from flags.client import Event, Flag, FlagNotFound, FlagsClient, FlagsError, FlagsUnavailable
 
@@ -316,9 +316,12 @@ def verdicts(
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
 def verdict_runs(
     settings: DashboardSettings, key: str, *, since: datetime, until: datetime | None = None
-) -> list[charts.Run]:
-    """The controller's verdicts for one flag as runs of equal outcomes (a day is thousands of verdicts)."""
-    return charts.verdict_runs(verdicts(settings, key, since=since, until=until))
+) -> tuple[list[verdict_timeline.Run], float]:
+    """The controller's verdicts for one flag as runs of equal outcomes (a day is thousands of verdicts),
+    and the silence after which a guardrail counts as not judged."""
+    records = verdicts(settings, key, since=since, until=until)
+    gap_s = verdict_timeline.silence_s(records)
+    return verdict_timeline.verdict_runs(records, max_gap_s=gap_s), gap_s
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)

@@ -22,8 +22,18 @@ from dashboard import charts, data
 from dashboard.settings import DashboardSettings
 from flags.client import Flag, Guardrail
 
-RANGES = {"15 minutes": 900, "1 hour": 3600, "6 hours": 21600, "24 hours": 86400, "7 days": 604800}
+RANGES = {
+    "15 minutes": 900,
+    "1 hour": 3600,
+    "6 hours": 21600,
+    "24 hours": 86400,
+    "7 days": 604800,
+}
+#: The range in the flag page's URL (`?range=24h`), so a view can be shared.
+RANGE_SLUGS = dict(zip(("15m", "1h", "6h", "24h", "7d"), RANGES, strict=True))
 RESOLUTIONS = {"auto": None, "5 s (full)": 5}
+#: A quiet spell this long between two changes of a flag separates two stories.
+QUIET_S = 6 * 3600
 BASE_STEP_S = 5
 
 
@@ -60,11 +70,44 @@ PANELS = (
 
 
 def step_for(span_s: int, fixed_step_s: int | None, *, max_points: int = charts.MAX_POINTS // 2) -> int:
-    """The query step: `fixed_step_s`, or the smallest multiple of 5 s giving at most `max_points`."""
+    """The query step: `fixed_step_s`, or the smallest multiple of 5 s giving at most `max_points`.
+
+    A step over a minute is rounded up to whole minutes (two at least), and over
+    ten minutes to whole 5 minutes, so that the series reads the store's
+    per-minute or per-5-minute rollups instead of every raw sample.
+    """
     if fixed_step_s:
         return fixed_step_s
     steps = math.ceil(span_s / max_points / BASE_STEP_S)
-    return max(BASE_STEP_S, steps * BASE_STEP_S)
+    step = max(BASE_STEP_S, steps * BASE_STEP_S)
+    if step > 600:
+        return math.ceil(step / 300) * 300
+    if step > 60:
+        return max(120, math.ceil(step / 60) * 60)
+    return step
+
+
+def story_start(event_times: Sequence[datetime], *, quiet_s: float = QUIET_S) -> datetime | None:
+    """When the flag's current story began: its oldest change since the last quiet spell of `quiet_s`."""
+    ordered = sorted(event_times, reverse=True)
+    start = ordered[0] if ordered else None
+    for newer, older in zip(ordered, ordered[1:], strict=False):
+        if (newer - older).total_seconds() > quiet_s:
+            break
+        start = older
+    return start
+
+
+def default_range(first_activity: datetime | None, now: datetime) -> str:
+    """The smallest range that shows everything since `first_activity` (1 hour when unknown)."""
+    if first_activity is None:
+        return "1 hour"
+    age_s = (now - first_activity).total_seconds()
+    for label, span_s in RANGES.items():
+        # A little room on the left, so the first change is not on the chart's edge.
+        if age_s <= span_s * 0.9:
+            return label
+    return list(RANGES)[-1]
 
 
 def guardrail_window(guardrails: Sequence[Guardrail], metric: str, path: str | None) -> int | None:
@@ -130,6 +173,7 @@ def metric_charts(
                 y_title=panel.y_title,
                 percent=panel.percent,
                 windows=dict.fromkeys(lines, series_window_s(step_s, window_s)),
+                step_s=step_s,
             )
         )
     return figures

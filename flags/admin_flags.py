@@ -22,7 +22,7 @@ from flags.schemas import (
     FlagPatchSchema,
     FlagSchema,
     ReasonQuerySchema,
-    ReasonSchema,
+    RequiredReasonSchema,
     RolloutSchema,
 )
 from flags.state import services
@@ -123,20 +123,24 @@ def set_rollout(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 @bp.route("/<string:key>/kill", methods=["POST"])
-@bp.arguments(ReasonSchema)
+@bp.arguments(RequiredReasonSchema)
 @bp.response(200, FlagSchema)
+@bp.doc(parameters=[_IF_MATCH])
 def kill(data: dict[str, Any], key: str) -> dict[str, Any]:
     """Switch the flag off for everyone (idempotent)."""
     who = actor()
+    version = _if_match(required=False)
     with services().db.write() as session:
-        return store.kill(session, actor=who, key=key, reason=data.get("reason"))
+        return store.kill(session, actor=who, key=key, version=version, reason=data["reason"])
 
 
 @bp.route("/<string:key>/resume", methods=["POST"])
-@bp.arguments(ReasonSchema)
+@bp.arguments(RequiredReasonSchema)
 @bp.response(200, FlagSchema)
+@bp.doc(parameters=[_IF_MATCH])
 def resume(data: dict[str, Any], key: str) -> dict[str, Any]:
     """Switch the flag back on at its rollout (idempotent)."""
     who = actor()
+    version = _if_match(required=False)
     with services().db.write() as session:
-        return store.resume(session, actor=who, key=key, reason=data.get("reason"))
+        return store.resume(session, actor=who, key=key, version=version, reason=data["reason"])

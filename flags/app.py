@@ -17,6 +17,7 @@ from flask_smorest import Api
 from sqlalchemy.exc import SQLAlchemyError
 
 from flags import (
+    admin_annotations,
     admin_data,
     admin_flags,
     admin_tokens,
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         admin_flags.bp,
         admin_tokens.bp,
         admin_data.bp,
+        admin_annotations.bp,
         sdk.bp,
         streaming.bp,
         ofrep.bp,

@@ -59,6 +59,12 @@ class FlagNotFound(FlagsError):
 class VersionConflict(FlagsError):
     """The write carried a version that is no longer current."""
 
+    @property
+    def current(self) -> Flag | None:
+        """The flag as it is now, when the service sent it along with the conflict."""
+        found = self.details.get("current") if isinstance(self.details, dict) else None
+        return Flag.from_json(found) if isinstance(found, dict) else None
+
 
 class Unauthorized(FlagsError):
     """The token is missing, wrong, or lacks the admin scope."""
@@ -120,6 +126,29 @@ class Guardrail:
 class RollbackPolicy:
     consecutive_failures: int = 2
     on_no_data: str = "hold"
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A note on the timeline: a mass submission began, a fault was injected."""
+
+    id: int
+    time: datetime
+    flag: str | None
+    actor: str
+    kind: str
+    text: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Annotation:
+        return cls(
+            id=int(data["id"]),
+            time=datetime.fromisoformat(str(data["time"]).replace("Z", "+00:00")),
+            flag=data.get("flag"),
+            actor=data["actor"],
+            kind=data["kind"],
+            text=data["text"],
+        )
 
 
 @dataclass(frozen=True)
@@ -300,20 +329,27 @@ class FlagsClient:
         body: dict[str, Any] = {"rollout": rollout}
         if reason:
             body["reason"] = reason
-        headers = {"If-Match": str(version)} if version is not None else None
         return Flag.from_json(
-            self._request("PUT", f"/api/admin/flags/{key}/rollout", json=body, headers=headers)
+            self._request("PUT", f"/api/admin/flags/{key}/rollout", json=body, headers=_if_match(version))
         )
 
-    def kill(self, key: str, *, reason: str) -> Flag:
-        # A kill of a killed flag changes nothing, so a repeat after a lost answer is safe.
-        return Flag.from_json(
-            self._request("POST", f"/api/admin/flags/{key}/kill", json={"reason": reason}, idempotent=True)
-        )
+    def kill(self, key: str, *, reason: str, version: int | None = None) -> Flag:
+        """Switch the flag off for everyone; with `version`, only if the flag is still at it."""
+        return Flag.from_json(self._flag_action(key, "kill", reason=reason, version=version))
 
-    def resume(self, key: str, *, reason: str) -> Flag:
-        return Flag.from_json(
-            self._request("POST", f"/api/admin/flags/{key}/resume", json={"reason": reason}, idempotent=True)
+    def resume(self, key: str, *, reason: str, version: int | None = None) -> Flag:
+        """Switch the flag back on at its rollout; with `version`, only if the flag is still at it."""
+        return Flag.from_json(self._flag_action(key, "resume", reason=reason, version=version))
+
+    def _flag_action(self, key: str, action: str, *, reason: str, version: int | None) -> Any:
+        # Repeating a kill or resume changes nothing, so one whose answer was lost is sent
+        # again; not one guarded by a version, which its own first delivery would have moved on.
+        return self._request(
+            "POST",
+            f"/api/admin/flags/{key}/{action}",
+            json={"reason": reason},
+            headers=_if_match(version),
+            idempotent=version is None,
         )
 
     # audit log
@@ -335,6 +371,34 @@ class FlagsClient:
             params["until"] = until.isoformat()
         data = self._request("GET", "/api/admin/events", params=params)
         return [Event.from_json(e) for e in data["events"]]
+
+    # annotations
+
+    def annotate(self, text: str, *, kind: str = "note", flag: str | None = None) -> Annotation:
+        """Note something on the timeline (for one flag, or for all without `flag`)."""
+        body: dict[str, Any] = {"text": text, "kind": kind}
+        if flag:
+            body["flag"] = flag
+        return Annotation.from_json(self._request("POST", "/api/admin/annotations", json=body))
+
+    def annotations(
+        self,
+        *,
+        flag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 200,
+    ) -> list[Annotation]:
+        """Annotations, newest first; with `flag`, that flag's and those for all flags."""
+        params: dict[str, Any] = {"limit": limit}
+        if flag:
+            params["flag"] = flag
+        if since:
+            params["since"] = since.isoformat()
+        if until:
+            params["until"] = until.isoformat()
+        data = self._request("GET", "/api/admin/annotations", params=params)
+        return [Annotation.from_json(a) for a in data["annotations"]]
 
     # tokens
 
@@ -431,6 +495,10 @@ def _error_from(response: httpx.Response) -> FlagsError:
         details = None
     cls = _ERRORS_BY_STATUS.get(response.status_code, FlagsError)
     return cls(response.status_code, code, message, details)
+
+
+def _if_match(version: int | None) -> dict[str, str] | None:
+    return {"If-Match": str(version)} if version is not None else None
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:

@@ -144,6 +144,18 @@ class ReasonSchema(Schema):
     reason = _reason
 
 
+class RequiredReasonSchema(Schema):
+    """Kill and resume: the CLI and the dashboard ask for a reason, so the API does too."""
+
+    reason = fields.String(
+        required=True,
+        validate=validate.And(
+            validate.Length(max=1000),
+            validate.Regexp(r".*\S", error="give a reason: it goes into the audit log"),
+        ),
+    )
+
+
 class ReasonQuerySchema(Schema):
     reason = fields.String(validate=validate.Length(max=1000))
 

@@ -75,7 +75,8 @@ def _check_version(row: FlagRow, version: int | None) -> None:
         raise Conflict(
             f"flag {row.key!r} is at version {row.version}, the write carried {version}",
             code="version_conflict",
-            details={"current_version": row.version, "sent_version": version},
+            # The fresh state rides along, so the caller can show it without another read.
+            details={"current_version": row.version, "sent_version": version, "current": flag_json(row)},
         )
 
 
@@ -183,16 +184,22 @@ def set_rollout(
     return _apply(session, row, actor=actor, action="set_rollout", changes=changes, reason=reason)
 
 
-def kill(session: Session, *, actor: Actor, key: str, reason: str | None) -> dict[str, Any]:
+def kill(
+    session: Session, *, actor: Actor, key: str, reason: str | None, version: int | None = None
+) -> dict[str, Any]:
     """Switch the flag off for everyone and mark it rolled back; idempotent."""
     row = _row(session, key)
+    _check_version(row, version)
     changes = {"enabled": False, "state": "rolled_back"}
     return _apply(session, row, actor=actor, action="kill", changes=changes, reason=reason)
 
 
-def resume(session: Session, *, actor: Actor, key: str, reason: str | None) -> dict[str, Any]:
+def resume(
+    session: Session, *, actor: Actor, key: str, reason: str | None, version: int | None = None
+) -> dict[str, Any]:
     """Switch the flag back on at its current rollout; idempotent."""
     row = _row(session, key)
+    _check_version(row, version)
     changes = {"enabled": True, "state": "rolling_out"}
     return _apply(session, row, actor=actor, action="resume", changes=changes, reason=reason)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from portal.notes import Notes
 from portal.scenarios import SCENARIOS
 
 
@@ -44,6 +45,12 @@ def command() -> None:
     show_default=True,
     help="Longest wait after the run for the portal's counters to settle (shorten it when other traffic runs).",
 )
+@click.option(
+    "--flags-url",
+    default=lambda: os.environ.get("ROLLGUARD_FLAGS_URL"),
+    show_default="$ROLLGUARD_FLAGS_URL",
+    help="Flag service to annotate the run's start and end on (with $ROLLGUARD_ADMIN_TOKEN); none: no notes.",
+)
 def run_command(
     scenario: str,
     users: int,
@@ -54,6 +61,7 @@ def run_command(
     seed: int,
     json_out: Path | None,
     settle_s: float,
+    flags_url: str | None,
 ) -> None:
     """Drive real HTTP against the portal and print a JSON summary."""
     # Imported here: locust patches the standard library as it loads.
@@ -72,11 +80,16 @@ def run_command(
         seed=seed,
         settle_s=settle_s,
     )
-    click.echo(f"traffic: {scenario}, {users} users, {duration:g}s against {target}", err=True)
+    what = f"{scenario}, {users} users, {duration:g}s against {target}"
+    click.echo(f"traffic: {what}", err=True)
+    notes = Notes(flags_url, os.environ.get("ROLLGUARD_ADMIN_TOKEN"))
+    notes.add(f"{scenario} starts: {users} users for {duration:g}s", kind=f"{scenario}-start")
     try:
         summary = run(options, out=sys.stderr)
     except TrafficError as exc:
+        notes.add(f"{scenario} failed: {exc}", kind=f"{scenario}-end")
         raise click.ClickException(str(exc)) from exc
+    notes.add(f"{scenario} ends", kind=f"{scenario}-end")
     text = json.dumps(summary, indent=2)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,13 +6,20 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import banners, charts, controls, data, session, status
+from dashboard import actions, banners, charts, controls, data, session, status, verdicts
 from dashboard.health import Health, describe
-from dashboard.plots import RANGES, RESOLUTIONS, metric_charts, step_for
-from flags.client import FlagNotFound
+from dashboard.plots import (
+    RANGE_SLUGS,
+    RANGES,
+    RESOLUTIONS,
+    default_range,
+    metric_charts,
+    step_for,
+    story_start,
+)
+from flags.client import Flag, FlagNotFound
 
 settings = session.settings()
-session.show_outcome()
 
 try:
     keys = [f.key for f in data.all_flags(settings)]
@@ -31,56 +38,67 @@ if st.session_state.get("flag_key") not in keys or (wanted in keys and wanted !=
 key = st.selectbox("Flag", keys, key="flag_key")
 st.query_params["flag"] = key
 
-try:
-    flag = data.one_flag(settings, key)
-except FlagNotFound:
-    st.error(f"Flag `{key}` no longer exists.")
-    st.stop()
-except data.SourceDown as error:
-    banners.source_down(error)
-    st.stop()
-
 
 @st.fragment(run_every=settings.refresh_s)
-def header() -> None:
+def flag_view() -> None:
+    """Header, controls and charts from one read of the flag, so all show the same version."""
+    session.show_outcome()
     try:
-        current = data.one_flag(settings, key)
-    except (FlagNotFound, data.SourceDown) as error:
-        st.error(str(error))
+        flag = data.one_flag(settings, key)
+    except FlagNotFound:
+        st.error(f"Flag `{key}` no longer exists.")
         return
-    st.title(current.key)
-    if current.description:
-        st.caption(current.description)
-    cols = st.columns(6)
-    cols[0].metric("Kill switch", "on" if current.enabled else "killed")
-    cols[1].metric("Rollout", f"{current.rollout}%")
-    cols[2].metric("Stage", status.FlagRow(current, Health.UNKNOWN, (), None).stage)
-    cols[3].metric("State", current.state)
-    cols[4].metric("Auto-promote", "on" if current.auto_promote else "off")
-    cols[5].metric("Version", current.version)
-    live = banners.controller_status(settings)
-    controller_live = bool(live and live.is_live)
-    try:
-        health, checks = status.flag_health(settings, current, controller_live=controller_live)
     except data.SourceDown as error:
         banners.source_down(error)
         return
-    banners.breach(current, checks, controller_live=controller_live)
+    header(flag)
+    controls.render(flag)
+    metrics(flag)
+
+
+def header(flag: Flag) -> None:
+    st.title(flag.key)
+    if flag.description:
+        st.caption(flag.description)
+    cols = st.columns(6)
+    cols[0].metric("Kill switch", actions.switch_label(flag))
+    cols[1].metric("Rollout", f"{flag.rollout}%")
+    cols[2].metric("Stage", status.FlagRow(flag, Health.UNKNOWN, (), None).stage)
+    cols[3].metric("State", flag.state)
+    cols[4].metric("Auto-promote", "on" if flag.auto_promote else "off")
+    cols[5].metric("Version", flag.version)
+    live = banners.controller_status(settings)
+    controller_live = bool(live and live.is_live)
+    try:
+        health, checks = status.flag_health(settings, flag, controller_live=controller_live)
+    except data.SourceDown as error:
+        banners.source_down(error)
+        return
+    banners.breach(flag, checks, controller_live=controller_live)
     if checks:
         st.caption(f"Health: {health.label} · " + " · ".join(f"{describe(c)} → {c.verdict}" for c in checks))
 
 
-header()
-controls.render(flag)
+def _initial_range() -> str:
+    """The range in the URL, or the smallest that shows the flag's current story."""
+    asked = RANGE_SLUGS.get(st.query_params.get("range", ""))
+    if asked:
+        return asked
+    try:
+        recent = data.audit_events(settings, key=key, limit=200)
+    except data.SourceDown:
+        recent = []
+    return default_range(story_start([e.time for e in recent]), data.now())
 
-st.subheader("Metrics")
-pick_range, pick_resolution = st.columns(2)
-range_label = pick_range.selectbox("Time range", list(RANGES), index=1, key="time_range")
-resolution = pick_resolution.selectbox("Resolution", list(RESOLUTIONS), key="resolution")
 
-
-@st.fragment(run_every=settings.refresh_s)
-def metrics() -> None:
+def metrics(flag: Flag) -> None:
+    st.subheader("Metrics")
+    pick_range, pick_resolution = st.columns(2)
+    if st.session_state.get("time_range") not in RANGES:
+        st.session_state.time_range = _initial_range()
+    range_label = pick_range.selectbox("Time range", list(RANGES), key="time_range")
+    st.query_params["range"] = {label: slug for slug, label in RANGE_SLUGS.items()}[range_label]
+    resolution = pick_resolution.selectbox("Resolution", list(RESOLUTIONS), key="resolution")
     span_s = RANGES[range_label]
     step_s = step_for(span_s, RESOLUTIONS[resolution])
     end = data.window_end(step_s)
@@ -95,7 +113,7 @@ def metrics() -> None:
     markers = charts.markers_from_events(events)
     try:
         figures = metric_charts(settings, flag, start=start, end=shown_until, step_s=step_s, markers=markers)
-        runs = data.verdict_runs(settings, key, since=start)
+        runs, silence_s = data.verdict_runs(settings, key, since=start)
     except data.SourceDown as error:
         banners.source_down(error)
         return
@@ -104,16 +122,24 @@ def metrics() -> None:
         (left if index % 2 == 0 else right).plotly_chart(
             figure, key=f"chart_{index}", config={"displaylogo": False}
         )
+    quiet = verdicts.silences(
+        runs,
+        [g.name for g in flag.guardrails],
+        verdicts.flag_history(flag, events),
+        start=start,
+        end=shown_until,
+        max_gap_s=silence_s,
+    )
     st.plotly_chart(
-        charts.verdict_timeline(runs, start=start, end=shown_until, markers=markers),
+        verdicts.timeline(runs, start=start, end=shown_until, quiet=quiet, markers=markers),
         key="verdicts",
         config={"displaylogo": False},
     )
     st.caption(
-        f"{range_label} at {step_s}s steps · updated {data.now():%H:%M:%S} UTC · "
+        f"{range_label} at {step_s}s steps · flag version {flag.version} · updated {data.now():%H:%M:%S} UTC · "
         f"refreshes every {settings.refresh_s:g}s",
-        help="Only this block refreshes: what you type in the controls above is kept.",
+        help="Only this page's content refreshes: what you type in the controls is kept.",
     )
 
 
-metrics()
+flag_view()

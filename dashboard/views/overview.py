@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import banners, data, session
+from dashboard import actions, banners, data, session
 from dashboard.status import flag_rows
 
 settings = session.settings()
@@ -35,7 +35,7 @@ def overview() -> None:
                 "flag": row.flag.key,
                 "health": row.health.label,
                 "state": row.flag.state,
-                "enabled": "on" if row.flag.enabled else "killed",
+                "enabled": actions.switch_label(row.flag),
                 "rollout": f"{row.flag.rollout}%",
                 "stage": row.stage,
                 "auto-promote": "yes" if row.flag.auto_promote else "no",

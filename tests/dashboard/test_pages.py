@@ -95,7 +95,7 @@ def test_kill_asks_for_a_reason_and_resume_turns_it_back_on(dashboard: Dashboard
     assert "needs a reason" in _texts(at.error)
     assert admin.get_flag(key).enabled is True
 
-    at.text_input(key="kill_reason").input("p95 doubled on exam home")
+    at.text_input(key="switch_reason").input("p95 doubled on exam home")
     _button(at, "Turn off for everyone").click().run()
 
     assert not at.exception
@@ -108,7 +108,14 @@ def test_kill_asks_for_a_reason_and_resume_turns_it_back_on(dashboard: Dashboard
     )
 
     at.button(key="resume").click().run()
+    _button(at, "Turn on").click().run()  # a resume needs a reason too
+    assert "needs a reason" in _texts(at.error)
+    assert admin.get_flag(key).enabled is False
+
+    at.text_input(key="switch_reason").input("p95 back to normal")
+    _button(at, "Turn on").click().run()
     assert admin.get_flag(key).enabled is True
+    assert admin.events(flag=key, limit=1)[0].reason == "p95 back to normal"
 
 
 def test_auto_promote_and_automation_override(dashboard: Dashboard) -> None:
@@ -137,7 +144,7 @@ def test_a_stale_version_is_refused_with_a_clear_message(dashboard: Dashboard) -
     at.button(key="pause_automation").click().run()
 
     assert not at.exception
-    assert "the flag changed since this page loaded" in _texts(at.error)
+    assert "the flag changed since this page showed it" in _texts(at.error)
     assert admin.get_flag(key).state == "rolling_out"
 
 
@@ -406,3 +413,31 @@ def test_single_sign_on_names_each_operator_in_the_audit_log(dashboard: Dashboar
     assert not at.exception
     event = admin.events(flag=key, limit=1)[0]
     assert (event.action, event.actor) == ("set_rollout", "dashboard:ann@example.com")
+
+
+def test_a_stale_rollout_click_shows_the_conflict_and_the_fresh_state(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True, rollout=10)
+    at = _flag_page(dashboard)
+    admin.set_rollout(key, 100, reason="finished from the CLI")
+
+    at.button(key="rollout_50").click().run()
+
+    assert not at.exception
+    assert admin.get_flag(key).rollout == 100
+    errors = _texts(at.error)
+    assert "the flag changed since this page showed it" in errors
+    assert "rollout 100%" in errors
+    # Header and panel both show the fresh version.
+    assert [m.value for m in at.metric if m.label == "Rollout"] == ["100%"]
+    assert "**Rollout** · now 100%" in _texts(at.markdown)
+
+
+def test_a_draft_never_turned_on_is_not_shown_as_killed(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    create_flag(dashboard.service.admin("setup"), key, enabled=False, rollout=0, state="draft")
+    at = _flag_page(dashboard)
+
+    assert [m.value for m in at.metric if m.label == "Kill switch"] == ["off (draft)"]
+    assert "Turn on…" in [b.label for b in at.button]

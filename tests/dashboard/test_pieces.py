@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboard.charts import classify, downsample, markers_from_events, verdict_runs
+from dashboard.charts import classify, downsample, markers_from_events, metric_figure
 from dashboard.guardrails import GuardrailRow, validate
 from dashboard.health import Health, badge, describe, latest_verdicts
-from dashboard.plots import step_for
+from dashboard.plots import default_range, step_for, story_start
 from dashboard.settings import DashboardSettings
+from dashboard.verdicts import flag_history, silence_s, silences, timeline, verdict_runs
 from flags.client import Event, Flag, RollbackPolicy
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -160,7 +162,9 @@ def test_verdict_runs_collapse_equal_verdicts() -> None:
 
 def test_step_for() -> None:
     assert step_for(3600, None) == 5
-    assert step_for(86_400, None) == 90
+    assert step_for(21_600, None) == 25
+    assert step_for(86_400, None) == 120  # whole minutes: read from the per-minute rollup
+    assert step_for(604_800, None) == 900  # whole 5 minutes
     assert step_for(86_400, 5) == 5
 
 
@@ -187,3 +191,60 @@ def test_settings_from_env_and_secrets() -> None:
     ).can_write
     with pytest.raises(ValueError):
         DashboardSettings.from_env({"ROLLGUARD_DASHBOARD_REFRESH_S": "0"})
+
+
+def test_a_line_breaks_where_no_samples_came() -> None:
+    points = [P(T0 + timedelta(seconds=5 * i), 0.1) for i in range(10)]
+    points += [P(T0 + timedelta(seconds=600 + 5 * i), 0.2) for i in range(10)]
+    figure = metric_figure(
+        "error rate", {"optimized": points}, start=T0, end=T0 + timedelta(hours=1), step_s=5
+    )
+    ys = list(figure.data[0].y)
+    assert ys.count(None) == 1
+    assert ys.index(None) == 10
+    steady = metric_figure("x", {"optimized": points[:10]}, start=T0, end=T0 + timedelta(hours=1), step_s=5)
+    assert None not in list(steady.data[0].y)
+
+
+def test_a_silence_after_a_kill_is_not_judged_and_says_why() -> None:
+    verdicts = [V(T0 + timedelta(seconds=5 * i), "g", "fail" if i >= 8 else "pass") for i in range(10)]
+    # The controller killed the flag after the last verdict at +45 s, then judged nothing for 10 minutes.
+    kill = _event(
+        "kill", {"enabled": True, "state": "rolling_out"}, {"enabled": False, "state": "rolled_back"}
+    )
+    kill = dataclasses.replace(kill, time=T0 + timedelta(seconds=46))
+    verdicts += [V(T0 + timedelta(seconds=660 + 5 * i), "g", "pass") for i in range(3)]
+    runs = verdict_runs(verdicts)
+    assert [(r.verdict, r.count) for r in runs] == [("pass", 8), ("fail", 2), ("pass", 3)]
+    assert runs[1].end == T0 + timedelta(seconds=45)  # the red run stops at its last verdict
+
+    history = flag_history(_flag(enabled=False), [kill])
+    quiet = silences(
+        runs, ["g"], history, start=T0, end=T0 + timedelta(seconds=700), max_gap_s=silence_s(verdicts)
+    )
+    assert [(s.start, s.end, s.reason) for s in quiet] == [
+        (T0 + timedelta(seconds=45), T0 + timedelta(seconds=46), "no controller"),
+        (T0 + timedelta(seconds=46), T0 + timedelta(seconds=660), "killed"),
+    ]
+
+
+def test_a_guardrail_never_judged_in_the_range_gets_a_row() -> None:
+    history = flag_history(_flag(), [])
+    quiet = silences(
+        [], ["error_rate[optimized]<=0.01"], history, start=T0, end=T0 + timedelta(hours=1), max_gap_s=30
+    )
+    assert [(s.guardrail, s.reason) for s in quiet] == [("error_rate[optimized]<=0.01", "no controller")]
+    figure = timeline([], start=T0, end=T0 + timedelta(hours=1), quiet=quiet)
+    assert [trace.name for trace in figure.data] == ["not judged: no controller"]
+
+
+def test_the_default_range_fits_the_current_story() -> None:
+    now = T0 + timedelta(days=3)
+    # An old story two days ago, then a demo that began 2 minutes ago.
+    old = [T0 + timedelta(minutes=m) for m in range(5)]
+    demo = [now - timedelta(seconds=s) for s in (120, 90, 30)]
+    assert story_start([*old, *demo]) == now - timedelta(seconds=120)
+    assert default_range(story_start([*old, *demo]), now) == "15 minutes"
+    assert default_range(now - timedelta(hours=20), now) == "24 hours"
+    assert default_range(now - timedelta(hours=23), now) == "7 days"
+    assert default_range(None, now) == "1 hour"

@@ -81,7 +81,9 @@ def test_patch_with_stale_version_is_refused(client: FlaskClient) -> None:
         "/api/admin/flags/checkout", json={"description": "two"}, headers=admin(**{"If-Match": "1"})
     )
     assert stale.status_code == 409
-    assert stale.json["error"]["details"] == {"current_version": 2, "sent_version": 1}
+    details = stale.json["error"]["details"]
+    assert (details["current_version"], details["sent_version"]) == (2, 1)
+    assert (details["current"]["version"], details["current"]["description"]) == (2, "one")
     assert client.get("/api/admin/flags/checkout", headers=admin()).json["description"] == "one"
 
 

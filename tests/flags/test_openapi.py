@@ -47,6 +47,7 @@ def test_every_route_is_documented(client) -> None:
         "/api/admin/flags/{key}/kill",
         "/api/admin/flags/{key}/resume",
         "/api/admin/events",
+        "/api/admin/annotations",
         "/api/admin/tokens",
         "/api/admin/tokens/{token_id}",
         "/api/admin/import",
