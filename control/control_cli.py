@@ -43,7 +43,7 @@ def command() -> None:
     "interval_s",
     type=click.FloatRange(min=0.05),
     default=None,
-    help="Seconds between evaluations [env ROLLGUARD_CONTROL_INTERVAL_S, default 5].",
+    help="Seconds between evaluations [env ROLLGUARD_CONTROL_INTERVAL_S, default 1].",
 )
 @click.option("--dry-run", is_flag=True, default=None, help="Log and record decisions; change no flag.")
 @click.option(
@@ -57,7 +57,7 @@ def command() -> None:
     "scrape_interval_s",
     type=click.FloatRange(min=0.05),
     default=None,
-    help="Seconds between scrapes [env ROLLGUARD_SCRAPE_INTERVAL_S, default 5].",
+    help="Seconds between scrapes [env ROLLGUARD_SCRAPE_INTERVAL_S, default 1].",
 )
 @click.option(
     "--lease",

@@ -53,7 +53,7 @@ class Controller:
         store: ControlStore,
         holder: str,
         notifier: Notifier | None = None,
-        interval_s: float = 5.0,
+        interval_s: float = 1.0,
         lease_s: float = 15.0,
         dry_run: bool = False,
         alpha: float = DEFAULT_ALPHA,
