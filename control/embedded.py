@@ -56,6 +56,12 @@ class EmbeddedSource:
         rows = self._rows(metric, fn=fn, path=path, start=start, end=end)
         return compute(metric, group(rows), start=start.timestamp(), end=end.timestamp(), window_s=window_s)
 
+    def data_time(self) -> datetime | None:
+        # The scraper inserts one target's scrape at a time in time order, so every
+        # sample stamped up to the newest one is already stored: a window ending
+        # there reads the same samples now and in a later backtest.
+        return self.store.newest_sample_time()
+
     def latency_histogram(
         self,
         *,

@@ -97,6 +97,10 @@ class MetricSource(Protocol):
         """Return `metric` over the `window_s` seconds ending at `end` (default now)."""
         ...
 
+    def data_time(self) -> datetime | None:
+        """The time of the newest data a check can judge; None when the source cannot tell (judge up to now)."""
+        ...
+
     def latency_histogram(
         self,
         *,

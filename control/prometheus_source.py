@@ -46,6 +46,9 @@ class PrometheusSource:
         samples = self._scalar(promql.samples_query(metric, fn=fn, path=path, window_s=window_s), at)
         return WindowValue(value, round(samples) if samples is not None else 0)
 
+    def data_time(self) -> datetime | None:
+        return None
+
     def latency_histogram(
         self,
         *,

@@ -242,6 +242,14 @@ class ControlStore:
             return None
         return _dt(low), _dt(high)
 
+    def newest_sample_time(self) -> datetime | None:
+        """The time of the newest stored sample (the latest scrape), or None when there is none."""
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            newest = conn.execute(select(func.max(samples_table.c.ts))).scalar()
+        return None if newest is None else _dt(newest)
+
     # verdicts and decisions (loop writes; dashboard, status and decide() read)
 
     def record_verdicts(self, records: Sequence[VerdictRecord]) -> None:
