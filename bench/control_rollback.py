@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.machine import write_result  # noqa: E402
-from control.defaults import default_guardrails, default_rollback  # noqa: E402
+from control.defaults import default_breaker_payload, default_guardrails, default_rollback  # noqa: E402
 from control.portal_metrics import gate_counts  # noqa: E402
 from control.processes import ROLLGUARD, Supervisor, pick_port  # noqa: E402
 from control.store import ControlStore  # noqa: E402
@@ -152,8 +152,7 @@ def _start(
         stage_hold_s=3600,
         guardrails=default_guardrails(),
         rollback=default_rollback(),
-        # A short cool-down, so that the breaker has closed again before the next fault's resume.
-        payload={"fn": FN, "breaker_cooldown_s": 5},
+        payload={"fn": FN, **default_breaker_payload()},
         reason="bench: start",
     )
     supervisor.run("seed", [*ROLLGUARD, "portal", "seed", "--students", "2000"], timeout=300)

@@ -38,7 +38,7 @@ import click
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.defaults import default_guardrails, default_rollback
+from control.defaults import default_breaker_payload, default_guardrails, default_rollback
 from control.demo_prometheus import write_configs
 from control.portal_metrics import gate_counts
 from control.processes import ROLLGUARD, Child, ChildFailed, Supervisor, pick_port
@@ -68,14 +68,7 @@ def demo_flag_fields(stage_hold_s: int) -> dict[str, Any]:
             "stale_s": 5,
             "batch_window_ms": 5,
             "max_batch": 64,
-            # The local breaker trips on errors over a short window; its absolute latency
-            # rule is set out of reach, as a saturated machine slows healthy calls too
-            # (the controller judges latency against the direct path instead).
-            "breaker_error_rate": 0.2,
-            "breaker_window_s": 2,
-            "breaker_min_calls": 20,
-            "breaker_p95_latency_s": 30,
-            "breaker_cooldown_s": 10,
+            **default_breaker_payload(),
         },
     }
 
