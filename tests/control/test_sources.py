@@ -101,9 +101,11 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
         threading.Thread(target=steady_mix, args=(metrics_target, stop)),
         threading.Thread(target=scraper.run, args=(stop,)),
     ]
-    prometheus = start_prometheus(tmp_path, targets)
+    prometheus = None
     traffic = None
     try:
+        # Inside the try: a missing Prometheus skips the test, and the portal must still stop.
+        prometheus = start_prometheus(tmp_path, targets)
         portal.inject_fault(error_rate=0.2)
         traffic = Traffic(portal, tmp_path / "traffic.log", users=20, duration_s=120)
         for t in threads:
@@ -179,7 +181,8 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
         for t in threads:
             if t.is_alive():
                 t.join(timeout=10)
-        prometheus.stop()
+        if prometheus is not None:
+            prometheus.stop()
         portal.stop()
         scraper.close()
         store.close()
