@@ -1,200 +1,327 @@
-"""Automatic rollback, measured: time from a fault to the flag being off, and false rollbacks when healthy.
+"""Rollback in seconds, measured: fault to breaker trip, to flag off, to the portal off; false rollbacks.
 
-Starts the real flag service, a seeded portal gated by the flag (Unleash SDK),
-`rollguard traffic run --scenario steady` and the controller
-(`rollguard control run`, embedded metric source, default interval 5 s and
-scrape interval 5 s) with the default guardrails of `control.defaults` on the
-portal's flag at 10%. Then:
+Starts the real flag service, a portal seeded with 2,000 students and gated by
+the flag (Unleash SDK polling every `--sdk-refresh` s), `rollguard traffic run
+--scenario steady`, and the controller (`rollguard control run` at its
+defaults: a check every second on the newest scrape) on the embedded metric
+source, or on a real Prometheus scraping every second (`--metrics
+prometheus`). The portal's flag carries `control.defaults`' guardrails.
 
-1. healthy run (default 180 s): noisy steady traffic, no fault; counts the
-   controller's rollbacks (each is false; the flag is resumed to go on);
-2. fault: injects errors into the portal's optimized path and measures the
-   time until the flag service has the flag off, and until the portal stops
-   sending calls down the optimized path (its SDK refreshes every 5 s).
+1. healthy runs, no fault: `--healthy-s` at 10%, the same at 50%, then a
+   mass submission of `--mass-users` students at 50%. Every rollback is
+   false (counted, then the flag is resumed); breaker trips are counted too.
+2. `--faults` faults (error rate `--fault-error-rate` on the optimized path
+   at 50%), each measured from the fault's injection to: the first breaker
+   trip the portal's /metrics shows (a breaker bypass or a counter named
+   `*breaker*`; none when the breaker never trips); the flag off in the flag
+   service; the portal's last call down the optimized path. Between faults
+   the fault is cleared and the flag resumed.
 
-Writes bench/results/control_rollback.json with the machine and date.
+Writes bench/results/control_rollback[_prometheus].json with machine and date.
 
-    .venv/bin/python bench/control_rollback.py [--healthy-s 180] [--users 20] [--fault-error-rate 0.5]
+    .venv/bin/python bench/control_rollback.py [--quick] [--metrics embedded|prometheus]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
+import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.machine import write_result  # noqa: E402
-from control.defaults import default_guardrails, default_rollback  # noqa: E402
+from control.defaults import default_breaker_payload, default_guardrails, default_rollback  # noqa: E402
+from control.portal_metrics import gate_counts  # noqa: E402
 from control.store import ControlStore  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
 from rollguard.processes import ROLLGUARD, Supervisor, pick_port  # noqa: E402
 
 KEY = "exam-attempts-optimization"
 FN = "get_all_exam_attempts"
-_OPTIMIZED = re.compile(
-    r'^optimizer_requests_total\{fn="get_all_exam_attempts",path="optimized"\} (\S+)$', re.M
-)
+POLL_S = 0.1
+
+
+class Portal:
+    """Reads the portal's /metrics: calls down the optimized path, and breaker activity."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(timeout=5)
+
+    def counters(self) -> tuple[float, float]:
+        """(optimized calls, breaker activity) so far, as `control.portal_metrics` reads them."""
+        counts = gate_counts(self._http.get(f"{self.url}/metrics").text, fn=FN)
+        return counts.optimized_calls, counts.breaker_activity
+
+    def fault(self, token: str, error_rate: float) -> None:
+        headers = {"Authorization": token}
+        if error_rate > 0:
+            body = {"error_rate": error_rate, "latency_ms": 0}
+            self._http.post(f"{self.url}/api/admin/fault", json=body, headers=headers).raise_for_status()
+        else:
+            self._http.delete(f"{self.url}/api/admin/fault", headers=headers).raise_for_status()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--healthy-s", type=float, default=180.0, help="length of the healthy run")
+    parser.add_argument("--quick", action="store_true", help="60 s healthy runs, 500-student spike, 3 faults")
+    parser.add_argument("--healthy-s", type=float, default=600.0, help="length of each healthy run")
+    parser.add_argument("--mass-users", type=int, default=2000, help="students in the mass submission")
+    parser.add_argument("--faults", type=int, default=5)
     parser.add_argument("--users", type=int, default=20, help="virtual users of the steady traffic")
-    parser.add_argument("--rollout", type=int, default=10, help="the flag's rollout during the run")
-    parser.add_argument("--fault-error-rate", type=float, default=0.5, help="injected error rate")
-    parser.add_argument("--interval", type=float, default=5.0, help="controller and scrape interval")
+    parser.add_argument("--fault-error-rate", type=float, default=0.5)
+    parser.add_argument("--sdk-refresh", type=int, default=1, help="the portal SDK's poll interval, s")
+    parser.add_argument("--metrics", choices=("embedded", "prometheus"), default="embedded")
     args = parser.parse_args()
-
+    if args.quick:
+        args.healthy_s, args.mass_users, args.faults = 60.0, 500, 3
     with tempfile.TemporaryDirectory(prefix="rollguard-bench-") as tmp:
         figures = run(Path(tmp), args)
+    name = "control_rollback" + ("_prometheus" if args.metrics == "prometheus" else "")
     command = "python bench/control_rollback.py " + " ".join(sys.argv[1:])
-    path = write_result("control_rollback", figures, command=command.strip())
-    print(f"fault -> flag off:            {figures['fault_to_flag_off_s']:.1f} s")
-    print(f"fault -> portal off optimized: {figures['fault_to_portal_off_s']:.1f} s")
-    print(f"false rollbacks in {figures['healthy_run_s']:.0f} s healthy: {figures['false_rollbacks']}")
-    print(f"healthy checks: {figures['healthy_verdicts']}")
+    path = write_result(name, figures, command=command.strip())
+    for label in ("fault_to_breaker_trip_s", "fault_to_flag_off_s", "fault_to_portal_off_s"):
+        print(f"{label:<26} {figures[label]}")
+    print(
+        f"false rollbacks: {figures['false_rollbacks']}; breaker trips when healthy: {figures['false_trips']}"
+    )
     print(f"wrote {path}")
     return 0
 
 
 def run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    ports = {name: pick_port(None) for name in ("flags", "portal")}
-    flags_url, portal_url = (f"http://127.0.0.1:{ports[n]}" for n in ("flags", "portal"))
-    admin_token, portal_token = "admin-" + secrets.token_hex(12), "portal-" + secrets.token_hex(12)
-    control_db = f"sqlite:///{tmp / 'control.db'}"
+    ports = {name: pick_port(None) for name in ("flags", "portal", "prometheus")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    tokens = {k: f"{k}-{secrets.token_hex(12)}" for k in ("admin", "client", "portal")}
     env = {
         **os.environ,
-        "ROLLGUARD_ADMIN_TOKEN": admin_token,
-        "ROLLGUARD_CLIENT_TOKEN": "client-" + secrets.token_hex(12),
+        "ROLLGUARD_ADMIN_TOKEN": tokens["admin"],
+        "ROLLGUARD_CLIENT_TOKEN": tokens["client"],
         "ROLLGUARD_DATABASE_URL": f"sqlite:///{tmp / 'flags.db'}",
         "ROLLGUARD_PORTAL_DATABASE_URL": f"sqlite:///{tmp / 'portal.db'}",
-        "ROLLGUARD_PORTAL_ADMIN_TOKEN": portal_token,
-        "ROLLGUARD_CONTROL_DATABASE_URL": control_db,
-        "ROLLGUARD_FLAGS_URL": flags_url,
-        "ROLLGUARD_SCRAPE_TARGETS": portal_url,
-        "ROLLGUARD_SCRAPE_INTERVAL_S": str(args.interval),
-        "ROLLGUARD_CONTROL_INTERVAL_S": str(args.interval),
+        "ROLLGUARD_PORTAL_ADMIN_TOKEN": tokens["portal"],
+        "ROLLGUARD_PORTAL_FLAGS_REFRESH_S": str(args.sdk_refresh),
+        "ROLLGUARD_CONTROL_DATABASE_URL": f"sqlite:///{tmp / 'control.db'}",
+        "ROLLGUARD_FLAGS_URL": urls["flags"],
+        "ROLLGUARD_SCRAPE_TARGETS": urls["portal"],
+        "ROLLGUARD_METRICS": args.metrics,
+        "ROLLGUARD_PROMETHEUS_URL": urls["prometheus"],
         "ROLLGUARD_VAR_DIR": str(tmp / "var"),
     }
     supervisor = Supervisor(log_dir=tmp / "logs", env=env, cwd=REPO)
-    store = ControlStore(control_db)
+    store = ControlStore(env["ROLLGUARD_CONTROL_DATABASE_URL"])
     try:
-        flags = supervisor.start("flags", [*ROLLGUARD, "flags", "serve", "--port", str(ports["flags"])])
-        supervisor.wait_ready(flags, f"{flags_url}/readyz")
-        admin = FlagsClient(flags_url, admin_token, actor="bench")
-        admin.create_flag(
-            KEY,
-            enabled=True,
-            rollout=args.rollout,
-            state="rolling_out",
-            auto_promote=False,
-            stage_hold_s=3600,
-            guardrails=default_guardrails(),
-            rollback=default_rollback(),
-            payload={"fn": FN},
-            reason="bench: start",
-        )
-        supervisor.run("seed", [*ROLLGUARD, "portal", "seed", "--students", "2000"], timeout=300)
-        portal = supervisor.start("portal", [*ROLLGUARD, "portal", "serve", "--port", str(ports["portal"])])
-        supervisor.wait_ready(portal, f"{portal_url}/healthz")
-        supervisor.start("controller", [*ROLLGUARD, "control", "run"])
-        total_s = args.healthy_s + 240
-        supervisor.start(
-            "traffic",
-            [
-                *ROLLGUARD,
-                "traffic",
-                "run",
-                "--scenario",
-                "steady",
-                "--users",
-                str(args.users),
-                "--duration",
-                str(total_s),
-                "--target",
-                portal_url,
-            ],
-        )
-
-        # Warm-up: until every default guardrail has been judged on data once.
-        names = {g.name for g in default_guardrails()}
-        _wait(lambda: names <= {v.guardrail for v in store.verdicts(KEY) if v.verdict != "no_data"}, 180)
-
-        healthy_start = time.time()
-        false_rollbacks, reasons = 0, []
-        while time.time() - healthy_start < args.healthy_s:
-            supervisor.check_alive(("flags", "portal", "controller", "traffic"))
-            flag = admin.get_flag(KEY)
-            if not flag.enabled:
-                false_rollbacks += 1
-                kill = next(e for e in admin.events(flag=KEY) if e.action == "kill")
-                reasons.append(kill.reason)
-                admin.resume(KEY, reason="bench: false rollback, resume")
-            time.sleep(1.0)
-        healthy_end = time.time()
-        healthy = [v for v in store.verdicts(KEY) if healthy_start <= v.time.timestamp() <= healthy_end]
-        verdict_counts = {k: sum(1 for v in healthy if v.verdict == k) for k in ("pass", "fail", "no_data")}
-
-        httpx.post(
-            f"{portal_url}/api/admin/fault",
-            json={"error_rate": args.fault_error_rate, "latency_ms": 0},
-            headers={"Authorization": portal_token},
-            timeout=5,
-        ).raise_for_status()
-        fault_at = time.time()
-        _wait(lambda: not admin.get_flag(KEY).enabled, 120)
-        off_at = time.time()
-        kill = next(e for e in admin.events(flag=KEY) if e.action == "kill")
-
-        # The portal keeps routing to the optimized path until its SDK refreshes.
-        last_count, last_change = _optimized_calls(portal_url), time.time()
-        while time.time() - max(off_at, last_change) < 15:
-            count = _optimized_calls(portal_url)
-            if count != last_count:
-                last_count, last_change = count, time.time()
-            time.sleep(0.2)
-        return {
-            "interval_s": args.interval,
-            "users": args.users,
-            "rollout": args.rollout,
-            "guardrails": [g.name for g in default_guardrails()],
-            "fault_error_rate": args.fault_error_rate,
-            "fault_to_flag_off_s": round(off_at - fault_at, 2),
-            "fault_to_portal_off_s": round(max(last_change, off_at) - fault_at, 2),
-            "rollback_reason": kill.reason,
-            "rollback_actor": kill.actor,
-            "healthy_run_s": round(healthy_end - healthy_start, 1),
-            "false_rollbacks": false_rollbacks,
-            "false_rollback_reasons": reasons,
-            "healthy_verdicts": verdict_counts,
-        }
+        admin = _start(supervisor, urls, ports, tmp, args)
+        portal = Portal(urls["portal"])
+        traffic_s = 2 * args.healthy_s + args.faults * 90 + 400
+        _traffic(supervisor, "traffic", "steady", args.users, traffic_s, urls["portal"])
+        _wait(lambda: _judged(admin, store), 180, "the first checks of every guardrail")
+        healthy = _healthy_runs(supervisor, admin, portal, urls["portal"], args)
+        faults = [_fault(admin, store, portal, tokens["portal"], args) for _ in range(args.faults)]
+        return _figures(args, healthy, faults)
     finally:
         supervisor.stop_all()
         store.close()
 
 
-def _optimized_calls(portal_url: str) -> float:
-    match = _OPTIMIZED.search(httpx.get(f"{portal_url}/metrics", timeout=5).text)
-    return float(match.group(1)) if match else 0.0
+def _start(
+    supervisor: Supervisor, urls: dict[str, str], ports: dict[str, int], tmp: Path, args: argparse.Namespace
+) -> FlagsClient:
+    flags = supervisor.start("flags", [*ROLLGUARD, "flags", "serve", "--port", str(ports["flags"])])
+    supervisor.wait_ready(flags, f"{urls['flags']}/readyz")
+    admin = FlagsClient(urls["flags"], supervisor.env["ROLLGUARD_ADMIN_TOKEN"], actor="bench")
+    admin.create_flag(
+        KEY,
+        enabled=True,
+        rollout=10,
+        state="rolling_out",
+        auto_promote=False,
+        stage_hold_s=3600,
+        guardrails=default_guardrails(),
+        rollback=default_rollback(),
+        payload={"fn": FN, **default_breaker_payload()},
+        reason="bench: start",
+    )
+    supervisor.run("seed", [*ROLLGUARD, "portal", "seed", "--students", "2000"], timeout=300)
+    portal = supervisor.start("portal", [*ROLLGUARD, "portal", "serve", "--port", str(ports["portal"])])
+    supervisor.wait_ready(portal, f"{urls['portal']}/healthz")
+    if args.metrics == "prometheus":
+        _start_prometheus(supervisor, urls, ports, tmp)
+    supervisor.start("controller", [*ROLLGUARD, "control", "run"])
+    return admin
 
 
-def _wait(predicate: Any, timeout_s: float) -> None:
+def _start_prometheus(supervisor: Supervisor, urls: dict[str, str], ports: dict[str, int], tmp: Path) -> None:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise SystemExit("--metrics prometheus: the prometheus binary is not installed")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "portal", "static_configs": [{"targets": [urls["portal"].split("://")[1]]}]}
+        ],
+    }
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    prom = supervisor.start(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={path}",
+            f"--storage.tsdb.path={tmp / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+        ],
+    )
+    supervisor.wait_ready(prom, f"{urls['prometheus']}/-/ready")
+
+
+def _traffic(supervisor: Supervisor, name: str, scenario: str, users: int, seconds: float, url: str) -> Any:
+    argv = [*ROLLGUARD, "traffic", "run", "--scenario", scenario, "--users", str(users)]
+    argv += ["--duration", str(int(seconds)), "--target", url, "--settle", "5"]
+    return supervisor.start(name, argv)
+
+
+def _healthy_runs(
+    supervisor: Supervisor, admin: FlagsClient, portal: Portal, url: str, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    runs = {"steady at 10%": _watch(admin, portal, args.healthy_s)}
+    flag = admin.get_flag(KEY)
+    admin.set_rollout(KEY, 50, version=flag.version, reason="bench: healthy run at 50%")
+    runs["steady at 50%"] = _watch(admin, portal, args.healthy_s)
+    spike = _traffic(supervisor, "mass-submission", "mass-submission", args.mass_users, 20, url)
+    runs[f"mass submission of {args.mass_users} at 50%"] = _watch(
+        admin, portal, 240, until=lambda: not spike.running
+    )
+    return runs
+
+
+def _watch(
+    admin: FlagsClient, portal: Portal, seconds: float, *, until: Callable[[], bool] | None = None
+) -> dict[str, Any]:
+    """Watch a healthy run: count (and undo) rollbacks, count breaker trips (polls where it rose)."""
+    load_before = os.getloadavg()
+    start = time.monotonic()
+    rollbacks: list[str] = []
+    trips = 0
+    _optimized, last_breaker = portal.counters()
+    while time.monotonic() - start < seconds and not (until and until()):
+        flag = admin.get_flag(KEY)
+        if not flag.enabled:
+            kill = next(e for e in admin.events(flag=KEY) if e.action == "kill")
+            rollbacks.append(kill.reason or "")
+            admin.resume(KEY, reason="bench: false rollback, resume")
+        _optimized, breaker = portal.counters()
+        trips += breaker > last_breaker
+        last_breaker = breaker
+        time.sleep(0.5)
+    return {
+        "seconds": round(time.monotonic() - start, 1),
+        "false_rollbacks": len(rollbacks),
+        "reasons": rollbacks,
+        "polls_with_breaker_bypass": trips,
+        "load_avg_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def _fault(
+    admin: FlagsClient, store: ControlStore, portal: Portal, token: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    _wait(lambda: _judged(admin, store), 120, "every guardrail judged again")
+    optimized, breaker = portal.counters()
+    load = os.getloadavg()[0]
+    portal.fault(token, args.fault_error_rate)
+    injected = time.monotonic()
+    tripped = off = None
+    last_optimized, last_change = optimized, injected
+    while off is None or time.monotonic() - max(off, last_change) < 3 * args.sdk_refresh + 2:
+        now_optimized, now_breaker = portal.counters()
+        now = time.monotonic()
+        if tripped is None and now_breaker > breaker:
+            tripped = now
+        if now_optimized != last_optimized:
+            last_optimized, last_change = now_optimized, now
+        if off is None and not admin.get_flag(KEY).enabled:
+            off = now
+        if now - injected > 120:
+            raise TimeoutError("no rollback within 120 s of the fault")
+        time.sleep(POLL_S)
+    kill = next(e for e in admin.events(flag=KEY) if e.action == "kill")
+    portal.fault(token, 0)
+    result = {
+        "breaker_trip_s": None if tripped is None else round(tripped - injected, 2),
+        "flag_off_s": round(off - injected, 2),
+        "portal_off_s": round(max(off, last_change) - injected, 2),
+        "reason": kill.reason,
+        "actor": kill.actor,
+        "load_avg_1m": round(load, 2),
+    }
+    print(f"fault: {result}", flush=True)
+    # Let the breaker's cool-down end before the flag is on again for the next fault.
+    time.sleep(6)
+    admin.resume(KEY, reason="bench: next fault")
+    return result
+
+
+def _judged(admin: FlagsClient, store: ControlStore) -> bool:
+    """Whether the flag is on and the controller has judged every guardrail on data since the stage began."""
+    flag = admin.get_flag(KEY)
+    if not (flag.enabled and flag.state == "rolling_out"):
+        return False
+    judged = {v.guardrail for v in store.verdicts(KEY, since=flag.updated_at) if v.verdict != "no_data"}
+    return {g.name for g in default_guardrails()} <= judged
+
+
+def _figures(
+    args: argparse.Namespace, healthy: dict[str, Any], faults: list[dict[str, Any]]
+) -> dict[str, Any]:
+    def spread(key: str) -> dict[str, Any]:
+        values = [f[key] for f in faults if f[key] is not None]
+        if not values:
+            return {"median": None, "max": None, "n": 0, "of": len(faults)}
+        return {
+            "median": round(statistics.median(values), 2),
+            "min": min(values),
+            "max": max(values),
+            "n": len(values),
+            "of": len(faults),
+        }
+
+    return {
+        "metrics": args.metrics,
+        "controller": "defaults: check every 1 s on the newest scrape, scrape every 1 s",
+        "sdk_refresh_s": args.sdk_refresh,
+        "users": args.users,
+        "guardrails": [g.name for g in default_guardrails()],
+        "fault_error_rate": args.fault_error_rate,
+        "fault_to_breaker_trip_s": spread("breaker_trip_s"),
+        "fault_to_flag_off_s": spread("flag_off_s"),
+        "fault_to_portal_off_s": spread("portal_off_s"),
+        "faults": faults,
+        "healthy_runs": healthy,
+        "false_rollbacks": sum(run["false_rollbacks"] for run in healthy.values()),
+        "false_trips": sum(run["polls_with_breaker_bypass"] for run in healthy.values()),
+    }
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met in {timeout_s:.0f}s")
-        time.sleep(0.2)
+            raise TimeoutError(f"{what}: not within {timeout_s:.0f}s")
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

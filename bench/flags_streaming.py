@@ -71,7 +71,7 @@ def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[subpr
         "ROLLGUARD_CLIENT_TOKEN": client,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "control", "flags", "serve", "--port", str(port)],
+        [sys.executable, "-m", "rollguard", "flags", "serve", "--port", str(port)],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,

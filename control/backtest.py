@@ -7,18 +7,25 @@ the embedded store's samples exactly as the loop does (`control.checks`), and
 feeds the verdicts to the same `decide()`. It reports when the policy would
 have promoted or rolled back. The traffic is what was recorded: a simulated
 promotion does not change which cohort the recorded calls went to.
+
+Given `times` (the instants the live loop checked, which are scrape times) and
+the flag's audit `events`, it replays the live loop itself: the same instants,
+the same stage starts (`control.stages`), the same samples, so the same
+decisions (tests/control/test_backtest.py checks this against a live run).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from control.checks import check_flag
-from control.decisions import DEFAULT_ALPHA, ActionKind, decide
+from control.decisions import DEFAULT_ALPHA, GUARDED_STATES, ActionKind, decide
 from control.metrics import MetricSource
-from flags.client import Flag
+from control.stages import stage_started_at
+from flags.client import Event, Flag
 
 
 @dataclass(frozen=True)
@@ -73,42 +80,61 @@ def backtest(
     *,
     start: datetime,
     end: datetime,
-    step_s: float = 5.0,
+    step_s: float = 1.0,
     start_rollout: int | None = None,
     alpha: float = DEFAULT_ALPHA,
+    times: Sequence[datetime] | None = None,
+    events: Sequence[Event] = (),
 ) -> BacktestResult:
-    """Replay [start, end] through the policy for `flag`, beginning at `start_rollout` (default: first stage)."""
+    """Replay [start, end] through the policy for `flag`, beginning at `start_rollout` (default: first stage).
+
+    Checks every `step_s` from `start`, or at `times` within [start, end]. With
+    `events` (the flag's audit log) a stage starts as in the live loop;
+    without, at `start` and after each simulated action.
+    """
     rollout = (
         start_rollout if start_rollout is not None else (min(flag.stages) if flag.stages else flag.rollout)
     )
     simulated = replace(flag, enabled=True, state="rolling_out", rollout=rollout)
     max_gap_s = max(3 * step_s, 30.0)
     history: list[SimulatedVerdict] = []
-    events: list[BacktestEvent] = []
+    events_out: list[BacktestEvent] = []
     counts = {"pass": 0, "fail": 0, "no_data": 0}
-    stage_started = start
-    now, checks = start, 0
-    while now <= end and simulated.enabled and simulated.state == "rolling_out":
+    acted: list[datetime] = []
+    checks = 0
+    for now in _instants(start, end, step_s, times):
+        if not (simulated.enabled and simulated.state in GUARDED_STATES):
+            break
+        seen = [e for e in events if e.time <= now]
+        stage_started = stage_started_at(seen, acted, fallback=start) or start
+        if stage_started > now:
+            continue
         checks += 1
         for v in check_flag(simulated, source, now=now, since=stage_started, alpha=alpha):
             counts[v.verdict] += 1
             history.append(SimulatedVerdict(now, v.guardrail, v.verdict, v.value, v.threshold, v.samples))
         action = decide(simulated, history, now=now, stage_started_at=stage_started, max_gap_s=max_gap_s)
         if action.kind is ActionKind.ROLLBACK:
-            events.append(BacktestEvent(now, "rollback", simulated.rollout, 0, action.reason))
+            events_out.append(BacktestEvent(now, "rollback", simulated.rollout, 0, action.reason))
             simulated = replace(simulated, enabled=False, state="rolled_back")
         elif action.kind is ActionKind.PROMOTE:
             after = action.rollout if action.rollout is not None else simulated.rollout
-            events.append(
-                BacktestEvent(
-                    now, "complete" if action.complete else "promote", simulated.rollout, after, action.reason
-                )
-            )
+            kind = "complete" if action.complete else "promote"
+            events_out.append(BacktestEvent(now, kind, simulated.rollout, after, action.reason))
             simulated = replace(
                 simulated, rollout=after, state="complete" if action.complete else "rolling_out"
             )
-            # Like the loop, the check that led to the promotion belongs to the old stage.
-            stage_started = now + timedelta(microseconds=1)
-            history = []
+            acted.append(now)
+    return BacktestResult(flag.key, start, end, checks, tuple(events_out), counts)
+
+
+def _instants(
+    start: datetime, end: datetime, step_s: float, times: Sequence[datetime] | None
+) -> list[datetime]:
+    if times is not None:
+        return sorted({t for t in times if start <= t <= end})
+    out, now = [], start
+    while now <= end:
+        out.append(now)
         now += timedelta(seconds=step_s)
-    return BacktestResult(flag.key, start, end, checks, tuple(events), counts)
+    return out

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from control.decisions import DEFAULT_ALPHA, Outcome, Verdict, evaluate, evaluate_comparative
 from control.errors import ControlError
+from control.latency import evaluate_latency
 from control.metrics import MetricSource
 from flags.client import Flag, Guardrail
 
@@ -50,6 +51,12 @@ def _check(
     guardrail: Guardrail, source: MetricSource, *, fn: str | None, now: datetime, alpha: float
 ) -> Verdict:
     try:
+        if guardrail.kind == "comparative" and guardrail.metric == "p95_latency_s":
+            optimized_h, direct_h = (
+                source.latency_histogram(fn=fn, path=path, window_s=guardrail.window_s, end=now)
+                for path in ("optimized", "direct")
+            )
+            return evaluate_latency(guardrail, optimized_h, direct_h, alpha=alpha)
         if guardrail.kind == "comparative":
             optimized, direct = (
                 source.window(guardrail.metric, fn=fn, path=path, window_s=guardrail.window_s, end=now)

@@ -43,7 +43,7 @@ def command() -> None:
     "interval_s",
     type=click.FloatRange(min=0.05),
     default=None,
-    help="Seconds between evaluations [env ROLLGUARD_CONTROL_INTERVAL_S, default 5].",
+    help="Seconds between evaluations [env ROLLGUARD_CONTROL_INTERVAL_S, default 1].",
 )
 @click.option("--dry-run", is_flag=True, default=None, help="Log and record decisions; change no flag.")
 @click.option(
@@ -57,7 +57,7 @@ def command() -> None:
     "scrape_interval_s",
     type=click.FloatRange(min=0.05),
     default=None,
-    help="Seconds between scrapes [env ROLLGUARD_SCRAPE_INTERVAL_S, default 5].",
+    help="Seconds between scrapes [env ROLLGUARD_SCRAPE_INTERVAL_S, default 1].",
 )
 @click.option(
     "--lease",
@@ -189,6 +189,11 @@ def run(
     default=None,
     help="Rollout to start the replay at [default: the flag's first stage].",
 )
+@click.option(
+    "--recorded-checks",
+    is_flag=True,
+    help="Replay the live controller: check at the instants it checked, stages from the audit log.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def backtest(
     flag_key: str,
@@ -196,11 +201,13 @@ def backtest(
     end: datetime | None,
     step_s: float | None,
     start_rollout: int | None,
+    recorded_checks: bool,
     as_json: bool,
 ) -> None:
     """Replay recorded metrics through the rollout policy and print what it would have done."""
     from control.backtest import backtest as run_backtest
     from control.embedded import EmbeddedSource
+    from control.stages import rollout_at
     from control.store import ControlStore
     from flags.client import FlagsClient, FlagsError, FlagsUnavailable
 
@@ -210,13 +217,20 @@ def backtest(
         with FlagsClient(settings.flags_url, settings.admin_token) as flags:
             try:
                 flag = flags.get_flag(flag_key)
+                events = flags.events(flag=flag_key, limit=1000) if recorded_checks else []
             except (FlagsError, FlagsUnavailable) as exc:
                 raise click.ClickException(f"cannot read flag {flag_key}: {exc}") from exc
-        span = store.sample_span()
+        times = sorted({v.time for v in store.verdicts(flag_key)}) if recorded_checks else None
+        if recorded_checks and not times:
+            raise click.ClickException(f"the store holds no check of {flag_key} to replay")
+        span = (times[0], times[-1]) if times else store.sample_span()
         if span is None and (start is None or end is None):
             raise click.ClickException("no recorded samples in the store; give --from and --to")
-        first = _utc(start) if start else span[0] + timedelta(seconds=60)  # type: ignore[index]
+        default_start = span[0] if times else span[0] + timedelta(seconds=60)  # type: ignore[index]
+        first = _utc(start) if start else default_start
         last = _utc(end) if end else span[1]  # type: ignore[index]
+        if recorded_checks and start_rollout is None:
+            start_rollout = rollout_at(events, first)
         result = run_backtest(
             flag,
             EmbeddedSource(store),
@@ -224,6 +238,8 @@ def backtest(
             end=last,
             step_s=step_s or settings.interval_s,
             start_rollout=start_rollout,
+            times=times,
+            events=events,
         )
     finally:
         store.close()

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 GUARDED_STATES = ("rolling_out", "complete")
 #: One-sided significance level of the comparative guardrail's z-test, per check.
 DEFAULT_ALPHA = 0.001
-#: Metrics a comparative guardrail can compare soundly (a proportion per cohort).
-COMPARATIVE_METRICS = ("error_rate",)
+#: Metrics a comparative guardrail can compare soundly: a proportion per cohort here,
+#: latency histograms in `control.latency`.
+COMPARATIVE_METRICS = ("error_rate", "p95_latency_s")
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -140,7 +141,7 @@ def evaluate_comparative(
     value is the observed difference.
     """
     name, margin = guardrail.name, guardrail.threshold
-    if guardrail.metric not in COMPARATIVE_METRICS:
+    if guardrail.metric != "error_rate":
         return Verdict(
             name,
             Outcome.NO_DATA,

@@ -9,15 +9,16 @@ query it mirrors), so that both sources agree for the same samples.
 from __future__ import annotations
 
 import bisect
+import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from control import derive, promql, rollups
-from control.metrics import Point, WindowValue, series_times, series_window_s
+from control.metrics import Histogram, Point, WindowValue, series_times, series_window_s
 from control.store import ControlStore, RawSample
 
-SeriesKey = tuple[str, str, str | None, str | None, str | None]  # target, name, fn, path, le
+SeriesKey = tuple[str, str, str | None, str | None, str | None, str]  # target, name, fn, path, le, labels
 Groups = Mapping[SeriesKey, Sequence[derive.Point]]
 
 _INPUTS: dict[str, tuple[str, ...]] = {
@@ -29,6 +30,7 @@ _INPUTS: dict[str, tuple[str, ...]] = {
     "rss_bytes": (promql.RSS,),
     "request_rate": (promql.REQUESTS,),
     "backend_rate": (promql.BACKEND_CALLS,),
+    "breaker_bypass_rate": (promql.REQUESTS, promql.GATE_BYPASS),
 }
 
 
@@ -53,6 +55,25 @@ class EmbeddedSource:
         start = end - timedelta(seconds=window_s)
         rows = self._rows(metric, fn=fn, path=path, start=start, end=end)
         return compute(metric, group(rows), start=start.timestamp(), end=end.timestamp(), window_s=window_s)
+
+    def data_time(self) -> datetime | None:
+        # The scraper inserts one target's scrape at a time in time order, so every
+        # sample stamped up to the newest one is already stored: a window ending
+        # there reads the same samples now and in a later backtest.
+        return self.store.newest_sample_time()
+
+    def latency_histogram(
+        self,
+        *,
+        fn: str | None = None,
+        path: str | None = None,
+        window_s: int = 60,
+        end: datetime | None = None,
+    ) -> Histogram:
+        end = end or self._clock()
+        start = end - timedelta(seconds=window_s)
+        rows = self._rows("p95_latency_s", fn=fn, path=path, start=start, end=end)
+        return Histogram.of(bucket_increases(group(rows), start=start.timestamp(), end=end.timestamp()))
 
     def series(
         self,
@@ -118,6 +139,36 @@ class EmbeddedSource:
         )
 
 
+def bucket_increases(groups: Groups, *, start: float, end: float) -> dict[float, float]:
+    """Return `sum by (le) (increase(optimizer_call_seconds_bucket[W]))` as {bound: increase}."""
+    by_le: dict[float, float] = {}
+    for key, points in groups.items():
+        if key[1] != promql.CALL_SECONDS_BUCKET or key[4] is None:
+            continue
+        value = derive.increase(points, range_start=start, range_end=end)
+        if value is not None:
+            bound = derive.parse_le(key[4])
+            by_le[bound] = by_le.get(bound, 0.0) + value
+    return by_le
+
+
+def _breaker_bypass_rate(groups: Groups, *, start: float, end: float) -> WindowValue:
+    # B / (B + sum(increase(requests{path="optimized"}[W]))), B = breaker bypasses `or vector(0)`
+    def total(wanted: Callable[[SeriesKey], bool]) -> float | None:
+        chosen = (points for key, points in groups.items() if wanted(key))
+        return derive.sum_increase(chosen, range_start=start, range_end=end)
+
+    optimized = total(lambda key: key[1] == promql.REQUESTS and key[3] == "optimized")
+    bypassed = total(lambda key: key[1] == promql.GATE_BYPASS and _is_breaker(key[5])) or 0.0
+    if optimized is None or optimized + bypassed == 0:
+        return WindowValue(None, 0)
+    return WindowValue(bypassed / (optimized + bypassed), round(optimized + bypassed))
+
+
+def _is_breaker(labels: str) -> bool:
+    return bool(json.loads(labels).get("reason") != promql.NOT_BREAKER_REASON)
+
+
 def group(rows: Sequence[RawSample]) -> dict[SeriesKey, list[derive.Point]]:
     """Group raw samples into series (target, name, fn, path, le), each oldest first."""
     groups: dict[SeriesKey, list[derive.Point]] = defaultdict(list)
@@ -153,16 +204,11 @@ def compute(metric: str, groups: Groups, *, start: float, end: float, window_s: 
         return WindowValue(hits / total if total else None, round(total))
     if metric == "p95_latency_s":
         # histogram_quantile(0.95, sum by (le) (increase(call_seconds_bucket[W])))
-        by_le: dict[float, float] = {}
-        for key, points in groups.items():
-            if key[1] != promql.CALL_SECONDS_BUCKET or key[4] is None:
-                continue
-            value = derive.increase(points, range_start=start, range_end=end)
-            if value is not None:
-                bound = derive.parse_le(key[4])
-                by_le[bound] = by_le.get(bound, 0.0) + value
+        by_le = bucket_increases(groups, start=start, end=end)
         count = inc(promql.CALL_SECONDS_COUNT)
         return WindowValue(derive.histogram_quantile(0.95, by_le.items()), round(count or 0.0))
+    if metric == "breaker_bypass_rate":
+        return _breaker_bypass_rate(groups, start=start, end=end)
     if metric in ("cache_bytes", "rss_bytes"):
         # sum(max_over_time(gauge[W])), samples max(count_over_time(gauge[W]))
         present = [points for points in groups.values() if points]

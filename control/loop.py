@@ -23,13 +23,11 @@ from control.checks import check_flag
 from control.decisions import DEFAULT_ALPHA, GUARDED_STATES, Action, ActionKind, Verdict, decide
 from control.metrics import MetricSource
 from control.notify import Notifier
+from control.stages import stage_started_at
 from control.store import ControlStore, DecisionRecord, VerdictRecord
-from flags.client import Event, Flag, FlagsClient, FlagsError, FlagsUnavailable, VersionConflict
+from flags.client import Flag, FlagsClient, FlagsError, FlagsUnavailable, VersionConflict
 
 logger = logging.getLogger(__name__)
-
-#: Flag fields whose change starts a new stage (and restarts the hold).
-STAGE_FIELDS = ("rollout", "enabled", "state")
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class Controller:
         store: ControlStore,
         holder: str,
         notifier: Notifier | None = None,
-        interval_s: float = 5.0,
+        interval_s: float = 1.0,
         lease_s: float = 15.0,
         dry_run: bool = False,
         alpha: float = DEFAULT_ALPHA,
@@ -72,6 +70,7 @@ class Controller:
         self.max_gap_s = max(3 * interval_s, 30.0)
         #: Whether the last tick held the lease; the embedded scraper runs only on the leader.
         self.is_leader = False
+        self._last_check: dict[str, datetime] = {}
 
     def run(self, stop: threading.Event) -> None:
         """Tick every interval until `stop` is set, then give the lease up."""
@@ -117,10 +116,17 @@ class Controller:
         return decisions
 
     def _evaluate(self, flag: Flag) -> Decision:
-        now = self._clock()
+        now = self._check_time(flag.key)
+        if now is None:
+            return Decision(
+                flag.key, Action(ActionKind.HOLD, "no new scrape since the last check"), (), False
+            )
         stage_started = (
             self._stage_started_at(flag) if flag.enabled and flag.state in GUARDED_STATES else None
         )
+        if stage_started is not None and stage_started > now:
+            return Decision(flag.key, Action(ActionKind.HOLD, "no scrape since the stage started"), (), False)
+        self._last_check[flag.key] = now
         verdicts = check_flag(flag, self.source, now=now, since=stage_started, alpha=self.alpha)
         self.store.record_verdicts([_record(flag.key, now, flag, v) for v in verdicts])
         since = now - timedelta(seconds=flag.stage_hold_s + 2 * self.max_gap_s)
@@ -160,6 +166,21 @@ class Controller:
             self.notifier.notify(_event(flag, action, now))
         return Decision(flag.key, action, tuple(verdicts), applied=applied)
 
+    def _check_time(self, key: str) -> datetime | None:
+        """The instant to judge `key` at: the newest scrape (embedded) or now; None when there is nothing new.
+
+        Judging at the newest scrape, not the wall clock, makes every check
+        reproducible from the store (`control.backtest` replays these instants).
+        """
+        now = self._clock()
+        data = self.source.data_time()
+        if data is None:
+            return now
+        if (now - data).total_seconds() > self.max_gap_s:
+            return None
+        last = self._last_check.get(key)
+        return None if last is not None and data <= last else data
+
     def _apply(self, flag: Flag, action: Action) -> bool:
         # Re-check leadership right before writing: a tick that ran long must not
         # act on a lease another controller has taken meanwhile.
@@ -182,26 +203,15 @@ class Controller:
         return True
 
     def _stage_started_at(self, flag: Flag) -> datetime | None:
-        """When the current stage began: the later of the last audit event changing rollout,
-        enabled or state, and this store's last carried-out promotion or rollback."""
+        """When the current stage began (`control.stages`): audit events and this store's actions."""
         events = self.flags.events(flag=flag.key, limit=100)
-        started = next(
-            (e.time for e in sorted(events, key=lambda e: e.id, reverse=True) if _starts_stage(e)),
-            flag.updated_at,
-        )
-        # The check that led to our own last action belongs to the stage before it.
+        by_events = stage_started_at(events, (), fallback=flag.updated_at)
         acted = [
-            d.time + timedelta(milliseconds=1)
-            for d in self.store.decisions(flag.key, since=started)
+            d.time
+            for d in self.store.decisions(flag.key, since=by_events)
             if not d.dry_run and d.action in (ActionKind.PROMOTE.value, ActionKind.ROLLBACK.value)
         ]
-        return max([started, *acted]) if started is not None else (max(acted) if acted else None)
-
-
-def _starts_stage(event: Event) -> bool:
-    if event.action == "create" or event.before is None or event.after is None:
-        return True
-    return any(event.before.get(name) != event.after.get(name) for name in STAGE_FIELDS)
+        return stage_started_at(events, acted, fallback=flag.updated_at)
 
 
 def _record(key: str, now: datetime, flag: Flag, verdict: Verdict) -> VerdictRecord:

@@ -13,6 +13,7 @@ payload["fn"]; None means all functions, `path` None means both cohorts.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -31,6 +32,46 @@ class WindowValue:
 
     value: float | None
     samples: int
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A latency histogram over a window: (upper bound, cumulative count) buckets, ending at +Inf.
+
+    Build it with `Histogram.of()`, which sorts the buckets and makes the counts
+    monotonic (extrapolated increases can dip, as in PromQL's histogram_quantile).
+    """
+
+    buckets: tuple[tuple[float, float], ...] = ()
+
+    @classmethod
+    def of(cls, counts: Mapping[float, float]) -> Histogram:
+        """Return the histogram of cumulative `counts` by bound; empty unless one bound is +Inf."""
+        ordered = sorted(counts.items())
+        if not ordered or not math.isinf(ordered[-1][0]):
+            return cls()
+        monotonic, highest = [], 0.0
+        for bound, count in ordered:
+            highest = max(highest, count)
+            monotonic.append((bound, highest))
+        return cls(tuple(monotonic))
+
+    @property
+    def count(self) -> float:
+        """How many observations (the +Inf bucket); 0 for an empty histogram."""
+        return self.buckets[-1][1] if self.buckets else 0.0
+
+    def cumulative(self, bound: float) -> float:
+        """Observations at or below the bucket bound `bound` (0 when it is below every bucket)."""
+        return max((count for le, count in self.buckets if le <= bound), default=0.0)
+
+    def bound_of_rank(self, rank: float) -> float:
+        """The upper bound of the bucket holding the observation of rank `rank`."""
+        return next((le for le, count in self.buckets if count >= rank), math.inf)
+
+    def bound_at_or_above(self, value: float) -> float:
+        """The lowest bucket bound at or above `value` (+Inf when none is)."""
+        return next((le for le, _count in self.buckets if le >= value), math.inf)
 
 
 @dataclass(frozen=True)
@@ -54,6 +95,24 @@ class MetricSource(Protocol):
         end: datetime | None = None,
     ) -> WindowValue:
         """Return `metric` over the `window_s` seconds ending at `end` (default now)."""
+        ...
+
+    def data_time(self) -> datetime | None:
+        """The time of the newest data a check can judge; None when the source cannot tell (judge up to now)."""
+        ...
+
+    def latency_histogram(
+        self,
+        *,
+        fn: str | None = None,
+        path: str | None = None,
+        window_s: int = 60,
+        end: datetime | None = None,
+    ) -> Histogram:
+        """Return the latency histogram of logical calls over the `window_s` seconds ending at `end`.
+
+        The buckets of `sum by (le) (increase(optimizer_call_seconds_bucket{fn,path}[W]))`.
+        """
         ...
 
     def series(

@@ -17,9 +17,9 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
-from control import promql
+from control import derive, promql
 from control.errors import TemporaryError
-from control.metrics import Point, WindowValue, series_times, series_window_s
+from control.metrics import Histogram, Point, WindowValue, series_times, series_window_s
 
 
 class PrometheusSource:
@@ -45,6 +45,27 @@ class PrometheusSource:
         value = self._scalar(promql.value_query(metric, fn=fn, path=path, window_s=window_s), at)
         samples = self._scalar(promql.samples_query(metric, fn=fn, path=path, window_s=window_s), at)
         return WindowValue(value, round(samples) if samples is not None else 0)
+
+    def data_time(self) -> datetime | None:
+        return None
+
+    def latency_histogram(
+        self,
+        *,
+        fn: str | None = None,
+        path: str | None = None,
+        window_s: int = 60,
+        end: datetime | None = None,
+    ) -> Histogram:
+        at = (end or self._clock()).timestamp()
+        query = promql.latency_buckets_query(fn=fn, path=path, window_s=window_s)
+        result = self._call(lambda: self._prom.custom_query(query, params={"time": f"{at:.3f}"}))
+        counts: dict[float, float] = {}
+        for entry in result:
+            value = _finite(entry["value"][1])
+            if value is not None and "le" in entry.get("metric", {}):
+                counts[derive.parse_le(entry["metric"]["le"])] = value
+        return Histogram.of(counts)
 
     def series(
         self,

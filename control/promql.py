@@ -13,11 +13,14 @@ parts may import `value_query` to show or reuse the expressions.
 | p95_latency_s  | histogram_quantile(0.95, sum by (le) (increase(call_seconds_bucket[W])))          | sum(increase(call_seconds_count[W])) |
 | cache_bytes    | sum(max_over_time(optimizer_cache_bytes{fn}[W]))                                  | max(count_over_time(...[W]))   |
 | rss_bytes      | sum(max_over_time(process_resident_memory_bytes[W]))                              | max(count_over_time(...[W]))   |
+| breaker_bypass_rate | B / (B + sum(increase(requests{fn,path="optimized"}[W]))), B = bypasses by the breaker | B + optimized requests |
 | request_rate   | sum(rate(requests[W])) (calls/s, for charts)                                      | sum(increase(requests[W]))  |
 | backend_rate   | sum(rate(backend_calls[W])) (calls/s, for charts)                                 | sum(increase(backend_calls[W])) |
 
 A ratio whose denominator is 0 or absent is "no value" (None), as PromQL's NaN
-or empty result is.
+or empty result is. B is `(sum(increase(optimizer_gate_bypass_total{fn,reason!="flag_unavailable"}[W]))
+or vector(0))`: the optimized cohort's calls the local circuit breaker sent
+direct (every bypass reason but an SDK that has not loaded the flag yet).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ CALL_SECONDS = "optimizer_call_seconds"
 CALL_SECONDS_BUCKET = "optimizer_call_seconds_bucket"
 CALL_SECONDS_COUNT = "optimizer_call_seconds_count"
 CACHE_BYTES = "optimizer_cache_bytes"
+GATE_BYPASS = "optimizer_gate_bypass_total"
+#: The bypass reason that is not the breaker's: the SDK has not loaded the flag yet.
+NOT_BREAKER_REASON = "flag_unavailable"
 RSS = "process_resident_memory_bytes"
 
 DERIVED_METRICS = (
@@ -44,6 +50,7 @@ DERIVED_METRICS = (
     "rss_bytes",
     "request_rate",
     "backend_rate",
+    "breaker_bypass_rate",
 )
 #: Derived metrics whose inputs carry the `path` (cohort) label.
 PATH_AWARE = frozenset({"call_reduction", "error_rate", "p95_latency_s", "request_rate", "backend_rate"})
@@ -66,7 +73,7 @@ STORED_SAMPLE_NAMES = frozenset(
         "optimizer_call_seconds_sum",
         CACHE_BYTES,
         "optimizer_cache_entries",
-        "optimizer_gate_bypass_total",
+        GATE_BYPASS,
         "portal_page_loads_total",
         "portal_db_queries_total",
         "portal_db_pool_in_use",
@@ -112,6 +119,9 @@ def value_query(metric: str, *, fn: str | None, path: str | None, window_s: int)
         return f"sum(max_over_time({RSS}{w}))"
     if metric == "request_rate":
         return f"sum(rate({selector(REQUESTS, fn=fn, path=path)}{w}))"
+    if metric == "breaker_bypass_rate":
+        bypassed = _breaker_bypasses(fn, w)
+        return f"{bypassed} / ({bypassed} + {_inc_optimized(fn, w)})"
     return f"sum(rate({selector(BACKEND_CALLS, fn=fn, path=path)}{w}))"
 
 
@@ -134,7 +144,23 @@ def samples_query(metric: str, *, fn: str | None, path: str | None, window_s: in
         return inc(CALL_SECONDS_COUNT)
     if metric == "cache_bytes":
         return f"max(count_over_time({selector(CACHE_BYTES, fn=fn)}{w}))"
+    if metric == "breaker_bypass_rate":
+        return f"{_breaker_bypasses(fn, w)} + {_inc_optimized(fn, w)}"
     return f"max(count_over_time({RSS}{w}))"
+
+
+def latency_buckets_query(*, fn: str | None, path: str | None, window_s: int) -> str:
+    """Return the PromQL of the latency histogram's buckets (one sample per `le`) over the window."""
+    return f"sum by (le) (increase({selector(CALL_SECONDS_BUCKET, fn=fn, path=path)}[{int(window_s)}s]))"
+
+
+def _inc_optimized(fn: str | None, w: str) -> str:
+    return f"sum(increase({selector(REQUESTS, fn=fn, path='optimized')}{w}))"
+
+
+def _breaker_bypasses(fn: str | None, w: str) -> str:
+    matchers = ([f'fn="{_escape(fn)}"'] if fn else []) + [f'reason!="{NOT_BREAKER_REASON}"']
+    return f"(sum(increase({GATE_BYPASS}{{{','.join(matchers)}}}{w})) or vector(0))"
 
 
 def _labels(metric: str, fn: str | None, path: str | None) -> tuple[str | None, str | None]:

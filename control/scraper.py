@@ -44,7 +44,7 @@ class Scraper:
         store: ControlStore,
         targets: Sequence[str],
         *,
-        interval_s: float = 5.0,
+        interval_s: float = 1.0,
         retention_s: float = 2 * 24 * 3600,
         clock: Callable[[], datetime] | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -54,7 +54,8 @@ class Scraper:
         self.interval_s = interval_s
         self.retention_s = retention_s
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._http = httpx.Client(timeout=min(10.0, max(1.0, interval_s)), transport=transport)
+        # A saturated target answers slowly; a scrape that times out leaves a gap, never a verdict.
+        self._http = httpx.Client(timeout=min(10.0, max(5.0, interval_s)), transport=transport)
         self._last_prune: datetime | None = None
 
     def close(self) -> None:

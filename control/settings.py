@@ -37,9 +37,9 @@ class ControlSettings:
     #: ROLLGUARD_SCRAPE_TARGETS: comma-separated base URLs or /metrics URLs the embedded scraper reads.
     scrape_targets: tuple[str, ...] = ()
     #: ROLLGUARD_SCRAPE_INTERVAL_S: seconds between scrapes of each target.
-    scrape_interval_s: float = 5.0
-    #: ROLLGUARD_CONTROL_INTERVAL_S: seconds between evaluations of the flags.
-    interval_s: float = 5.0
+    scrape_interval_s: float = 1.0
+    #: ROLLGUARD_CONTROL_INTERVAL_S: seconds between evaluations of the flags (each judges the newest scrape).
+    interval_s: float = 1.0
     #: ROLLGUARD_CONTROL_RETENTION_S: how long scraped samples are kept.
     retention_s: int = TWO_DAYS_S
     #: ROLLGUARD_CONTROL_LEASE_S: how long a leader's lease lasts without renewal.
@@ -64,8 +64,8 @@ class ControlSettings:
             metrics=metrics,  # type: ignore[arg-type]  # checked just above
             prometheus_url=environ.get("ROLLGUARD_PROMETHEUS_URL") or None,
             scrape_targets=parse_targets(environ.get("ROLLGUARD_SCRAPE_TARGETS", "")),
-            scrape_interval_s=_positive(environ, "ROLLGUARD_SCRAPE_INTERVAL_S", 5.0),
-            interval_s=_positive(environ, "ROLLGUARD_CONTROL_INTERVAL_S", 5.0),
+            scrape_interval_s=_positive(environ, "ROLLGUARD_SCRAPE_INTERVAL_S", 1.0),
+            interval_s=_positive(environ, "ROLLGUARD_CONTROL_INTERVAL_S", 1.0),
             retention_s=int(_positive(environ, "ROLLGUARD_CONTROL_RETENTION_S", TWO_DAYS_S)),
             lease_s=_positive(environ, "ROLLGUARD_CONTROL_LEASE_S", 15.0),
             notify_webhook_url=environ.get("ROLLGUARD_NOTIFY_WEBHOOK_URL") or None,

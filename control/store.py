@@ -135,10 +135,12 @@ class RawSample:
     path: str | None
     le: str | None
     value: float
+    #: The other labels as sorted JSON (e.g. `{"reason": "..."}` of a bypass counter).
+    labels: str = "{}"
 
     @property
-    def series(self) -> tuple[str, str, str | None, str | None, str | None]:
-        return (self.target, self.name, self.fn, self.path, self.le)
+    def series(self) -> tuple[str, str, str | None, str | None, str | None, str]:
+        return (self.target, self.name, self.fn, self.path, self.le, self.labels)
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ class ControlStore:
     ) -> list[RawSample]:
         """Samples of the named metrics with start <= time <= end, oldest first."""
         c = samples_table.c
-        query = select(c.ts, c.target, c.name, c.fn, c.path, c.le, c.value).where(
+        query = select(c.ts, c.target, c.name, c.fn, c.path, c.le, c.value, c.labels).where(
             c.name.in_(list(names)), c.ts >= start.timestamp(), c.ts <= end.timestamp()
         )
         if fn is not None:
@@ -272,6 +274,14 @@ class ControlStore:
         if low is None:
             return None
         return _dt(low), _dt(high)
+
+    def newest_sample_time(self) -> datetime | None:
+        """The time of the newest stored sample (the latest scrape), or None when there is none."""
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            newest = conn.execute(select(func.max(samples_table.c.ts))).scalar()
+        return None if newest is None else _dt(newest)
 
     # verdicts and decisions (loop writes; dashboard, status and decide() read)
 

@@ -35,6 +35,7 @@ GUARDRAIL_METRICS = (
     "p95_latency_s",
     "cache_bytes",
     "rss_bytes",
+    "breaker_bypass_rate",
 )
 PATH_METRICS = ("error_rate", "p95_latency_s")
 GUARDRAIL_OPS = ("<", "<=", ">", ">=")

@@ -3,9 +3,12 @@
 Starts the flag service, a seeded portal, the controller on the embedded metric
 scraper, the Alertmanager receiver, the dashboard and the traffic generator,
 then plays: steady traffic with the optimization at 10%; healthy, so the
-controller promotes it to 50%; a mass-submission spike; a fault injected into
-the optimized path; the controller rolls the flag back. Everything lives under
-`./var/` (SQLite files, logs in `./var/logs/`); Ctrl-C stops every process.
+controller promotes it to 50%; a mass submission of up to 2,000 students,
+which the default guardrails (`control.defaults`) must let through; a fault
+injected into the optimized path; the portal's local circuit breaker trips
+(read from its /metrics) and the controller rolls the flag back, each printed
+when seen. Everything lives under `./var/` (SQLite files, logs in
+`./var/logs/`); Ctrl-C stops every process.
 
 A JSON record of the story, `./var/story.json`, is rewritten (atomically) from
 the start and after every step: the URLs, the pid of each child (also its
@@ -35,7 +38,9 @@ import click
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from flags.client import FlagNotFound, FlagsClient, Guardrail, RollbackPolicy
+from control.defaults import default_breaker_payload, default_guardrails, default_rollback
+from control.portal_metrics import gate_counts
+from flags.client import FlagNotFound, FlagsClient
 from rollguard.demo_prometheus import write_configs
 from rollguard.processes import ROLLGUARD, Child, ChildFailed, Supervisor, pick_port
 
@@ -46,7 +51,7 @@ FN = "get_all_exam_attempts"
 
 
 def demo_flag_fields(stage_hold_s: int) -> dict[str, Any]:
-    """The portal's flag as the demo creates it: short windows so the story fits in minutes."""
+    """The portal's flag as the demo creates it, with the default guardrails and rollback policy."""
     return {
         "description": "Cache, single-flight and batching around get_all_exam_attempts",
         "enabled": True,
@@ -55,21 +60,15 @@ def demo_flag_fields(stage_hold_s: int) -> dict[str, Any]:
         "stage_hold_s": stage_hold_s,
         "auto_promote": True,
         "state": "rolling_out",
-        "guardrails": [
-            Guardrail("error_rate", "<", 0.02, window_s=20, min_samples=30, path="optimized"),
-            Guardrail("p95_latency_s", "<", 0.5, window_s=20, min_samples=30, path="optimized"),
-            Guardrail("cache_bytes", "<", 15_000_000, window_s=20, min_samples=1),
-        ],
-        "rollback": RollbackPolicy(consecutive_failures=2, on_no_data="hold"),
+        "guardrails": default_guardrails(),
+        "rollback": default_rollback(),
         "payload": {
             "fn": FN,
             "ttl_s": 30,
             "stale_s": 5,
             "batch_window_ms": 5,
             "max_batch": 64,
-            "breaker_error_rate": 0.9,
-            "breaker_min_calls": 50,
-            "breaker_cooldown_s": 10,
+            **default_breaker_payload(),
         },
     }
 
@@ -89,6 +88,7 @@ class Story:
     events: list[dict[str, Any]] = field(default_factory=list)
     promoted_at_s: float | None = None
     fault_at_s: float | None = None
+    breaker_tripped_at_s: float | None = None
     rolled_back_at_s: float | None = None
     rollback_reason: str | None = None
     portal_metrics: dict[str, float] = field(default_factory=dict)
@@ -213,6 +213,8 @@ def command(
         "ROLLGUARD_FLAGS_URL": urls["flags"],
         "ROLLGUARD_SCRAPE_TARGETS": urls["portal"],
         "ROLLGUARD_METRICS": "embedded",
+        # The portal's SDK polls the flag every second, so a rollback reaches it within one.
+        "ROLLGUARD_PORTAL_FLAGS_REFRESH_S": "1",
         "ROLLGUARD_VAR_DIR": str(var_dir),
     }
     (var_dir / "demo.env").write_text(
@@ -318,10 +320,10 @@ def _play(
         metrics = "prometheus"
     supervisor.start(
         "controller",
-        [*ROLLGUARD, "control", "run", "--metrics", metrics, "--interval", "5"],
+        [*ROLLGUARD, "control", "run", "--metrics", metrics],
         env={"ROLLGUARD_PROMETHEUS_URL": urls["prometheus"]},
     )
-    story.add(t0, f"controller running on {metrics} metrics, checking every 5s")
+    story.add(t0, f"controller running on {metrics} metrics, judging every new scrape (every second)")
     supervisor.wait_ready(dashboard, f"{urls['dashboard']}/_stcore/health", timeout=90)
     click.echo(
         "\n".join(
@@ -381,7 +383,7 @@ def _play(
     )
     story.add(t0, "auto-promote off: the flag stays at 50% (the controller still rolls back)")
 
-    spike_users = min(500, students)
+    spike_users = min(2000, students)
     story.add(t0, f"mass submission: {spike_users} students submit at once, then reload their pages")
     spike = supervisor.start(
         "traffic-mass-submission",
@@ -406,6 +408,11 @@ def _play(
     if spike.proc is not None and spike.proc.returncode not in (0, None):
         raise ChildFailed(f"the mass-submission traffic failed:\n{spike.log_tail()}")
 
+    if not admin.get_flag(FLAG_KEY).enabled:
+        story.add(t0, "the controller rolled the flag back during the healthy mass submission")
+        return
+    story.add(t0, "the mass submission is over; the flag is still on at 50%")
+    breaker_before = _breaker_activity(urls["portal"])
     httpx.post(
         f"{urls['portal']}/api/admin/fault",
         json={"error_rate": 0.3, "latency_ms": 300},
@@ -414,29 +421,63 @@ def _play(
     ).raise_for_status()
     story.fault_at_s = round(time.monotonic() - t0, 1)
     story.add(t0, "fault injected into the optimized path: 30% errors, +300 ms")
-
-    rolled_back = _wait_for(
-        lambda: not admin.get_flag(FLAG_KEY).enabled, timeout=120, deadline=deadline, supervisor=supervisor
-    )
-    if not rolled_back:
-        story.add(t0, "no rollback before the time ran out")
+    if _watch_fault(
+        supervisor, story, admin, portal_url=urls["portal"], t0=t0, deadline=deadline, breaker=breaker_before
+    ):
         return
-    story.rolled_back_at_s = round(time.monotonic() - t0, 1)
-    kills = [e for e in admin.events(flag=FLAG_KEY, limit=20) if e.action == "kill"]
-    story.rollback_reason = kills[0].reason if kills else None
-    story.completed = True  # saved with the rollback's step: a watcher sees both at once
-    story.add(
-        t0,
-        f"rolled back {story.rolled_back_at_s - story.fault_at_s:.1f}s after the fault",
-        reason=story.rollback_reason,
-        actor=kills[0].actor if kills else None,
-    )
     if stop_when_done:
         return
     story.add(t0, f"the story is over; everything keeps running for the dashboard at {urls['dashboard']}")
     while time.monotonic() < deadline:
         supervisor.check_alive(("flags", "portal"))
         time.sleep(1)
+
+
+def _breaker_activity(portal_url: str) -> float:
+    return gate_counts(httpx.get(f"{portal_url}/metrics", timeout=5).text, fn=FN).breaker_activity
+
+
+def _watch_fault(
+    supervisor: Supervisor,
+    story: Story,
+    admin: FlagsClient,
+    *,
+    portal_url: str,
+    t0: float,
+    deadline: float,
+    breaker: float,
+) -> bool:
+    """Print the breaker's trip and the controller's rollback as each is seen; True if the story ends here."""
+    end = min(time.monotonic() + 120, deadline)
+    while time.monotonic() < end and story.rolled_back_at_s is None:
+        supervisor.check_alive(("flags", "portal", "controller"))
+        if story.breaker_tripped_at_s is None and _breaker_activity(portal_url) > breaker:
+            story.breaker_tripped_at_s = round(time.monotonic() - t0, 1)
+            after = story.breaker_tripped_at_s - (story.fault_at_s or 0.0)
+            story.add(t0, f"the portal's circuit breaker tripped {after:.1f}s after the fault (its /metrics)")
+        if not admin.get_flag(FLAG_KEY).enabled:
+            _rolled_back(story, admin, t0)
+        time.sleep(0.2)
+    if story.rolled_back_at_s is None:
+        story.add(t0, "no rollback before the time ran out")
+        return True
+    if story.breaker_tripped_at_s is None:
+        story.add(t0, "the portal's breaker did not trip before the rollback")
+    return False
+
+
+def _rolled_back(story: Story, admin: FlagsClient, t0: float) -> None:
+    story.rolled_back_at_s = round(time.monotonic() - t0, 1)
+    kills = [e for e in admin.events(flag=FLAG_KEY, limit=20) if e.action == "kill"]
+    story.rollback_reason = kills[0].reason if kills else None
+    story.completed = True  # saved with the rollback's step: a watcher sees both at once
+    story.add(
+        t0,
+        f"the controller rolled the flag back {story.rolled_back_at_s - (story.fault_at_s or 0.0):.1f}s "
+        "after the fault",
+        reason=story.rollback_reason,
+        actor=kills[0].actor if kills else None,
+    )
 
 
 def _start_prometheus(
@@ -457,7 +498,9 @@ def _start_prometheus(
             t0, "--with-prometheus: Prometheus or Alertmanager is not installed; using embedded metrics"
         )
         return False
-    config = write_configs(var_dir / "prometheus", urls=urls, alerts_token=tokens["ROLLGUARD_ALERTS_TOKEN"])
+    config = write_configs(
+        var_dir / "prometheus", urls=urls, alerts_token=tokens["ROLLGUARD_ALERTS_TOKEN"], scrape_interval_s=1
+    )
     supervisor.run(
         "alerts-rules",
         [*ROLLGUARD, "alerts", "rules", "--out", str(config.rules_dir / "rollguard.yml")],

@@ -35,6 +35,9 @@ class MetricsTarget(ContractTarget):
 
     def _register(self, registry: CollectorRegistry) -> None:
         self.unrelated = Counter("unrelated_thing", "not in the contract", registry=registry)
+        self.bypass = Counter(
+            "optimizer_gate_bypass", "calls sent direct by the gate", ["fn", "reason"], registry=registry
+        )
 
     def calls(
         self,

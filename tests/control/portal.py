@@ -70,9 +70,17 @@ def start_portal(tmp_path: Path, flags: LiveFlagService, *, students: int = 200)
 
 
 class Traffic:
-    """`rollguard traffic run --scenario steady` against a portal, in the background."""
+    """`rollguard traffic run --scenario steady` (or another scenario) against a portal, in the background."""
 
-    def __init__(self, portal: LivePortal, log_path: Path, *, users: int = 20, duration_s: int = 120) -> None:
+    def __init__(
+        self,
+        portal: LivePortal,
+        log_path: Path,
+        *,
+        users: int = 20,
+        duration_s: int = 120,
+        scenario: str = "steady",
+    ) -> None:
         self._log = open(log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
             [
@@ -80,7 +88,7 @@ class Traffic:
                 "traffic",
                 "run",
                 "--scenario",
-                "steady",
+                scenario,
                 "--users",
                 str(users),
                 "--duration",
@@ -89,6 +97,8 @@ class Traffic:
                 portal.url,
                 "--spawn-rate",
                 str(users),
+                "--settle",
+                "5",
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -96,6 +106,10 @@ class Traffic:
             cwd=REPO,
             start_new_session=True,
         )
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -136,8 +136,8 @@ def test_comparative_false_alarm_rate_per_check_stays_at_alpha_on_the_margin():
 
 
 def test_comparative_refuses_metrics_it_cannot_test():
-    latency = Guardrail("p95_latency_s", "<=", 0.05, kind="comparative")
-    verdict = evaluate_comparative(latency, WindowValue(1.0, 500), WindowValue(0.1, 500))
+    reduction = Guardrail("call_reduction", ">=", 0.05, kind="comparative")
+    verdict = evaluate_comparative(reduction, WindowValue(0.1, 500), WindowValue(0.0, 500))
     assert verdict.outcome is Outcome.NO_DATA and "support" in verdict.detail
 
 

@@ -175,3 +175,36 @@ def test_other_functions_do_not_leak_into_a_flags_function(metrics_target, scrap
 def test_unknown_metric_is_refused(source):
     with pytest.raises(UnknownMetric):
         source.window("latency_p99")
+
+
+def test_breaker_bypass_rate_counts_the_breakers_bypasses_of_the_optimized_cohort(
+    metrics_target, scraper, clock, source
+):
+    for _ in range(4):
+        metrics_target.calls("optimized", 90)
+        metrics_target.calls("direct", 100)
+        metrics_target.bypass.labels(FN, "breaker_error_rate").inc(10)
+        # The SDK had not loaded the flag yet: not the breaker, so not counted.
+        metrics_target.bypass.labels(FN, "flag_unavailable").inc(50)
+        scraper.scrape_once()
+        clock.advance(1)
+    clock.advance(-1)
+    rate = source.window("breaker_bypass_rate", fn=FN, window_s=3)
+    assert rate.value == pytest.approx(0.1)
+    assert rate.samples == 300
+
+
+def test_no_breaker_bypass_is_a_rate_of_zero(metrics_target, scraper, clock, source):
+    scrape_steps(metrics_target, scraper, clock, 3, step_s=1)
+    assert source.window("breaker_bypass_rate", fn=FN, window_s=2).value == 0.0
+
+
+def test_latency_histogram_sums_bucket_increases_by_bound(metrics_target, scraper, clock, source):
+    scrape_steps(metrics_target, scraper, clock, 3, step_s=1)
+    direct = source.latency_histogram(fn=FN, path="direct", window_s=2)
+    optimized = source.latency_histogram(fn=FN, path="optimized", window_s=2)
+    assert direct.count == pytest.approx(100) and optimized.count == pytest.approx(200)
+    # direct calls take 0.3 s: all in the bucket up to 0.5 s; optimized ones (0.02 s) up to 0.025 s.
+    assert direct.bound_of_rank(0.95 * direct.count) == 0.5
+    assert optimized.bound_of_rank(0.95 * optimized.count) == 0.025
+    assert direct.cumulative(0.25) == 0.0

@@ -132,14 +132,15 @@ def test_failing_guardrail_rolls_back_with_reason_in_audit_and_notification(harn
         if not admin.get_flag(KEY).enabled:
             break
 
-    # no data (one scrape), fail, fail -> rollback on the second failing check
+    # The first scrape predates the flag's creation (the stage's start): not judged.
+    # Then fail, fail -> rollback on the second failing check.
     assert actions == ["hold", "hold", "rollback"]
     flag = admin.get_flag(KEY)
     assert (flag.enabled, flag.state) == (False, "rolled_back")
     (kill,) = controller_events(admin)
     assert kill.action == "kill"
     assert ERRORS.name in kill.reason and "value 0.3" in kill.reason and "threshold 0.02" in kill.reason
-    assert [v.verdict for v in store.verdicts(KEY)] == ["no_data", "fail", "fail"]
+    assert [v.verdict for v in store.verdicts(KEY)] == ["fail", "fail"]
     assert [(e["action"], e["flag"], e["reason"]) for e in webhook.events] == [("rollback", KEY, kill.reason)]
 
     # Killed: the controller leaves it alone.

@@ -53,6 +53,7 @@ STEADY = [
     ("request_rate", "direct", 0.10, 0),
     ("backend_rate", None, 0.10, 0),
     ("cache_bytes", None, 0, 0),
+    ("breaker_bypass_rate", None, 0, 0.01),
 ]
 PORTAL = [
     ("error_rate", "optimized", 0, 0.03),
@@ -76,6 +77,9 @@ def steady_mix(target: MetricsTarget, stop: threading.Event) -> None:
         target.hits.labels(STEADY_FN).inc(8)
         target.misses.labels(STEADY_FN).inc(2)
         target.cache_bytes.labels(STEADY_FN).set(123_456)
+        # One optimized-cohort call in 11 sent direct by the breaker; SDK-not-ready bypasses don't count.
+        target.bypass.labels(STEADY_FN, "breaker_error_rate").inc(1)
+        target.bypass.labels(STEADY_FN, "flag_unavailable").inc(5)
 
 
 def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_target):
@@ -97,9 +101,11 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
         threading.Thread(target=steady_mix, args=(metrics_target, stop)),
         threading.Thread(target=scraper.run, args=(stop,)),
     ]
-    prometheus = start_prometheus(tmp_path, targets)
+    prometheus = None
     traffic = None
     try:
+        # Inside the try: a missing Prometheus skips the test, and the portal must still stop.
+        prometheus = start_prometheus(tmp_path, targets)
         portal.inject_fault(error_rate=0.2)
         traffic = Traffic(portal, tmp_path / "traffic.log", users=20, duration_s=120)
         for t in threads:
@@ -123,6 +129,18 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
                 assert mine.value is not None and prom.value is not None, where
                 assert mine.value == pytest.approx(prom.value, rel=rel, abs=abs_), where
                 assert mine.samples == pytest.approx(prom.samples, rel=samples_rel, abs=2), where
+        assert ours.window("breaker_bypass_rate", fn=STEADY_FN, window_s=WINDOW_S, end=end).value == (
+            pytest.approx(1 / 11, abs=0.01)
+        )
+        # The latency histograms behind the comparative latency test: same buckets, same counts.
+        for path in ("optimized", "direct"):
+            mine_h, prom_h = (
+                s.latency_histogram(fn=STEADY_FN, path=path, window_s=WINDOW_S, end=end)
+                for s in (ours, theirs)
+            )
+            assert [b for b, _ in mine_h.buckets] == [b for b, _ in prom_h.buckets]
+            assert mine_h.count == pytest.approx(prom_h.count, rel=0.10)
+            assert mine_h.bound_of_rank(0.95 * mine_h.count) == prom_h.bound_of_rank(0.95 * prom_h.count)
         # RSS sums both targets' processes (the portal's and this test's).
         rss = (
             ours.window("rss_bytes", window_s=WINDOW_S, end=end),
@@ -163,7 +181,8 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
         for t in threads:
             if t.is_alive():
                 t.join(timeout=10)
-        prometheus.stop()
+        if prometheus is not None:
+            prometheus.stop()
         portal.stop()
         scraper.close()
         store.close()

@@ -103,7 +103,9 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         urls = story["urls"]
         assert story["promoted_at_s"] < story["fault_at_s"] < story["rolled_back_at_s"]
         reason = story["rollback_reason"]
-        assert reason and ("error_rate" in reason or "p95" in reason), story["events"]
+        assert reason and any(n in reason for n in ("error_rate", "p95", "breaker_bypass_rate")), story[
+            "events"
+        ]
         assert story["completed"] and not story["stopped"]
         # The command printed where everything is and a line per step of the story.
         out = printed()
