@@ -181,6 +181,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     before = _scrape_patiently(target, scrape_client)
 
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     shared = _Shared(
         plan=SCENARIOS[options.scenario],
         catalog=catalog,
@@ -229,6 +230,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     gevent.spawn_later(options.duration_s, runner.quit)
     runner.greenlet.join()
     wall_s = time.monotonic() - t0
+    client_cpu_s = time.process_time() - cpu0
     gevent.killall(helpers)
     report(0)
     after = _settled_scrape(target, scrape_client, within_s=options.settle_s)
@@ -250,6 +252,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
         after=after,
         peak_pool=peak_pool[0],
         wall_s=wall_s,
+        client_cpu_s=client_cpu_s,
     )
 
 
@@ -263,6 +266,7 @@ def summarize(
     after: promtext.Scrape,
     peak_pool: float,
     wall_s: float,
+    client_cpu_s: float,
 ) -> dict[str, Any]:
     """The JSON summary of one run."""
     total = env.stats.total
@@ -307,6 +311,8 @@ def summarize(
         "users": options.users,
         "duration_s": options.duration_s,
         "wall_s": round(wall_s, 2),
+        # CPU the load generator itself spent while its users ran (this process).
+        "client_cpu_s": round(client_cpu_s, 3),
         "target": options.target,
         "gate": info.get("gate"),
         "requests": total.num_requests,
