@@ -1,14 +1,14 @@
 """The capacity floor: the portal's server stack answering every page with a constant body of a page's size.
 
 `bench/portal_capacity.py` starts it next to the real portal, under the same
-gunicorn options (`portal.server`) and the same load generator, so the gap
+WSGI server and options (`portal.server`) and the same load generator, so the gap
 between the two is what the portal's own work costs. It answers just what
 `rollguard traffic run` needs: /api/portal/info, /metrics (empty), the two
 pages and the submit endpoint. Page bodies are rendered once at start the way
 the portal renders a seeded student (12 series, 2 attempts each), so they have
 a real page's size and shape but belong to no student, and never count as stale.
 
-    .venv/bin/python bench/floor.py --port 8100 [--workers 1] [--threads 64]
+    .venv/bin/python bench/floor.py --port 8100 [--server granian] [--workers 1] [--threads 64]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from flask import Flask, Response  # noqa: E402
 
 from portal.data import AttemptRow, attempts_key, render_attempts  # noqa: E402
 from portal.pages import EXAM_HOME_STEPS  # noqa: E402
-from portal.server import PortalServer, gunicorn_options  # noqa: E402
+from portal.server import DEFAULT_SERVER, SERVERS, serve  # noqa: E402
 
 SERIES = 12
 EXAMS_PER_SERIES = 5
@@ -137,9 +137,16 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER)
     args = parser.parse_args()
-    options = gunicorn_options(host=args.host, port=args.port, workers=args.workers, threads=args.threads)
-    PortalServer(create_floor_app, options).run()
+    serve(
+        "bench.floor:create_floor_app",
+        server=args.server,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+    )
     return 0
 
 

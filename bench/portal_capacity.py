@@ -47,6 +47,7 @@ from bench.machine import write_result  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.models import Attempt  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
+from portal.server import DEFAULT_SERVER, SERVERS  # noqa: E402
 
 ROLLGUARD = [sys.executable, "-m", "control"]
 MODES = ("floor", "direct", "optimized")
@@ -57,6 +58,7 @@ DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 class Stack:
     """How every server of the bench runs."""
 
+    server: str
     workers: int
     threads: int
     database_url: str
@@ -64,7 +66,7 @@ class Stack:
 
 
 def server_command(mode: str, port: int, stack: Stack) -> list[str]:
-    sizing = ["--workers", str(stack.workers), "--threads", str(stack.threads)]
+    sizing = ["--server", stack.server, "--workers", str(stack.workers), "--threads", str(stack.threads)]
     if mode == "floor":
         return [sys.executable, str(REPO / "bench" / "floor.py"), "--port", str(port), *sizing]
     return [*ROLLGUARD, "portal", "serve", "--port", str(port), *sizing]
@@ -214,25 +216,29 @@ def summarize(cells: list[dict[str, Any]], *, p95_ms: float) -> dict[str, Any]:
 
 
 def ratios(capacity: dict[str, int]) -> dict[str, float | None]:
-    optimized = capacity.get("optimized")
-
-    def over(base: str) -> float | None:
-        if optimized is None or not capacity.get(base):
-            return None
-        return round(optimized / capacity[base], 2)
-
-    return {"optimized_over_floor": over("floor"), "optimized_over_direct": over("direct")}
+    """optimized/floor and optimized/direct, per server when several were compared."""
+    out: dict[str, float | None] = {}
+    for label, optimized in capacity.items():
+        mode, _, server = label.partition("/")
+        if mode != "optimized":
+            continue
+        suffix = f"/{server}" if server else ""
+        for base in ("floor", "direct"):
+            if f"{base}{suffix}" in capacity:
+                below = capacity[f"{base}{suffix}"]
+                out[f"optimized_over_{base}{suffix}"] = round(optimized / below, 2) if below else None
+    return out
 
 
 def print_table(summary: dict[str, Any]) -> None:
-    header = f"{'mode':10}{'users':>7}{'pages/s':>9}{'p50':>8}{'p95 (min/med/max)':>26}{'p99':>9}"
+    header = f"{'mode':20}{'users':>7}{'pages/s':>9}{'p50':>8}{'p95 (min/med/max)':>26}{'p99':>9}"
     header += f"{'errors':>8}{'backend':>9}{'cpu srv':>9}{'cpu gen':>9}{'gen ms/req':>11}"
     print(header)
     for mode, rows in summary["by_mode"].items():
         for users, row in rows.items():
             p95 = row["p95_ms"] or {}
             print(
-                f"{mode:10}{users:>7}{_med(row, 'pages_per_s'):>9}{_med(row, 'p50_ms'):>8}"
+                f"{mode:20}{users:>7}{_med(row, 'pages_per_s'):>9}{_med(row, 'p50_ms'):>8}"
                 f"{p95.get('min', 0):>8.0f}/{p95.get('median', 0):>7.0f}/{p95.get('max', 0):>7.0f}"
                 f"{_med(row, 'p99_ms'):>11}{row['errors']:>8}{_med(row, 'backend_calls'):>9}"
                 f"{_med(row, 'server_cpu_s', '.1f'):>9}{_med(row, 'loadgen_cpu_s', '.1f'):>9}"
@@ -263,7 +269,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of traffic per cell")
     parser.add_argument("--runs", type=int, default=3, help="repetitions of the whole ladder")
     parser.add_argument("--modes", default=",".join(MODES), help="subset of floor,direct,optimized")
-    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers of every server")
+    parser.add_argument(
+        "--servers",
+        default=DEFAULT_SERVER,
+        help=f"WSGI servers to compare, interleaved too (of {','.join(SERVERS)})",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of every server")
     parser.add_argument("--threads", type=int, default=64, help="threads per worker")
     parser.add_argument("--p95-ms", type=float, default=200.0, help="the latency limit of capacity")
     parser.add_argument(
@@ -274,8 +285,9 @@ def main() -> int:
     args = parser.parse_args()
     ladder = [int(u) for u in args.users.split(",")]
     modes = [m for m in args.modes.split(",") if m]
-    if unknown := set(modes) - set(MODES):
-        parser.error(f"unknown modes {sorted(unknown)}")
+    server_names = [s for s in args.servers.split(",") if s]
+    if unknown := set(modes) - set(MODES) | set(server_names) - set(SERVERS):
+        parser.error(f"unknown modes or servers {sorted(unknown)}")
     load_before = os.getloadavg()
     name, admin, database_url = create_database(args.postgres_url)
     engine = make_engine(database_url)
@@ -286,12 +298,16 @@ def main() -> int:
         with engine.connect() as conn:
             seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
         with tempfile.TemporaryDirectory(prefix="rollguard-capacity-") as work:
-            stack = Stack(args.workers, args.threads, database_url, Path(work))
+            stacks = [Stack(s, args.workers, args.threads, database_url, Path(work)) for s in server_names]
             for _run in range(args.runs):
                 for users in ladder:
-                    for mode in modes:
-                        cells.append(run_cell(mode, users, duration=args.duration, stack=stack))
-                        reset_attempts(engine, seeded_max_id)
+                    for stack in stacks:
+                        for mode in modes:
+                            cell = run_cell(mode, users, duration=args.duration, stack=stack)
+                            if len(stacks) > 1:
+                                cell["mode"] = f"{mode}/{stack.server}"
+                            cells.append(cell)
+                            reset_attempts(engine, seeded_max_id)
     finally:
         engine.dispose()
         with admin.connect() as conn:
@@ -305,7 +321,7 @@ def main() -> int:
         "runs": args.runs,
         "p95_limit_ms": args.p95_ms,
         "seed": {"students": plan.students, "series": plan.series, "attempts_per_series": 2},
-        "server": f"gunicorn gthread, {args.workers} worker(s) x {args.threads} threads",
+        "server": f"{args.servers}, {args.workers} worker(s) x {args.threads} threads",
         "database": "PostgreSQL (a database of the bench's own), pool 20 + 0",
         "floor_page_bytes": page_sizes(),
         "load_generator": "rollguard traffic run (locust FastHttpUser, one process) on the same machine",
@@ -315,7 +331,7 @@ def main() -> int:
     }
     command = (
         f"python bench/portal_capacity.py --users {args.users} --duration {args.duration:g} "
-        f"--runs {args.runs} --modes {args.modes} --workers {args.workers} --threads {args.threads}"
+        f"--runs {args.runs} --modes {args.modes} --servers {args.servers} --workers {args.workers} --threads {args.threads}"
     )
     path = write_result("portal_capacity", figures, command=command)
     print(f"wrote {path}")

@@ -1,4 +1,4 @@
-"""`rollguard traffic run` end to end: real HTTP from locust against a portal served by gunicorn."""
+"""`rollguard traffic run` end to end: real HTTP from locust against a portal served by granian (the default server)."""
 
 from __future__ import annotations
 
