@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 FUNCTION_NAME = "get_all_exam_attempts"
 
 # The byte budget (OptimizerConfig.max_bytes, 16 MB by default) is what bounds the portal's cache:
-# 2,000 students x 12 series are 24,000 keys of about 650 bytes, more than the optimizer's default
+# 2,000 students x 12 series are 24,000 keys of about 600 bytes, more than the optimizer's default
 # entry count, which would evict a mass submission's working set while it is still being read.
 PORTAL_MAX_ENTRIES = 200_000
 
