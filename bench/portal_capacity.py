@@ -162,6 +162,7 @@ def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[st
         "p99_ms": summary["latency"]["p99_ms"],
         "errors": summary["errors"],
         "stale_reads": summary["stale_reads"],
+        "fresh_connection_stale_reads": summary["fresh_connection_stale_reads"],
         "backend_calls": summary["backend_calls"],
         "server_cpu_s": round(server_cpu, 2),
         "loadgen_cpu_s": round(loadgen_cpu, 2),
