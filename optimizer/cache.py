@@ -5,21 +5,21 @@ served stale and when a fetch may land; a `Cache` only stores entries, bounds
 its memory, and drops keys and tags on invalidation. `RedisCache`
 (redis_backend.py) implements the same boundary with a shared tier.
 
-The in-process store is `cachetools.LRUCache` with `getsizeof` set to each
-entry's measured size, so the byte budget is cachetools' own `maxsize`; the entry
-count bound and the tag index are kept next to it. One lock guards all three,
-since cachetools is not thread-safe.
+The in-process store (`LocalStore`) is one OrderedDict in LRU order bounded by
+entry count and by the sum of the entries' measured sizes (`sizing.measure`),
+with a tag index next to it, laid out to hold a large working set of small
+entries (see bench/optimizer_memory.py). One lock guards them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from cachetools import LRUCache
 
 from optimizer.settings import OptimizerConfig
 
@@ -109,69 +109,74 @@ class Cache(ABC):
         """Release connections and threads."""
 
 
-class _SizedLRU(LRUCache[str, Entry]):
-    """An LRUCache that reports each eviction, so the tag index can forget the key."""
-
-    def __init__(self, maxsize: int, on_evict: Callable[[str, Entry], None]) -> None:
-        super().__init__(maxsize=maxsize, getsizeof=lambda entry: entry.size)
-        self._on_evict = on_evict
-
-    def popitem(self) -> tuple[str, Entry]:
-        key, entry = super().popitem()
-        self._on_evict(key, entry)
-        return key, entry
+# A tag's keys are held in a list while few (a student's dozen keys: 15 bytes a key instead of 60 in a
+# set), in a set past this many, so that dropping one key of a large tag stays cheap.
+_SMALL_TAG = 32
 
 
 class LocalStore:
-    """A byte- and count-bounded LRU of entries with a tag index; the in-process tier of both caches."""
+    """A byte- and count-bounded LRU of entries with a tag index; the in-process tier of both caches.
+
+    Built for a large working set of small entries: one OrderedDict holds the
+    entries in LRU order (cachetools' LRUCache keeps three mappings a key), the
+    byte total is kept here, and entries that carry the same single tag share
+    one frozenset of it; an entry whose stale bound equals its fresh bound
+    shares that float. `sizing.ENTRY_OVERHEAD` is what this layout costs an entry.
+    """
 
     def __init__(self, *, max_entries: int, max_bytes: int) -> None:
         self._lock = threading.Lock()
         self._max_entries = max_entries
-        self._lru = _SizedLRU(max_bytes, self._forget_tags)
-        self._by_tag: dict[str, set[str]] = {}
+        self._max_bytes = max_bytes
+        self._lru: OrderedDict[str, Entry] = OrderedDict()
+        self._bytes = 0
+        self._by_tag: dict[str, list[str] | set[str]] = {}
+        self._single_tags: dict[str, frozenset[str]] = {}
         self.evictions = 0
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
-            return self._lru.get(key)
+            entry = self._lru.get(key)
+            if entry is not None:
+                self._lru.move_to_end(key)
+            return entry
 
     def put(self, key: str, entry: Entry) -> bool:
         """Store `entry`; return False when it is larger than the whole byte budget."""
         with self._lock:
-            old = self._lru.pop(key, None)
-            if old is not None:
-                self._forget_tags(key, old, evicted=False)
-            try:
-                self._lru[key] = entry
-            except ValueError:  # larger than maxsize: cachetools refuses it
+            self._drop(key)
+            if entry.size > self._max_bytes:
                 return False
+            entry = self._compact(entry)
+            self._lru[key] = entry
+            self._bytes += entry.size
             for tag in entry.tags:
-                self._by_tag.setdefault(tag, set()).add(key)
-            while len(self._lru) > self._max_entries:
-                self._lru.popitem()
+                self._index(tag, key)
+            while len(self._lru) > self._max_entries or self._bytes > self._max_bytes:
+                evicted, old = self._lru.popitem(last=False)
+                self._forget(evicted, old)
+                self.evictions += 1
             return True
 
     def delete(self, key: str) -> None:
         with self._lock:
-            entry = self._lru.pop(key, None)
-            if entry is not None:
-                self._forget_tags(key, entry, evicted=False)
+            self._drop(key)
 
     def delete_tag(self, tag: str) -> list[str]:
         """Drop every entry tagged `tag`; return their keys."""
         with self._lock:
             keys = list(self._by_tag.pop(tag, ()))
+            self._single_tags.pop(tag, None)
             for key in keys:
-                entry = self._lru.pop(key, None)
-                if entry is not None:
-                    self._forget_tags(key, entry, evicted=False)
+                self._drop(key)
             return keys
 
     def clear(self) -> None:
         with self._lock:
             self._lru.clear()
+            self._bytes = 0
             self._by_tag.clear()
+            self._single_tags.clear()
 
     def contains(self, key: str) -> bool:
         with self._lock:
@@ -179,21 +184,54 @@ class LocalStore:
 
     @property
     def bytes(self) -> int:
-        return int(self._lru.currsize)
+        return self._bytes
 
     @property
     def entries(self) -> int:
         return len(self._lru)
 
-    def _forget_tags(self, key: str, entry: Entry, evicted: bool = True) -> None:
-        if evicted:
-            self.evictions += 1
+    # under the lock
+
+    def _compact(self, entry: Entry) -> Entry:
+        tags = entry.tags
+        if len(tags) == 1:
+            (tag,) = tags
+            tags = self._single_tags.setdefault(tag, tags)
+        stale_until = entry.fresh_until if entry.stale_until == entry.fresh_until else entry.stale_until
+        if tags is entry.tags and stale_until is entry.stale_until:
+            return entry
+        return dataclasses.replace(entry, tags=tags, stale_until=stale_until)
+
+    def _drop(self, key: str) -> None:
+        entry = self._lru.pop(key, None)
+        if entry is not None:
+            self._forget(key, entry)
+
+    def _forget(self, key: str, entry: Entry) -> None:
+        self._bytes -= entry.size
         for tag in entry.tags:
             keys = self._by_tag.get(tag)
-            if keys is not None:
+            if keys is None:
+                continue
+            if isinstance(keys, list):
+                if key in keys:
+                    keys.remove(key)
+            else:
                 keys.discard(key)
-                if not keys:
-                    del self._by_tag[tag]
+            if not keys:
+                del self._by_tag[tag]
+                self._single_tags.pop(tag, None)
+
+    def _index(self, tag: str, key: str) -> None:
+        keys = self._by_tag.get(tag)
+        if keys is None:
+            self._by_tag[tag] = [key]
+        elif isinstance(keys, list):
+            keys.append(key)  # never there already: put dropped the key first
+            if len(keys) > _SMALL_TAG:
+                self._by_tag[tag] = set(keys)
+        else:
+            keys.add(key)
 
 
 class InProcessCache(Cache):

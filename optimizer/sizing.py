@@ -19,15 +19,19 @@ from typing import Any
 
 from pympler import asizeof
 
-# The key string and the entry record are held too; count a fixed overhead for them.
-ENTRY_OVERHEAD = 200
+# What `cache.LocalStore` holds for an entry besides its value and key, as tracemalloc sees it on
+# CPython 3.11 (64-bit): the Entry record with its GC header (80 bytes), its fresh/stored-at floats
+# (48; a stale bound that differs adds 24), the size int (32), the OrderedDict's slot and link node
+# (about 90) and the entry's share of the tag index (about 20). bench/optimizer_memory.py compares
+# the total against tracemalloc.
+ENTRY_OVERHEAD = 270
 
 _LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def measure(key: str, value: Any) -> int:
     """Return the bytes an entry for `key` holding `value` keeps alive, overhead included."""
-    return deep_size(value) + len(key) + ENTRY_OVERHEAD
+    return deep_size(value) + ((sys.getsizeof(key) + 15) & ~15) + ENTRY_OVERHEAD
 
 
 def deep_size(value: Any) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from portal import data
+from portal import data, fragments
 from portal.errors import BadRequest, NotFound, TooLarge
 from portal.metrics import CONTENT_TYPE_LATEST
 from portal.pages import PATH_HEADER, user_id_for
@@ -79,7 +79,10 @@ def batch_attempts() -> Response:
     with portal.throttle.admit(request.remote_addr or "unknown"):
         path = portal.path_for(user)
         values = portal.optimizer.get_many(keys, user_id=user)
-    response = jsonify({"path": path, "attempts": {key: data.render_attempts(values[key]) for key in keys}})
+    attempts = fragments.json_object({}, {key: fragments.attempts_json(values[key]) for key in keys})
+    response = Response(
+        fragments.json_object({"path": path}, {"attempts": attempts}), content_type="application/json"
+    )
     response.headers[PATH_HEADER] = path
     return response
 

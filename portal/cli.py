@@ -12,6 +12,7 @@ import time
 
 import click
 
+from portal.server import DEFAULT_SERVER, SERVERS
 from portal.settings import PortalSettings
 
 logger = logging.getLogger(__name__)
@@ -28,33 +29,51 @@ def _settings(**overrides: str | None) -> PortalSettings:
     return PortalSettings.model_validate(given)
 
 
+# Where each command-line option goes in the environment the server's workers read.
+_SERVE_ENV = {
+    "flags_url": "ROLLGUARD_FLAGS_URL",
+    "redis_url": "ROLLGUARD_REDIS_URL",
+    "database_url": "ROLLGUARD_PORTAL_DATABASE_URL",
+}
+
+
 @command.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--flags-url", default=None, help="Flag service URL [env ROLLGUARD_FLAGS_URL].")
 @click.option("--redis-url", default=None, help="Redis for a shared cache [env ROLLGUARD_REDIS_URL].")
 @click.option("--database-url", default=None, help="[env ROLLGUARD_PORTAL_DATABASE_URL]")
+@click.option(
+    "--server",
+    type=click.Choice(SERVERS),
+    default=lambda: os.environ.get("ROLLGUARD_PORTAL_SERVER", DEFAULT_SERVER),
+    show_default=f"$ROLLGUARD_PORTAL_SERVER or {DEFAULT_SERVER}",
+    help="The WSGI server.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
     "--threads", type=click.IntRange(min=1), default=64, show_default=True, help="Threads per worker."
 )
-@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn or granian.")
 def serve(
     host: str,
     port: int,
     flags_url: str | None,
     redis_url: str | None,
     database_url: str | None,
+    server: str,
     workers: int,
     threads: int,
     dev: bool,
 ) -> None:
-    """Serve the portal (gunicorn, gthread workers)."""
+    """Serve the portal (granian or gunicorn gthread workers)."""
     from portal.app import create_app
     from portal.runtime import optimizer_config_from_env
-    from portal.server import PortalServer, gunicorn_options
+    from portal.server import serve as serve_app
+    from portal.wsgi import TARGET
 
-    settings = _settings(flags_url=flags_url, redis_url=redis_url, database_url=database_url)
+    given = {"flags_url": flags_url, "redis_url": redis_url, "database_url": database_url}
+    settings = _settings(**given)
     config = optimizer_config_from_env(os.environ)
     if workers > 1 and not settings.redis_url:
         raise click.UsageError(
@@ -66,12 +85,17 @@ def serve(
         if settings.flags_url
         else f"static ({'on' if settings.optimize else 'off'})"
     )
-    click.echo(f"portal on http://{host}:{port}  gate: {gate}  database: {settings.database_url}", err=True)
+    click.echo(
+        f"portal on http://{host}:{port}  gate: {gate}  database: {settings.database_url}  "
+        f"server: {'flask dev' if dev else f'{server}, {workers} x {threads} threads'}",
+        err=True,
+    )
     if dev:
         create_app(settings, config).run(host=host, port=port, threaded=True)
         return
-    options = gunicorn_options(host=host, port=port, workers=workers, threads=threads)
-    PortalServer(lambda: create_app(settings, config), options).run()
+    # The workers build the app from the environment: the options given here go there first.
+    os.environ.update({_SERVE_ENV[name]: value for name, value in given.items() if value is not None})
+    serve_app(TARGET, server=server, host=host, port=port, workers=workers, threads=threads)
 
 
 @command.command("seed")

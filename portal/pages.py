@@ -6,6 +6,8 @@
 - `GET /api/pages/exam-home?student_id=&series_id=&step=`: one step of an exam
   session; its widgets each read the same attempts, 14 calls over the 5 steps.
 
+The optimizer's value for a key is its `portal.fragments` form: the JSON of
+the attempts, encoded when loaded; pages splice it in without re-encoding.
 Each response carries the attempts it read, the keys of its logical calls in
 order (`calls`) and the path that served them (`path`, and the header
 X-Rollguard-Path), so the traffic generator and the tests can compare paths,
@@ -14,11 +16,11 @@ compute the ideal and detect stale reads.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 
-from portal import data
+from portal import data, fragments
 from portal.errors import NotFound
 from portal.runtime import Portal, current_portal
 from portal.schemas import query_int
@@ -50,11 +52,22 @@ def _student(portal: Portal) -> int:
     return student_id
 
 
-def _page(portal: Portal, page: str, path: str, body: dict[str, Any]) -> Response:
+def _page(portal: Portal, page: str, path: str, body: bytes) -> Response:
     portal.metrics.page_loads.labels(page=page, path=path).inc()
-    response = jsonify({"page": page, "path": path, **body})
+    response = Response(body, content_type="application/json")
     response.headers[PATH_HEADER] = path
     return response
+
+
+@functools.lru_cache(maxsize=1024)
+def _series_head(series_id: int, name: str) -> bytes:
+    """`{"series_id":..,"name":..,"attempts":` of one series, for its attempts to follow."""
+    return fragments.json_object({"series_id": series_id, "name": name})[:-1] + b',"attempts":'
+
+
+@functools.lru_cache(maxsize=64)
+def _widget_head(widget: str) -> bytes:
+    return fragments.json_object({"widget": widget})[:-1] + b","
 
 
 @bp.get("/my-test-series")
@@ -68,12 +81,13 @@ def my_test_series() -> Response:
     calls = [data.attempts_key(student_id, series_id) for series_id in catalog]
     # One logical call per series. Direct, that is one query per series as in the original app;
     # optimized, the misses among them are loaded in one batch instead of one batch window each.
-    attempts = portal.optimizer.get_many(calls, user_id=user)
-    series = [
-        {"series_id": series_id, "name": name, "attempts": data.render_attempts(attempts[key])}
+    found = portal.optimizer.get_many(calls, user_id=user)
+    series = fragments.json_array(
+        _series_head(series_id, name) + fragments.attempts_json(found[key]) + b"}"
         for (series_id, name), key in zip(catalog.items(), calls, strict=True)
-    ]
-    return _page(portal, "my-test-series", path, {"student_id": student_id, "calls": calls, "series": series})
+    )
+    fields = {"page": "my-test-series", "path": path, "student_id": student_id, "calls": calls}
+    return _page(portal, "my-test-series", path, fragments.json_object(fields, {"series": series}))
 
 
 @bp.get("/exam-home")
@@ -90,25 +104,19 @@ def exam_home() -> Response:
     path = portal.path_for(user)
     key = data.attempts_key(student_id, series_id)
     widgets = []
-    attempts: tuple[data.AttemptRow, ...] = ()
+    fragment = b""
     for widget in EXAM_HOME_STEPS[step]:
-        attempts = portal.optimizer(key, user_id=user)
-        widgets.append(
-            {
-                "widget": widget,
-                "attempt_count": len(attempts),
-                "best_score": max((a[2] for a in attempts), default=None),
-                "last_attempt_id": attempts[-1][0] if attempts else None,
-            }
-        )
-    body = {
+        fragment = portal.optimizer(key, user_id=user)
+        widgets.append(_widget_head(widget) + fragments.widget_fields(fragment) + b"}")
+    fields = {
+        "page": "exam-home",
+        "path": path,
         "student_id": student_id,
         "series_id": series_id,
         "step": step,
         "steps": len(EXAM_HOME_STEPS),
         "exams": list(catalog.exams.get(series_id, ())),
         "calls": [key] * len(widgets),
-        "widgets": widgets,
-        "attempts": data.render_attempts(attempts),
     }
-    return _page(portal, "exam-home", path, body)
+    encoded = {"widgets": fragments.json_array(widgets), "attempts": fragments.attempts_json(fragment)}
+    return _page(portal, "exam-home", path, fragments.json_object(fields, encoded))

@@ -66,6 +66,8 @@ class RunRecorder:
     stale_examples: list[StaleRead] = field(default_factory=list)
     submissions: int = 0
     calls_dropped: int = 0
+    fresh_connection_checks: int = 0
+    fresh_connection_stale_reads: int = 0
     _own: dict[int, dict[int, set[int]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(set))
     )
@@ -73,8 +75,19 @@ class RunRecorder:
     def status(self, code: int | str) -> None:
         self.statuses[str(code)] += 1
 
-    def page(self, *, page: str, started: float, elapsed_s: float, body: Mapping[str, Any]) -> None:
-        """Record a successful page load and check it shows the student's own submissions."""
+    def page(
+        self,
+        *,
+        page: str,
+        started: float,
+        elapsed_s: float,
+        body: Mapping[str, Any],
+        fresh_connection: bool = False,
+    ) -> None:
+        """Record a successful page load and check it shows the student's own submissions.
+
+        `fresh_connection`: loaded on a new connection right after the student's submit.
+        """
         path = str(body.get("path", "unknown"))
         self.latencies_by_path[path].append(elapsed_s)
         self.latencies_by_page[page].append(elapsed_s)
@@ -83,8 +96,10 @@ class RunRecorder:
                 self.calls.append(Call(started, sys.intern(key)))
             else:
                 self.calls_dropped += 1
+        self.fresh_connection_checks += fresh_connection
         for stale in check_page(page, body, self._own.get(int(body.get("student_id", 0)), {})):
             self.stale_reads += 1
+            self.fresh_connection_stale_reads += fresh_connection
             if len(self.stale_examples) < _MAX_EXAMPLES:
                 self.stale_examples.append(stale)
 

@@ -2,8 +2,9 @@
 
 `create_app` builds one `Portal` with `build_portal` and stores it in
 `app.extensions["portal"]`; views reach it through `current_portal()`.
-`get_all_exam_attempts` is wrapped here, unchanged, under string keys
-`"<student_id>:<series_id>"` tagged `student:<id>`.
+`get_all_exam_attempts` is wrapped here under string keys
+`"<student_id>:<series_id>"` tagged `student:<id>`; its rows are encoded as the
+page fragment (`portal.fragments`) the cache holds and the pages splice in.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from optimizer import Cache, InProcessCache, Optimizer, OptimizerConfig
-from portal import data
+from portal import data, fragments
 from portal.db import PoolWatch, create_schema, make_engine
 from portal.gate import BuiltGate, build_gate
 from portal.metrics import PortalMetrics
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 FUNCTION_NAME = "get_all_exam_attempts"
 
 # The byte budget (OptimizerConfig.max_bytes, 16 MB by default) is what bounds the portal's cache:
-# 2,000 students x 12 series are 24,000 keys of about 650 bytes, more than the optimizer's default
+# 2,000 students x 12 series are 24,000 keys of about 600 bytes, more than the optimizer's default
 # entry count, which would evict a mass submission's working set while it is still being read.
 PORTAL_MAX_ENTRIES = 200_000
 
@@ -158,13 +159,13 @@ def with_capacity(config: OptimizerConfig, capacity: int) -> OptimizerConfig:
     return dataclasses.replace(config, max_concurrency=min(config.max_concurrency, capacity))
 
 
-def _fetch_one(engine: Engine, key: str) -> tuple[data.AttemptRow, ...]:
+def _fetch_one(engine: Engine, key: str) -> fragments.AttemptsFragment:
     student_id, series_id = data.parse_key(key)
-    return data.get_all_exam_attempts(engine, student_id, series_id)
+    return fragments.encode(data.get_all_exam_attempts(engine, student_id, series_id))
 
 
-def _fetch_many(engine: Engine, keys: Sequence[str]) -> dict[str, tuple[data.AttemptRow, ...]]:
-    return data.get_exam_attempts_many(engine, keys)
+def _fetch_many(engine: Engine, keys: Sequence[str]) -> dict[str, fragments.AttemptsFragment]:
+    return {key: fragments.encode(rows) for key, rows in data.get_exam_attempts_many(engine, keys).items()}
 
 
 def _tags(key: str) -> list[str]:

@@ -5,7 +5,10 @@ importing locust monkeypatches the standard library with gevent, so nothing
 that the portal or the in-process tests import may import this module.
 
 Each virtual user is one student (ids from `first_student` up) playing the
-scenario's plan (portal.scenarios) over real HTTP with FastHttpUser. The run
+scenario's plan (portal.scenarios) over real HTTP with FastHttpUser. After
+each submit that returned, the user also loads its MyTestSeries on a new
+connection, which a portal of several workers may hand to another worker than
+the one that took the submit: its stale reads are counted apart too. The run
 scrapes the portal's /metrics before and after (deltas of backend calls, DB
 queries) and every `sample_every_s` during it (peak pool in use), and prints a
 progress line every `progress_every_s` seconds.
@@ -23,13 +26,24 @@ from typing import Any, TextIO
 
 import gevent
 import httpx
+from geventhttpclient.client import HTTPClientPool
 from locust import FastHttpUser, constant, task
+from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 
 from portal import promtext
 from portal.ideal import eta, minimum_batched_queries, minimum_calls
 from portal.recording import RunRecorder, latency_summary
-from portal.scenarios import SCENARIOS, SPAWN_SHARE_PER_S, Action, Catalog, LoadPage, Pause, Submit
+from portal.scenarios import (
+    SCENARIOS,
+    SPAWN_SHARE_PER_S,
+    Action,
+    Catalog,
+    LoadPage,
+    Pause,
+    Submit,
+    my_test_series,
+)
 
 FN = "get_all_exam_attempts"
 
@@ -91,18 +105,39 @@ class _Student(FastHttpUser):
         else:
             self._submit(action)
 
-    def _load(self, action: LoadPage) -> None:
+    def _load(
+        self, action: LoadPage, *, client: FastHttpSession | None = None, name: str | None = None
+    ) -> None:
         recorder = self.shared.recorder
         started = time.monotonic()
-        with self.client.get(action.url, name=action.page, catch_response=True) as response:
+        session = client or self.client
+        with session.get(action.url, name=name or action.page, catch_response=True) as response:
             elapsed = time.monotonic() - started
             recorder.status(response.status_code)
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}")
                 return
             recorder.page(
-                page=action.page, started=started - self.shared.t0, elapsed_s=elapsed, body=response.json()
+                page=action.page,
+                started=started - self.shared.t0,
+                elapsed_s=elapsed,
+                body=response.json(),
+                fresh_connection=client is not None,
             )
+
+    def _load_on_a_fresh_connection(self, action: LoadPage) -> None:
+        # A new connection may be accepted by another worker of the portal than the one that
+        # took the submit: a page from it shows whether the invalidation reached every worker.
+        pool = HTTPClientPool(
+            concurrency=1, connection_timeout=self.connection_timeout, network_timeout=self.network_timeout
+        )
+        session = FastHttpSession(
+            self.host, request_event=self.environment.events.request, user=self, client_pool=pool
+        )
+        try:
+            self._load(action, client=session, name=f"{action.page} (fresh connection)")
+        finally:
+            pool.close()
 
     def _submit(self, action: Submit) -> None:
         recorder = self.shared.recorder
@@ -118,6 +153,7 @@ class _Student(FastHttpUser):
             recorder.submitted(
                 elapsed_s=now - started, returned_at=now - self.shared.t0, body=response.json()
             )
+        self._load_on_a_fresh_connection(my_test_series(action.student_id))
 
 
 def _fetch_info(target: str) -> dict[str, Any]:
@@ -181,6 +217,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     before = _scrape_patiently(target, scrape_client)
 
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     shared = _Shared(
         plan=SCENARIOS[options.scenario],
         catalog=catalog,
@@ -229,6 +266,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     gevent.spawn_later(options.duration_s, runner.quit)
     runner.greenlet.join()
     wall_s = time.monotonic() - t0
+    client_cpu_s = time.process_time() - cpu0
     gevent.killall(helpers)
     report(0)
     after = _settled_scrape(target, scrape_client, within_s=options.settle_s)
@@ -250,6 +288,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
         after=after,
         peak_pool=peak_pool[0],
         wall_s=wall_s,
+        client_cpu_s=client_cpu_s,
     )
 
 
@@ -263,6 +302,7 @@ def summarize(
     after: promtext.Scrape,
     peak_pool: float,
     wall_s: float,
+    client_cpu_s: float,
 ) -> dict[str, Any]:
     """The JSON summary of one run."""
     total = env.stats.total
@@ -307,6 +347,8 @@ def summarize(
         "users": options.users,
         "duration_s": options.duration_s,
         "wall_s": round(wall_s, 2),
+        # CPU the load generator itself spent while its users ran (this process).
+        "client_cpu_s": round(client_cpu_s, 3),
         "target": options.target,
         "gate": info.get("gate"),
         "requests": total.num_requests,
@@ -337,6 +379,8 @@ def summarize(
         "cache_misses": int(_delta(before, after, "optimizer_cache_misses_total", fn=FN)),
         "ideal": ideal,
         "stale_reads": recorder.stale_reads,
+        "fresh_connection_checks": recorder.fresh_connection_checks,
+        "fresh_connection_stale_reads": recorder.fresh_connection_stale_reads,
         "stale_examples": [
             vars(s) | {"missing_attempt_ids": list(s.missing_attempt_ids)} for s in recorder.stale_examples
         ],

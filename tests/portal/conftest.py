@@ -71,6 +71,7 @@ def start_portal(
     optimize: bool,
     extra_env: dict[str, str] | None = None,
     workers: int = 1,
+    server: str | None = None,
 ) -> LivePortal:
     """`rollguard portal serve` on a free loopback port, gated statically unless a flags URL is in `extra_env`."""
     port = free_port()
@@ -96,6 +97,7 @@ def start_portal(
             "16",
             "--workers",
             str(workers),
+            *(["--server", server] if server else []),
         ],
         ready_url=f"{url}/healthz",
         log_path=tmp_path / f"portal-{port}.log",

@@ -46,6 +46,8 @@ def test_every_request_of_a_scenario_reads_the_same_data_on_both_paths(make_app,
             assert a.status_code == b.status_code == 200
             assert a.get_json()["path"] == "optimized" and b.get_json()["path"] == "direct"
             assert _without_path(a.get_json()) == _without_path(b.get_json()), action.url
+            # Byte for byte, not just the same JSON: both paths splice the same encoded fragments.
+            assert a.data.replace(b'"path":"optimized"', b'"path":"direct"', 1) == b.data, action.url
             assert check_page(action.page, a.get_json(), own[student]) == []
             compared += 1
     stats = portal(optimized).optimizer.stats()

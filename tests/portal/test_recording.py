@@ -62,6 +62,20 @@ def test_recorder_counts_stale_reads_only_after_the_submission_returned():
     assert sorted(recorder.latencies_by_path) == ["direct"]
 
 
+def test_pages_loaded_on_a_fresh_connection_are_counted_with_their_stale_reads():
+    recorder = RunRecorder()
+    recorder.submitted(
+        elapsed_s=0.02, returned_at=1.0, body={"student_id": 7, "series_id": 3, "attempt": {"id": 60}}
+    )
+    stale, fresh = exam_home(3, [4], [4]), exam_home(3, [4, 60], [60])
+    recorder.page(page="exam-home", started=1.1, elapsed_s=0.01, body=stale, fresh_connection=True)
+    recorder.page(page="exam-home", started=1.2, elapsed_s=0.01, body=fresh, fresh_connection=True)
+    recorder.page(page="exam-home", started=1.3, elapsed_s=0.01, body=stale)
+    assert recorder.fresh_connection_checks == 2
+    assert recorder.fresh_connection_stale_reads == 1
+    assert recorder.stale_reads == 2
+
+
 @pytest.mark.parametrize(
     ("values", "q", "expected"),
     [

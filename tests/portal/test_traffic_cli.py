@@ -1,4 +1,4 @@
-"""`rollguard traffic run` end to end: real HTTP from locust against a portal served by gunicorn."""
+"""`rollguard traffic run` end to end: real HTTP from locust against a portal served by granian (the default server)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,7 @@ def test_mass_submission_against_an_optimized_portal(tmp_path):
     assert summary["errors"] == 0 and summary["requests"] > 30
     assert summary["submissions"] == 30
     assert summary["stale_reads"] == 0
+    assert summary["fresh_connection_checks"] == 30 and summary["fresh_connection_stale_reads"] == 0
     assert set(summary["page_loads"]) == {"optimized"}
     assert summary["latency"]["p50_ms"] <= summary["latency"]["p95_ms"] <= summary["latency"]["p99_ms"]
     assert summary["backend_calls"] <= summary["key_fetches"] <= summary["logical_calls"]
@@ -120,6 +121,8 @@ def test_two_workers_sharing_redis_serve_no_stale_reads(tmp_path, redis_url):
     # Each worker exports its own /metrics, so only what the client saw is compared here.
     assert summary["errors"] == 0 and summary["submissions"] > 0
     assert summary["stale_reads"] == 0
+    assert summary["fresh_connection_checks"] == summary["submissions"]
+    assert summary["fresh_connection_stale_reads"] == 0
     assert set(summary["page_loads"]) == {"optimized"}
 
 

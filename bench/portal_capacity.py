@@ -1,0 +1,343 @@
+"""Capacity of the portal under the mass submission: the floor, direct and optimized, side by side.
+
+For every user count of a ladder and every run, starts a fresh server for each
+mode in turn (interleaved: floor, direct, optimized, floor, ...) and replays
+`rollguard traffic run --scenario mass-submission` against it:
+
+- floor: bench/floor.py, the same gunicorn server answering each page with a
+  constant body of a page's size: what the server stack and the load generator
+  cost on their own;
+- direct / optimized: `rollguard portal serve` on a PostgreSQL database of the
+  bench's own (created, seeded and dropped here), the optimizer off / on.
+
+Each cell reports pages/s, p50/p95/p99 of every request, errors, backend calls,
+and the CPU seconds of the server (master and workers) and of the load
+generator while its users ran. A mode's capacity is the largest user count whose median p95 over
+the runs is under --p95-ms with no error in any run. Writes
+bench/results/portal_capacity.json.
+
+    .venv/bin/python bench/portal_capacity.py [--users 50,200,500,1000,1500,2000] [--duration 20] [--runs 3]
+    .venv/bin/python bench/portal_capacity.py --users 500,2000 --duration 10 --runs 1   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+import sqlalchemy  # noqa: E402
+
+from bench import servers  # noqa: E402
+from bench.floor import page_sizes  # noqa: E402
+from bench.machine import write_result  # noqa: E402
+from portal.db import make_engine  # noqa: E402
+from portal.models import Attempt  # noqa: E402
+from portal.seed import SeedPlan, seed  # noqa: E402
+from portal.server import DEFAULT_SERVER, SERVERS  # noqa: E402
+
+ROLLGUARD = [sys.executable, "-m", "control"]
+MODES = ("floor", "direct", "optimized")
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """How every server of the bench runs."""
+
+    server: str
+    workers: int
+    threads: int
+    database_url: str
+    work: Path
+
+
+def server_command(mode: str, port: int, stack: Stack) -> list[str]:
+    sizing = ["--server", stack.server, "--workers", str(stack.workers), "--threads", str(stack.threads)]
+    if mode == "floor":
+        return [sys.executable, str(REPO / "bench" / "floor.py"), "--port", str(port), *sizing]
+    return [*ROLLGUARD, "portal", "serve", "--port", str(port), *sizing]
+
+
+def start_server(mode: str, stack: Stack) -> tuple[subprocess.Popen[bytes], str]:
+    port = servers.free_port()
+    env = {
+        **os.environ,
+        "ROLLGUARD_PORTAL_DATABASE_URL": stack.database_url,
+        "ROLLGUARD_PORTAL_OPTIMIZE": "on" if mode == "optimized" else "off",
+        "ROLLGUARD_VAR_DIR": str(stack.work / "var"),
+        "ROLLGUARD_LOG_LEVEL": "WARNING",
+    }
+    log = open(stack.work / f"{mode}-{port}.log", "wb")  # closed with the process at exit
+    proc = subprocess.Popen(
+        server_command(mode, port, stack),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    if servers.wait_ready(proc, f"{url}/healthz", timeout_s=60):
+        return proc, url
+    servers.stop(proc)
+    raise RuntimeError(f"{mode} server did not become ready; see {log.name}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants (the gunicorn master and workers)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[str, Any]:
+    """One traffic run against a fresh server of `mode`; the figures of the cell."""
+    proc, url = start_server(mode, stack)
+    out = stack.work / f"{mode}-{users}-{time.monotonic_ns()}.json"
+    load = os.getloadavg()[0]
+    try:
+        server_cpu = cpu_seconds(proc.pid)
+        print(f"-- {mode}, {users} users, {duration:g}s (load {load:.2f})", file=sys.stderr, flush=True)
+        subprocess.run(
+            [
+                *ROLLGUARD,
+                "traffic",
+                "run",
+                "--scenario",
+                "mass-submission",
+                "--users",
+                str(users),
+                "--duration",
+                str(duration),
+                "--target",
+                url,
+                "--settle",
+                "15",
+                "--json-out",
+                str(out),
+            ],
+            cwd=REPO,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=duration + 300,
+            env={**os.environ, "ROLLGUARD_LOG_LEVEL": "WARNING"},
+        )
+        server_cpu = cpu_seconds(proc.pid) - server_cpu
+    finally:
+        servers.stop(proc)
+    summary: dict[str, Any] = json.loads(out.read_text())
+    pages = sum(summary["page_loads"].values())
+    requests = summary["requests"]
+    loadgen_cpu = summary["client_cpu_s"]
+    return {
+        "mode": mode,
+        "users": users,
+        "load_average_1m": round(load, 2),
+        "wall_s": summary["wall_s"],
+        "requests": requests,
+        "pages": pages,
+        "pages_per_s": round(pages / summary["wall_s"], 1),
+        "p50_ms": summary["latency"]["p50_ms"],
+        "p95_ms": summary["latency"]["p95_ms"],
+        "p99_ms": summary["latency"]["p99_ms"],
+        "errors": summary["errors"],
+        "stale_reads": summary["stale_reads"],
+        "fresh_connection_stale_reads": summary["fresh_connection_stale_reads"],
+        "backend_calls": summary["backend_calls"],
+        "server_cpu_s": round(server_cpu, 2),
+        "loadgen_cpu_s": round(loadgen_cpu, 2),
+        "loadgen_cpu_ms_per_request": round(1000 * loadgen_cpu / requests, 3) if requests else None,
+    }
+
+
+def reset_attempts(engine: sqlalchemy.Engine, seeded_max_id: int) -> None:
+    """Remove the attempts a run submitted, so that every run starts from the same data."""
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.delete(Attempt).where(Attempt.id > seeded_max_id))
+
+
+def spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def summarize(cells: list[dict[str, Any]], *, p95_ms: float) -> dict[str, Any]:
+    """Per mode and user count: min/median/max of each figure; per mode: the capacity."""
+    table: dict[str, dict[str, Any]] = {}
+    capacity: dict[str, int] = {}
+    for mode in dict.fromkeys(c["mode"] for c in cells):
+        table[mode] = {}
+        capacity[mode] = 0
+        for users in sorted({c["users"] for c in cells if c["mode"] == mode}):
+            runs = [c for c in cells if c["mode"] == mode and c["users"] == users]
+            figures = {
+                name: spread([float(r[name]) for r in runs if r[name] is not None])
+                for name in (
+                    "pages_per_s",
+                    "p50_ms",
+                    "p95_ms",
+                    "p99_ms",
+                    "backend_calls",
+                    "server_cpu_s",
+                    "loadgen_cpu_s",
+                    "loadgen_cpu_ms_per_request",
+                    "load_average_1m",
+                )
+            }
+            errors = sum(r["errors"] for r in runs)
+            stale = sum(r["stale_reads"] for r in runs)
+            p95 = figures["p95_ms"]
+            carried = errors == 0 and p95 is not None and p95["median"] < p95_ms
+            table[mode][str(users)] = {"runs": len(runs), "errors": errors, "stale_reads": stale} | figures
+            table[mode][str(users)]["carried"] = carried
+            if carried:
+                capacity[mode] = max(capacity[mode], users)
+    return {"by_mode": table, "capacity": capacity, "ratios": ratios(capacity)}
+
+
+def ratios(capacity: dict[str, int]) -> dict[str, float | None]:
+    """optimized/floor and optimized/direct, per server when several were compared."""
+    out: dict[str, float | None] = {}
+    for label, optimized in capacity.items():
+        mode, _, server = label.partition("/")
+        if mode != "optimized":
+            continue
+        suffix = f"/{server}" if server else ""
+        for base in ("floor", "direct"):
+            if f"{base}{suffix}" in capacity:
+                below = capacity[f"{base}{suffix}"]
+                out[f"optimized_over_{base}{suffix}"] = round(optimized / below, 2) if below else None
+    return out
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    header = f"{'mode':20}{'users':>7}{'pages/s':>9}{'p50':>8}{'p95 (min/med/max)':>26}{'p99':>9}"
+    header += f"{'errors':>8}{'backend':>9}{'cpu srv':>9}{'cpu gen':>9}{'gen ms/req':>11}"
+    print(header)
+    for mode, rows in summary["by_mode"].items():
+        for users, row in rows.items():
+            p95 = row["p95_ms"] or {}
+            print(
+                f"{mode:20}{users:>7}{_med(row, 'pages_per_s'):>9}{_med(row, 'p50_ms'):>8}"
+                f"{p95.get('min', 0):>8.0f}/{p95.get('median', 0):>7.0f}/{p95.get('max', 0):>7.0f}"
+                f"{_med(row, 'p99_ms'):>11}{row['errors']:>8}{_med(row, 'backend_calls'):>9}"
+                f"{_med(row, 'server_cpu_s', '.1f'):>9}{_med(row, 'loadgen_cpu_s', '.1f'):>9}"
+                f"{_med(row, 'loadgen_cpu_ms_per_request', '.3f'):>11}"
+            )
+    print(f"capacity (median p95 < limit, 0 errors): {summary['capacity']}  ratios: {summary['ratios']}")
+
+
+def _med(row: dict[str, Any], name: str, fmt: str = ".0f") -> str:
+    value = row.get(name)
+    return "-" if not value else format(value["median"], fmt)
+
+
+def create_database(postgres_url: str) -> tuple[str, sqlalchemy.Engine, str]:
+    name = f"rg_capacity_{secrets.token_hex(4)}"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = postgres_url.rpartition("/")
+    return name, admin, f"{base}/{name}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", default="50,200,500,1000,1500,2000", help="the ladder of user counts")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of traffic per cell")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of the whole ladder")
+    parser.add_argument("--modes", default=",".join(MODES), help="subset of floor,direct,optimized")
+    parser.add_argument(
+        "--servers",
+        default=DEFAULT_SERVER,
+        help=f"WSGI servers to compare, interleaved too (of {','.join(SERVERS)})",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of every server")
+    parser.add_argument("--threads", type=int, default=64, help="threads per worker")
+    parser.add_argument("--p95-ms", type=float, default=200.0, help="the latency limit of capacity")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("ROLLGUARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES),
+        help="a server where the bench may create and drop a database of its own",
+    )
+    args = parser.parse_args()
+    ladder = [int(u) for u in args.users.split(",")]
+    modes = [m for m in args.modes.split(",") if m]
+    server_names = [s for s in args.servers.split(",") if s]
+    if unknown := set(modes) - set(MODES) | set(server_names) - set(SERVERS):
+        parser.error(f"unknown modes or servers {sorted(unknown)}")
+    load_before = os.getloadavg()
+    name, admin, database_url = create_database(args.postgres_url)
+    engine = make_engine(database_url)
+    cells: list[dict[str, Any]] = []
+    try:
+        plan = SeedPlan(students=max(ladder), series=12, exams_per_series=5, attempts_per_series=2)
+        seed(engine, plan)
+        with engine.connect() as conn:
+            seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
+        with tempfile.TemporaryDirectory(prefix="rollguard-capacity-") as work:
+            stacks = [Stack(s, args.workers, args.threads, database_url, Path(work)) for s in server_names]
+            for _run in range(args.runs):
+                for users in ladder:
+                    for stack in stacks:
+                        for mode in modes:
+                            cell = run_cell(mode, users, duration=args.duration, stack=stack)
+                            if len(stacks) > 1:
+                                cell["mode"] = f"{mode}/{stack.server}"
+                            cells.append(cell)
+                            reset_attempts(engine, seeded_max_id)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    summary = summarize(cells, p95_ms=args.p95_ms)
+    print_table(summary)
+    figures = {
+        "scenario": "mass-submission",
+        "duration_s": args.duration,
+        "runs": args.runs,
+        "p95_limit_ms": args.p95_ms,
+        "seed": {"students": plan.students, "series": plan.series, "attempts_per_series": 2},
+        "server": f"{args.servers}, {args.workers} worker(s) x {args.threads} threads",
+        "database": "PostgreSQL (a database of the bench's own), pool 20 + 0",
+        "floor_page_bytes": page_sizes(),
+        "load_generator": "rollguard traffic run (locust FastHttpUser, one process) on the same machine",
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        **summary,
+        "cells": cells,
+    }
+    command = (
+        f"python bench/portal_capacity.py --users {args.users} --duration {args.duration:g} "
+        f"--runs {args.runs} --modes {args.modes} --servers {args.servers} --workers {args.workers} --threads {args.threads}"
+    )
+    path = write_result("portal_capacity", figures, command=command)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""`rollguard portal serve` under each WSGI server: real HTTP, reads its writes, stops with its workers."""
+
+from __future__ import annotations
+
+import httpx
+import psutil
+import pytest
+
+from portal.server import SERVERS
+from tests.portal.conftest import start_portal
+from tests.support import wait_until
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_each_server_serves_pages_that_show_a_fresh_submission(tmp_path, database_url, server):
+    live = start_portal(tmp_path, database_url=database_url, optimize=True, server=server)
+    workers = psutil.Process(live.process.proc.pid).children(recursive=True)
+    try:
+        before = httpx.get(f"{live.url}/api/pages/my-test-series?student_id=4", timeout=10)
+        assert before.status_code == 200 and before.headers["X-Rollguard-Path"] == "optimized"
+        submitted = httpx.post(
+            f"{live.url}/api/exam/submit", json={"student_id": 4, "exam_id": 7, "score": 91}, timeout=10
+        ).json()
+        after = httpx.get(f"{live.url}/api/pages/my-test-series?student_id=4", timeout=10).json()
+    finally:
+        live.process.stop()
+    series = {s["series_id"]: s["attempts"] for s in after["series"]}
+    assert series[submitted["series_id"]][-1] == submitted["attempt"]
+    assert len(series[submitted["series_id"]]) == 3
+    wait_until(
+        lambda: not any(w.is_running() and w.status() != "zombie" for w in workers), what="workers gone"
+    )
