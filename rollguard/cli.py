@@ -30,12 +30,15 @@ _EXTRA_OF_MODULE = {
             "gunicorn",
             "psycopg",
             "prometheus_api_client",
+            "granian",
+            "orjson",
+            "gevent",
             "yaml",
         ),
         "server",
     ),
     **dict.fromkeys(("streamlit", "plotly"), "dashboard"),
-    **dict.fromkeys(("locust", "gevent"), "traffic"),
+    **dict.fromkeys(("locust",), "traffic"),
 }
 
 
