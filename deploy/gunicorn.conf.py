@@ -5,7 +5,8 @@
 
 The values come from `flags.server.gunicorn_options`, which `rollguard flags
 serve` uses too, so both ways run the same worker class and count
-(ROLLGUARD_FLAGS_WORKER_CLASS, ROLLGUARD_FLAGS_WORKERS, ROLLGUARD_FLAGS_THREADS;
+(ROLLGUARD_FLAGS_WORKER_CLASS, ROLLGUARD_FLAGS_WORKERS, ROLLGUARD_FLAGS_THREADS,
+ROLLGUARD_FLAGS_WORKER_CONNECTIONS;
 bind from ROLLGUARD_FLAGS_HOST/ROLLGUARD_FLAGS_PORT, default 127.0.0.1:4242).
 """
 
@@ -25,6 +26,7 @@ bind = _options["bind"]
 workers = _options["workers"]
 worker_class = _options["worker_class"]
 threads = _options["threads"]
+worker_connections = _options["worker_connections"]
 keepalive = _options["keepalive"]
 timeout = _options["timeout"]
 graceful_timeout = _options["graceful_timeout"]

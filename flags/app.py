@@ -88,7 +88,7 @@ _POSTGRES_FALLBACK_S = 5.0
 _MIN_LOCAL_CHECK_S = 0.05
 
 
-def _broadcaster(settings: Settings, db: Database, served: ServedState) -> Broadcaster:
+def _broadcaster(settings: Settings, db: Database, served: ServedState, tokens: TokenCache) -> Broadcaster:
     notices: Notices
     if db.engine.dialect.name == "postgresql":
         notices, fallback_s = PostgresNotices(settings.database_url), _POSTGRES_FALLBACK_S
@@ -98,7 +98,7 @@ def _broadcaster(settings: Settings, db: Database, served: ServedState) -> Broad
         notices, fallback_s = local, max(settings.flags_revision_check_s, _MIN_LOCAL_CHECK_S)
     # With a thread per stream, streams must leave threads for everything else.
     max_streams = settings.flags_max_streams if greenlets.patched() else max(1, settings.flags_threads // 2)
-    return Broadcaster(served, notices, fallback_s=fallback_s, max_streams=max_streams)
+    return Broadcaster(served, notices, tokens, fallback_s=fallback_s, max_streams=max_streams)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -131,7 +131,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         served=served,
         tokens=tokens,
         auth_failures=FailureLimit(settings.flags_auth_failures_per_minute),
-        broadcaster=_broadcaster(settings, db, served),
+        broadcaster=_broadcaster(settings, db, served, tokens),
     )
 
     # Before every blueprint's own hooks, so no view or parser sees a NUL or a deeply nested body.

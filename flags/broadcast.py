@@ -18,10 +18,14 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from flags import deltas
+from flags.auth import TokenCache
 from flags.notices import Notices
 from flags.served import ServedState, Snapshot
 
 logger = logging.getLogger(__name__)
+
+# Distinct Authorization headers remembered for stream re-authorization before starting afresh.
+_MAX_HEADERS = 10_000
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,20 @@ def _first(snapshot: Snapshot) -> Publication:
 class Broadcaster:
     """The latest publication of one process, and a way to wait for the next."""
 
-    def __init__(self, served: ServedState, notices: Notices, *, fallback_s: float, max_streams: int) -> None:
+    def __init__(
+        self,
+        served: ServedState,
+        notices: Notices,
+        tokens: TokenCache,
+        *,
+        fallback_s: float,
+        max_streams: int,
+    ) -> None:
         self._served = served
         self._notices = notices
+        self._tokens = tokens
+        self._authorized: dict[str, tuple[int, bool]] = {}
+        self._checking: dict[str, threading.Lock] = {}
         self._fallback_s = fallback_s
         self._max_streams = max_streams
         self._streams = 0
@@ -87,6 +102,29 @@ class Broadcaster:
         """Count one stream closed."""
         with self._changed:
             self._streams -= 1
+
+    def still_authorized(self, header: str) -> bool:
+        """Whether the Authorization header a stream opened with still grants the client scope.
+
+        Asked by every stream at its heartbeat. Answered from memory within one
+        revision (revoking a token moves it), and only one stream per header asks
+        the database, so 1,000 streams sharing a token cost one query, not 1,000.
+        """
+        revision = self._served.revision()
+        answer = self._authorized.get(header)
+        if answer is not None and answer[0] == revision:
+            return answer[1]
+        with self._changed:
+            if len(self._checking) > _MAX_HEADERS:
+                self._authorized, self._checking = {}, {}
+            checking = self._checking.setdefault(header, threading.Lock())
+        with checking:
+            answer = self._authorized.get(header)
+            if answer is None or answer[0] != revision:
+                principal = self._tokens.lookup(header)
+                answer = (revision, principal is not None and principal.allows("client"))
+                self._authorized[header] = answer
+        return answer[1]
 
     def current(self) -> Publication:
         """The freshest publication (published now if the served document moved), watching from now on."""

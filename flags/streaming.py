@@ -19,7 +19,7 @@ from flask_smorest import Blueprint
 from sqlalchemy.exc import SQLAlchemyError
 
 from flags import deltas
-from flags.auth import TokenCache, require
+from flags.auth import require
 from flags.broadcast import Broadcaster, Publication
 from flags.errors import TooManyRequests
 from flags.schemas import ErrorSchema
@@ -49,7 +49,6 @@ def streaming() -> Response:
     events = _events(
         broadcaster,
         first,
-        tokens=found.tokens,
         header=request.headers.get("Authorization", ""),
         heartbeat_s=found.settings.flags_stream_heartbeat_s,
     )
@@ -63,7 +62,7 @@ def streaming() -> Response:
 
 
 def _events(
-    broadcaster: Broadcaster, first: Publication, *, tokens: TokenCache, header: str, heartbeat_s: float
+    broadcaster: Broadcaster, first: Publication, *, header: str, heartbeat_s: float
 ) -> Iterator[bytes]:
     yield deltas.frame(
         deltas.CONNECTED, deltas.hydration(first.state, event_id=first.revision), event_id=first.revision
@@ -80,19 +79,18 @@ def _events(
             if frame:
                 yield frame
         if time.monotonic() >= reauthorize_at:
-            if not _still_authorized(tokens, header):
+            if not _still_authorized(broadcaster, header):
                 return
             reauthorize_at = time.monotonic() + heartbeat_s
             yield deltas.HEARTBEAT
 
 
-def _still_authorized(tokens: TokenCache, header: str) -> bool:
+def _still_authorized(broadcaster: Broadcaster, header: str) -> bool:
     try:
-        principal = tokens.lookup(header)
+        return broadcaster.still_authorized(header)
     except SQLAlchemyError:
         # The token was valid when the stream opened; a database outage must not cut working streams.
         return True
-    return principal is not None and principal.allows("client")
 
 
 def _update(sent: Publication, newer: Publication) -> bytes:
