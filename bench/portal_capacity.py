@@ -49,7 +49,7 @@ from portal.models import Attempt  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
 from portal.server import DEFAULT_SERVER, SERVERS  # noqa: E402
 
-ROLLGUARD = [sys.executable, "-m", "control"]
+ROLLGUARD = [sys.executable, "-m", "rollguard"]
 MODES = ("floor", "direct", "optimized")
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
