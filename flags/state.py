@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from flags.auth import FailureLimit, TokenCache
+from flags.auth import TokenCache
 from flags.db import Database
+from flags.failures import FailureLimit
 from flags.served import ServedState
 from flags.settings import Settings
 
