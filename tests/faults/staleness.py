@@ -22,9 +22,13 @@ class Tally:
 
     requests: int = 0
     errors: int = 0
+    #: Errors that were 500s: a bug, never an honest "retry" (503).
+    internal_errors: int = 0
     stale_reads: int = 0
     acknowledged: int = 0
     unacknowledged: int = 0
+    #: (student, attempt id) of every acknowledged submission.
+    submitted: list[tuple[int, int]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -63,10 +67,12 @@ def submit_and_check(url: str, student_id: int, *, exam_id: int, samples: int, t
         tally.add(requests=1, errors=1, unacknowledged=1)
         return
     if response.status_code != 201:
-        tally.add(requests=1, errors=1, unacknowledged=1)
+        tally.add(requests=1, errors=1, unacknowledged=1, internal_errors=int(response.status_code == 500))
         return
     tally.add(requests=1, acknowledged=1)
     attempt_id = response.json()["attempt"]["id"]
+    with tally._lock:
+        tally.submitted.append((student_id, attempt_id))
     for _ in range(samples):
         seen = _page_attempt_ids(url, student_id)
         if seen is None:
@@ -109,3 +115,15 @@ def recovery_seconds(url: str, student_id: int, *, exam_id: int, deadline_s: flo
             return time.monotonic() - started
         time.sleep(0.05)
     return float("inf")
+
+
+def lost_submissions(url: str, tally: Tally) -> int:
+    """Acknowledged submissions missing from their student's page now (a fresh connection each)."""
+    by_student: dict[int, set[int]] = {}
+    for student, attempt_id in tally.submitted:
+        by_student.setdefault(student, set()).add(attempt_id)
+    lost = 0
+    for student, attempts in by_student.items():
+        seen = _page_attempt_ids(url, student)
+        lost += len(attempts) if seen is None else len(attempts - seen)
+    return lost
