@@ -28,8 +28,8 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
+from alerts.failures import RETRY_AFTER_S
 from flags.errors import error_response
-from flags.failures import RETRY_AFTER_S
 
 logger = logging.getLogger(__name__)
 

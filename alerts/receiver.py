@@ -31,13 +31,13 @@ from alerts.errors import (
     TooManyRequests,
     Unauthenticated,
 )
+from alerts.failures import FailureLimit
 from alerts.payload import parse_payload
 from alerts.rollback import handle_delivery
 from alerts.settings import AlertsSettings
 from alerts.store import Action, DeliveryStore
 from control.notify import Notifier
 from flags.client import FlagsClient
-from flags.failures import FailureLimit
 from flags.inputs import MAX_JSON_DEPTH, body_too_deep
 
 logger = logging.getLogger(__name__)
