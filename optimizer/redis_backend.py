@@ -480,7 +480,7 @@ class RedisCache(Cache):
 
     def _failed(self, what: str, exc: Exception) -> None:
         if self._up():
-            logger.warning("RedisCache: %s failed, serving from the local copy: %s", what, exc)
+            logger.warning("RedisCache: %s failed, reading the backend meanwhile: %s", what, exc)
         self._down_until = time.monotonic() + self._retry_after_s
 
     def _decode(self, key: str, raw: builtins.bytes | str) -> Entry | None:
