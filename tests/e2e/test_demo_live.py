@@ -123,7 +123,7 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
 
         page = chromium.new_page(viewport={"width": 1600, "height": 2250})
         page.goto(f"{urls['dashboard']}/flag?flag={FLAG}")
-        page.get_by_label("Password").fill(password)
+        page.get_by_label("Password", exact=True).fill(password)
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_role("heading", name=FLAG)).to_be_visible(timeout=60_000)
         # Off for everyone, rolled back by the controller.
