@@ -125,6 +125,8 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         page.goto(f"{urls['dashboard']}/flag?flag={FLAG}")
         page.get_by_label("Password", exact=True).fill(password)
         page.get_by_role("button", name="Log in").click()
+        # Logged in, the session starts on the flag list: open the flag from there.
+        page.get_by_role("link", name=f"Open {FLAG}").click()
         expect(page.get_by_role("heading", name=FLAG)).to_be_visible(timeout=60_000)
         # Off for everyone, rolled back by the controller.
         expect(page.get_by_text("killed: off for everyone")).to_be_visible()
