@@ -15,6 +15,7 @@ Error tree::
         +-- BadRequest           400 a query parameter that makes no sense
         +-- Unauthenticated      401 missing or wrong bearer token
         +-- InvalidPayload       422 not an Alertmanager version-4 webhook payload
+        +-- TooManyRequests      429 too many failed authentications from one address
         +-- FlagServiceDown      503 the flag service did not answer; Alertmanager retries
         +-- FlagServiceRejected  502 the flag service refused the kill (e.g. our admin token)
 """
@@ -26,6 +27,8 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
+
+from alerts.failures import RETRY_AFTER_S
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,10 @@ class InvalidPayload(ReceiverError):
     status, code = 422, "invalid_payload"
 
 
+class TooManyRequests(ReceiverError):
+    status, code = 429, "too_many_requests"
+
+
 class FlagServiceDown(ReceiverError):
     status, code = 503, "flag_service_unavailable"
 
@@ -93,6 +100,8 @@ def register_handlers(app: Flask) -> None:
             response.headers["WWW-Authenticate"] = 'Bearer realm="rollguard-alerts"'
         if isinstance(exc, FlagServiceDown):
             response.headers["Retry-After"] = "5"
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
 
     @app.errorhandler(HTTPException)

@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from alerts import errors
 from alerts.errors import (
@@ -27,8 +28,10 @@ from alerts.errors import (
     FlagServiceDown,
     FlagServiceRejected,
     InvalidPayload,
+    TooManyRequests,
     Unauthenticated,
 )
+from alerts.failures import FailureLimit
 from alerts.payload import parse_payload
 from alerts.rollback import handle_delivery
 from alerts.settings import AlertsSettings
@@ -50,6 +53,9 @@ class _State:
         self.settings = settings
         self.store = store
         self.token = token
+        self.failures = FailureLimit(
+            settings.alerts_auth_failures_per_minute, settings.alerts_auth_failures_per_address_per_minute
+        )
         # Few retries: Alertmanager waits for the webhook's answer while this runs.
         self.notifier = Notifier(
             settings.notify_webhook_url, settings.notify_slack_url, retries=1, backoff_s=0.2, timeout_s=3.0
@@ -84,6 +90,9 @@ def create_app(settings: AlertsSettings | None = None, *, require_token: bool = 
     app.extensions[_EXTENSION] = _State(settings, store, token)
     app.register_blueprint(bp)
     errors.register_handlers(app)
+    if settings.alerts_trusted_proxies:
+        # The client address (for the failure limit) is taken from X-Forwarded-For, n proxies deep.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.alerts_trusted_proxies)  # type: ignore[method-assign]
     return app
 
 
@@ -96,12 +105,19 @@ def _state() -> _State:
 def _authenticate() -> None:
     if not request.path.startswith("/alertmanager/"):
         return
-    expected = _state().token
-    if expected is None:
+    state = _state()
+    if state.token is None:
         return
-    scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(), expected.encode()):
-        raise Unauthenticated("a valid 'Authorization: Bearer <token>' header is required")
+    header = request.headers.get("Authorization", "")
+    scheme, _, supplied = header.partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(supplied.strip().encode(), state.token.encode()):
+        return
+    # Like the flag service: only failed requests meet the limit, so Alertmanager's own never do.
+    address = request.remote_addr or "unknown"
+    if state.failures.exhausted(address, header):
+        raise TooManyRequests("too many failed authentications from this address; retry in a minute")
+    state.failures.fail(address, header)
+    raise Unauthenticated("a valid 'Authorization: Bearer <token>' header is required")
 
 
 @bp.post("/alertmanager/webhook")

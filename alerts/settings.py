@@ -49,6 +49,25 @@ class AlertsSettings(BaseSettings):
     notify_slack_url: str | None = Field(
         None, description="ROLLGUARD_NOTIFY_SLACK_URL: Slack-compatible webhook told about every rollback."
     )
+    alerts_auth_failures_per_minute: int = Field(
+        60,
+        ge=0,
+        description="ROLLGUARD_ALERTS_AUTH_FAILURES_PER_MINUTE: failed authentications one address may "
+        "make with one token per minute (per process) before its failures get 429; 0 disables the limit.",
+    )
+    alerts_auth_failures_per_address_per_minute: int = Field(
+        600,
+        ge=0,
+        description="ROLLGUARD_ALERTS_AUTH_FAILURES_PER_ADDRESS_PER_MINUTE: failed authentications one "
+        "address may make with any tokens per minute (per process) before its failures get 429.",
+    )
+    alerts_trusted_proxies: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="ROLLGUARD_ALERTS_TRUSTED_PROXIES: proxies in front of the receiver that append to "
+        "X-Forwarded-For; the client address is read that many hops back (0: the peer address).",
+    )
     alerts_workers: int = Field(1, ge=1, description="ROLLGUARD_ALERTS_WORKERS: gunicorn workers.")
     alerts_threads: int = Field(4, ge=1, description="ROLLGUARD_ALERTS_THREADS: threads per worker.")
 

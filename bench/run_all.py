@@ -24,6 +24,7 @@ BENCHMARKS = [
     "control_false_alarm.py",
     "control_rollback.py",
     "dashboard_render.py",
+    "faults.py",
 ]
 
 

@@ -24,7 +24,7 @@ from control.decisions import DEFAULT_ALPHA, GUARDED_STATES, Action, ActionKind,
 from control.metrics import MetricSource
 from control.notify import Notifier
 from control.stages import stage_started_at
-from control.store import ControlStore, DecisionRecord, VerdictRecord
+from control.store import ControlStore, DecisionRecord, Lease, VerdictRecord
 from flags.client import Flag, FlagsClient, FlagsError, FlagsUnavailable, VersionConflict
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,10 @@ class Controller:
         #: Whether the last tick held the lease; the embedded scraper runs only on the leader.
         self.is_leader = False
         self._last_check: dict[str, datetime] = {}
+        #: The lease this tick runs under; every write is fenced by it.
+        self._lease: Lease | None = None
+        #: A write is sent only while the lease has this long left, so it lands before another can lead.
+        self.write_margin_s = lease_s / 3
 
     def run(self, stop: threading.Event) -> None:
         """Tick every interval until `stop` is set, then give the lease up."""
@@ -97,8 +101,10 @@ class Controller:
                 "%s: %s", self.holder, "now leading" if leader else "standby: another controller leads"
             )
         self.is_leader = leader
-        if not leader:
+        lease = self.store.lease(self.holder) if leader else None
+        if lease is None:
             return []
+        self._lease = lease
         try:
             flags = self.flags.list_flags()
         except (FlagsUnavailable, FlagsError) as exc:
@@ -182,10 +188,14 @@ class Controller:
         return None if last is not None and data <= last else data
 
     def _apply(self, flag: Flag, action: Action) -> bool:
-        # Re-check leadership right before writing: a tick that ran long must not
-        # act on a lease another controller has taken meanwhile.
-        if not self.store.acquire_lease(self.holder, lease_s=self.lease_s):
-            logger.warning("flag %s: lost the lease before acting; %s skipped", flag.key, action.kind.value)
+        # Fenced by the lease the tick started under, never renewed here: a tick that outlasted
+        # it (a slow metric source) or lost it to another controller must not act on what it read.
+        if self._lease is None or not self.store.holds_lease(self._lease, margin_s=self.write_margin_s):
+            logger.warning(
+                "flag %s: the lease of this tick is lost or about to expire; %s skipped",
+                flag.key,
+                action.kind.value,
+            )
             return False
         try:
             if action.kind is ActionKind.ROLLBACK:

@@ -173,6 +173,15 @@ class DecisionRecord:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """One holder's tenure of the leader lease: `term` changes whenever another holder takes it."""
+
+    holder: str
+    term: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class ControllerStatus:
     """The leader lease: who holds it, until when, and when it last evaluated the flags."""
 
@@ -406,6 +415,23 @@ class ControlStore:
             return True
         except exc.IntegrityError:
             return False
+
+    def lease(self, holder: str) -> Lease | None:
+        """The lease `holder` holds now, or None; its term fences the writes made under it."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(lease_table).where(lease_table.c.name == LEASE_NAME)).mappings().first()
+        if row is None or row["holder"] != holder or row["expires_at"] <= self._clock().timestamp():
+            return None
+        return Lease(holder=holder, term=row["acquired_at"], expires_at=row["expires_at"])
+
+    def holds_lease(self, lease: Lease, *, margin_s: float) -> bool:
+        """Whether `lease` is still the current term with at least `margin_s` left, without renewing it."""
+        current = self.lease(lease.holder)
+        return (
+            current is not None
+            and current.term == lease.term
+            and current.expires_at - self._clock().timestamp() >= margin_s
+        )
 
     def release_lease(self, holder: str) -> None:
         """Give the lease up at once (clean shutdown) so another controller can take over."""

@@ -7,10 +7,13 @@ reads once per run.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
 import sys
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -36,6 +39,30 @@ def streamlit_argv(*, host: str, port: int) -> list[str]:
     ]
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def has_authentication(environ: Mapping[str, str], cwd: Path) -> bool:
+    """Whether the dashboard will ask for a password or single sign-on (Streamlit secrets `[auth]`)."""
+    if environ.get("ROLLGUARD_DASHBOARD_PASSWORD"):
+        return True
+    for folder in (cwd, Path.home()):
+        secrets = folder / ".streamlit" / "secrets.toml"
+        try:
+            if "auth" in tomllib.loads(secrets.read_text()):
+                return True
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+    return False
+
+
 @click.command("dashboard")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8501, show_default=True, type=int, help="Port to listen on.")
@@ -50,10 +77,28 @@ def streamlit_argv(*, host: str, port: int) -> list[str]:
     type=float,
     help="Data refresh interval, s.",
 )
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Serve a non-loopback address without a password or single sign-on (anyone who can reach it may act).",
+)
 def command(
-    host: str, port: int, flags_url: str | None, operator: str | None, refresh_s: float | None
+    host: str,
+    port: int,
+    flags_url: str | None,
+    operator: str | None,
+    refresh_s: float | None,
+    insecure_no_auth: bool,
 ) -> None:
     """The operator dashboard (Streamlit)."""
+    if not is_loopback(host) and not has_authentication(os.environ, Path.cwd()):
+        if not insecure_no_auth:
+            raise click.UsageError(
+                f"--host {host} is reachable from other machines and the dashboard has no authentication: "
+                "set ROLLGUARD_DASHBOARD_PASSWORD (or an [auth] section in .streamlit/secrets.toml), "
+                "or pass --insecure-no-auth"
+            )
+        click.echo(f"warning: the dashboard on {host} has no authentication", err=True)
     env = dict(os.environ)
     if flags_url:
         env["ROLLGUARD_FLAGS_URL"] = flags_url

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, request
 from flask_smorest import Api
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flags import (
     admin_annotations,
@@ -29,10 +30,11 @@ from flags import (
     sdk,
     streaming,
 )
-from flags.auth import FailureLimit, TokenCache
+from flags.auth import TokenCache
 from flags.broadcast import Broadcaster
 from flags.db import Database
 from flags.errors import connection_lost
+from flags.failures import FailureLimit
 from flags.fastpath import FeaturesFastPath
 from flags.notices import LocalNotices, Notices, PostgresNotices
 from flags.schemas import ErrorSchema
@@ -123,14 +125,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     db = Database(settings.database_url)
     served = ServedState(db, check_s=settings.flags_revision_check_s)
     tokens = TokenCache(db, served.revision)
-    served.on_revision(tokens.clear)
+    served.on_revision(tokens.recheck)
     db.after_commit.append(served.invalidate)
     app.extensions["rollguard"] = Services(
         settings=settings,
         db=db,
         served=served,
         tokens=tokens,
-        auth_failures=FailureLimit(settings.flags_auth_failures_per_minute),
+        auth_failures=FailureLimit(
+            settings.flags_auth_failures_per_minute, settings.flags_auth_failures_per_address_per_minute
+        ),
         broadcaster=_broadcaster(settings, db, served, tokens),
     )
 
@@ -150,5 +154,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.register_blueprint(blueprint)
     # Registered after Api(app) so that these handlers replace flask-smorest's error bodies.
     errors.register_handlers(app)
+    if settings.flags_trusted_proxies:
+        # The client address (for the failure limit) is taken from X-Forwarded-For, n proxies deep.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.flags_trusted_proxies)  # type: ignore[method-assign]
     app.wsgi_app = FeaturesFastPath(app.wsgi_app, served=served, tokens=tokens)  # type: ignore[method-assign]
     return app

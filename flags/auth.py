@@ -1,10 +1,12 @@
 """Request authentication: the Authorization header (raw token or `Bearer <token>`) to a principal.
 
 Views call `require("admin")` or `require("client")`; the client fast path
-calls `TokenCache.lookup` directly. Resolved tokens are cached per process and
-the cache is dropped whenever the global revision moves (creating or revoking a
-token bumps it), so a revoked token stops working within the revision check
-interval on every process.
+calls `TokenCache.lookup` directly. Resolved tokens are cached per process;
+when the global revision moves, cached tokens that were revoked (or changed
+scope) are dropped and the others kept, so a revoked token stops working within
+the revision check interval on every process and a flag change costs valid
+tokens nothing. Only requests that fail authentication meet the failure limit
+(`flags.failures`): a valid token is never throttled by others' failures.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import threading
 from collections.abc import Callable
 
 from flask import current_app, g, request
-from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import select
 
 from flags.audit import Actor
 from flags.db import Database
 from flags.errors import BadRequest, Forbidden, TooManyRequests, Unauthenticated
+from flags.failures import RETRY_AFTER_S, FailureLimit
+from flags.models import TokenRow
 from flags.tokens import Principal, authenticate
 
 ACTOR_HEADER = "X-Rollguard-Actor"
@@ -37,23 +39,6 @@ def secret_of(header: str | None) -> str | None:
     return header or None
 
 
-class FailureLimit:
-    """Failed authentications per remote address and minute, counted in this process."""
-
-    def __init__(self, per_minute: int) -> None:
-        self._item = RateLimitItemPerMinute(per_minute) if per_minute > 0 else None
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-
-    def exhausted(self, address: str) -> bool:
-        """Whether `address` has used up its failures."""
-        return self._item is not None and not self._limiter.test(self._item, address)
-
-    def fail(self, address: str) -> None:
-        """Count one failure of `address`."""
-        if self._item is not None:
-            self._limiter.hit(self._item, address)
-
-
 class TokenCache:
     """Authorization header value -> principal, for live tokens only."""
 
@@ -64,9 +49,24 @@ class TokenCache:
         self._generation = 0
         self._lock = threading.Lock()
 
-    def clear(self, _revision: int = 0) -> None:
+    def recheck(self, _revision: int = 0) -> None:
+        """Drop cached tokens that are no longer live with the same scope; keep the rest."""
         with self._lock:
-            self._known = {}
+            if not self._known:
+                return
+        live = dict(
+            self._db.read(
+                lambda session: session.execute(
+                    select(TokenRow.id, TokenRow.scope).where(~TokenRow.revoked)
+                ).all()
+            )
+        )
+        with self._lock:
+            self._known = {
+                header: principal
+                for header, principal in self._known.items()
+                if live.get(principal.token_id) == principal.scope
+            }
             self._generation += 1
 
     def cached(self, header: str) -> Principal | None:
@@ -103,18 +103,17 @@ def require(scope: str) -> Principal:
     cache: TokenCache = services.tokens
     failures: FailureLimit = services.auth_failures
     header = request.headers.get("Authorization")
-    address = request.remote_addr or "unknown"
-    principal = cache.cached(header) if header else None
+    # Valid tokens are looked up first and never meet the limit; secrets are random (192 bits),
+    # so answering a guesser's rare right guess teaches it nothing it could not guess anyway.
+    principal = cache.lookup(header)
     if principal is None:
-        # A guesser is stopped before the lookup, so a right guess after the limit teaches nothing.
-        if failures.exhausted(address):
+        address = request.remote_addr or "unknown"
+        if failures.exhausted(address, header):
             raise TooManyRequests(
                 "too many failed authentications from this address; retry in a minute",
-                headers={"Retry-After": "60"},
+                headers={"Retry-After": str(RETRY_AFTER_S)},
             )
-        principal = cache.lookup(header)
-    if principal is None:
-        failures.fail(address)
+        failures.fail(address, header)
         raise Unauthenticated("a valid token is required in the Authorization header")
     if not principal.allows(scope):
         raise Forbidden(f"this token has scope {principal.scope!r}; {scope!r} is required")

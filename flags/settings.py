@@ -49,7 +49,21 @@ class Settings(BaseSettings):
         default=60,
         ge=0,
         description="ROLLGUARD_FLAGS_AUTH_FAILURES_PER_MINUTE: failed authentications one address may "
-        "make per minute (per process) before it gets 429; 0 disables the limit.",
+        "make with one credential per minute (per process) before its failures get 429; valid tokens "
+        "are never limited; 0 disables the limit.",
+    )
+    flags_auth_failures_per_address_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="ROLLGUARD_FLAGS_AUTH_FAILURES_PER_ADDRESS_PER_MINUTE: failed authentications one "
+        "address may make with any credentials per minute (per process) before its failures get 429.",
+    )
+    flags_trusted_proxies: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="ROLLGUARD_FLAGS_TRUSTED_PROXIES: how many proxies in front of the service append "
+        "to X-Forwarded-For; the client address is read that many hops back (0: the peer address).",
     )
     flags_workers: int = Field(
         default=2, ge=1, description="ROLLGUARD_FLAGS_WORKERS: gunicorn worker processes."

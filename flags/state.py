@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from flags.auth import FailureLimit, TokenCache
+from flags.auth import TokenCache
 from flags.broadcast import Broadcaster
 from flags.db import Database
+from flags.failures import FailureLimit
 from flags.served import ServedState
 from flags.settings import Settings
 

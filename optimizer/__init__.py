@@ -17,6 +17,7 @@ from optimizer.cache import Cache, Entry, InProcessCache
 from optimizer.core import Fault, Optimizer
 from optimizer.errors import (
     FaultInjected,
+    InvalidationUnconfirmed,
     MissingFromBatch,
     OptimizerClosed,
     OptimizerError,
@@ -39,6 +40,7 @@ __all__ = [
     "FaultInjected",
     "Gate",
     "InProcessCache",
+    "InvalidationUnconfirmed",
     "MissingFromBatch",
     "Optimizer",
     "OptimizerClosed",

@@ -11,6 +11,7 @@ Error tree::
     +-- MissingFromBatch    `batch_fn` returned no value for a key it was asked for (also a KeyError)
     +-- FaultInjected       raised by the chaos hook (`Optimizer.fault`), never by real backends
     +-- OptimizerClosed     the optimizer was closed
+    +-- InvalidationUnconfirmed  a shared cache could not confirm an invalidation in time
 """
 
 from __future__ import annotations
@@ -38,3 +39,12 @@ class FaultInjected(OptimizerError):
 
 class OptimizerClosed(OptimizerError):
     """The optimizer was closed and takes no more calls."""
+
+
+class InvalidationUnconfirmed(OptimizerError):
+    """A shared cache could not confirm that every copy of a key or tag is gone.
+
+    The write behind it is done; until the invalidation is confirmed in the
+    background, this instance serves those keys from the backend only. Callers
+    should not acknowledge the write as visible (the portal answers 503).
+    """

@@ -22,10 +22,17 @@ are unchanged, so a fetch that started before a write on any instance never
 lands in Redis. A value read from Redis lands in the local copy only if no
 invalidation was handled meanwhile.
 
-If Redis fails, calls degrade to the local copy without raising, and Redis is
-retried after `retry_after_s`. While it is down an instance cannot hear other
-instances' invalidations, so its copy may serve values up to `ttl_s` old until
-the subscription is back and the copy is flushed.
+An invalidation that cannot be confirmed (Redis failed, or an instance did not
+acknowledge) is retried for up to `confirm_timeout_s`; if it is still
+unconfirmed, `invalidate` raises `InvalidationUnconfirmed` so the caller does
+not acknowledge the write, and the key or tag stays *pending*: this instance
+serves it from the backend only (no local copy, nothing shared) while a
+background thread keeps retrying until the invalidation is confirmed.
+
+If Redis fails, reads go to the backend without raising, and Redis is retried
+after `retry_after_s`. The local copy is served only while the subscription is
+up: an instance that is not subscribed cannot hear other instances'
+invalidations, and its copy is flushed when it subscribes again.
 
 Redis keys, under `{namespace}:{fn}:` (the optimizer's keys already carry the schema version)::
 
@@ -54,11 +61,13 @@ import redis
 
 from optimizer import sizing
 from optimizer.cache import Cache, Entry, LocalStore, RemoteInvalidation
+from optimizer.errors import InvalidationUnconfirmed
 from optimizer.settings import OptimizerConfig
 
 logger = logging.getLogger(__name__)
 
 _GENERATION_TTL_MS = 3_600_000
+_CONFIRM_RETRY_S = 0.1
 
 # KEYS: value, key generation, n tag generations, n tag sets.
 # ARGV: payload, px, n, key generation fence, n tag generation fences, member name.
@@ -109,6 +118,7 @@ class RedisCache(Cache):
     :param socket_timeout_s: per Redis command; a slow Redis counts as a failed one.
     :param ack_timeout_s: longest `invalidate` waits for other instances to acknowledge.
     :param retry_after_s: how long calls skip Redis after a failure.
+    :param confirm_timeout_s: longest `invalidate` retries before raising `InvalidationUnconfirmed`.
     """
 
     def __init__(
@@ -121,6 +131,7 @@ class RedisCache(Cache):
         socket_timeout_s: float = 0.5,
         ack_timeout_s: float = 2.0,
         retry_after_s: float = 1.0,
+        confirm_timeout_s: float = 3.0,
     ) -> None:
         self._url = redis_url
         self._namespace = namespace
@@ -128,6 +139,7 @@ class RedisCache(Cache):
         self._max_bytes = max_bytes
         self._ack_timeout_s = ack_timeout_s
         self._retry_after_s = retry_after_s
+        self._confirm_timeout_s = confirm_timeout_s
         self.instance_id = uuid.uuid4().hex[:12]
         # Named connections let operators (and tests) tell the instances apart in CLIENT LIST.
         self.client_name = f"rollguard-optimizer-{self.instance_id}"
@@ -157,7 +169,14 @@ class RedisCache(Cache):
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._listener: threading.Thread | None = None
+        self._replayer: threading.Thread | None = None
         self.subscriptions = 0
+        # Unconfirmed invalidations: how many are outstanding per key and per tag, and those
+        # whose caller gave up, which the replayer thread retries.
+        self._pending_keys: dict[str, int] = {}
+        self._pending_tags: dict[str, int] = {}
+        self._abandoned: list[tuple[str | None, str | None]] = []
+        self._replay_wanted = threading.Event()
 
     # Cache boundary
 
@@ -172,6 +191,10 @@ class RedisCache(Cache):
         )
         self._listener = threading.Thread(target=self._listen, name=f"optimizer-redis-{name}", daemon=True)
         self._listener.start()
+        self._replayer = threading.Thread(
+            target=self._replay, name=f"optimizer-redis-replay-{name}", daemon=True
+        )
+        self._replayer.start()
 
     def on_remote_invalidation(self, callback: RemoteInvalidation) -> None:
         self._callbacks.append(callback)
@@ -181,7 +204,10 @@ class RedisCache(Cache):
         return self._subscribed.wait(timeout)
 
     def get(self, key: str) -> Entry | None:
-        local = self._local.get(key)
+        # Unsubscribed, the local copy may have missed invalidations: it is flushed on resubscribe.
+        local = self._local.get(key) if self._subscribed.is_set() else None
+        if local is not None and self._pending_for(key, local.tags):
+            return None
         if local is not None and self._clock() < local.fresh_until:
             return local
         if not self._up():
@@ -197,6 +223,8 @@ class RedisCache(Cache):
         entry = self._decode(key, raw)
         if entry is None:
             return local
+        if self._pending_for(key, entry.tags):
+            return None
         with self._lock:
             # An invalidation handled since the read may concern this very value.
             if self._seq == seq:
@@ -215,7 +243,7 @@ class RedisCache(Cache):
         return (sorted(tags), [_text(v) if v is not None else "0" for v in values])
 
     def share(self, key: str, entry: Entry, fence: Any) -> None:
-        if fence is None or not self._up():
+        if fence is None or not self._up() or self._pending_for(key, entry.tags):
             return
         tags, generations = fence
         now_wall, now = time.time(), self._clock()
@@ -244,30 +272,14 @@ class RedisCache(Cache):
             self._failed("share", exc)
 
     def put(self, key: str, entry: Entry) -> None:
-        self._local.put(key, entry)
+        if not self._pending_for(key, entry.tags):
+            self._local.put(key, entry)
 
     def invalidate(self, key: str) -> None:
-        if self._up():
-            try:
-                self._invalidate_key_script(
-                    keys=[self._prefix + "k:" + key, self._prefix + "g:" + key], args=[_GENERATION_TTL_MS]
-                )
-                self._broadcast({"k": key})
-            except redis.RedisError as exc:
-                self._failed("invalidate", exc)
-        self._drop_local(key, None)
+        self._confirm(key, None)
 
     def invalidate_tag(self, tag: str) -> None:
-        if self._up():
-            try:
-                self._invalidate_tag_script(
-                    keys=[self._prefix + "t:" + tag, self._prefix + "ts:" + tag],
-                    args=[self._prefix + "k:", _GENERATION_TTL_MS],
-                )
-                self._broadcast({"t": tag})
-            except redis.RedisError as exc:
-                self._failed("invalidate_tag", exc)
-        self._drop_local(None, tag)
+        self._confirm(None, tag)
 
     def clear(self) -> None:
         with self._lock:
@@ -294,16 +306,91 @@ class RedisCache(Cache):
         """Whether calls currently skip Redis after a failure."""
         return not self._up()
 
+    @property
+    def pending(self) -> int:
+        """Invalidations not yet confirmed (their keys are served from the backend only)."""
+        with self._lock:
+            return sum(self._pending_keys.values()) + sum(self._pending_tags.values())
+
     def close(self) -> None:
         self._stop.set()
-        if self._listener is not None:
-            self._listener.join(timeout=5)
+        self._replay_wanted.set()
+        for thread in (self._listener, self._replayer):
+            if thread is not None:
+                thread.join(timeout=5)
         self._redis.close()
         self._blocking.close()
 
-    # invalidation broadcast
+    # invalidation: confirm, or keep pending and retry in the background
 
-    def _broadcast(self, message: dict[str, Any]) -> None:
+    def _confirm(self, key: str | None, tag: str | None) -> None:
+        """Invalidate `key` or `tag` everywhere; raise InvalidationUnconfirmed if that cannot be confirmed."""
+        self._mark_pending(key, tag, +1)
+        self._drop_local(key, tag)
+        deadline = time.monotonic() + self._confirm_timeout_s
+        while not self._invalidate_once(key, tag):
+            if time.monotonic() >= deadline or self._stop.is_set():
+                with self._lock:
+                    self._abandoned.append((key, tag))
+                self._replay_wanted.set()
+                raise InvalidationUnconfirmed(
+                    f"could not confirm the invalidation of {key or 'tag ' + str(tag)} within "
+                    f"{self._confirm_timeout_s}s; it is retried, and served from the backend meanwhile"
+                )
+            self._stop.wait(_CONFIRM_RETRY_S)
+        self._mark_pending(key, tag, -1)
+
+    def _invalidate_once(self, key: str | None, tag: str | None) -> bool:
+        """Delete the shared value(s), bump generations and broadcast; whether every instance confirmed."""
+        p = self._prefix
+        try:
+            if key is not None:
+                self._invalidate_key_script(keys=[p + "k:" + key, p + "g:" + key], args=[_GENERATION_TTL_MS])
+                confirmed = self._broadcast({"k": key})
+            else:
+                self._invalidate_tag_script(
+                    keys=[p + "t:" + str(tag), p + "ts:" + str(tag)], args=[p + "k:", _GENERATION_TTL_MS]
+                )
+                confirmed = self._broadcast({"t": tag})
+        except redis.RedisError as exc:
+            self._failed("invalidate", exc)
+            return False
+        # This instance's own copy: dropped again, after the shared value is surely gone.
+        self._drop_local(key, tag)
+        return confirmed
+
+    def _mark_pending(self, key: str | None, tag: str | None, delta: int) -> None:
+        with self._lock:
+            table, name = (self._pending_keys, key) if key is not None else (self._pending_tags, str(tag))
+            count = table.get(name, 0) + delta
+            if count > 0:
+                table[name] = count
+            else:
+                table.pop(name, None)
+
+    def _pending_for(self, key: str, tags: frozenset[str]) -> bool:
+        if not self._pending_keys and not self._pending_tags:
+            return False
+        with self._lock:
+            return key in self._pending_keys or any(tag in self._pending_tags for tag in tags)
+
+    def _replay(self) -> None:
+        """Retry abandoned invalidations until each is confirmed (runs in its own thread)."""
+        while not self._stop.is_set():
+            self._replay_wanted.wait(self._retry_after_s)
+            self._replay_wanted.clear()
+            with self._lock:
+                todo, self._abandoned = self._abandoned, []
+            failed = [(key, tag) for key, tag in todo if not self._invalidate_once(key, tag)]
+            for key, tag in todo:
+                if (key, tag) not in failed:
+                    self._mark_pending(key, tag, -1)
+                    logger.info("RedisCache: invalidation of %s confirmed late", key or tag)
+            with self._lock:
+                self._abandoned.extend(failed)
+
+    def _broadcast(self, message: dict[str, Any]) -> bool:
+        """Publish an invalidation and wait for every subscriber's acknowledgement; whether all came."""
         ack_id = uuid.uuid4().hex
         message = {**message, "ack": ack_id, "from": self.instance_id}
         ack_key = self._prefix + "ack:" + ack_id
@@ -320,10 +407,11 @@ class RedisCache(Cache):
                         receivers,
                         self._ack_timeout_s,
                     )
-                    return
+                    return False
                 acked += 1
         finally:
             self._redis.delete(ack_key)
+        return True
 
     def _listen(self) -> None:
         channel = self._prefix + "invalidations"
@@ -392,7 +480,7 @@ class RedisCache(Cache):
 
     def _failed(self, what: str, exc: Exception) -> None:
         if self._up():
-            logger.warning("RedisCache: %s failed, serving from the local copy: %s", what, exc)
+            logger.warning("RedisCache: %s failed, reading the backend meanwhile: %s", what, exc)
         self._down_until = time.monotonic() + self._retry_after_s
 
     def _decode(self, key: str, raw: builtins.bytes | str) -> Entry | None:

@@ -19,6 +19,7 @@ from UnleashClient import UnleashClient
 from UnleashClient.utils import InstanceAllowType
 
 from optimizer import StaticGate, UnleashGate
+from portal.sdklog import quiet_sdk_tracebacks
 from portal.settings import PortalSettings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def build_gate(settings: PortalSettings) -> BuiltGate:
     headers = {"Authorization": settings.client_token} if settings.client_token else {}
     cache_dir = settings.var_dir / "unleash-cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
+    quiet_sdk_tracebacks()
     client = UnleashClient(
         url=f"{settings.flags_url.rstrip('/')}/api",
         app_name="portal",

@@ -43,6 +43,7 @@ from control.portal_metrics import gate_counts
 from flags.client import FlagNotFound, FlagsClient
 from rollguard.demo_prometheus import write_configs
 from rollguard.processes import ROLLGUARD, Child, ChildFailed, Supervisor, pick_port
+from rollguard.secretfile import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +203,7 @@ def command(
         "ROLLGUARD_CLIENT_TOKEN": "client-" + secrets.token_hex(16),
         "ROLLGUARD_PORTAL_ADMIN_TOKEN": "portal-" + secrets.token_hex(16),
         "ROLLGUARD_ALERTS_TOKEN": "alerts-" + secrets.token_hex(16),
+        "ROLLGUARD_DASHBOARD_PASSWORD": secrets.token_urlsafe(12),
     }
     env = {
         **os.environ,
@@ -217,8 +219,9 @@ def command(
         "ROLLGUARD_PORTAL_FLAGS_REFRESH_S": "1",
         "ROLLGUARD_VAR_DIR": str(var_dir),
     }
-    (var_dir / "demo.env").write_text(
-        "".join(f"export {k}={env[k]}\n" for k in sorted(tokens) + ["ROLLGUARD_FLAGS_URL"])
+    write_private(
+        var_dir / "demo.env",
+        "".join(f"export {k}={env[k]}\n" for k in sorted(tokens) + ["ROLLGUARD_FLAGS_URL"]),
     )
     story = Story(path=var_dir / "story.json", started_at=datetime.now(UTC).isoformat(), urls=urls)
     story.save()
@@ -329,8 +332,8 @@ def _play(
         "\n".join(
             [
                 "",
-                f"  dashboard      {urls['dashboard']}",
-                f"  flag service   {urls['flags']}  (tokens in {var_dir / 'demo.env'})",
+                f"  dashboard      {urls['dashboard']}  (password {tokens['ROLLGUARD_DASHBOARD_PASSWORD']})",
+                f"  flag service   {urls['flags']}  (tokens and password in {var_dir / 'demo.env'}, mode 0600)",
                 f"  portal         {urls['portal']}",
                 f"  alert receiver {urls['alerts']}/alertmanager/webhook",
                 f"  logs           {var_dir / 'logs'}",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +17,52 @@ from UnleashClient.cache import FileCache
 from UnleashClient.utils import InstanceAllowType
 
 from flags.client import FlagsClient
-from tests.support import ROLLGUARD, ServerProcess, free_port, missing
+from tests.support import (
+    ROLLGUARD,
+    SESSION_MARKER,
+    ServerProcess,
+    free_port,
+    kill_processes,
+    marked_processes,
+    missing,
+)
+
+pytest_plugins = ["pytester"]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+_LEAK_GRACE_S = 15.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Inherited by every process the tests start: see pytest_sessionfinish.
+    os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Stop the servers a test body started and left running (it failed before its own cleanup)."""
+    before = set(ServerProcess.running)
+    yield
+    for server in ServerProcess.running - before:
+        server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process a test started outlives it (after a grace for ones still stopping)."""
+    marker = os.environ[SESSION_MARKER]
+    deadline = time.monotonic() + _LEAK_GRACE_S
+    while (leaked := marked_processes(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not leaked:
+        return
+    kill_processes(list(leaked))
+    lines = "\n".join(f"  {pid}: {cmdline[:200]}" for pid, cmdline in sorted(leaked.items()))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = f"{len(leaked)} processes started by the tests outlived them (now killed):\n{lines}"
+    if reporter is not None:
+        reporter.write_sep("=", "processes left behind", red=True)
+        reporter.write_line(message, red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _postgres_reachable(url: str) -> bool:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ROLLGUARD = [sys.executable, "-m", "rollguard"]
+#: Set in the environment of the test run (tests/conftest.py); every process a test starts inherits it,
+#: so one that outlives the run is found even after it was re-parented (a gunicorn worker, a postmaster).
+SESSION_MARKER = "ROLLGUARD_TEST_SESSION"
 
 
 def free_port() -> int:
@@ -61,7 +66,14 @@ def require_binary(name: str) -> str:
 
 
 class ServerProcess:
-    """A server started as a subprocess, logged to a file, stopped by `stop()`."""
+    """A server started as a subprocess in its own process group, logged to a file, stopped by `stop()`.
+
+    Every instance is listed in `ServerProcess.running` until stopped, so that a
+    test which fails before its own cleanup still has its servers stopped
+    (tests/conftest.py stops what a test body started and left running).
+    """
+
+    running: ClassVar[set[ServerProcess]] = set()
 
     def __init__(
         self,
@@ -83,6 +95,7 @@ class ServerProcess:
             cwd=REPO,
             start_new_session=True,
         )
+        ServerProcess.running.add(self)
         deadline = time.monotonic() + timeout
         while not http_ok(ready_url):
             if self.proc.poll() is not None:
@@ -100,6 +113,7 @@ class ServerProcess:
             return ""
 
     def stop(self) -> None:
+        ServerProcess.running.discard(self)
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, 15)
@@ -111,3 +125,36 @@ class ServerProcess:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(timeout=5)
         self._log.close()
+
+
+def marked_processes(marker: str) -> dict[int, str]:
+    """Live processes (not zombies, not this one) whose environment carries SESSION_MARKER=`marker`."""
+    needle = f"{SESSION_MARKER}={marker}".encode()
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                continue
+            found[int(entry.name)] = (
+                (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def kill_processes(pids: Sequence[int]) -> None:
+    """SIGKILL each process's group, and the process itself if it leads none of its own."""
+    for pid in pids:
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

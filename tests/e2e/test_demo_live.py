@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -115,8 +116,19 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
             assert step in out, out
         assert "rolled back" in out, out
 
+        # The secrets are private, and the dashboard's password was printed once.
+        secrets = _exports(var_dir / "demo.env")
+        assert stat.S_IMODE((var_dir / "demo.env").stat().st_mode) == 0o600
+        assert stat.S_IMODE(var_dir.stat().st_mode) == 0o700
+        password = secrets["ROLLGUARD_DASHBOARD_PASSWORD"]
+        assert out.count(password) == 1, out
+
         page = chromium.new_page(viewport={"width": 1600, "height": 2250})
         page.goto(f"{urls['dashboard']}/flag?flag={FLAG}")
+        page.get_by_label("Password", exact=True).fill(password)
+        page.get_by_role("button", name="Log in").click()
+        # Logged in, the session starts on the flag list: open the flag from there.
+        page.get_by_role("link", name=f"Open {FLAG}").click()
         expect(page.get_by_role("heading", name=FLAG)).to_be_visible(timeout=60_000)
         # Off for everyone, rolled back by the controller.
         expect(page.get_by_text("killed: off for everyone")).to_be_visible()
@@ -235,3 +247,9 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGKILL)
         output.close()
+
+
+def _exports(path: Path) -> dict[str, str]:
+    """The `export NAME=value` lines of a shell file."""
+    lines = path.read_text().splitlines()
+    return dict(line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export "))

@@ -250,17 +250,21 @@ def test_bad_actor_header_is_refused(client: FlaskClient) -> None:
 
 
 def test_repeated_failed_authentication_is_rate_limited(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, flags_auth_failures_per_minute=3)
+    settings = make_settings(
+        tmp_path, flags_auth_failures_per_minute=3, flags_auth_failures_per_address_per_minute=3
+    )
     prepare(settings)
     client = create_app(settings).test_client()
     statuses = [
         client.get("/api/admin/flags", headers={"Authorization": f"guess-{i}"}).status_code for i in range(5)
     ]
     assert statuses == [401, 401, 401, 429, 429]
-    limited = client.get("/api/admin/flags", headers=admin())
+    limited = client.get("/api/admin/flags", headers={"Authorization": "guess-5"})
     assert limited.status_code == 429
     assert limited.json["error"]["code"] == "too_many_requests"
     assert limited.headers["Retry-After"] == "60"
+    # Others' failures never throttle a valid token.
+    assert client.get("/api/admin/flags", headers=admin()).status_code == 200
 
 
 def test_concurrent_writes_at_one_version_let_exactly_one_through(app: Flask) -> None:

@@ -15,7 +15,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from optimizer import Optimizer, OptimizerConfig, RedisCache
+from optimizer import InvalidationUnconfirmed, Optimizer, OptimizerConfig, RedisCache
 from tests.optimizer.conftest import CountingBackend, FakeClock
 from tests.support import free_port, wait_until
 
@@ -138,17 +138,21 @@ def test_a_reconnect_flushes_the_local_copy(make_instance, redis_url):
     assert backend.calls == ["k"]
 
 
-def test_without_redis_the_layer_degrades_to_local_caching():
+def test_without_redis_calls_read_the_backend_and_invalidation_is_unconfirmed():
+    # Unsubscribed, an instance cannot hear other instances' invalidations: a local copy could be stale.
     backend = CountingBackend()
-    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", namespace="down", retry_after_s=60)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    cache = RedisCache(url, namespace="down", retry_after_s=60, confirm_timeout_s=0.3)
     opt = Optimizer(backend, name="fn", cache=cache, registry=CollectorRegistry(), clock=FakeClock())
     try:
         assert opt("k") == {"key": "k", "version": 0}
         assert opt("k") == {"key": "k", "version": 0}
-        assert backend.calls == ["k"]
+        assert backend.calls == ["k", "k"]
         assert cache.degraded
         backend.version = 1
-        opt.invalidate("k")  # does not raise
+        with pytest.raises(InvalidationUnconfirmed):
+            opt.invalidate("k")
+        assert cache.pending == 1
         assert opt("k")["version"] == 1
     finally:
         opt.close()
@@ -217,13 +221,18 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
-def test_during_an_outage_calls_use_the_local_copy_and_after_it_the_copy_is_flushed(redis_url, namespace):
+def test_during_an_outage_calls_read_the_backend_and_unconfirmed_invalidations_are_replayed(
+    redis_url, namespace
+):
     parsed = urlparse(redis_url)
     proxy = TcpProxy((parsed.hostname or "127.0.0.1", parsed.port or 6379))
     backend = CountingBackend()
     config = OptimizerConfig(ttl_s=600, jitter=0)
     through_proxy = RedisCache(
-        f"redis://127.0.0.1:{proxy.port}{parsed.path or '/0'}", namespace=namespace, retry_after_s=0.2
+        f"redis://127.0.0.1:{proxy.port}{parsed.path or '/0'}",
+        namespace=namespace,
+        retry_after_s=0.2,
+        confirm_timeout_s=0.5,
     )
     direct = RedisCache(redis_url, namespace=namespace)
     a = Optimizer(backend, name="fn", cache=through_proxy, config=config, registry=CollectorRegistry())
@@ -235,16 +244,19 @@ def test_during_an_outage_calls_use_the_local_copy_and_after_it_the_copy_is_flus
 
         proxy.cut()
         wait_until(lambda: through_proxy.degraded, what="the outage noticed")
-        assert a("k") == {"key": "k", "version": 0}  # served from the local copy, no error
-        assert a("other")["key"] == "other"  # a miss reaches the backend, no error
+        assert a("k") == {"key": "k", "version": 0}  # read from the backend, no error
+        assert backend.calls == ["k", "k"]
         backend.version = 1
         b.invalidate("k")  # a cannot hear it: its subscription is down
-        a.invalidate("other")  # does not raise either
+        assert a("k")["version"] == 1  # and so a serves no local copy while unsubscribed
+        with pytest.raises(InvalidationUnconfirmed):
+            a.invalidate("other")
+        assert through_proxy.pending == 1
 
         subscriptions = through_proxy.subscriptions
         proxy.start()
         wait_until(lambda: through_proxy.subscriptions > subscriptions, what="a resubscribed")
-        assert not through_proxy.contains("v1:k")  # flushed: it may have missed invalidations
+        wait_until(lambda: through_proxy.pending == 0, what="the unconfirmed invalidation replayed")
         assert a("k")["version"] == 1
     finally:
         a.close()

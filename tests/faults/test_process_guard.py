@@ -1,0 +1,50 @@
+"""The run's process-leak check finds what a test left behind, even a process re-parented away from it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.support import SESSION_MARKER, kill_processes, marked_processes, wait_until
+
+
+def test_an_orphaned_grandchild_is_found_by_its_environment() -> None:
+    marker = os.environ[SESSION_MARKER]
+    # The shell exits at once; its `sleep` is re-parented (to init) like a worker whose master died.
+    shell = subprocess.Popen(
+        ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], stdout=subprocess.PIPE, start_new_session=True
+    )
+    orphan = int(shell.communicate(timeout=10)[0])
+    try:
+        assert orphan in marked_processes(marker)
+        assert marked_processes("another-run").keys().isdisjoint({orphan})
+    finally:
+        kill_processes([orphan])
+    wait_until(lambda: orphan not in marked_processes(marker), what="the orphan killed")
+
+
+def test_a_server_left_running_by_a_failed_test_body_is_stopped(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("from tests.conftest import pytest_runtest_call  # noqa: F401\n")
+    pytester.makepyfile(
+        test_leaves_server="""
+        import sys
+        from tests.support import ServerProcess, free_port
+
+        def test_fails_before_cleanup(tmp_path):
+            port = free_port()
+            server = ServerProcess(
+                [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                ready_url=f"http://127.0.0.1:{port}/",
+                log_path=tmp_path / "server.log",
+            )
+            (tmp_path / "pid").write_text(str(server.proc.pid))
+            raise AssertionError("failed before stopping its server")
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--basetemp={pytester.path / 'base'}")
+    result.assert_outcomes(failed=1)
+    (pid_file,) = {path.resolve() for path in (pytester.path / "base").glob("*/pid")}
+    pid = int(pid_file.read_text())
+    assert pid not in marked_processes(os.environ[SESSION_MARKER])

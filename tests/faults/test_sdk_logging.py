@@ -1,0 +1,35 @@
+"""While the flag service is down, the portal's SDK logs one line per failure, not a traceback."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from portal.gate import build_gate
+from portal.settings import PortalSettings
+from tests.support import free_port, wait_until
+
+
+def test_sdk_failures_are_logged_as_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="UnleashClient")
+    settings = PortalSettings(
+        database_url=f"sqlite:///{tmp_path / 'p.db'}",
+        var_dir=tmp_path / "var",
+        flags_url=f"http://127.0.0.1:{free_port()}",
+        flags_refresh_s=1,
+        flags_metrics_s=1,
+    )
+    built = build_gate(settings)
+    try:
+
+        def failures() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.name == "UnleashClient" and r.levelno >= logging.ERROR]
+
+        wait_until(lambda: len(failures()) >= 3, timeout=30, what="three failed SDK requests logged")
+        assert all(record.exc_info is None for record in failures())
+        assert any("ConnectionError" in record.getMessage() for record in failures())
+        assert "Traceback" not in caplog.text
+    finally:
+        built.close()
