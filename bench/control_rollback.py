@@ -47,7 +47,7 @@ from control.defaults import default_breaker_payload, default_guardrails, defaul
 from control.portal_metrics import gate_counts  # noqa: E402
 from control.processes import ROLLGUARD, Supervisor, pick_port  # noqa: E402
 from control.store import ControlStore  # noqa: E402
-from flags.client import FlagsClient, FlagsUnavailable  # noqa: E402
+from flags.client import FlagsClient  # noqa: E402
 
 KEY = "exam-attempts-optimization"
 FN = "get_all_exam_attempts"
@@ -231,11 +231,7 @@ def _watch(
     trips = 0
     _optimized, last_breaker = portal.counters()
     while time.monotonic() - start < seconds and not (until and until()):
-        try:
-            flag = admin.get_flag(KEY)
-        except FlagsUnavailable as exc:
-            print(f"flag service unanswered: {exc!r}", flush=True)
-            continue
+        flag = admin.get_flag(KEY)
         if not flag.enabled:
             kill = next(e for e in admin.events(flag=KEY) if e.action == "kill")
             rollbacks.append(kill.reason or "")
