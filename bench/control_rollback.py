@@ -59,12 +59,22 @@ class Portal:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._http = httpx.Client(timeout=5)
+        # A saturated portal (the mass submission) answers /metrics slowly.
+        self._http = httpx.Client(timeout=30)
+        self._last = (0.0, 0.0)
 
     def counters(self) -> tuple[float, float]:
-        """(optimized calls, breaker activity) so far, as `control.portal_metrics` reads them."""
-        counts = gate_counts(self._http.get(f"{self.url}/metrics").text, fn=FN)
-        return counts.optimized_calls, counts.breaker_activity
+        """(optimized calls, breaker activity) so far, as `control.portal_metrics` reads them.
+
+        The last values read when /metrics does not answer (then nothing has changed, as seen from here).
+        """
+        try:
+            counts = gate_counts(self._http.get(f"{self.url}/metrics").text, fn=FN)
+        except httpx.HTTPError as exc:
+            print(f"portal /metrics unanswered: {exc!r}", flush=True)
+            return self._last
+        self._last = (counts.optimized_calls, counts.breaker_activity)
+        return self._last
 
     def fault(self, token: str, error_rate: float) -> None:
         headers = {"Authorization": token}
@@ -198,13 +208,16 @@ def _healthy_runs(
     supervisor: Supervisor, admin: FlagsClient, portal: Portal, url: str, args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
     runs = {"steady at 10%": _watch(admin, portal, args.healthy_s)}
+    print(f"healthy: {runs}", flush=True)
     flag = admin.get_flag(KEY)
     admin.set_rollout(KEY, 50, version=flag.version, reason="bench: healthy run at 50%")
     runs["steady at 50%"] = _watch(admin, portal, args.healthy_s)
+    print(f"healthy: {runs}", flush=True)
     spike = _traffic(supervisor, "mass-submission", "mass-submission", args.mass_users, 20, url)
     runs[f"mass submission of {args.mass_users} at 50%"] = _watch(
         admin, portal, 240, until=lambda: not spike.running
     )
+    print(f"healthy: {runs}", flush=True)
     return runs
 
 
