@@ -40,12 +40,11 @@ def test_a_publish_returns_after_every_other_worker_applied_it(fresh_postgres_ur
 
 def test_a_worker_that_does_not_confirm_in_time_fails_the_publish(fresh_postgres_url):
     release = threading.Event()
-    stuck = PgInvalidations(
-        _dsn(fresh_postgres_url),
-        channel="inv_stuck",
-        apply=lambda _tag: release.wait(10),
-        flush=lambda: None,
-    )
+
+    def hang(_tag: str) -> None:
+        release.wait(10)
+
+    stuck = PgInvalidations(_dsn(fresh_postgres_url), channel="inv_stuck", apply=hang, flush=lambda: None)
     publisher = PgInvalidations(
         _dsn(fresh_postgres_url),
         channel="inv_stuck",
