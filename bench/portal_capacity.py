@@ -275,8 +275,13 @@ def main() -> int:
         default=DEFAULT_SERVER,
         help=f"WSGI servers to compare, interleaved too (of {','.join(SERVERS)})",
     )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes of every server")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="worker processes of every server; several counts are compared, interleaved",
+    )
     parser.add_argument("--threads", type=int, default=64, help="threads per worker")
+    parser.add_argument("--result", default="portal_capacity", help="name of the bench/results/<name>.json")
     parser.add_argument("--p95-ms", type=float, default=200.0, help="the latency limit of capacity")
     parser.add_argument(
         "--postgres-url",
@@ -287,6 +292,7 @@ def main() -> int:
     ladder = [int(u) for u in args.users.split(",")]
     modes = [m for m in args.modes.split(",") if m]
     server_names = [s for s in args.servers.split(",") if s]
+    worker_counts = [int(w) for w in args.workers.split(",") if w]
     if unknown := set(modes) - set(MODES) | set(server_names) - set(SERVERS):
         parser.error(f"unknown modes or servers {sorted(unknown)}")
     load_before = os.getloadavg()
@@ -299,14 +305,20 @@ def main() -> int:
         with engine.connect() as conn:
             seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
         with tempfile.TemporaryDirectory(prefix="rollguard-capacity-") as work:
-            stacks = [Stack(s, args.workers, args.threads, database_url, Path(work)) for s in server_names]
+            stacks = [
+                Stack(s, w, args.threads, database_url, Path(work))
+                for s in server_names
+                for w in worker_counts
+            ]
             for _run in range(args.runs):
                 for users in ladder:
                     for stack in stacks:
                         for mode in modes:
                             cell = run_cell(mode, users, duration=args.duration, stack=stack)
                             if len(stacks) > 1:
-                                cell["mode"] = f"{mode}/{stack.server}"
+                                cell["mode"] = f"{mode}/{stack.server}" + (
+                                    f"x{stack.workers}" if len(worker_counts) > 1 else ""
+                                )
                             cells.append(cell)
                             reset_attempts(engine, seeded_max_id)
     finally:
@@ -334,7 +346,7 @@ def main() -> int:
         f"python bench/portal_capacity.py --users {args.users} --duration {args.duration:g} "
         f"--runs {args.runs} --modes {args.modes} --servers {args.servers} --workers {args.workers} --threads {args.threads}"
     )
-    path = write_result("portal_capacity", figures, command=command)
+    path = write_result(args.result, figures, command=command + f" --result {args.result}")
     print(f"wrote {path}")
     return 0
 

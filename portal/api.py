@@ -1,7 +1,8 @@
 """The portal's JSON API besides the pages: submissions, batch reads, info, health, metrics.
 
 - `POST /api/exam/submit` writes an attempt, then invalidates `student:<id>`
-  before answering, so the student's next page shows it (read-your-writes).
+  before answering, in this worker and (PostgreSQL without Redis) every other
+  worker, so the student's next page shows it (read-your-writes).
 - `POST /api/exam/batch-attempts` reads many keys through the optimizer's
   batched path; bounded (413), rate limited and concurrency capped (429).
 - `GET /api/portal/info` tells the traffic generator what it needs for the
@@ -40,6 +41,8 @@ def submit() -> ResponseReturnValue:
     )
     tag = data.student_tag(body.student_id)
     portal.optimizer.invalidate_tag(tag)
+    if portal.invalidations is not None:
+        portal.invalidations.publish(tag)
     portal.metrics.submissions.inc()
     result = {
         "student_id": body.student_id,

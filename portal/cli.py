@@ -75,10 +75,10 @@ def serve(
     given = {"flags_url": flags_url, "redis_url": redis_url, "database_url": database_url}
     settings = _settings(**given)
     config = optimizer_config_from_env(os.environ)
-    if workers > 1 and not settings.redis_url:
+    if workers > 1 and not settings.redis_url and not settings.database_url.startswith("postgresql"):
         raise click.UsageError(
-            "--workers > 1 needs --redis-url: without a shared cache a submission would only "
-            "invalidate the worker that took it, and other workers would serve stale attempts"
+            "--workers > 1 needs --redis-url or a PostgreSQL database: without either a submission "
+            "would only invalidate the worker that took it, and other workers would serve stale attempts"
         )
     gate = (
         f"flag at {settings.flags_url}"

@@ -13,6 +13,7 @@ Error tree::
     +-- TooLarge                413, batch over its bound
     +-- TooManyRequests         429, rate limit or concurrency cap
     +-- Unavailable             503, database pool exhausted or backend failing
+        +-- InvalidationUnconfirmed  503, a worker did not confirm an invalidation
 
 The optimizer's own errors (an injected fault, its concurrency cap or rate
 limit) and database pool exhaustion become 503 (429 for the rate limit).
@@ -84,6 +85,12 @@ class TooManyRequests(PortalError):
 class Unavailable(PortalError):
     status = 503
     code = "unavailable"
+
+
+class InvalidationUnconfirmed(Unavailable):
+    """The attempt is stored, but another worker did not confirm dropping the student's cached pages."""
+
+    code = "invalidation_unconfirmed"
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

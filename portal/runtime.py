@@ -25,6 +25,7 @@ from optimizer import Cache, InProcessCache, Optimizer, OptimizerConfig
 from portal import data, fragments
 from portal.db import PoolWatch, create_schema, make_engine
 from portal.gate import BuiltGate, build_gate
+from portal.invalidation import PgInvalidations
 from portal.metrics import PortalMetrics
 from portal.settings import PortalSettings
 from portal.throttle import BatchThrottle
@@ -52,6 +53,8 @@ class Portal:
     metrics: PortalMetrics
     gate: BuiltGate
     throttle: BatchThrottle
+    #: Invalidations to and from the other worker processes (PostgreSQL without Redis), or None.
+    invalidations: PgInvalidations | None = None
     _catalog: data.Catalog | None = None
     _catalog_read_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -92,6 +95,8 @@ class Portal:
         if self._closed:
             return
         self._closed = True
+        if self.invalidations is not None:
+            self.invalidations.close()
         self.optimizer.close()
         self.gate.close()
         self.engine.dispose()
@@ -135,7 +140,16 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
         metrics=metrics,
         redis_url=settings.redis_url,
     )
-    return Portal(settings, engine, optimizer, metrics, gate, throttle)
+    invalidations = None
+    if not settings.redis_url and engine.dialect.name == "postgresql":
+        invalidations = PgInvalidations(
+            engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            channel=settings.invalidation_channel,
+            apply=optimizer.invalidate_tag,
+            flush=optimizer.cache.clear,
+            timeout_s=settings.invalidation_timeout_s,
+        )
+    return Portal(settings, engine, optimizer, metrics, gate, throttle, invalidations)
 
 
 def _redis_cache(url: str, namespace: str) -> Cache:

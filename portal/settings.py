@@ -13,6 +13,8 @@ The optimizer's own knobs (TTL, batch size, ...) are `ROLLGUARD_OPTIMIZER_*`, re
 | ROLLGUARD_PORTAL_FLAGS_REFRESH_S | 5 | polling interval in polling mode |
 | ROLLGUARD_REDIS_URL | unset | shared cache and cross-instance invalidation; unset means in-process |
 | ROLLGUARD_PORTAL_REDIS_NAMESPACE | rollguard | prefix of the portal's Redis keys |
+| ROLLGUARD_PORTAL_INVALIDATION_CHANNEL | rollguard_portal | PostgreSQL NOTIFY channel between workers (PostgreSQL without Redis) |
+| ROLLGUARD_PORTAL_INVALIDATION_TIMEOUT_S | 5 | longest a submit waits for every worker to confirm its invalidation (then 503) |
 | ROLLGUARD_PORTAL_ADMIN_TOKEN | unset | protects the fault endpoint; unset refuses it |
 | ROLLGUARD_PORTAL_OPTIMIZE | off | on/off, the static gate used without a flag service |
 | ROLLGUARD_PORTAL_POOL_SIZE / _POOL_OVERFLOW / _POOL_TIMEOUT_S | 20 / 0 / 5 | the bounded pool |
@@ -49,6 +51,9 @@ class PortalSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("redis_url", "ROLLGUARD_REDIS_URL")
     )
     redis_namespace: str = "rollguard"
+    # Without Redis on PostgreSQL, workers tell each other about submissions on this NOTIFY channel.
+    invalidation_channel: str = Field(default="rollguard_portal", pattern=r"^[a-z_][a-z0-9_]{0,50}$")
+    invalidation_timeout_s: float = Field(default=5.0, gt=0)
     admin_token: str | None = None
     optimize: bool = False
     flag_key: str = FLAG_KEY

@@ -44,4 +44,4 @@ def test_serve_refuses_several_workers_without_a_shared_cache(tmp_path):
         env={"ROLLGUARD_REDIS_URL": None},
     )
     assert result.exit_code == 2
-    assert "--workers > 1 needs --redis-url" in result.output
+    assert "--workers > 1 needs --redis-url or a PostgreSQL database" in result.output

@@ -1,0 +1,174 @@
+"""Invalidations between the portal's worker processes through PostgreSQL LISTEN/NOTIFY, acknowledged.
+
+When the portal runs on PostgreSQL without Redis, every worker process keeps
+its own in-process cache. A submission drops the student's keys in the worker
+that took it, then `publish` sends the tag on a NOTIFY channel and waits until
+every other live worker has dropped it too and said so: only then is the
+submission acknowledged, so the student's next page, on whichever worker,
+shows it (read-your-writes across workers).
+
+Each worker has one listening connection, named in `application_name` so that
+the publisher counts the live peers it waits for (`pg_stat_activity`), and a
+listener thread that applies the invalidations of others and acknowledges them
+on a second channel. A peer that started after the count has an empty cache
+and needs no acknowledgement; one that dies drops its connection and leaves
+the count. A publish that is not confirmed within `timeout_s` raises
+`portal.errors.InvalidationUnconfirmed` (the submit answers 503).
+
+Built by `portal.runtime.build_portal`; `close()` stops the thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+from portal.errors import InvalidationUnconfirmed
+
+logger = logging.getLogger(__name__)
+
+_APP_PREFIX = "rollguard-portal"
+
+
+class _Pending:
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.acked: set[str] = set()
+        self.done = threading.Event()
+        if expected <= 0:
+            self.done.set()
+
+
+class PgInvalidations:
+    """Send and apply tag invalidations between the portal's workers over one PostgreSQL database."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        channel: str,
+        apply: Callable[[str], None],
+        flush: Callable[[], None],
+        timeout_s: float = 5.0,
+        poll_s: float = 0.5,
+    ) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._acks = f"{channel}_ack"
+        self._apply = apply
+        self._flush = flush
+        self._timeout_s = timeout_s
+        self._poll_s = poll_s
+        self.worker = f"{os.getpid()}-{secrets.token_hex(3)}"
+        self._app_name = f"{_APP_PREFIX}:{channel}"
+        self._seq = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._sender = psycopg.connect(dsn, autocommit=True)
+        self._listener = self._connect_listener()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="portal-invalidations", daemon=True)
+        self._thread.start()
+
+    def publish(self, tag: str) -> int:
+        """Tell every other worker to drop `tag`; return once all live ones confirmed (their count)."""
+        seq = next(self._seq)
+        peers = self._live_peers()
+        pending = _Pending(peers)
+        with self._lock:
+            self._pending[seq] = pending
+        try:
+            try:
+                self._notify(self._channel, {"tag": tag, "from": self.worker, "seq": seq})
+            except psycopg.Error as exc:
+                raise InvalidationUnconfirmed(f"could not send the invalidation of {tag}: {exc}") from exc
+            if not pending.done.wait(self._timeout_s):
+                raise InvalidationUnconfirmed(
+                    f"{len(pending.acked)} of {peers} workers confirmed dropping {tag} within {self._timeout_s}s"
+                )
+        finally:
+            with self._lock:
+                self._pending.pop(seq, None)
+        return peers
+
+    def close(self) -> None:
+        """Stop listening and close both connections."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._thread.join(timeout=self._poll_s * 4 + 1)
+        self._sender.close()
+        self._listener.close()
+
+    def _connect_listener(self) -> psycopg.Connection[tuple[object, ...]]:
+        conn = psycopg.connect(self._dsn, autocommit=True, application_name=self._app_name)
+        for name in (self._channel, self._acks):
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+        return conn
+
+    def _live_peers(self) -> int:
+        with self._send_lock:
+            if self._sender.closed:
+                self._sender = psycopg.connect(self._dsn, autocommit=True)
+            row = self._sender.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+                (self._app_name,),
+            ).fetchone()
+        # Our own listening connection is one of them.
+        return max(int(row[0]) - 1, 0) if row else 0
+
+    def _notify(self, channel: str, message: dict[str, object]) -> None:
+        with self._send_lock:
+            if self._sender.closed:
+                self._sender = psycopg.connect(self._dsn, autocommit=True)
+            self._sender.execute("SELECT pg_notify(%s, %s)", (channel, json.dumps(message)))
+
+    def _listen(self) -> None:
+        while not self._closed.is_set():
+            try:
+                for note in self._listener.notifies(timeout=self._poll_s):
+                    self._handle(note.channel, json.loads(note.payload))
+            except psycopg.Error:
+                if self._closed.is_set():
+                    return
+                # Notifications sent while we were not listening are lost: forget everything cached.
+                logger.exception(
+                    "portal invalidations: listening failed; flushing the cache and reconnecting"
+                )
+                self._flush()
+                self._reconnect()
+
+    def _reconnect(self) -> None:
+        self._listener.close()
+        while not self._closed.wait(self._poll_s):
+            try:
+                self._listener = self._connect_listener()
+                self._flush()  # anything cached while reconnecting may have missed a notification too
+                return
+            except psycopg.Error:
+                logger.warning("portal invalidations: PostgreSQL unreachable; retrying")
+
+    def _handle(self, channel: str, message: dict[str, object]) -> None:
+        sender = str(message.get("from"))
+        if channel == self._channel:
+            if sender == self.worker:
+                return
+            self._apply(str(message["tag"]))
+            self._notify(self._acks, {"to": sender, "seq": message["seq"], "from": self.worker})
+        elif channel == self._acks and message.get("to") == self.worker:
+            with self._lock:
+                pending = self._pending.get(int(str(message["seq"])))
+                if pending is None:
+                    return
+                pending.acked.add(sender)
+                if len(pending.acked) >= pending.expected:
+                    pending.done.set()

@@ -1,0 +1,85 @@
+"""Invalidations between portal workers over PostgreSQL LISTEN/NOTIFY: applied everywhere before a submit returns."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from portal.errors import InvalidationUnconfirmed
+from portal.invalidation import PgInvalidations
+from tests.portal.conftest import seed_database, start_portal
+
+pytestmark = pytest.mark.integration
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def test_a_publish_returns_after_every_other_worker_applied_it(fresh_postgres_url):
+    seen: list[str] = []
+    others = [
+        PgInvalidations(
+            _dsn(fresh_postgres_url), channel="inv_test", apply=seen.append, flush=lambda: None, timeout_s=10
+        )
+        for _ in range(2)
+    ]
+    own: list[str] = []
+    publisher = PgInvalidations(
+        _dsn(fresh_postgres_url), channel="inv_test", apply=own.append, flush=lambda: None, timeout_s=10
+    )
+    try:
+        assert publisher.publish("student:7") == 2
+        assert seen == ["student:7", "student:7"] and own == []
+    finally:
+        for channel in [publisher, *others]:
+            channel.close()
+
+
+def test_a_worker_that_does_not_confirm_in_time_fails_the_publish(fresh_postgres_url):
+    release = threading.Event()
+
+    def hang(_tag: str) -> None:
+        release.wait(10)
+
+    stuck = PgInvalidations(_dsn(fresh_postgres_url), channel="inv_stuck", apply=hang, flush=lambda: None)
+    publisher = PgInvalidations(
+        _dsn(fresh_postgres_url),
+        channel="inv_stuck",
+        apply=lambda _tag: None,
+        flush=lambda: None,
+        timeout_s=0.5,
+    )
+    try:
+        with pytest.raises(InvalidationUnconfirmed, match="0 of 1 workers"):
+            publisher.publish("student:1")
+    finally:
+        release.set()
+        publisher.close()
+        stuck.close()
+
+
+def test_two_workers_on_postgresql_show_a_submission_on_every_fresh_connection(tmp_path, fresh_postgres_url):
+    url = seed_database(fresh_postgres_url)
+    live = start_portal(tmp_path, database_url=url, optimize=True, workers=2)
+    try:
+        for student in range(1, 9):
+            page = f"{live.url}/api/pages/my-test-series?student_id={student}"
+            # Fresh connections spread over both workers, so both cache the student's attempts.
+            for _ in range(6):
+                assert httpx.get(page, timeout=10).status_code == 200
+            response = httpx.post(
+                f"{live.url}/api/exam/submit",
+                json={"student_id": student, "exam_id": 3, "score": 50},
+                timeout=10,
+            )
+            assert response.status_code == 201, response.text
+            attempt = response.json()["attempt"]
+            for _ in range(6):
+                series = httpx.get(page, timeout=10).json()["series"]
+                shown = {a["id"] for s in series if s["series_id"] == 1 for a in s["attempts"]}
+                assert attempt["id"] in shown
+    finally:
+        live.process.stop()
