@@ -43,28 +43,26 @@ class Panel:
 
     title: str
     lines: tuple[tuple[str, str, str | None], ...]
-    y_title: str
-    percent: bool = False
+    unit: str  # "%", "MB" or "ms": see charts.metric_figure
 
 
 PANELS = (
-    Panel("Call reduction", (("call reduction", "call_reduction", None),), "fraction", percent=True),
-    Panel("Cache hit rate", (("hit rate", "cache_hit_rate", None),), "fraction", percent=True),
+    Panel("Call reduction", (("call reduction", "call_reduction", None),), "%"),
+    Panel("Cache hit rate", (("hit rate", "cache_hit_rate", None),), "%"),
     Panel(
         "Cache bytes and process memory",
         (("cache bytes", "cache_bytes", None), ("process RSS", "rss_bytes", None)),
-        "bytes",
+        "MB",
     ),
     Panel(
         "Error rate per cohort",
         (("optimized", "error_rate", "optimized"), ("direct", "error_rate", "direct")),
-        "fraction",
-        percent=True,
+        "%",
     ),
     Panel(
         "p95 latency per cohort",
         (("optimized", "p95_latency_s", "optimized"), ("direct", "p95_latency_s", "direct")),
-        "seconds",
+        "ms",
     ),
 )
 
@@ -170,8 +168,7 @@ def metric_charts(
                 markers=markers,
                 start=start,
                 end=end,
-                y_title=panel.y_title,
-                percent=panel.percent,
+                unit=panel.unit,
                 windows=dict.fromkeys(lines, series_window_s(step_s, window_s)),
                 step_s=step_s,
             )
