@@ -2,7 +2,7 @@
 
 Used by `rollguard up` (and anyone creating the portal's flag) so that a new
 flag is watched sensibly from its first stage. The figures come from the
-incident's targets in DESIGN.md: errors under 1-2%, P95 of cached calls under
+incident report's targets: errors under 1-2%, P95 of cached calls under
 200 ms, cache memory under 15 MB; the comparative guardrail catches an
 optimized path that is worse than the direct one even below those caps.
 """

@@ -8,7 +8,9 @@ submission invalidates every worker's copy.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -48,4 +50,7 @@ def gunicorn_options(
         "worker_connections": 4096,
         "accesslog": None,
         "preload_app": False,
+        # gunicorn's default control socket (~/.gunicorn/gunicorn.ctl) is one path for every
+        # server of the user: the alert receiver's would take it over. One per server and port instead.
+        "control_socket": str(Path(tempfile.gettempdir()) / f"rollguard-portal-{port}.ctl"),
     }
