@@ -23,6 +23,7 @@ from dashboard.settings import DashboardSettings
 from flags.client import Flag, Guardrail
 
 RANGES = {
+    "5 minutes": 300,
     "15 minutes": 900,
     "1 hour": 3600,
     "6 hours": 21600,
@@ -30,7 +31,7 @@ RANGES = {
     "7 days": 604800,
 }
 #: The range in the flag page's URL (`?range=24h`), so a view can be shared.
-RANGE_SLUGS = dict(zip(("15m", "1h", "6h", "24h", "7d"), RANGES, strict=True))
+RANGE_SLUGS = dict(zip(("5m", "15m", "1h", "6h", "24h", "7d"), RANGES, strict=True))
 RESOLUTIONS = {"auto": None, "5 s (full)": 5}
 #: A quiet spell this long between two changes of a flag separates two stories.
 QUIET_S = 6 * 3600

@@ -103,11 +103,10 @@ def headline_strip(flag: Flag) -> None:
     cols[2].metric("Hit rate", headline.percent(figures.hit_rate))
     budget = figures.cache_budget_bytes
     cols[3].metric(
-        "Cache",
+        f"Cache of {headline.megabytes(budget)}" if budget else "Cache",
         headline.megabytes(figures.cache_bytes),
-        help="Budget: " + (headline.megabytes(budget) if budget else "none set (payload max_bytes)"),
-        delta=f"of {headline.megabytes(budget)}" if budget else None,
-        delta_color="off",
+        help="Budget: the payload's max_bytes, else the tightest cache_bytes guardrail."
+        + ("" if budget else " Neither is set."),
     )
     for column, path in zip(cols[4:], headline.PATHS, strict=True):
         column.metric(f"Errors {path}", headline.percent(figures.error_rate[path]))

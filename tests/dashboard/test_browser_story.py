@@ -147,7 +147,7 @@ def test_the_story_at_a_glance_and_no_cut_off_text(
     expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=60_000)
 
     # The default range fits the story: it began a minute ago.
-    expect(page.get_by_text("15 minutes at 5s steps").first).to_be_visible()
+    expect(page.get_by_text("5 minutes at 5s steps").first).to_be_visible()
     # Markers for the changes and the annotations, named in the legends.
     for name in ("rollout", "rollback", "annotation"):
         expect(page.locator(".js-plotly-plot .legendtext", has_text=name).first).to_be_visible(timeout=30_000)
