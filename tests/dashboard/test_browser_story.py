@@ -7,7 +7,6 @@ annotations made through the flag service's admin API.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,11 +21,10 @@ from tests.conftest import LiveFlagService
 from tests.dashboard.conftest import FLAG_KEY, FN, GUARDRAILS, create_flag
 from tests.dashboard.metrics import MetricsTarget
 from tests.dashboard.test_browser import chromium  # noqa: F401  (fixture)
-from tests.support import REPO, ROLLGUARD, ServerProcess, free_port, wait_until
+from tests.support import ROLLGUARD, ServerProcess, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SCREENSHOTS = REPO / "docs" / "screenshots"
 PAGES = (
     ("", "overview"),
     ("flag?flag=" + FLAG_KEY, "flag"),
@@ -172,7 +170,6 @@ def test_the_story_at_a_glance_and_no_cut_off_text(
         metric = page.locator('[data-testid="stMetric"]', has_text=label).first
         expect(metric.locator('[data-testid="stMetricValue"]')).to_have_text(value)
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for width in (1280, 1400):
         page.set_viewport_size({"width": width, "height": 2600})
         for path, name in PAGES:
@@ -188,8 +185,6 @@ def test_the_story_at_a_glance_and_no_cut_off_text(
             )
             cut_off = page.evaluate(OVERFLOWING)
             assert cut_off == [], f"cut-off text on {name} at {width} px: {cut_off}"
-            if width == 1400 and os.environ.get("ROLLGUARD_UPDATE_SCREENSHOTS") == "1":
-                page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_the_panels_follow_a_change_made_elsewhere(
