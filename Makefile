@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install shell clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Options for `rollguard up`: make demo ARGS="--duration 300 --no-browser"
 demo: $(STAMP)
-	$(BIN)/rollguard up
+	$(BIN)/rollguard up $(ARGS)
+
+# A subshell with the virtual environment active, so that `rollguard ...` works as written.
+shell: $(STAMP)
+	@echo "rollguard is on the PATH in this shell; exit to leave it"
+	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(BIN):$$PATH" $${SHELL:-/bin/sh}
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -62,7 +62,7 @@ def rules(out: Path | None, flags_url: str | None, windows: str, rss_selector: s
     )
     text = to_yaml(ruleset, header=header)
     for reason in ruleset.skipped:
-        click.echo(f"skipped {reason}", err=True)
+        click.echo(f"warning: no rule for {reason}", err=True)
     if out is None:
         click.echo(text, nl=False)
         return
@@ -91,18 +91,23 @@ def serve(host: str, port: int, dev: bool, insecure_no_token: bool) -> None:
     if dev:
         app.run(host=host, port=port, threaded=True)
         return
-    _Gunicorn(
-        app,
-        {
-            "bind": f"{host}:{port}",
-            "workers": settings.alerts_workers,
-            "threads": settings.alerts_threads,
-            "worker_class": "gthread",
-            "accesslog": "-",
-            "timeout": 60,
-            "graceful_timeout": 10,
-        },
-    ).run()
+    _Gunicorn(app, gunicorn_options(settings, host=host, port=port)).run()
+
+
+def gunicorn_options(settings: AlertsSettings, *, host: str, port: int) -> dict[str, Any]:
+    """Options for the receiver's gthread server on host:port."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": settings.alerts_workers,
+        "threads": settings.alerts_threads,
+        "worker_class": "gthread",
+        "accesslog": "-",
+        "timeout": 60,
+        "graceful_timeout": 10,
+        # gunicorn's default control socket (~/.gunicorn/gunicorn.ctl) is one path for every
+        # server of the user: the portal's would take it over. One per server and port instead.
+        "control_socket": str(Path(tempfile.gettempdir()) / f"rollguard-alerts-{port}.ctl"),
+    }
 
 
 def _write_atomically(path: Path, text: str) -> None:

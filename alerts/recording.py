@@ -1,4 +1,4 @@
-"""Recording rules: the derived series of DESIGN.md's metric contract, per wrapped function.
+"""Recording rules: the derived series of the metric contract, per wrapped function.
 
 Pure. `alerts.rules` adds one group of these per `fn` the flags wrap and
 compares the recorded series in its alerts; `record_name` is the naming both

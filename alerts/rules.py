@@ -6,7 +6,7 @@ windows from `alerts.windows`. `alerts.cli` (`rollguard alerts rules`) fetches t
 writes the YAML; docs/alerts.md explains the rules and the burn-rate windows.
 
 Per wrapped function (`fn`, the flag payload's "fn") one recording group holds
-the derived series of DESIGN.md's metric contract; per flag one alerting group
+the derived series of the metric contract; per flag one alerting group
 holds an alert per guardrail. Error-rate guardrails (`error_rate < SLO`) become
 multi-window, multi-burn-rate alerts; the others threshold alerts whose `for:`
 is the guardrail's window. Every alert carries `flag`, `action="rollback"` and
@@ -15,7 +15,6 @@ is the guardrail's window. Every alert carries `flag`, `action="rollback"` and
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +31,6 @@ from alerts.recording import (
 )
 from alerts.windows import ROLLOUT_WINDOWS, BurnWindow, duration
 from flags.client import PATH_METRICS, Flag, Guardrail
-
-logger = logging.getLogger(__name__)
 
 _TITLES = {
     "error_rate": "ErrorRate",
@@ -104,8 +101,7 @@ def build_rules(flags: Iterable[Flag], options: RuleOptions | None = None) -> Ru
     groups = [{"name": f"rollguard-fn-{fn}", "rules": rules} for fn, rules in sorted(recording.items())]
     if recording:
         groups.append({"name": "rollguard-process", "rules": process_rules(options.rss_selector)})
-    for reason in skipped:
-        logger.warning("no rule for %s", reason)
+    # The caller reports `skipped` (the CLI prints each once); logging it here too printed it twice.
     return RuleSet({"groups": groups + alerting}, skipped)
 
 

@@ -1,7 +1,7 @@
 """PromQL's `increase`, `histogram_quantile` and `*_over_time` in plain Python.
 
 The embedded metric source (`control.embedded`) computes the derived series of
-DESIGN.md from raw scraped samples with these functions, so that its numbers
+the metric contract from raw scraped samples with these functions, so that its numbers
 are those Prometheus 2.x gives for the PromQL in `control.promql` over the same
 samples. They follow `extrapolatedRate` and `bucketQuantile` of
 prometheus/promql/functions.go and quantile.go (v2.42), including the range

@@ -1,4 +1,4 @@
-"""The derived series of DESIGN.md as PromQL: one query for the value, one for the sample count.
+"""The derived series of the metric contract as PromQL: one query for the value, one for the sample count.
 
 The Prometheus source runs these queries; the embedded source computes the
 same expressions from stored samples with `control.derive` (see

@@ -31,7 +31,7 @@ def event_rows(events: Iterable[Event]) -> list[dict[str, Any]]:
     """Table rows, newest first as given."""
     return [
         {
-            "time": event.time,
+            "time": f"{event.time:%Y-%m-%d %H:%M:%S}",
             "flag": event.flag or "",
             "actor": event.actor,
             "action": event.action,

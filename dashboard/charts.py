@@ -11,17 +11,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import pandas  # type: ignore[import-untyped]  # noqa: F401  (see below)
 import plotly.graph_objects as go
 
-from flags.client import Event, Guardrail
+from flags.client import Annotation, Event, Guardrail
+
+# pandas is imported above, before any figure is built: plotly imports it lazily, and two
+# sessions drawing their first figures at once could see it half-imported.
 
 MAX_POINTS = 2000
+#: How a value in the metric's own unit (fraction, bytes, seconds) becomes the axis unit.
+UNIT_SCALE = {"%": 1.0, "MB": 1e-6, "ms": 1e3}
 
 MARKER_STYLE = {
     "rollout": ("#1f77b4", "dot"),
     "promotion": ("#2ca02c", "dash"),
     "rollback": ("#d62728", "solid"),
     "resume": ("#9467bd", "dashdot"),
+    "annotation": ("#7f7f7f", "longdash"),
 }
 COHORT_COLOURS = {"optimized": "#1f77b4", "direct": "#ff7f0e", None: "#1f77b4"}
 
@@ -38,7 +45,7 @@ class Marker:
     """A change worth drawing on every chart: a rollout change, promotion, rollback or resume."""
 
     time: datetime
-    kind: str  # rollout | promotion | rollback | resume
+    kind: str  # rollout | promotion | rollback | resume | annotation
     label: str
 
 
@@ -91,6 +98,12 @@ def with_gaps(
     return out_times, out_values
 
 
+def markers_from_annotations(annotations: Iterable[Annotation]) -> list[Marker]:
+    """Markers for annotated events (a mass submission, a fault), oldest first."""
+    found = [Marker(a.time, "annotation", f"{a.kind}: {a.text} ({a.actor})") for a in annotations]
+    return sorted(found, key=lambda m: m.time)
+
+
 def downsample(
     points: Sequence[PointLike], max_points: int = MAX_POINTS
 ) -> tuple[list[datetime], list[float]]:
@@ -121,14 +134,15 @@ def metric_figure(
     markers: Sequence[Marker] = (),
     start: datetime,
     end: datetime,
-    y_title: str = "",
-    percent: bool = False,
+    unit: str = "",
     windows: Mapping[str, int] | None = None,
     step_s: int = 5,
 ) -> go.Figure:
     """One metric over time: a line per cohort, guardrail thresholds, change markers.
 
-    `windows` gives, per line name, the seconds each point covers; the hover states it.
+    `unit` is how the axis reads: "%" for a fraction, "MB" for bytes, "ms" for
+    seconds (values and thresholds are scaled to it). `windows` gives, per line
+    name, the seconds each point covers; the hover states it.
     Points are `step_s` apart; where they are further apart (no samples on that
     path) the line breaks instead of joining across the gap.
     """
@@ -137,10 +151,13 @@ def metric_figure(
         kept_times, kept_values = downsample(points)
         # Thinning keeps two points per bucket, so kept neighbours may lie a bucket apart.
         bucket_s = step_s * max(1.0, len(points) / (MAX_POINTS // 2))
-        times, values = with_gaps(kept_times, kept_values, max_gap_s=2 * max(step_s, bucket_s))
+        scale = UNIT_SCALE.get(unit, 1.0)
+        times, values = with_gaps(
+            kept_times, [v * scale for v in kept_values], max_gap_s=2 * max(step_s, bucket_s)
+        )
         colour = COHORT_COLOURS.get(name, None)
         window = (windows or {}).get(name)
-        y_format = "%{y:.2~%}" if percent else "%{y}"
+        y_format = "%{y:.2~%}" if unit == "%" else f"%{{y:.3~f}} {unit}"
         hover = (
             {"hovertemplate": f"%{{x}}<br>{y_format} over {window} s<extra>{name}</extra>"} if window else {}
         )
@@ -153,13 +170,14 @@ def metric_figure(
         if guardrail.kind == "comparative":
             continue
         dash = "dash" if guardrail.path in (None, "optimized") else "dot"
+        threshold = guardrail.threshold * UNIT_SCALE.get(unit, 1.0)
+        shown = f"{threshold * 100:g}%" if unit == "%" else f"{threshold:g} {unit}".strip()
         figure.add_trace(
             go.Scatter(
                 x=[start, end],
-                y=[guardrail.threshold, guardrail.threshold],
+                y=[threshold, threshold],
                 mode="lines",
-                name=f"guardrail {guardrail.op}{guardrail.threshold:g}"
-                + (f" {guardrail.path}" if guardrail.path else ""),
+                name=f"guardrail {guardrail.op} {shown}" + (f" {guardrail.path}" if guardrail.path else ""),
                 line={"color": "#d62728", "dash": dash, "width": 1},
                 hovertemplate=f"guardrail {guardrail.name}<extra></extra>",
             )
@@ -167,12 +185,12 @@ def metric_figure(
     _add_markers(figure, markers)
     figure.update_layout(
         title={"text": title, "font": {"size": 15}, "y": 0.97},
-        height=330,
-        margin={"l": 50, "r": 20, "t": 70, "b": 40},
-        # Above the plot: below it, the legend would cover the date axis.
-        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "font": {"size": 11}},
+        height=300,
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        # Right of the plot: above it the legend covered the title, below it the date axis.
+        legend={"orientation": "v", "x": 1.01, "y": 1, "yanchor": "top", "font": {"size": 12}},
         xaxis={"range": [start, end], "type": "date"},
-        yaxis={"title": y_title, "tickformat": ".2~%" if percent else None, "rangemode": "tozero"},
+        yaxis={"title": unit, "tickformat": ".0~%" if unit == "%" else None, "rangemode": "tozero"},
         uirevision=title,
     )
     if not lines or all(not points for points in lines.values()):

@@ -29,7 +29,7 @@ def render(flag: Flag) -> None:
             "Read-only: changing flags needs ROLLGUARD_ADMIN_TOKEN and ROLLGUARD_DASHBOARD_READ_ONLY unset.",
             icon=":material/lock:",
         )
-    rollout, switch, automation = st.columns(3, border=True)
+    rollout, switch, automation = st.columns([2, 1, 1], border=True)
     with rollout:
         _rollout(flag, disabled=not settings.can_write)
     with switch:
@@ -170,23 +170,27 @@ def _guardrail_editor(flag: Flag, *, disabled: bool) -> None:
         metric="error_rate", op="<=", threshold=0.01, window_s=60, min_samples=20, path="optimized"
     )
     prefix = f"gr_{flag.key}_{flag.version}"
+    live = " · ".join(f"`{g.name}`" for g in flag.guardrails) or "none"
+    st.markdown(f"**Live** (version {flag.version}): {live}")
     with st.form(prefix, border=False):
         st.caption(
-            "Thresholds start from the flag's own guardrails. Tick *remove* to drop one, *add* to add the last row."
+            "Edit the live guardrails below; tick *remove* to drop one. Nothing changes until you save."
         )
-        for index, row in enumerate([*rows, blank]):
-            _row_widgets(f"{prefix}_{index}", row, new=index == len(rows))
+        for index, row in enumerate(rows):
+            _row_widgets(f"{prefix}_{index}", row, new=False)
+        st.markdown("**Draft: a new guardrail** (not live; tick *add* to include it when you save)")
+        _row_widgets(f"{prefix}_{len(rows)}", blank, new=True)
         st.form_submit_button(
             "Save guardrails", disabled=disabled, on_click=_save_guardrails, args=(flag, prefix, len(rows))
         )
 
 
 def _row_widgets(prefix: str, row: GuardrailRow, *, new: bool) -> None:
-    cols = st.columns([3, 1, 2, 2, 2, 2, 2, 1])
+    cols = st.columns([3, 2, 2, 2, 2, 2, 2, 2])
     cols[0].selectbox(
         "metric", GUARDRAIL_METRICS, index=GUARDRAIL_METRICS.index(row.metric), key=f"{prefix}_metric"
     )
-    cols[1].selectbox("op", GUARDRAIL_OPS, index=GUARDRAIL_OPS.index(row.op), key=f"{prefix}_op")
+    cols[1].selectbox("operator", GUARDRAIL_OPS, index=GUARDRAIL_OPS.index(row.op), key=f"{prefix}_op")
     cols[2].number_input("threshold", value=float(row.threshold), format="%g", key=f"{prefix}_threshold")
     cols[3].number_input("window s", value=int(row.window_s), step=5, key=f"{prefix}_window")
     cols[4].number_input("min samples", value=int(row.min_samples), step=1, key=f"{prefix}_samples")

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
@@ -27,9 +27,18 @@ from control.errors import ControlError
 from control.metrics import MetricSource, Point, open_source, series_window_s
 from control.settings import ControlSettings
 from control.store import ControllerStatus, ControlStore, DecisionRecord, VerdictRecord
+from dashboard import headline
 from dashboard import verdicts as verdict_timeline
 from dashboard.settings import DashboardSettings
-from flags.client import Event, Flag, FlagNotFound, FlagsClient, FlagsError, FlagsUnavailable
+from flags.client import (
+    Annotation,
+    Event,
+    Flag,
+    FlagNotFound,
+    FlagsClient,
+    FlagsError,
+    FlagsUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +157,13 @@ def audit_events(
     return sorted(found, key=lambda e: (e.time, e.id), reverse=True)
 
 
+@st.cache_data(ttl=FLAGS_TTL_S, show_spinner=False)
+def flag_annotations(settings: DashboardSettings, *, key: str, since: datetime) -> list[Annotation]:
+    """The annotations of one flag and those for every flag since `since`, oldest first."""
+    found: list[Annotation] = _flags_call(settings, lambda c: c.annotations(flag=key, since=since, limit=500))
+    return sorted(found, key=lambda a: (a.time, a.id))
+
+
 def last_changes(settings: DashboardSettings, keys: Sequence[str]) -> dict[str, Event]:
     """The newest audit event of each flag in `keys`."""
     latest: dict[str, Event] = {}
@@ -167,6 +183,7 @@ def forget_recent() -> None:
     forget_flags()
     _recent_chunk.clear()
     live_checks.clear()
+    headline_totals.clear()
     verdicts.clear()
     verdict_runs.clear()
     decisions.clear()
@@ -178,6 +195,7 @@ def forget_flags() -> None:
     all_flags.clear()
     one_flag.clear()
     audit_events.clear()
+    flag_annotations.clear()
 
 
 # metrics, verdicts, controller
@@ -291,6 +309,26 @@ def _recent_chunk(
 ) -> list[Point]:
     # window_s is an argument, hence part of the cache key: each window caches its own chunks.
     return _chunk(settings, metric, fn, path, chunk, last, step_s, window_s)
+
+
+#: How far back the headline looks for each instance's newest scrape.
+HEADLINE_LOOKBACK_S = 300
+
+
+@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+def headline_totals(settings: DashboardSettings, fn: str | None) -> dict[tuple[str, str | None], float]:
+    """The headline's counters summed over instances, from each one's newest scrape in the store."""
+    end = now()
+    found: dict[tuple[str, str | None], float] = _control_call(
+        settings,
+        "the headline",
+        lambda _source, store: headline.totals_from_samples(
+            store.raw_samples(
+                headline.NAMES, start=end - timedelta(seconds=HEADLINE_LOOKBACK_S), end=end, fn=fn
+            )
+        ),
+    )
+    return found
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)

@@ -23,6 +23,7 @@ from dashboard.settings import DashboardSettings
 from flags.client import Flag, Guardrail
 
 RANGES = {
+    "5 minutes": 300,
     "15 minutes": 900,
     "1 hour": 3600,
     "6 hours": 21600,
@@ -30,7 +31,7 @@ RANGES = {
     "7 days": 604800,
 }
 #: The range in the flag page's URL (`?range=24h`), so a view can be shared.
-RANGE_SLUGS = dict(zip(("15m", "1h", "6h", "24h", "7d"), RANGES, strict=True))
+RANGE_SLUGS = dict(zip(("5m", "15m", "1h", "6h", "24h", "7d"), RANGES, strict=True))
 RESOLUTIONS = {"auto": None, "5 s (full)": 5}
 #: A quiet spell this long between two changes of a flag separates two stories.
 QUIET_S = 6 * 3600
@@ -43,28 +44,26 @@ class Panel:
 
     title: str
     lines: tuple[tuple[str, str, str | None], ...]
-    y_title: str
-    percent: bool = False
+    unit: str  # "%", "MB" or "ms": see charts.metric_figure
 
 
 PANELS = (
-    Panel("Call reduction", (("call reduction", "call_reduction", None),), "fraction", percent=True),
-    Panel("Cache hit rate", (("hit rate", "cache_hit_rate", None),), "fraction", percent=True),
+    Panel("Call reduction", (("call reduction", "call_reduction", None),), "%"),
+    Panel("Cache hit rate", (("hit rate", "cache_hit_rate", None),), "%"),
     Panel(
         "Cache bytes and process memory",
         (("cache bytes", "cache_bytes", None), ("process RSS", "rss_bytes", None)),
-        "bytes",
+        "MB",
     ),
     Panel(
         "Error rate per cohort",
         (("optimized", "error_rate", "optimized"), ("direct", "error_rate", "direct")),
-        "fraction",
-        percent=True,
+        "%",
     ),
     Panel(
         "p95 latency per cohort",
         (("optimized", "p95_latency_s", "optimized"), ("direct", "p95_latency_s", "direct")),
-        "seconds",
+        "ms",
     ),
 )
 
@@ -170,8 +169,7 @@ def metric_charts(
                 markers=markers,
                 start=start,
                 end=end,
-                y_title=panel.y_title,
-                percent=panel.percent,
+                unit=panel.unit,
                 windows=dict.fromkeys(lines, series_window_s(step_s, window_s)),
                 step_s=step_s,
             )

@@ -3,7 +3,7 @@
 `Optimizer` asks `check()` before each optimized call and reports each finished
 one with `record()`. Thresholds come from the (payload-overridden) config on
 every call, so a flag change retunes the breaker at the next call. This is the
-first, in-process level of rollback in DESIGN.md; the controller turning the
+first, in-process level of rollback; the controller turning the
 flag off is the second.
 
 Closed: calls go optimized and are recorded in a rolling window of `window_s`

@@ -1,4 +1,4 @@
-"""The optimizer's Prometheus metrics (DESIGN.md's metric contract) and the counts behind `stats()`.
+"""The optimizer's Prometheus metrics (the metric contract) and the counts behind `stats()`.
 
 `Optimizer` builds one `FnMetrics` for its function name and reports each
 finished call with a single method call, under a single lock: a cache hit

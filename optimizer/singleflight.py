@@ -5,7 +5,7 @@ becomes the leader and runs the load; later callers join and wait. Invalidation
 detaches the flight from the table and marks it `invalidated`: callers already
 waiting still get its result (they asked before the write), callers arriving
 after the invalidation start a new flight, and the invalidated flight's result is
-never stored. This is the per-key generation counter of DESIGN.md, kept on the
+never stored. This is a per-key generation counter (as TanStack Query keeps one), kept on the
 flight object itself so no counter outlives the key.
 """
 

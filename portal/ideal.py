@@ -1,7 +1,6 @@
 """The ideal and eta: how close a caching layer came to the fewest possible backend calls.
 
-Pure functions, called by the traffic generator and the bench (see DESIGN.md,
-"the ideal and eta"). For a log of logical calls and invalidations and a
+Pure functions, called by the traffic generator and the bench. For a log of logical calls and invalidations and a
 freshness bound tau, C_min is, for each key, the number of windows of length
 tau that a greedy cover of that key's call times needs, where a window is cut
 by any invalidation of the key after it opened. eta = (N - C_actual) / (N - C_min).

@@ -19,7 +19,9 @@ copy through Redis or PostgreSQL LISTEN/NOTIFY (`portal.invalidation`).
 from __future__ import annotations
 
 import importlib
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -63,6 +65,9 @@ def gunicorn_options(
         "worker_connections": _BACKLOG,
         "accesslog": None,
         "preload_app": False,
+        # gunicorn's default control socket (~/.gunicorn/gunicorn.ctl) is one path for every
+        # server of the user: the alert receiver's would take it over. One per server and port instead.
+        "control_socket": str(Path(tempfile.gettempdir()) / f"rollguard-portal-{port}.ctl"),
     }
 
 

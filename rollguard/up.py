@@ -40,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from control.defaults import default_breaker_payload, default_guardrails, default_rollback
 from control.portal_metrics import gate_counts
+from dashboard.headline import headline, totals_from_text
 from flags.client import FlagNotFound, FlagsClient
 from rollguard.demo_prometheus import write_configs
 from rollguard.processes import ROLLGUARD, Child, ChildFailed, Supervisor, pick_port
@@ -93,6 +94,7 @@ class Story:
     rolled_back_at_s: float | None = None
     rollback_reason: str | None = None
     portal_metrics: dict[str, float] = field(default_factory=dict)
+    headline: list[str] = field(default_factory=list)
     completed: bool = False
     stopped: bool = False
 
@@ -416,18 +418,41 @@ def _play(
         return
     story.add(t0, "the mass submission is over; the flag is still on at 50%")
     breaker_before = _breaker_activity(urls["portal"])
+    fault_url = f"{urls['portal']}/api/admin/fault"
+    portal_admin = {"Authorization": tokens["ROLLGUARD_PORTAL_ADMIN_TOKEN"]}
     httpx.post(
-        f"{urls['portal']}/api/admin/fault",
-        json={"error_rate": 0.3, "latency_ms": 300},
-        headers={"Authorization": tokens["ROLLGUARD_PORTAL_ADMIN_TOKEN"]},
-        timeout=5,
+        fault_url, json={"error_rate": 0.3, "latency_ms": 300}, headers=portal_admin, timeout=5
     ).raise_for_status()
     story.fault_at_s = round(time.monotonic() - t0, 1)
-    story.add(t0, "fault injected into the optimized path: 30% errors, +300 ms")
-    if _watch_fault(
-        supervisor, story, admin, portal_url=urls["portal"], t0=t0, deadline=deadline, breaker=breaker_before
-    ):
+    fault = "fault injected into the optimized path: 30% errors, +300 ms"
+    admin.annotate(fault, kind="fault-on", flag=FLAG_KEY)
+    story.add(t0, fault)
+    try:
+        ended = _watch_fault(
+            supervisor,
+            story,
+            admin,
+            portal_url=urls["portal"],
+            t0=t0,
+            deadline=deadline,
+            breaker=breaker_before,
+        )
+    finally:
+        # Left on, the fault would roll back an operator's Resume 20 s later with nothing saying why.
+        httpx.delete(fault_url, headers=portal_admin, timeout=5).raise_for_status()
+        admin.annotate("fault cleared from the optimized path", kind="fault-off", flag=FLAG_KEY)
+        story.add(t0, "fault cleared: a Resume now stays on")
+    if ended:
         return
+    figures = headline(
+        totals_from_text(httpx.get(f"{urls['portal']}/metrics", timeout=5).text, fn=FN),
+        admin.get_flag(FLAG_KEY),
+    )
+    story.headline = figures.lines()
+    story.completed = True  # saved with the headline: a watcher sees the whole ending at once
+    story.add(
+        t0, "the headline, from the portal's /metrics:\n" + "\n".join(f"  {line}" for line in story.headline)
+    )
     if stop_when_done:
         return
     story.add(t0, f"the story is over; everything keeps running for the dashboard at {urls['dashboard']}")
@@ -473,7 +498,6 @@ def _rolled_back(story: Story, admin: FlagsClient, t0: float) -> None:
     story.rolled_back_at_s = round(time.monotonic() - t0, 1)
     kills = [e for e in admin.events(flag=FLAG_KEY, limit=20) if e.action == "kill"]
     story.rollback_reason = kills[0].reason if kills else None
-    story.completed = True  # saved with the rollback's step: a watcher sees both at once
     story.add(
         t0,
         f"the controller rolled the flag back {story.rolled_back_at_s - (story.fault_at_s or 0.0):.1f}s "

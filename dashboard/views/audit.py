@@ -20,7 +20,7 @@ except data.SourceDown as error:
     st.stop()
 
 with st.container(border=True):
-    cols = st.columns([2, 2, 2, 2, 2, 1])
+    cols = [*st.columns(3), *st.columns(3)]
     flag_key = cols[0].selectbox("Flag", ["(all)", *keys], key="audit_flag")
     actor = cols[1].text_input("Actor contains", key="audit_actor")
     action = cols[2].text_input("Action contains", key="audit_action")
@@ -47,7 +47,8 @@ def log() -> None:
         return
     shown = [e for e in events if matches(e, actor=actor, action=action)]
     st.caption(f"{len(shown)} of {len(events)} events fetched")
-    st.dataframe(event_rows(shown), hide_index=True, width="stretch")
+    # An HTML table wraps long reasons and changes; a data grid cut them off or scrolled them away.
+    st.table(event_rows(shown), hide_index=True)
 
 
 log()

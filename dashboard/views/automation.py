@@ -41,10 +41,11 @@ def controller() -> None:
     if not decisions:
         st.caption("No decisions in the last 24 hours.")
         return
-    st.dataframe(
+    # An HTML table wraps long reasons instead of cutting them off.
+    st.table(
         [
             {
-                "time": d.time,
+                "time": f"{d.time:%Y-%m-%d %H:%M:%S}",
                 "flag": d.flag,
                 "action": d.action,
                 "reason": d.reason,
@@ -53,7 +54,6 @@ def controller() -> None:
             for d in decisions[:200]
         ],
         hide_index=True,
-        width="stretch",
     )
 
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import actions, banners, charts, controls, data, session, status, verdicts
+from dashboard import actions, banners, charts, controls, data, headline, session, status, verdicts
 from dashboard.health import Health, describe
 from dashboard.plots import (
     RANGE_SLUGS,
@@ -52,6 +52,7 @@ def flag_view() -> None:
         banners.source_down(error)
         return
     header(flag)
+    headline_strip(flag)
     controls.render(flag)
     metrics(flag)
 
@@ -60,13 +61,14 @@ def header(flag: Flag) -> None:
     st.title(flag.key)
     if flag.description:
         st.caption(flag.description)
-    cols = st.columns(6)
-    cols[0].metric("Kill switch", actions.switch_label(flag))
-    cols[1].metric("Rollout", f"{flag.rollout}%")
-    cols[2].metric("Stage", status.FlagRow(flag, Health.UNKNOWN, (), None).stage)
-    cols[3].metric("State", flag.state)
-    cols[4].metric("Auto-promote", "on" if flag.auto_promote else "off")
-    cols[5].metric("Version", flag.version)
+    # Two rows of three: six in a row cut `rolled_back` short on a 1280 px screen.
+    top, bottom = st.columns(3), st.columns(3)
+    top[0].metric("Kill switch", actions.switch_label(flag))
+    top[1].metric("Rollout", f"{flag.rollout}%")
+    top[2].metric("Stage", status.FlagRow(flag, Health.UNKNOWN, (), None).stage)
+    bottom[0].metric("State", flag.state)
+    bottom[1].metric("Auto-promote", "on" if flag.auto_promote else "off")
+    bottom[2].metric("Version", flag.version)
     live = banners.controller_status(settings)
     controller_live = bool(live and live.is_live)
     try:
@@ -77,6 +79,40 @@ def header(flag: Flag) -> None:
     banners.breach(flag, checks, controller_live=controller_live)
     if checks:
         st.caption(f"Health: {health.label} · " + " · ".join(f"{describe(c)} → {c.verdict}" for c in checks))
+
+
+def headline_strip(flag: Flag) -> None:
+    try:
+        totals = data.headline_totals(settings, flag.payload.get("fn"))
+    except data.SourceDown as error:
+        banners.source_down(error)
+        return
+    if not totals:
+        st.caption("Headline: no scrape of the app's /metrics in the last 5 minutes.")
+        return
+    figures = headline.headline(totals, flag)
+    st.markdown("**Results so far**")
+    cols = [*st.columns(3), *st.columns(3)]
+    cols[0].metric(
+        "Backend calls saved",
+        headline.count(figures.backend_saved),
+        help=f"Against the direct path: {figures.calls_optimized:,} optimized calls made "
+        f"{figures.backend_optimized:,} backend calls.",
+    )
+    cols[1].metric("Call reduction", headline.percent(figures.call_reduction), help="Optimized path.")
+    cols[2].metric("Hit rate", headline.percent(figures.hit_rate))
+    budget = figures.cache_budget_bytes
+    cols[3].metric(
+        f"Cache of {headline.megabytes(budget)}" if budget else "Cache",
+        headline.megabytes(figures.cache_bytes),
+        help="Budget: the payload's max_bytes, else the tightest cache_bytes guardrail."
+        + ("" if budget else " Neither is set."),
+    )
+    for column, path in zip(cols[4:], headline.PATHS, strict=True):
+        column.metric(f"Errors {path}", headline.percent(figures.error_rate[path]))
+    st.caption(
+        "Totals since the app's instances started, summed over their newest scrape: what their /metrics show."
+    )
 
 
 def _initial_range() -> str:
@@ -110,18 +146,22 @@ def metrics(flag: Flag) -> None:
     except data.SourceDown as error:
         banners.source_down(error)
         events = []
-    markers = charts.markers_from_events(events)
+    try:
+        notes = data.flag_annotations(settings, key=key, since=start)
+    except data.SourceDown as error:
+        banners.source_down(error)
+        notes = []
+    markers = sorted(
+        [*charts.markers_from_events(events), *charts.markers_from_annotations(notes)], key=lambda m: m.time
+    )
     try:
         figures = metric_charts(settings, flag, start=start, end=shown_until, step_s=step_s, markers=markers)
         runs, silence_s = data.verdict_runs(settings, key, since=start)
     except data.SourceDown as error:
         banners.source_down(error)
         return
-    left, right = st.columns(2)
     for index, figure in enumerate(figures):
-        (left if index % 2 == 0 else right).plotly_chart(
-            figure, key=f"chart_{index}", config={"displaylogo": False}
-        )
+        st.plotly_chart(figure, key=f"chart_{index}", config={"displaylogo": False})
     quiet = verdicts.silences(
         runs,
         [g.name for g in flag.guardrails],

@@ -29,7 +29,8 @@ def overview() -> None:
         banners.source_down(metric_error)
     for row in rows:
         banners.breach(row.flag, row.checks, controller_live=controller_live)
-    st.dataframe(
+    # An HTML table wraps long text (the last change); a data grid cut it off at 1280 px.
+    st.table(
         [
             {
                 "flag": row.flag.key,
@@ -44,8 +45,6 @@ def overview() -> None:
             for row in rows
         ],
         hide_index=True,
-        width="stretch",
-        key="overview_table",
     )
     st.caption(f"Refreshes every {settings.refresh_s:g}s.")
     columns = st.columns(min(len(rows), 4))

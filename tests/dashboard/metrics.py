@@ -27,11 +27,19 @@ class MetricsTarget(ContractTarget):
         self.rss = Gauge("process_resident_memory_bytes", "resident memory", registry=registry)
 
     def traffic(
-        self, *, calls: int, error_fraction: float, latency_s: float, backend_share: float = 0.2
+        self,
+        *,
+        calls: int,
+        error_fraction: float,
+        latency_s: float,
+        backend_share: float = 0.2,
+        paths: tuple[str, ...] = ("optimized", "direct"),
     ) -> None:
-        """Record one interval of traffic on both cohorts: the optimized one with the given errors."""
+        """Record one interval of traffic on `paths` (both cohorts): the optimized one with the given errors."""
         fn = self.fn
         for path, share in (("optimized", backend_share), ("direct", 1.0)):
+            if path not in paths:
+                continue
             self.requests.labels(fn, path).inc(calls)
             self.backend.labels(fn, path).inc(calls * share)
             errors = round(calls * error_fraction) if path == "optimized" else 0

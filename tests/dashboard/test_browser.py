@@ -109,10 +109,13 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
 
     page.get_by_role("button", name="50%", exact=True).click()
     wait_until(lambda: admin.get_flag(flag_key).rollout == 50, what="the flag service to say rollout 50")
-    expect(page.get_by_text("50%: done").first).to_be_visible()
+    # A busy machine takes seconds to redraw the whole flag page after a click.
+    expect(page.get_by_text("50%: done").first).to_be_visible(timeout=30_000)
     # Let the rerun after the click settle: controls drawn, the new rollout marked on the charts.
-    expect(page.get_by_role("button", name="Kill…")).to_be_visible()
-    expect(page.locator(".js-plotly-plot .legendtext", has_text="rollout").first).to_be_visible()
+    expect(page.get_by_role("button", name="Kill…")).to_be_visible(timeout=30_000)
+    expect(page.locator(".js-plotly-plot .legendtext", has_text="rollout").first).to_be_visible(
+        timeout=30_000
+    )
     page.screenshot(path=str(artifacts_dir / "dashboard-flag.png"), full_page=True)
     if os.environ.get("ROLLGUARD_UPDATE_SCREENSHOTS") == "1":
         # Only on request: every run rewriting a committed image would leave the tree dirty.
@@ -136,7 +139,7 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
         "p95 over budget on ExamHome",
         "dashboard:browser",
     )
-    expect(page.get_by_text("killed").first).to_be_visible()
+    expect(page.get_by_text("killed").first).to_be_visible(timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "dashboard-killed.png"), full_page=True)
 
 

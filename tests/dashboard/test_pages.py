@@ -49,7 +49,7 @@ def test_overview_lists_flags_with_state_stage_and_last_change(dashboard: Dashbo
     at = dashboard.open().run()
 
     assert not at.exception
-    table = at.dataframe[0].value
+    table = at.table[0].value
     rows = {row["flag"]: row for row in table.to_dict("records")}
     assert rows[key]["rollout"] == "50%"
     assert rows[key]["stage"] == "2/3"
@@ -266,10 +266,10 @@ def test_charts_show_metrics_thresholds_and_changes(
         "Guardrail verdicts",
     }
     traces = {trace["name"]: trace for trace in figures["Error rate per cohort"]["data"]}
-    assert set(traces) == {"optimized", "direct", "guardrail <=0.01 optimized", "rollout"}
+    assert set(traces) == {"optimized", "direct", "guardrail <= 1% optimized", "rollout"}
     assert len(traces["optimized"]["y"]) > 10
     assert max(traces["optimized"]["y"]) == 0.0
-    assert traces["guardrail <=0.01 optimized"]["y"] == [0.01, 0.01]
+    assert traces["guardrail <= 1% optimized"]["y"] == [0.01, 0.01]
     verdict_rows = {name for trace in figures["Guardrail verdicts"]["data"] for name in trace["y"]}
     assert verdict_rows == {g.name for g in admin.get_flag(key).guardrails}
     assert "controller-charts" in _texts(at.info)  # the controller strip names the leader
@@ -308,7 +308,7 @@ def test_audit_log_filters(dashboard: Dashboard) -> None:
     at = dashboard.open().run()
     at.switch_page("views/audit.py").run()
     assert not at.exception
-    everything = at.dataframe[0].value.to_dict("records")
+    everything = at.table[0].value.to_dict("records")
     assert {(r["flag"], r["actor"], r["action"]) for r in everything} >= {
         (key, "alice", "create"),
         (key + "-other", "alice", "create"),
@@ -316,17 +316,17 @@ def test_audit_log_filters(dashboard: Dashboard) -> None:
     }
 
     at.selectbox(key="audit_flag").set_value(key).run()
-    rows = at.dataframe[0].value.to_dict("records")
+    rows = at.table[0].value.to_dict("records")
     assert [(r["actor"], r["action"]) for r in rows] == [("bob", "kill"), ("alice", "create")]
     assert "enabled: True -> False" in rows[0]["changes"]
 
     at.text_input(key="audit_actor").input("bob").run()
-    rows = at.dataframe[0].value.to_dict("records")
+    rows = at.table[0].value.to_dict("records")
     assert [(r["actor"], r["action"], r["reason"]) for r in rows] == [("bob", "kill", "bad p95")]
 
     at.text_input(key="audit_actor").input("").run()
     at.selectbox(key="audit_flag").set_value(key + "-other").run()
-    assert [r["flag"] for r in at.dataframe[0].value.to_dict("records")] == [key + "-other"]
+    assert [r["flag"] for r in at.table[0].value.to_dict("records")] == [key + "-other"]
 
 
 def test_automation_page_shows_the_leader_and_pauses(dashboard: Dashboard) -> None:
@@ -354,16 +354,16 @@ def test_login_gate(dashboard: Dashboard) -> None:
     key = dashboard.key
     create_flag(dashboard.service.admin("setup"), key)
     at = dashboard.open(password="s3cret").run()
-    assert not at.dataframe
+    assert not at.table
     at.text_input(key="login_password").input("wrong")
     _button(at, "Log in").click().run()
     assert "Wrong password" in _texts(at.error)
-    assert not at.dataframe
+    assert not at.table
 
     at.text_input(key="login_password").input("s3cret")
     _button(at, "Log in").click().run()
     assert not at.exception
-    assert key in [row["flag"] for row in at.dataframe[0].value.to_dict("records")]
+    assert key in [row["flag"] for row in at.table[0].value.to_dict("records")]
 
 
 def test_flag_page_survives_its_flag_being_deleted(dashboard: Dashboard) -> None:
@@ -402,7 +402,7 @@ def test_single_sign_on_names_each_operator_in_the_audit_log(dashboard: Dashboar
     at.run()
     assert not at.exception
     assert _button(at, "Log in")
-    assert not at.dataframe
+    assert not at.table
 
     at.user = {"is_logged_in": True, "email": "ann@example.com"}
     at.query_params["flag"] = key

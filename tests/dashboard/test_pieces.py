@@ -244,7 +244,8 @@ def test_the_default_range_fits_the_current_story() -> None:
     old = [T0 + timedelta(minutes=m) for m in range(5)]
     demo = [now - timedelta(seconds=s) for s in (120, 90, 30)]
     assert story_start([*old, *demo]) == now - timedelta(seconds=120)
-    assert default_range(story_start([*old, *demo]), now) == "15 minutes"
+    assert default_range(story_start([*old, *demo]), now) == "5 minutes"
+    assert default_range(now - timedelta(minutes=10), now) == "15 minutes"
     assert default_range(now - timedelta(hours=20), now) == "24 hours"
     assert default_range(now - timedelta(hours=23), now) == "7 days"
     assert default_range(None, now) == "1 hour"

@@ -55,6 +55,15 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
     assert story["portal_metrics"]["optimizer_requests_total{path=direct}"] > 0
     assert story["portal_metrics"]["optimizer_requests_total{path=optimized}"] > 0
 
+    assert [line.split(":")[0] for line in story["headline"]] == [
+        "backend calls saved against direct",
+        "call reduction (optimized path)",
+        "cache hit rate",
+        "cache memory",
+        "error rate",
+    ]
+    assert "the headline, from the portal's /metrics" in result.stdout
+
     # The flag service's audit log, read after a restart on the same database,
     # holds the promotion and the rollback with their reasons.
     service = start_flag_service(tmp_path, database_url=f"sqlite:///{var_dir / 'flags.db'}")
@@ -62,6 +71,7 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
         with service.admin() as admin:
             events = admin.events(flag=FLAG, limit=200)
             flag = admin.get_flag(FLAG)
+            notes = {a.kind for a in admin.annotations(flag=FLAG)}
     finally:
         service.process.stop()
     assert not flag.enabled
@@ -71,4 +81,6 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
     kills = [e for e in events if e.action == "kill"]
     assert promotions and promotions[0].reason
     assert kills and kills[0].actor == "controller"
+    # The story's marks for the dashboard; the fault is cleared once the story is told.
+    assert {"mass-submission-start", "mass-submission-end", "fault-on", "fault-off"} <= notes
     assert any(name in (kills[0].reason or "") for name in ("error_rate", "p95", "breaker_bypass_rate"))

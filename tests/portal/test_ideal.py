@@ -1,4 +1,4 @@
-"""C_min and eta as DESIGN.md defines them: table tests of the pure functions in portal.ideal."""
+"""C_min and eta as portal.ideal defines them: table tests of the pure functions in portal.ideal."""
 
 from __future__ import annotations
 

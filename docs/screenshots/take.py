@@ -1,0 +1,50 @@
+"""Screenshot every dashboard page of a running `rollguard up` into a folder (what docs/screenshots/ holds).
+
+Run the demo, wait until it prints the headline (after the rollback), then, in
+another shell:
+
+    .venv/bin/python docs/screenshots/take.py var/story.json docs/screenshots
+
+Uses Debian's Chromium (/usr/bin/chromium) through Playwright, at 1400 px.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+PAGES = (
+    ("", "overview"),
+    ("flag?flag=exam-attempts-optimization", "flag"),
+    ("automation", "automation"),
+    ("audit", "audit"),
+)
+
+
+def main(story_path: Path, out: Path) -> None:
+    url = json.loads(story_path.read_text())["urls"]["dashboard"]
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page()
+        for path, name in PAGES:
+            # Streamlit scrolls inside its own container: the viewport must hold the whole page.
+            page.set_viewport_size({"width": 1400, "height": 3400 if name == "flag" else 1400})
+            page.goto(f"{url}/{path}")
+            expect(page.get_by_text("Acting as").first).to_be_visible(timeout=120_000)
+            if name == "flag":
+                expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=120_000)
+                expect(page.get_by_text("Results so far")).to_be_visible(timeout=60_000)
+            # Plotly animates its first draw; a picture taken at once catches it halfway.
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+        browser.close()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
