@@ -49,11 +49,13 @@ def _stored(service: LiveFlagService) -> tuple[set[str], Counter[str]]:
 
 
 def _creates_during(service: LiveFlagService, fault: Any, *, count: int) -> list[tuple[str, httpx.Response]]:
-    """Send `count` creates from 16 threads while `fault()` runs in a loop; every (key, response)."""
+    """Send `count` creates from 16 threads while `fault()` runs every 0.1 s; every (key, response)."""
     stop = threading.Event()
 
     def keep_breaking() -> None:
-        while not stop.is_set():
+        # Every 0.1 s: often enough to cut many transactions, with room between cuts for writes to
+        # land even on a busy machine (a tight loop there cut every single one).
+        while not stop.wait(0.1):
             fault()
 
     breaker = threading.Thread(target=keep_breaking)

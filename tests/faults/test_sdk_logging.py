@@ -15,6 +15,7 @@ from tests.support import free_port, wait_until
 def test_sdk_failures_are_logged_as_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="UnleashClient")
     settings = PortalSettings(
+        flags_mode="polling",
         database_url=f"sqlite:///{tmp_path / 'p.db'}",
         var_dir=tmp_path / "var",
         flags_url=f"http://127.0.0.1:{free_port()}",
@@ -30,6 +31,31 @@ def test_sdk_failures_are_logged_as_lines(tmp_path: Path, caplog: pytest.LogCapt
         wait_until(lambda: len(failures()) >= 3, timeout=30, what="three failed SDK requests logged")
         assert all(record.exc_info is None for record in failures())
         assert any("ConnectionError" in record.getMessage() for record in failures())
+        assert "Traceback" not in caplog.text
+    finally:
+        built.close()
+
+
+def test_a_streaming_sdk_logs_its_reconnects_without_tracebacks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="UnleashClient")
+    settings = PortalSettings(
+        flags_mode="streaming",
+        database_url=f"sqlite:///{tmp_path / 'p.db'}",
+        var_dir=tmp_path / "var",
+        flags_url=f"http://127.0.0.1:{free_port()}",
+        flags_refresh_s=1,
+        flags_metrics_s=1,
+    )
+    built = build_gate(settings)
+    try:
+
+        def attempts() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage().startswith("Connecting to stream")]
+
+        wait_until(lambda: len(attempts()) >= 2, timeout=30, what="the stream tried twice")
+        assert all(record.exc_info is None for record in caplog.records if record.name == "UnleashClient")
         assert "Traceback" not in caplog.text
     finally:
         built.close()
