@@ -67,9 +67,6 @@ def demo_flag_fields(stage_hold_s: int) -> dict[str, Any]:
             "stale_s": 5,
             "batch_window_ms": 5,
             "max_batch": 64,
-            "breaker_error_rate": 0.9,
-            "breaker_min_calls": 50,
-            "breaker_cooldown_s": 10,
         },
     }
 

@@ -5,8 +5,9 @@ instead of the function (the portal wraps `get_all_exam_attempts`). Each call:
 
 1. The gate picks the cohort for the user: optimized or direct. Direct calls
    `fn(key)` straight, exactly what the app did without the layer.
-2. For the optimized cohort the local circuit breaker may still send the call
-   direct. Such a call is counted in `optimizer_gate_bypass_total{reason}` and,
+2. For the optimized cohort the local circuit breaker (breaker.py) may still
+   send the call direct; it judges the outcomes these metrics count, so the
+   call path does no bookkeeping for it. Such a call is counted in `optimizer_gate_bypass_total{reason}` and,
    like every other call that ran direct, under `path="direct"` in the request,
    backend, error and latency metrics: `path` names the path that served the call
    after the breaker, so the optimized path's error rate and p95 only describe
@@ -38,17 +39,19 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from optimizer.batching import Batcher
-from optimizer.breaker import CircuitBreaker
+from optimizer.breaker import CLOSED, OPEN, CircuitBreaker
 from optimizer.cache import Cache, InProcessCache
 from optimizer.errors import FaultInjected, OptimizerClosed
 from optimizer.gate import Gate, StaticGate
 from optimizer.loading import BatchFn, Fn, Item, Loader
-from optimizer.metrics import DIRECT, OPTIMIZED, FnMetrics
+from optimizer.metrics import DIRECT, LATENCY_BUCKETS, OPTIMIZED, FnMetrics
 from optimizer.settings import OptimizerConfig
 
 logger = logging.getLogger(__name__)
 
 Tags = Callable[[str], Iterable[str]]
+
+_perf_counter = time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,10 @@ class Optimizer:
         self._prefix = f"v{self.config.schema_version}:"
         self._metrics = m = FnMetrics(name, registry)
         m.watch_cache(lambda: self._cache.bytes, lambda: self._cache.entries)
-        self._breaker = CircuitBreaker(clock)
+        self._breaker = CircuitBreaker(
+            outcomes=m.outcomes, bounds=LATENCY_BUCKETS, clock=clock, on_transition=self._breaker_moved
+        )
+        m.watch_breaker(lambda: (self._breaker.transitions, self._breaker.state != CLOSED))
         self._applied: tuple[Mapping[str, Any] | None, OptimizerConfig] = (None, self.config)
         self._loader = Loader(
             name=name,
@@ -113,7 +119,19 @@ class Optimizer:
         config = self._route(user_id)
         if config is None:
             return self._direct(key)
-        started = time.perf_counter()
+        # The hit path: no lock, one clock read, one metrics call (see metrics.py, cache.py).
+        started = _perf_counter()
+        if self.fault is None:
+            entry = self._cache.get(self._prefix + key)
+            if entry is not None:
+                now = self._clock()
+                if now < entry.fresh_until and now < entry.stored_at + config.ttl_s:
+                    self._metrics.hit(_perf_counter() - started)
+                    return entry.value
+        return self._call_slow(key, config, started)
+
+    def _call_slow(self, key: str, config: OptimizerConfig, started: float) -> Any:
+        """Everything but a plain fresh hit: the fault, stale hits, misses."""
         ok = False
         hits = misses = 0
         try:
@@ -138,7 +156,7 @@ class Optimizer:
             ok = True
             return value
         finally:
-            self._finish(started, ok, config, 1, hits, misses)
+            self._finish(started, ok, 1, hits, misses)
 
     def get_many(self, keys: Iterable[str], *, user_id: str | None = None) -> dict[str, Any]:
         """Return {key: fn(key)} for `keys`; the optimized path loads the misses with `batch_fn` if given.
@@ -178,7 +196,7 @@ class Optimizer:
             ok = True
             return {key: out[key] for key in keys}
         finally:
-            self._finish(started, ok, config, len(keys), hits, len(missing))
+            self._finish(started, ok, len(keys), hits, len(missing))
 
     def invalidate(self, key: str) -> None:
         """Drop `key` from every cache tier and fence off its in-flight loads; returns once all will miss."""
@@ -257,6 +275,10 @@ class Optimizer:
         """Return the config to serve optimized with, or None to go direct."""
         if self._closed:
             raise OptimizerClosed(self.name)
+        breaker = self._breaker
+        now = self._clock()
+        if now >= breaker.next_tick:
+            breaker.tick(now, self._applied[1].breaker)
         decision = self._gate.decide(user_id)
         if not decision.optimized:
             if decision.reason is not None and count:
@@ -264,7 +286,9 @@ class Optimizer:
             return None
         applied = self._applied
         config = applied[1] if decision.payload is applied[0] else self._config_for(decision.payload)
-        reason = self._breaker.check(config.breaker)
+        if breaker.state is CLOSED:
+            return config
+        reason = breaker.admit()
         if reason is not None:
             if count:
                 self._metrics.bypass(reason)
@@ -308,18 +332,26 @@ class Optimizer:
 
     # optimized path helpers
 
-    def _finish(
-        self, started: float, ok: bool, config: OptimizerConfig, requests: int, hits: int, misses: int
-    ) -> None:
-        elapsed = time.perf_counter() - started
+    def _finish(self, started: float, ok: bool, requests: int, hits: int, misses: int) -> None:
+        elapsed = _perf_counter() - started
         self._metrics.call(OPTIMIZED, elapsed, ok=ok, requests=requests, hits=hits, misses=misses)
-        tripped = self._breaker.record(config.breaker, ok=ok, latency_s=elapsed)
-        if tripped is not None:
+
+    def _breaker_moved(self, state: str, reason: str | None) -> None:
+        breaker = self._applied[1].breaker
+        if state == OPEN:
             logger.warning(
-                "optimizer %s: circuit breaker open (%s), calls go direct for %ss",
+                "optimizer %s: circuit breaker open (%s): calls go direct for %ss, then probe",
                 self.name,
-                tripped,
-                config.breaker.cooldown_s,
+                reason,
+                breaker.cooldown_s,
+            )
+        elif state == CLOSED:
+            logger.warning("optimizer %s: circuit breaker closed: the probes passed", self.name)
+        else:
+            logger.warning(
+                "optimizer %s: circuit breaker half-open: %s of calls probe the optimized path",
+                self.name,
+                breaker.probe_share,
             )
 
     def _stale_hit(self, key: str, versioned: str, config: OptimizerConfig) -> None:
