@@ -7,8 +7,9 @@ its memory, and drops keys and tags on invalidation. `RedisCache`
 
 The in-process store is `cachetools.LRUCache` with `getsizeof` set to each
 entry's measured size, so the byte budget is cachetools' own `maxsize`; the entry
-count bound and the tag index are kept next to it. One lock guards all three,
-since cachetools is not thread-safe.
+count bound and the tag index are kept next to it. One lock guards all three
+for writes, since cachetools is not thread-safe; reads go through a plain dict
+mirror without a lock (see `LocalStore`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ class Cache(ABC):
     @abstractmethod
     def get(self, key: str) -> Entry | None:
         """Return the entry for `key`, expired or not, or None."""
+
+    def reader(self) -> Callable[[str], Entry | None]:
+        """Return the function the optimizer's hit path calls for `get` (after `attach`).
+
+        A cache may hand out its store's own lookup, a Python call less per hit.
+        """
+        return self.get
 
     def fence(self, key: str, tags: frozenset[str]) -> Any:
         """Return a token taken before a fetch starts; `share` refuses it if `key` was invalidated since."""
@@ -123,22 +131,34 @@ class _SizedLRU(LRUCache[str, Entry]):
 
 
 class LocalStore:
-    """A byte- and count-bounded LRU of entries with a tag index; the in-process tier of both caches."""
+    """A byte- and count-bounded LRU of entries with a tag index; the in-process tier of both caches.
+
+    Reads take no lock: `get` reads a plain dict that mirrors the LRU (a dict read
+    is atomic in CPython) and marks the key as used. The marks reach the LRU's
+    order only when a store is about to evict, so recency is exact up to the
+    last eviction and approximate since (used keys move ahead of unused ones,
+    in no particular order among themselves).
+    """
 
     def __init__(self, *, max_entries: int, max_bytes: int) -> None:
         self._lock = threading.Lock()
         self._max_entries = max_entries
         self._lru = _SizedLRU(max_bytes, self._forget_tags)
+        self._index: dict[str, Entry] = {}
+        self._used: dict[str, None] = {}
         self._by_tag: dict[str, set[str]] = {}
         self.evictions = 0
 
     def get(self, key: str) -> Entry | None:
-        with self._lock:
-            return self._lru.get(key)
+        entry = self._index.get(key)
+        if entry is not None:
+            self._used[key] = None
+        return entry
 
     def put(self, key: str, entry: Entry) -> bool:
         """Store `entry`; return False when it is larger than the whole byte budget."""
         with self._lock:
+            self._apply_use(entry.size)
             old = self._lru.pop(key, None)
             if old is not None:
                 self._forget_tags(key, old, evicted=False)
@@ -146,6 +166,7 @@ class LocalStore:
                 self._lru[key] = entry
             except ValueError:  # larger than maxsize: cachetools refuses it
                 return False
+            self._index[key] = entry
             for tag in entry.tags:
                 self._by_tag.setdefault(tag, set()).add(key)
             while len(self._lru) > self._max_entries:
@@ -154,6 +175,7 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         with self._lock:
+            self._index.pop(key, None)
             entry = self._lru.pop(key, None)
             if entry is not None:
                 self._forget_tags(key, entry, evicted=False)
@@ -163,6 +185,7 @@ class LocalStore:
         with self._lock:
             keys = list(self._by_tag.pop(tag, ()))
             for key in keys:
+                self._index.pop(key, None)
                 entry = self._lru.pop(key, None)
                 if entry is not None:
                     self._forget_tags(key, entry, evicted=False)
@@ -171,6 +194,8 @@ class LocalStore:
     def clear(self) -> None:
         with self._lock:
             self._lru.clear()
+            self._index.clear()
+            self._used = {}
             self._by_tag.clear()
 
     def contains(self, key: str) -> bool:
@@ -185,9 +210,22 @@ class LocalStore:
     def entries(self) -> int:
         return len(self._lru)
 
+    def _apply_use(self, incoming: int) -> None:
+        """Before a store that will evict, move the keys read since the last one to the LRU's recent end."""
+        lru = self._lru
+        full = len(lru) >= self._max_entries or lru.currsize + incoming > lru.maxsize
+        if not full and len(self._used) <= len(lru):
+            return
+        used, self._used = self._used, {}
+        if full:
+            for key in list(used):  # list() of a dict is one C call: readers still adding cannot break it
+                if key in lru:
+                    lru[key]  # a read moves the key to the recent end
+
     def _forget_tags(self, key: str, entry: Entry, evicted: bool = True) -> None:
         if evicted:
             self.evictions += 1
+            self._index.pop(key, None)
         for tag in entry.tags:
             keys = self._by_tag.get(tag)
             if keys is not None:
@@ -226,6 +264,9 @@ class InProcessCache(Cache):
 
     def get(self, key: str) -> Entry | None:
         return self._store.get(key)
+
+    def reader(self) -> Callable[[str], Entry | None]:
+        return self._store.get
 
     def put(self, key: str, entry: Entry) -> None:
         self._store.put(key, entry)
