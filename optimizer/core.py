@@ -43,6 +43,7 @@ from optimizer.breaker import CLOSED, OPEN, CircuitBreaker
 from optimizer.cache import Cache, InProcessCache
 from optimizer.errors import FaultInjected, OptimizerClosed
 from optimizer.gate import Decision, Gate, StaticGate
+from optimizer.ideal import IdealWindows
 from optimizer.loading import BatchFn, Fn, Item, Loader
 from optimizer.metrics import DIRECT, LATENCY_BUCKETS, OPTIMIZED, FnMetrics
 from optimizer.settings import OptimizerConfig
@@ -93,6 +94,8 @@ class Optimizer:
         self._cache.attach(name=name, config=self.config, clock=clock)
         self._cache.on_remote_invalidation(self._on_remote_invalidation)
         self._read = self._cache.reader()
+        self._ideal = IdealWindows()
+        self._window_ends = self._ideal.ends
         self._prefix = f"v{self.config.schema_version}:"
         self._metrics = m = FnMetrics(name, registry)
         m.watch_cache(lambda: self._cache.bytes, lambda: self._cache.entries)
@@ -100,6 +103,7 @@ class Optimizer:
             outcomes=m.outcomes, bounds=LATENCY_BUCKETS, clock=clock, on_transition=self._breaker_moved
         )
         m.watch_breaker(lambda: (self._breaker.transitions, self._breaker.state != CLOSED))
+        m.watch_ideal(lambda: self._ideal.opened())
         self._applied: tuple[Mapping[str, Any] | None, OptimizerConfig] = (None, self.config)
         self._loader = Loader(
             name=name,
@@ -134,8 +138,12 @@ class Optimizer:
         else:
             config = applied[1]
         started = _perf_counter()
+        versioned = self._prefix + key
+        end = self._window_ends.get(versioned)
+        if end is None or now >= end:
+            self._open_window(key, versioned, now, OPTIMIZED)
         if self.fault is None:
-            entry = self._read(self._prefix + key)
+            entry = self._read(versioned)
             if entry is not None and now < entry.fresh_until and now < entry.stored_at + config.ttl_s:
                 self._metrics.hit(_perf_counter() - started)
                 return entry.value
@@ -187,8 +195,12 @@ class Optimizer:
                 _inject(self.fault)
             out: dict[str, Any] = {}
             now = self._clock()
+            ends = self._window_ends
             for key in keys:
                 versioned = self._prefix + key
+                end = ends.get(versioned)
+                if end is None or now >= end:
+                    self._open_window(key, versioned, now, OPTIMIZED)
                 entry = self._cache.get(versioned)
                 if entry is not None:
                     fresh_until = min(entry.fresh_until, entry.stored_at + config.ttl_s)
@@ -214,12 +226,14 @@ class Optimizer:
         versioned = self._prefix + key
         self._loader.flights.invalidate_key(versioned)
         self._cache.invalidate(versioned)
+        self._ideal.cut_key(versioned)
         self._metrics.count("invalidations")
 
     def invalidate_tag(self, tag: str) -> None:
         """Drop every entry tagged `tag` (see `tags=`) everywhere; returns once all will miss."""
         self._loader.flights.invalidate_tag(tag)
         self._cache.invalidate_tag(tag)
+        self._ideal.cut_tag(tag)
         self._metrics.count("invalidations")
 
     def prefetch(self, keys: Iterable[str], *, user_id: str | None = None) -> None:
@@ -244,6 +258,7 @@ class Optimizer:
             backend_peak_in_use=self._loader.limiter.peak_in_use,
             breaker=self._breaker.state,
             breaker_trips=self._breaker.trips,
+            ideal_fetches=dict(zip(("optimized", "direct"), self._ideal.opened(), strict=True)),
         )
         return out
 
@@ -321,6 +336,7 @@ class Optimizer:
     # direct path
 
     def _direct(self, key: str) -> Any:
+        self._see_direct((key,))
         started = time.perf_counter()
         ok = False
         try:
@@ -331,6 +347,7 @@ class Optimizer:
             self._metrics.call(DIRECT, time.perf_counter() - started, ok=ok, backend=1)
 
     def _direct_many(self, keys: list[str]) -> dict[str, Any]:
+        self._see_direct(keys)
         started = time.perf_counter()
         ok = False
         calls = 0
@@ -345,6 +362,23 @@ class Optimizer:
             self._metrics.call(
                 DIRECT, time.perf_counter() - started, ok=ok, requests=len(keys), backend=calls
             )
+
+    # the ideal's windows (ideal.py)
+
+    def _see_direct(self, keys: Iterable[str]) -> None:
+        now = self._clock()
+        ends = self._window_ends
+        for key in keys:
+            versioned = self._prefix + key
+            end = ends.get(versioned)
+            if end is None or now >= end:
+                self._open_window(key, versioned, now, DIRECT)
+
+    def _open_window(self, key: str, versioned: str, now: float, path: int) -> None:
+        config = self._applied[1]
+        self._ideal.open(
+            versioned, now=now, tau=config.ttl_s + config.stale_s, path=path, tags=lambda: self._tags_of(key)
+        )
 
     # optimized path helpers
 
@@ -381,9 +415,11 @@ class Optimizer:
         flights = self._loader.flights
         if key is not None:
             flights.invalidate_key(key)
+            self._ideal.cut_key(key)
         elif tag is not None:
             flights.invalidate_tag(tag)
-        else:
+            self._ideal.cut_tag(tag)
+        else:  # a reconnect, not a write: the ideal's windows stay
             flights.invalidate_all()
 
 

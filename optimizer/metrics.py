@@ -90,6 +90,7 @@ class FnMetrics:
         self._cache_bytes: Callable[[], int] = lambda: 0
         self._cache_entries: Callable[[], int] = lambda: 0
         self._breaker: Callable[[], tuple[Mapping[str, int], bool]] = lambda: ({}, False)
+        self._ideal: Callable[[], tuple[int, int]] = lambda: (0, 0)
         _collector_for(registry if registry is not None else REGISTRY).add(self)
 
     # reporting, from the call path
@@ -156,6 +157,10 @@ class FnMetrics:
     def watch_breaker(self, breaker: Callable[[], tuple[Mapping[str, int], bool]]) -> None:
         """Read the breaker's transition counts by state, and whether it is not closed, at each scrape."""
         self._breaker = breaker
+
+    def watch_ideal(self, opened: Callable[[], tuple[int, int]]) -> None:
+        """Read the ideal's windows opened so far (by path) at each scrape."""
+        self._ideal = opened
 
     # per-thread counts
 
@@ -272,6 +277,7 @@ class _OptimizerCollector(Collector):
                     "entries": 0,
                     "transitions": dict.fromkeys(STATES, 0),
                     "not_closed": 0,
+                    "ideal": [0, 0],
                 },
             )
             for i in range(len(PATHS)):
@@ -290,6 +296,8 @@ class _OptimizerCollector(Collector):
             for state, value in transitions.items():
                 t["transitions"][state] += value
             t["not_closed"] += not_closed
+            for i, opened in enumerate(m._ideal()):
+                t["ideal"][i] += opened
         yield from _families(totals)
 
     def describe(self) -> Iterable[Metric]:
@@ -360,6 +368,16 @@ def _families(totals: dict[str, Any]) -> Iterator[Metric]:
         breaker_open.add_metric([fn], min(1, t["not_closed"]))
     yield transitions
     yield breaker_open
+    ideal = CounterMetricFamily(
+        "optimizer_ideal_fetches",
+        "Key fetches an ideal cache fresh for ttl_s + stale_s would have made (C_min), by the path of "
+        "the call that needed each.",
+        labels=["fn", "path"],
+    )
+    for fn, t in totals.items():
+        for i, path in enumerate(PATHS):
+            ideal.add_metric([fn, path], t["ideal"][i])
+    yield ideal
 
 
 def _bound(bound: float) -> str:
