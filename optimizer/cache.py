@@ -134,10 +134,11 @@ class LocalStore:
     """A byte- and count-bounded LRU of entries with a tag index; the in-process tier of both caches.
 
     Reads take no lock: `get` reads a plain dict that mirrors the LRU (a dict read
-    is atomic in CPython) and marks the key as used. The marks reach the LRU's
-    order only when a store is about to evict, so recency is exact up to the
-    last eviction and approximate since (used keys move ahead of unused ones,
-    in no particular order among themselves).
+    is atomic in CPython) and, once the store is half full, marks the key as
+    used. The marks reach the LRU's order only when a store is about to evict,
+    so recency is exact up to the last eviction and approximate since (used keys
+    move ahead of unused ones, in no particular order among themselves; below
+    half full, order is insertion order).
     """
 
     def __init__(self, *, max_entries: int, max_bytes: int) -> None:
@@ -146,12 +147,14 @@ class LocalStore:
         self._lru = _SizedLRU(max_bytes, self._forget_tags)
         self._index: dict[str, Entry] = {}
         self._used: dict[str, None] = {}
+        # Reads mark keys only once the store is half full: below that nothing is evicted soon.
+        self._tracking = False
         self._by_tag: dict[str, set[str]] = {}
         self.evictions = 0
 
     def get(self, key: str) -> Entry | None:
         entry = self._index.get(key)
-        if entry is not None:
+        if entry is not None and self._tracking:
             self._used[key] = None
         return entry
 
@@ -213,6 +216,7 @@ class LocalStore:
     def _apply_use(self, incoming: int) -> None:
         """Before a store that will evict, move the keys read since the last one to the LRU's recent end."""
         lru = self._lru
+        self._tracking = 2 * len(lru) >= self._max_entries or 2 * (lru.currsize + incoming) > lru.maxsize
         full = len(lru) >= self._max_entries or lru.currsize + incoming > lru.maxsize
         if not full and len(self._used) <= len(lru):
             return

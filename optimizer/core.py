@@ -95,9 +95,10 @@ class Optimizer:
         self._cache.on_remote_invalidation(self._on_remote_invalidation)
         self._read = self._cache.reader()
         self._ideal = IdealWindows()
-        self._window_ends = self._ideal.ends
+        self._window_end = self._ideal.ends.get
         self._prefix = f"v{self.config.schema_version}:"
         self._metrics = m = FnMetrics(name, registry)
+        self._count_hit = m.hit
         m.watch_cache(lambda: self._cache.bytes, lambda: self._cache.entries)
         self._breaker = CircuitBreaker(
             outcomes=m.outcomes, bounds=LATENCY_BUCKETS, clock=clock, on_transition=self._breaker_moved
@@ -139,13 +140,13 @@ class Optimizer:
             config = applied[1]
         started = _perf_counter()
         versioned = self._prefix + key
-        end = self._window_ends.get(versioned)
+        end = self._window_end(versioned)
         if end is None or now >= end:
             self._open_window(key, versioned, now, OPTIMIZED)
         if self.fault is None:
             entry = self._read(versioned)
             if entry is not None and now < entry.fresh_until and now < entry.stored_at + config.ttl_s:
-                self._metrics.hit(_perf_counter() - started)
+                self._count_hit(_perf_counter() - started)
                 return entry.value
         return self._call_slow(key, config, started)
 
@@ -195,10 +196,10 @@ class Optimizer:
                 _inject(self.fault)
             out: dict[str, Any] = {}
             now = self._clock()
-            ends = self._window_ends
+            window_end = self._window_end
             for key in keys:
                 versioned = self._prefix + key
-                end = ends.get(versioned)
+                end = window_end(versioned)
                 if end is None or now >= end:
                     self._open_window(key, versioned, now, OPTIMIZED)
                 entry = self._cache.get(versioned)
@@ -367,10 +368,10 @@ class Optimizer:
 
     def _see_direct(self, keys: Iterable[str]) -> None:
         now = self._clock()
-        ends = self._window_ends
+        window_end = self._window_end
         for key in keys:
             versioned = self._prefix + key
-            end = ends.get(versioned)
+            end = window_end(versioned)
             if end is None or now >= end:
                 self._open_window(key, versioned, now, DIRECT)
 

@@ -64,7 +64,10 @@ _REQUESTS, _BACKEND, _ERRORS, _SECONDS = 0, 2, 4, 6  # each followed by its DIRE
 _FIELDS = tuple(_COUNTERS)  # hits, misses, joins, batch_calls, batch_keys
 _COUNTS = 8
 _BUCKETS = _COUNTS + len(_FIELDS)  # OPTIMIZED's buckets, then DIRECT's
-_SHARD_SIZE = _BUCKETS + 2 * _N_BUCKETS
+# A fresh hit under the first bucket's bound: a request, a hit and a first-bucket call in one add,
+# spread over the three when the counts are read.
+_FAST_HITS = _BUCKETS + 2 * _N_BUCKETS
+_SHARD_SIZE = _FAST_HITS + 1
 _HITS = _COUNTS + _FIELDS.index("hits")
 _MISSES = _COUNTS + _FIELDS.index("misses")
 _FIRST_BOUND = LATENCY_BUCKETS[0]
@@ -101,12 +104,12 @@ class FnMetrics:
             shard = self._local.shard
         except AttributeError:
             shard = self._register()
-        shard[_REQUESTS] += 1
-        shard[_HITS] += 1
         shard[_SECONDS] += elapsed_s
         if elapsed_s <= _FIRST_BOUND:
-            shard[_BUCKETS] += 1
+            shard[_FAST_HITS] += 1
         else:
+            shard[_REQUESTS] += 1
+            shard[_HITS] += 1
             shard[_BUCKETS + bisect.bisect_left(LATENCY_BUCKETS, elapsed_s)] += 1
 
     def call(
@@ -191,6 +194,11 @@ class FnMetrics:
             total = list(self._retired)
         for counts in shards:
             total = [a + b for a, b in zip(total, counts, strict=True)]
+        fast = total[_FAST_HITS]
+        total[_REQUESTS] += fast
+        total[_HITS] += fast
+        total[_BUCKETS] += fast
+        total[_FAST_HITS] = 0
         return total
 
     # reading
@@ -200,7 +208,7 @@ class FnMetrics:
         t = self._total()
         buckets = (
             tuple(int(n) for n in t[_BUCKETS : _BUCKETS + _N_BUCKETS]),
-            tuple(int(n) for n in t[_BUCKETS + _N_BUCKETS :]),
+            tuple(int(n) for n in t[_BUCKETS + _N_BUCKETS : _FAST_HITS]),
         )
         errors = (int(t[_ERRORS + OPTIMIZED]), int(t[_ERRORS + DIRECT]))
         return Outcomes(calls=(sum(buckets[0]), sum(buckets[1])), errors=errors, buckets=buckets)
@@ -238,7 +246,7 @@ class FnMetrics:
             pair(_ERRORS),
             [
                 [int(n) for n in t[_BUCKETS : _BUCKETS + _N_BUCKETS]],
-                [int(n) for n in t[_BUCKETS + _N_BUCKETS :]],
+                [int(n) for n in t[_BUCKETS + _N_BUCKETS : _FAST_HITS]],
             ],
             [t[_SECONDS + OPTIMIZED], t[_SECONDS + DIRECT]],
             {name: int(t[_COUNTS + i]) for i, name in enumerate(_FIELDS)},
