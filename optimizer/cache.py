@@ -168,6 +168,7 @@ class LocalStore:
             try:
                 self._lru[key] = entry
             except ValueError:  # larger than maxsize: cachetools refuses it
+                self._index.pop(key, None)
                 return False
             self._index[key] = entry
             for tag in entry.tags:

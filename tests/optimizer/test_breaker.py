@@ -83,12 +83,10 @@ def test_errors_shared_by_both_paths_do_not_trip_it(make_optimizer, clock):
 
 
 def test_the_demo_fault_trips_it_on_latency_against_the_direct_path(make_optimizer, clock):
-    breaker = BreakerConfig(latency_floor_s=0.01)
-    opt = make_optimizer(
-        SlowBackend(0.002), gate=EvenUsersGate(), config=OptimizerConfig(breaker=breaker, ttl_s=60)
-    )
+    # Optimized calls 150 ms slower than direct ones: far beyond what a busy machine adds to either.
+    opt = make_optimizer(SlowBackend(0.001), gate=EvenUsersGate(), config=OptimizerConfig(ttl_s=60))
     call(opt, 0)
-    opt.fault = Fault(latency_s=0.05)
+    opt.fault = Fault(latency_s=0.15)
     for user in range(12):
         call(opt, user)
     clock.advance(TICK)
@@ -100,16 +98,19 @@ def test_the_demo_fault_trips_it_on_latency_against_the_direct_path(make_optimiz
 
 
 def test_a_slowdown_of_both_paths_does_not_trip_it(make_optimizer, clock):
-    # Every call, optimized or direct, waits 30 ms: far above the floor, but no worse than direct.
-    breaker = BreakerConfig(latency_floor_s=0.005)
+    # Every call, optimized or direct, waits 100 ms: over both absolute bounds set here, but no
+    # worse than direct. Judged at the start of each pair, so the direct baseline is always there.
+    breaker = BreakerConfig(latency_floor_s=0.005, latency_s=0.05)
     opt = make_optimizer(
-        SlowBackend(0.03), gate=EvenUsersGate(), config=OptimizerConfig(breaker=breaker, ttl_s=0)
+        SlowBackend(0.1), gate=EvenUsersGate(), config=OptimizerConfig(breaker=breaker, ttl_s=0)
     )
-    for user in range(30):
-        call(opt, user)
-        clock.advance(TICK / 2)
+    for pair in range(10):
+        call(opt, 2 * pair)
+        call(opt, 2 * pair + 1)
+        clock.advance(TICK)
+    call(opt, 1)
     assert opt.stats()["breaker"] == "closed"
-    assert opt.stats()["requests"] == {"optimized": 15, "direct": 15}
+    assert opt.stats()["requests"] == {"optimized": 10, "direct": 11}
 
 
 def test_without_direct_calls_the_absolute_latency_bound_applies(make_optimizer, clock):

@@ -70,7 +70,11 @@ def test_threads_that_ended_are_folded_in_and_forgotten(clock):
 
 
 operations = st.lists(
-    st.tuples(st.sampled_from(["put", "get", "delete", "delete_tag"]), st.integers(0, 12)),
+    st.tuples(
+        st.sampled_from(["put", "get", "delete", "delete_tag"]),
+        st.integers(0, 12),
+        st.sampled_from([100, 100, 100, 20_000]),  # some larger than the whole budget
+    ),
     max_size=120,
 )
 
@@ -79,10 +83,10 @@ operations = st.lists(
 @given(ops=operations, max_entries=st.integers(1, 6))
 def test_a_lock_free_read_returns_exactly_what_the_store_holds(ops, max_entries):
     store = LocalStore(max_entries=max_entries, max_bytes=10_000)
-    for op, n in ops:
+    for op, n, size in ops:
         key = f"k{n}"
         if op == "put":
-            entry = Entry(value=n, fresh_until=1.0, stale_until=1.0, size=100, tags=frozenset({f"t{n % 3}"}))
+            entry = Entry(value=n, fresh_until=1.0, stale_until=1.0, size=size, tags=frozenset({f"t{n % 3}"}))
             store.put(key, entry)
         elif op == "get":
             store.get(key)
