@@ -44,6 +44,8 @@ STATES = (CLOSED, OPEN, HALF_OPEN)
 OPTIMIZED, DIRECT = 0, 1
 _TICKS_PER_WINDOW = 10
 _RECENT_TICKS = 3
+# Direct calls seen within this many seconds mean there is a direct cohort to compare with.
+_DIRECT_COHORT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +70,23 @@ class Outcomes:
         )
 
 
-def judge(window: Outcomes, config: BreakerConfig, bounds: Sequence[float]) -> str | None:
-    """Return why the optimized path is at fault over `window`, or None if it is not (or cannot say yet)."""
+def judge(
+    window: Outcomes, config: BreakerConfig, bounds: Sequence[float], *, direct_cohort: bool = False
+) -> str | None:
+    """Return why the optimized path is at fault over `window`, or None if it is not (or cannot say yet).
+
+    `direct_cohort`: whether direct calls were seen lately. Then a window with too
+    few of them is not judged on latency (completions come in bursts on a saturated
+    machine); only without a direct cohort (the flag at 100%) do absolute bounds apply.
+    """
+    verdict = explain(window, config, bounds, direct_cohort=direct_cohort)
+    return None if verdict is None else verdict[0]
+
+
+def explain(
+    window: Outcomes, config: BreakerConfig, bounds: Sequence[float], *, direct_cohort: bool = False
+) -> tuple[str, str] | None:
+    """`judge`, with the evidence in words for the log line of the transition."""
     calls = window.calls[OPTIMIZED]
     if calls < config.min_calls:
         return None
@@ -79,15 +96,23 @@ def judge(window: Outcomes, config: BreakerConfig, bounds: Sequence[float]) -> s
     has_baseline = direct_calls >= config.min_calls
     baseline_error = window.errors[DIRECT] / direct_calls if has_baseline else 0.0
     if errors >= least_bad and errors / calls - baseline_error >= config.error_rate:
-        return REASON_ERROR_RATE
+        return REASON_ERROR_RATE, (
+            f"{errors} errors in {calls} optimized calls, direct error share {baseline_error:.3f} "
+            f"of {direct_calls} calls"
+        )
     if has_baseline:
         p90 = _quantile(window.buckets[DIRECT], 0.9, bounds)
         slow_s = max(config.latency_floor_s, config.latency_ratio * p90)
+    elif direct_cohort:
+        return None
     else:
-        slow_s = config.latency_s
+        p90, slow_s = math.nan, config.latency_s
     slow = _count_above(window.buckets[OPTIMIZED], slow_s, bounds)
     if slow >= least_bad and slow / calls >= config.slow_share:
-        return REASON_LATENCY
+        return REASON_LATENCY, (
+            f"{slow} of {calls} optimized calls over {slow_s:.3f}s; direct p90 {p90:.3f}s "
+            f"of {direct_calls} calls"
+        )
     return None
 
 
@@ -131,6 +156,8 @@ class CircuitBreaker:
         self.next_tick = -math.inf
         self.state = CLOSED
         self.reason: str | None = None
+        self.evidence = ""  # what the last trip saw, for its log line
+        self._direct_seen_at = -math.inf
         self.trips = 0
         self.transitions = dict.fromkeys(STATES, 0)
 
@@ -176,19 +203,30 @@ class CircuitBreaker:
             probes = current.minus(self._half_open_base)
             if probes.calls[OPTIMIZED] < config.min_calls:
                 return None
-            reason = judge(probes, config, self._bounds)
-            if reason is None:
+            verdict = explain(probes, config, self._bounds, direct_cohort=self._direct_cohort(now))
+            if verdict is None:
                 self.state, self.reason = CLOSED, None
                 snapshots.clear()
                 snapshots.append((now, current))
                 return self._transition(CLOSED)
-            return self._open(now, reason, config)
+            self.evidence = verdict[1]
+            return self._open(now, verdict[0], config)
         # The whole window, and its last few ticks, where a fault that just began is most visible.
         recent = snapshots[max(0, len(snapshots) - 1 - _RECENT_TICKS)][1]
-        reason = judge(current.minus(snapshots[0][1]), config, self._bounds) or judge(
-            current.minus(recent), config, self._bounds
+        window = current.minus(snapshots[0][1])
+        if window.calls[DIRECT] >= config.min_calls:
+            self._direct_seen_at = now
+        cohort = self._direct_cohort(now)
+        verdict = explain(window, config, self._bounds, direct_cohort=cohort) or explain(
+            current.minus(recent), config, self._bounds, direct_cohort=cohort
         )
-        return None if reason is None else self._open(now, reason, config)
+        if verdict is None:
+            return None
+        self.evidence = verdict[1]
+        return self._open(now, verdict[0], config)
+
+    def _direct_cohort(self, now: float) -> bool:
+        return now - self._direct_seen_at <= _DIRECT_COHORT_S
 
     def _open(self, now: float, reason: str, config: BreakerConfig) -> tuple[str, str | None]:
         self.state, self.reason = OPEN, reason

@@ -391,9 +391,10 @@ class Optimizer:
         breaker = self._applied[1].breaker
         if state == OPEN:
             logger.warning(
-                "optimizer %s: circuit breaker open (%s): calls go direct for %ss, then probe",
+                "optimizer %s: circuit breaker open (%s: %s): calls go direct for %ss, then probe",
                 self.name,
                 reason,
+                self._breaker.evidence,
                 breaker.cooldown_s,
             )
         elif state == CLOSED:

@@ -50,8 +50,10 @@ class BreakerConfig:
     there, it opens when the optimized error share exceeds the direct path's
     by `error_rate`, or when at least `slow_share` of the optimized calls are
     slow: slower than `latency_ratio` times the direct path's p90 and than
-    `latency_floor_s`, or than `latency_s` when the direct path had fewer than
-    `min_calls` calls. Either rule also needs `ceil(min_calls / 2)` bad calls.
+    `latency_floor_s`; with fewer than `min_calls` direct calls in the window,
+    latency is not judged while direct calls were seen in the last 30 s, and
+    slow means slower than `latency_s` when none were (no direct cohort).
+    Either rule also needs `ceil(min_calls / 2)` bad calls.
     Open, every call goes direct for `cooldown_s`; then `probe_share` of the
     calls probe the optimized path until `min_calls` probes finished, and it
     closes if they pass the same rule, or opens again.
@@ -60,7 +62,7 @@ class BreakerConfig:
     error_rate: float = 0.2
     slow_share: float = 0.5
     latency_ratio: float = 2.0
-    latency_floor_s: float = 0.1
+    latency_floor_s: float = 0.25
     latency_s: float = 1.0
     min_calls: int = 5
     window_s: float = 1.0
