@@ -80,12 +80,21 @@ def judge(
     machine); only without a direct cohort (the flag at 100%) do absolute bounds apply.
     """
     verdict = explain(window, config, bounds, direct_cohort=direct_cohort)
-    return None if verdict is None else verdict[0]
+    return None if verdict is None else verdict.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why the optimized path looks at fault; `corroborated`: latency alone, or with errors too."""
+
+    reason: str
+    evidence: str
+    corroborated: bool = True
 
 
 def explain(
     window: Outcomes, config: BreakerConfig, bounds: Sequence[float], *, direct_cohort: bool = False
-) -> tuple[str, str] | None:
+) -> Verdict | None:
     """`judge`, with the evidence in words for the log line of the transition."""
     calls = window.calls[OPTIMIZED]
     if calls < config.min_calls:
@@ -95,10 +104,12 @@ def explain(
     direct_calls = window.calls[DIRECT]
     has_baseline = direct_calls >= config.min_calls
     baseline_error = window.errors[DIRECT] / direct_calls if has_baseline else 0.0
-    if errors >= least_bad and errors / calls - baseline_error >= config.error_rate:
-        return REASON_ERROR_RATE, (
+    excess_errors = errors / calls - baseline_error if errors >= least_bad else 0.0
+    if excess_errors >= config.error_rate:
+        return Verdict(
+            REASON_ERROR_RATE,
             f"{errors} errors in {calls} optimized calls, direct error share {baseline_error:.3f} "
-            f"of {direct_calls} calls"
+            f"of {direct_calls} calls",
         )
     if has_baseline:
         p90 = _quantile(window.buckets[DIRECT], 0.9, bounds)
@@ -109,9 +120,12 @@ def explain(
         p90, slow_s = math.nan, config.latency_s
     slow = _count_above(window.buckets[OPTIMIZED], slow_s, bounds)
     if slow >= least_bad and slow / calls >= config.slow_share:
-        return REASON_LATENCY, (
+        return Verdict(
+            REASON_LATENCY,
             f"{slow} of {calls} optimized calls over {slow_s:.3f}s; direct p90 {p90:.3f}s "
-            f"of {direct_calls} calls"
+            f"of {direct_calls} calls, {errors} optimized errors",
+            # A cold cache right after a mass invalidation is slow without erring for a moment.
+            corroborated=excess_errors >= config.error_rate / 2,
         )
     return None
 
@@ -158,6 +172,7 @@ class CircuitBreaker:
         self.reason: str | None = None
         self.evidence = ""  # what the last trip saw, for its log line
         self._direct_seen_at = -math.inf
+        self._slow_ticks = 0  # consecutive ticks that found latency alone at fault
         self.trips = 0
         self.transitions = dict.fromkeys(STATES, 0)
 
@@ -206,11 +221,12 @@ class CircuitBreaker:
             verdict = explain(probes, config, self._bounds, direct_cohort=self._direct_cohort(now))
             if verdict is None:
                 self.state, self.reason = CLOSED, None
+                self._slow_ticks = 0
                 snapshots.clear()
                 snapshots.append((now, current))
                 return self._transition(CLOSED)
-            self.evidence = verdict[1]
-            return self._open(now, verdict[0], config)
+            self.evidence = verdict.evidence
+            return self._open(now, verdict.reason, config)
         # The whole window, and its last few ticks, where a fault that just began is most visible.
         recent = snapshots[max(0, len(snapshots) - 1 - _RECENT_TICKS)][1]
         window = current.minus(snapshots[0][1])
@@ -220,10 +236,15 @@ class CircuitBreaker:
         verdict = explain(window, config, self._bounds, direct_cohort=cohort) or explain(
             current.minus(recent), config, self._bounds, direct_cohort=cohort
         )
-        if verdict is None:
-            return None
-        self.evidence = verdict[1]
-        return self._open(now, verdict[0], config)
+        if verdict is None or not verdict.corroborated:
+            # Latency alone must last a whole window of ticks; with errors too it trips at once.
+            self._slow_ticks = 0 if verdict is None else self._slow_ticks + 1
+            if self._slow_ticks < _TICKS_PER_WINDOW:
+                return None
+        assert verdict is not None
+        self._slow_ticks = 0
+        self.evidence = verdict.evidence
+        return self._open(now, verdict.reason, config)
 
     def _direct_cohort(self, now: float) -> bool:
         return now - self._direct_seen_at <= _DIRECT_COHORT_S
