@@ -172,7 +172,7 @@ class CircuitBreaker:
         self.reason: str | None = None
         self.evidence = ""  # what the last trip saw, for its log line
         self._direct_seen_at = -math.inf
-        self._slow_ticks = 0  # consecutive ticks that found latency alone at fault
+        self._slow_since: float | None = None  # since when every tick found latency alone at fault
         self.trips = 0
         self.transitions = dict.fromkeys(STATES, 0)
 
@@ -221,7 +221,7 @@ class CircuitBreaker:
             verdict = explain(probes, config, self._bounds, direct_cohort=self._direct_cohort(now))
             if verdict is None:
                 self.state, self.reason = CLOSED, None
-                self._slow_ticks = 0
+                self._slow_since = None
                 snapshots.clear()
                 snapshots.append((now, current))
                 return self._transition(CLOSED)
@@ -237,12 +237,12 @@ class CircuitBreaker:
             current.minus(recent), config, self._bounds, direct_cohort=cohort
         )
         if verdict is None or not verdict.corroborated:
-            # Latency alone must last a whole window of ticks; with errors too it trips at once.
-            self._slow_ticks = 0 if verdict is None else self._slow_ticks + 1
-            if self._slow_ticks < _TICKS_PER_WINDOW:
+            # Latency alone must last `latency_hold_s`; with errors too it trips at once.
+            self._slow_since = None if verdict is None else (self._slow_since or now)
+            if self._slow_since is None or now - self._slow_since < config.latency_hold_s:
                 return None
         assert verdict is not None
-        self._slow_ticks = 0
+        self._slow_since = None
         self.evidence = verdict.evidence
         return self._open(now, verdict.reason, config)
 

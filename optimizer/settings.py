@@ -25,6 +25,7 @@ breaker_slow_share          trip when this share of optimized calls     0 < n <=
 breaker_latency_ratio       slow: over this times the direct p90        number >= 1
 breaker_latency_floor_s     ... and over this many seconds              number > 0
 breaker_latency_s           slow, when the direct path has no calls     number > 0
+breaker_latency_hold_s      how long latency without errors must last   number >= 0
 breaker_min_calls           optimized calls in the window to judge      integer >= 1
 breaker_window_s            the sliding window the breaker judges       number > 0
 breaker_cooldown_s          how long calls go direct before probing     number >= 0
@@ -53,7 +54,9 @@ class BreakerConfig:
     `latency_floor_s`; with fewer than `min_calls` direct calls in the window,
     latency is not judged while direct calls were seen in the last 30 s, and
     slow means slower than `latency_s` when none were (no direct cohort).
-    Either rule also needs `ceil(min_calls / 2)` bad calls.
+    Slow calls trip it at once when the optimized error share also exceeds
+    the direct one by half of `error_rate`, else only once every tick found
+    them for `latency_hold_s`. Every rule also needs `ceil(min_calls / 2)` bad calls.
     Open, every call goes direct for `cooldown_s`; then `probe_share` of the
     calls probe the optimized path until `min_calls` probes finished, and it
     closes if they pass the same rule, or opens again.
@@ -64,6 +67,7 @@ class BreakerConfig:
     latency_ratio: float = 2.0
     latency_floor_s: float = 0.25
     latency_s: float = 1.0
+    latency_hold_s: float = 5.0
     min_calls: int = 5
     window_s: float = 1.0
     cooldown_s: float = 5.0
@@ -199,6 +203,7 @@ _BREAKER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "latency_ratio": (_number(1), "a number >= 1"),
     "latency_floor_s": (_number(0, low_open=True), "a number > 0"),
     "latency_s": (_number(0, low_open=True), "a number > 0"),
+    "latency_hold_s": (_number(0), "a number >= 0"),
     "min_calls": (_integer(1), "integer >= 1"),
     "window_s": (_number(0, low_open=True), "a number > 0"),
     "cooldown_s": (_number(0), "a number >= 0"),
