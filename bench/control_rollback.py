@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.machine import write_result  # noqa: E402
-from control.defaults import default_breaker_payload, default_guardrails, default_rollback  # noqa: E402
+from control.defaults import default_guardrails, default_rollback  # noqa: E402
 from control.portal_metrics import gate_counts  # noqa: E402
 from control.store import ControlStore  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
@@ -162,7 +162,7 @@ def _start(
         stage_hold_s=3600,
         guardrails=default_guardrails(),
         rollback=default_rollback(),
-        payload={"fn": FN, **default_breaker_payload()},
+        payload={"fn": FN},
         reason="bench: start",
     )
     supervisor.run("seed", [*ROLLGUARD, "portal", "seed", "--students", "2000"], timeout=300)

@@ -36,22 +36,6 @@ def default_guardrails(*, window_s: int = WINDOW_S) -> list[Guardrail]:
     ]
 
 
-def default_breaker_payload() -> dict[str, float]:
-    """Local circuit-breaker thresholds for the flag's payload: trip on errors over a short window.
-
-    The breaker's absolute latency rule is set out of reach: a saturated machine
-    slows healthy calls too, and the controller judges latency against the
-    direct path instead. A trip counts against `breaker_bypass_rate`.
-    """
-    return {
-        "breaker_error_rate": 0.2,
-        "breaker_window_s": 2,
-        "breaker_min_calls": 20,
-        "breaker_p95_latency_s": 30,
-        "breaker_cooldown_s": 5,
-    }
-
-
 def default_rollback() -> RollbackPolicy:
     """Roll back after two failing checks in a row; hold while there is no data."""
     return RollbackPolicy(consecutive_failures=2, on_no_data="hold")

@@ -8,7 +8,7 @@ its memory, and drops keys and tags on invalidation. `RedisCache`
 The in-process store (`LocalStore`) is one OrderedDict in LRU order bounded by
 entry count and by the sum of the entries' measured sizes (`sizing.measure`),
 with a tag index next to it, laid out to hold a large working set of small
-entries (see bench/optimizer_memory.py). One lock guards them.
+entries (see bench/optimizer_memory.py). One lock guards writes; reads take none.
 """
 
 from __future__ import annotations
@@ -59,6 +59,13 @@ class Cache(ABC):
     @abstractmethod
     def get(self, key: str) -> Entry | None:
         """Return the entry for `key`, expired or not, or None."""
+
+    def reader(self) -> Callable[[str], Entry | None]:
+        """Return the function the optimizer's hit path calls for `get` (after `attach`).
+
+        A cache may hand out its store's own lookup, a Python call less per hit.
+        """
+        return self.get
 
     def fence(self, key: str, tags: frozenset[str]) -> Any:
         """Return a token taken before a fetch starts; `share` refuses it if `key` was invalidated since."""
@@ -117,6 +124,11 @@ _SMALL_TAG = 32
 class LocalStore:
     """A byte- and count-bounded LRU of entries with a tag index; the in-process tier of both caches.
 
+    Reads take no lock: `get` is one OrderedDict lookup and, once the store is
+    half full, marks the key as used; the marks reach the LRU's order only when
+    a store is about to evict, so recency is exact up to the last eviction and
+    approximate since (used keys move ahead of unused ones).
+
     Built for a large working set of small entries: one OrderedDict holds the
     entries in LRU order (cachetools' LRUCache keeps three mappings a key), the
     byte total is kept here, and entries that carry the same single tag share
@@ -132,14 +144,17 @@ class LocalStore:
         self._bytes = 0
         self._by_tag: dict[str, list[str] | set[str]] = {}
         self._single_tags: dict[str, frozenset[str]] = {}
+        self._used: dict[str, None] = {}
+        self._tracking = False
         self.evictions = 0
 
     def get(self, key: str) -> Entry | None:
-        with self._lock:
-            entry = self._lru.get(key)
-            if entry is not None:
-                self._lru.move_to_end(key)
-            return entry
+        # No lock: one OrderedDict lookup is atomic under the GIL. Recency is marked, not
+        # moved, and only once the store is half full (nothing is evicted soon before that).
+        entry = self._lru.get(key)
+        if entry is not None and self._tracking:
+            self._used[key] = None
+        return entry
 
     def put(self, key: str, entry: Entry) -> bool:
         """Store `entry`; return False when it is larger than the whole byte budget."""
@@ -148,6 +163,7 @@ class LocalStore:
             if entry.size > self._max_bytes:
                 return False
             entry = self._compact(entry)
+            self._apply_use(entry.size)
             self._lru[key] = entry
             self._bytes += entry.size
             for tag in entry.tags:
@@ -177,6 +193,7 @@ class LocalStore:
             self._bytes = 0
             self._by_tag.clear()
             self._single_tags.clear()
+            self._used = {}
 
     def contains(self, key: str) -> bool:
         with self._lock:
@@ -191,6 +208,19 @@ class LocalStore:
         return len(self._lru)
 
     # under the lock
+
+    def _apply_use(self, incoming: int) -> None:
+        """Before a store that will evict, move the keys read since the last one to the recent end."""
+        lru = self._lru
+        self._tracking = 2 * len(lru) >= self._max_entries or 2 * (self._bytes + incoming) > self._max_bytes
+        full = len(lru) >= self._max_entries or self._bytes + incoming > self._max_bytes
+        if not full and len(self._used) <= len(lru):
+            return
+        used, self._used = self._used, {}
+        if full:
+            for key in list(used):  # list() of a dict is one C call: readers still adding cannot break it
+                if key in lru:
+                    lru.move_to_end(key)
 
     def _compact(self, entry: Entry) -> Entry:
         tags = entry.tags
@@ -264,6 +294,9 @@ class InProcessCache(Cache):
 
     def get(self, key: str) -> Entry | None:
         return self._store.get(key)
+
+    def reader(self) -> Callable[[str], Entry | None]:
+        return self._store.get
 
     def put(self, key: str, entry: Entry) -> None:
         self._store.put(key, entry)

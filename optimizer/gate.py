@@ -9,7 +9,9 @@ microseconds a call, a hundred times a cache hit. The gate instead keeps a
 compiled view of its one feature, rebuilt whenever the SDK's engine takes a new
 state (the gate wraps the engine's `take_state`, which every poll, 304 and
 streamed update passes through), so it acts on a flag change at the very next
-call after the SDK refresh that brought it. When the feature has the shape
+call after the SDK refresh that brought it. `gate.decide` is the view's own
+method between two states (each new state swaps in a refresh first), and the
+view remembers each user's bucket, so a decision is one call and a dict read. When the feature has the shape
 Rollguard serves (one `flexibleRollout` strategy without constraints or
 segments, `userId` or `default` stickiness, at most one strategy variant) the
 view buckets the user itself with the SDK's normalisation: murmur3 (seed 0) of
@@ -33,7 +35,7 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,6 +72,8 @@ class StaticGate:
 
 
 _UNAVAILABLE = Decision(False, None, REASON_FLAG_UNAVAILABLE)
+# Users whose bucket is remembered per flag state: a dict read is cheaper than hashing each call.
+_MEMO_SIZE = 100_000
 _OFF = Decision(False)
 
 
@@ -97,17 +101,29 @@ class _Rollout:
         self._prefix = f"{group_id}:"
         self._rollout = rollout
         self._on = Decision(True, payload)
+        self._memo: dict[str | int | None, bool] = {}
 
     def decide(self, user_id: str | None) -> Decision:
-        if user_id is None:
-            return self._gate._ask_sdk(user_id, known=True)
-        if type(user_id) is not str:  # an int id from the app: the SDK would stringify it too
-            user_id = str(user_id)
-        if mmh3.hash(self._prefix + user_id, 0, signed=False) % 100 + 1 <= self._rollout:
+        inside = self._memo.get(user_id)  # None is never stored: it asks the SDK
+        if inside is None:
+            if user_id is None:
+                return self._gate._ask_sdk(user_id, known=True)
+            inside = self._bucket(user_id)
+        if inside:
             self._gate._yes += 1
             return self._on
         self._gate._no += 1
         return _OFF
+
+    def _bucket(self, user_id: str | int) -> bool:
+        # an int id from the app: the SDK would stringify it too
+        text = user_id if type(user_id) is str else str(user_id)
+        inside = bool(mmh3.hash(self._prefix + text, 0, signed=False) % 100 + 1 <= self._rollout)
+        memo = self._memo
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[user_id] = inside
+        return inside
 
 
 class _Sdk:
@@ -141,6 +157,9 @@ class UnleashGate:
         self._hooked = self._hook(self._engine)
         # A state already taken (bootstrap, an initialised client) is picked up on the first call.
         self._snapshot = 0
+        # `decide` is the current view's own method, so a call costs one Python call; each new
+        # SDK state swaps in `_refresh_and_decide`, which compiles the view and installs it again.
+        self.decide: Callable[[str | None], Decision] = self._refresh_and_decide
 
     @property
     def refreshes(self) -> int:
@@ -153,9 +172,8 @@ class UnleashGate:
         self._current()
         return isinstance(self._view, _Rollout | _Fixed)
 
-    def decide(self, user_id: str | None) -> Decision:
-        view = self._view if self._seen == self._snapshot else self._current()
-        return view.decide(user_id)
+    def _refresh_and_decide(self, user_id: str | None) -> Decision:
+        return self._current().decide(user_id)
 
     # snapshot tracking
 
@@ -172,7 +190,9 @@ class UnleashGate:
             result = take_state(state_json, *args, **kwargs)
             gate = ref()
             if gate is not None:
-                gate._snapshot += 1
+                with gate._lock:
+                    gate._snapshot += 1
+                    gate.decide = gate._refresh_and_decide
                 try:
                     gate._flush_exposures()
                 except Exception:  # runs inside the SDK's fetch, which must never fail because of it
@@ -190,6 +210,7 @@ class UnleashGate:
             if self._seen != snapshot:
                 self._view = self._compile() if self._hooked else _Sdk(self)
                 self._seen = snapshot
+            self.decide = self._view.decide
             return self._view
 
     def _compile(self) -> _View:

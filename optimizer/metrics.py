@@ -1,9 +1,10 @@
-"""The optimizer's Prometheus metrics (the metric contract) and the counts behind `stats()`.
+"""The optimizer's Prometheus metrics (the project's metric contract) and the counts behind `stats()`.
 
 `Optimizer` builds one `FnMetrics` for its function name and reports each
-finished call with a single method call, under a single lock: a cache hit
-costs one lock round instead of the three (request, hit, latency) that
-`prometheus_client`'s own metric objects would take. A collector, registered
+finished call with a single method call that adds to the calling thread's own
+counts, without a lock (a cache hit through `prometheus_client`'s own metric
+objects would take three locks: request, hit, latency); the threads' counts are
+summed when read, at scrape time or by the circuit breaker. A collector, registered
 once per `CollectorRegistry`, renders every `FnMetrics` of that registry as the
 contract's families at scrape time, so several optimized functions share one
 registry without duplicate-registration errors. Optimizers with the same name
@@ -16,7 +17,7 @@ import bisect
 import threading
 import weakref
 from collections import Counter as _Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -24,8 +25,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from optimizer.breaker import DIRECT as DIRECT
+from optimizer.breaker import OPTIMIZED as OPTIMIZED
+from optimizer.breaker import STATES, Outcomes
+
 PATHS = ("optimized", "direct")
-OPTIMIZED, DIRECT = 0, 1
 
 
 def _latency_buckets() -> tuple[float, ...]:
@@ -54,26 +58,59 @@ _METRIC_NAMES = {
 }
 
 
+# The layout of one thread's counts (a flat list, so a call adds to it by index).
+_N_BUCKETS = len(LATENCY_BUCKETS) + 1
+_REQUESTS, _BACKEND, _ERRORS, _SECONDS = 0, 2, 4, 6  # each followed by its DIRECT slot
+_FIELDS = tuple(_COUNTERS)  # hits, misses, joins, batch_calls, batch_keys
+_COUNTS = 8
+_BUCKETS = _COUNTS + len(_FIELDS)  # OPTIMIZED's buckets, then DIRECT's
+# A fresh hit under the first bucket's bound: a request, a hit and a first-bucket call in one add,
+# spread over the three when the counts are read.
+_FAST_HITS = _BUCKETS + 2 * _N_BUCKETS
+_SHARD_SIZE = _FAST_HITS + 1
+_HITS = _COUNTS + _FIELDS.index("hits")
+_MISSES = _COUNTS + _FIELDS.index("misses")
+_FIRST_BOUND = LATENCY_BUCKETS[0]
+
+
 class FnMetrics:
-    """The counts of one optimized function; every method is thread-safe."""
+    """The counts of one optimized function; every method is thread-safe.
+
+    Each thread adds to a list of its own (no lock, no lost update: only its
+    owner writes it); readers sum the lists. A thread's list is folded into a
+    retired total once the thread has ended, when the next new thread registers.
+    Rare counts (bypass reasons, tallies) take a lock.
+    """
 
     def __init__(self, fn: str, registry: CollectorRegistry | None = None) -> None:
         self.fn = fn
         self._lock = threading.Lock()
-        # Per path (index OPTIMIZED / DIRECT): requests, backend calls, errors, latency buckets and sum.
-        self._requests = [0, 0]
-        self._backend = [0, 0]
-        self._errors = [0, 0]
-        self._buckets = [[0] * (len(LATENCY_BUCKETS) + 1) for _ in PATHS]
-        self._seconds = [0.0, 0.0]
-        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._local = threading.local()
+        self._shards: list[tuple[threading.Thread, list[float]]] = []
+        self._retired: list[float] = [0] * _SHARD_SIZE
         self._bypass: dict[str, int] = {}
         self._tally: _Tally[str] = _Tally()
         self._cache_bytes: Callable[[], int] = lambda: 0
         self._cache_entries: Callable[[], int] = lambda: 0
+        self._breaker: Callable[[], tuple[Mapping[str, int], bool]] = lambda: ({}, False)
+        self._ideal: Callable[[], tuple[int, int]] = lambda: (0, 0)
         _collector_for(registry if registry is not None else REGISTRY).add(self)
 
     # reporting, from the call path
+
+    def hit(self, elapsed_s: float) -> None:
+        """Record one optimized call served from the cache: the hot path, kept to a few list adds."""
+        try:
+            shard = self._local.shard
+        except AttributeError:
+            shard = self._register()
+        shard[_SECONDS] += elapsed_s
+        if elapsed_s <= _FIRST_BOUND:
+            shard[_FAST_HITS] += 1
+        else:
+            shard[_REQUESTS] += 1
+            shard[_HITS] += 1
+            shard[_BUCKETS + bisect.bisect_left(LATENCY_BUCKETS, elapsed_s)] += 1
 
     def call(
         self,
@@ -87,27 +124,25 @@ class FnMetrics:
         backend: int = 0,
     ) -> None:
         """Record one finished logical call (or a `get_many` of `requests` keys) on `path`."""
-        index = bisect.bisect_left(LATENCY_BUCKETS, elapsed_s)
-        with self._lock:
-            self._requests[path] += requests
-            self._backend[path] += backend
-            if not ok:
-                self._errors[path] += 1
-            self._buckets[path][index] += 1
-            self._seconds[path] += elapsed_s
-            if hits:
-                self._counts["hits"] += hits
-            if misses:
-                self._counts["misses"] += misses
+        try:
+            shard = self._local.shard
+        except AttributeError:
+            shard = self._register()
+        shard[_REQUESTS + path] += requests
+        shard[_BACKEND + path] += backend
+        if not ok:
+            shard[_ERRORS + path] += 1
+        shard[_SECONDS + path] += elapsed_s
+        shard[_BUCKETS + path * _N_BUCKETS + bisect.bisect_left(LATENCY_BUCKETS, elapsed_s)] += 1
+        shard[_HITS] += hits
+        shard[_MISSES] += misses
 
     def add(self, name: str, n: int = 1) -> None:
         """Add to `joins`, `batch_calls` or `batch_keys`."""
-        with self._lock:
-            self._counts[name] += n
+        self._shard()[_COUNTS + _FIELDS.index(name)] += n
 
     def backend_call(self, path: int, n: int = 1) -> None:
-        with self._lock:
-            self._backend[path] += n
+        self._shard()[_BACKEND + path] += n
 
     def bypass(self, reason: str) -> None:
         with self._lock:
@@ -122,37 +157,101 @@ class FnMetrics:
         """Read the cache's size at each scrape through these."""
         self._cache_bytes, self._cache_entries = cache_bytes, cache_entries
 
+    def watch_breaker(self, breaker: Callable[[], tuple[Mapping[str, int], bool]]) -> None:
+        """Read the breaker's transition counts by state, and whether it is not closed, at each scrape."""
+        self._breaker = breaker
+
+    def watch_ideal(self, opened: Callable[[], tuple[int, int]]) -> None:
+        """Read the ideal's windows opened so far (by path) at each scrape."""
+        self._ideal = opened
+
+    # per-thread counts
+
+    def _shard(self) -> list[float]:
+        try:
+            shard: list[float] = self._local.shard
+        except AttributeError:
+            shard = self._register()
+        return shard
+
+    def _register(self) -> list[float]:
+        shard: list[float] = [0] * _SHARD_SIZE
+        self._local.shard = shard
+        with self._lock:
+            live = []
+            for thread, counts in self._shards:
+                if thread.is_alive():
+                    live.append((thread, counts))
+                else:  # it will never write again: fold it in, so threads that come and go cost nothing
+                    self._retired = [a + b for a, b in zip(self._retired, counts, strict=True)]
+            live.append((threading.current_thread(), shard))
+            self._shards = live
+        return shard
+
+    def _total(self) -> list[float]:
+        with self._lock:
+            shards = [counts for _, counts in self._shards]
+            total = list(self._retired)
+        for counts in shards:
+            total = [a + b for a, b in zip(total, counts, strict=True)]
+        fast = total[_FAST_HITS]
+        total[_REQUESTS] += fast
+        total[_HITS] += fast
+        total[_BUCKETS] += fast
+        total[_FAST_HITS] = 0
+        return total
+
     # reading
+
+    def outcomes(self) -> Outcomes:
+        """Cumulative calls, errors and latency buckets per path: what the circuit breaker judges."""
+        t = self._total()
+        buckets = (
+            tuple(int(n) for n in t[_BUCKETS : _BUCKETS + _N_BUCKETS]),
+            tuple(int(n) for n in t[_BUCKETS + _N_BUCKETS : _FAST_HITS]),
+        )
+        errors = (int(t[_ERRORS + OPTIMIZED]), int(t[_ERRORS + DIRECT]))
+        return Outcomes(calls=(sum(buckets[0]), sum(buckets[1])), errors=errors, buckets=buckets)
 
     def snapshot(self) -> dict[str, Any]:
         """Return this function's counts: {"requests": {"optimized": n, "direct": n}, "hits": n, ...}.
 
         Every key is present, zero or not; `bypass` lists the reasons seen.
         """
+        requests, backend, errors, _, _, counts, bypass = self._raw()
         with self._lock:
-            out: dict[str, Any] = {
-                "requests": dict(zip(PATHS, self._requests, strict=True)),
-                "backend_calls": dict(zip(PATHS, self._backend, strict=True)),
-                "errors": dict(zip(PATHS, self._errors, strict=True)),
-                **self._counts,
-                "bypass": dict(self._bypass),
-                **self._tally,
-            }
-        return out
+            tally = dict(self._tally)
+        return {
+            "requests": dict(zip(PATHS, requests, strict=True)),
+            "backend_calls": dict(zip(PATHS, backend, strict=True)),
+            "errors": dict(zip(PATHS, errors, strict=True)),
+            **counts,
+            "bypass": bypass,
+            **tally,
+        }
 
     def _raw(
         self,
     ) -> tuple[list[int], list[int], list[int], list[list[int]], list[float], dict[str, int], dict[str, int]]:
+        t = self._total()
+
+        def pair(at: int) -> list[int]:
+            return [int(t[at + OPTIMIZED]), int(t[at + DIRECT])]
+
         with self._lock:
-            return (
-                list(self._requests),
-                list(self._backend),
-                list(self._errors),
-                [list(b) for b in self._buckets],
-                list(self._seconds),
-                dict(self._counts),
-                dict(self._bypass),
-            )
+            bypass = dict(self._bypass)
+        return (
+            pair(_REQUESTS),
+            pair(_BACKEND),
+            pair(_ERRORS),
+            [
+                [int(n) for n in t[_BUCKETS : _BUCKETS + _N_BUCKETS]],
+                [int(n) for n in t[_BUCKETS + _N_BUCKETS : _FAST_HITS]],
+            ],
+            [t[_SECONDS + OPTIMIZED], t[_SECONDS + DIRECT]],
+            {name: int(t[_COUNTS + i]) for i, name in enumerate(_FIELDS)},
+            bypass,
+        )
 
 
 class _OptimizerCollector(Collector):
@@ -184,6 +283,9 @@ class _OptimizerCollector(Collector):
                     "bypass": {},
                     "bytes": 0,
                     "entries": 0,
+                    "transitions": dict.fromkeys(STATES, 0),
+                    "not_closed": 0,
+                    "ideal": [0, 0],
                 },
             )
             for i in range(len(PATHS)):
@@ -198,6 +300,12 @@ class _OptimizerCollector(Collector):
                 t["bypass"][reason] = t["bypass"].get(reason, 0) + value
             t["bytes"] += m._cache_bytes()
             t["entries"] += m._cache_entries()
+            transitions, not_closed = m._breaker()
+            for state, value in transitions.items():
+                t["transitions"][state] += value
+            t["not_closed"] += not_closed
+            for i, opened in enumerate(m._ideal()):
+                t["ideal"][i] += opened
         yield from _families(totals)
 
     def describe(self) -> Iterable[Metric]:
@@ -252,6 +360,32 @@ def _families(totals: dict[str, Any]) -> Iterator[Metric]:
     yield cache_bytes
     yield entries
     yield bypass
+    transitions = CounterMetricFamily(
+        "optimizer_breaker_transitions",
+        "Transitions of the local circuit breaker, by the state entered.",
+        labels=["fn", "state"],
+    )
+    breaker_open = GaugeMetricFamily(
+        "optimizer_breaker_open",
+        "1 while the local circuit breaker is open or half-open (sends calls direct), else 0.",
+        labels=["fn"],
+    )
+    for fn, t in totals.items():
+        for state, value in t["transitions"].items():
+            transitions.add_metric([fn, state], value)
+        breaker_open.add_metric([fn], min(1, t["not_closed"]))
+    yield transitions
+    yield breaker_open
+    ideal = CounterMetricFamily(
+        "optimizer_ideal_fetches",
+        "Key fetches an ideal cache fresh for ttl_s + stale_s would have made (C_min), by the path of "
+        "the call that needed each.",
+        labels=["fn", "path"],
+    )
+    for fn, t in totals.items():
+        for i, path in enumerate(PATHS):
+            ideal.add_metric([fn, path], t["ideal"][i])
+    yield ideal
 
 
 def _bound(bound: float) -> str:

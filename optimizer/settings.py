@@ -18,11 +18,18 @@ stale_s                     grace after expiry served stale while       number >
 batch_window_ms             how long a batch waits for more keys        0 <= n <= 1000
 max_batch                   most keys in one `batch_fn` call            integer >= 1
 max_concurrency             most backend calls in flight at once        integer >= 1
-breaker_error_rate          trip when the error share reaches this      0 < n <= 1
-breaker_p95_latency_s       trip when the p95 latency reaches this      number > 0
-breaker_min_calls           calls in the window before it may trip      integer >= 1
-breaker_window_s            the rolling window the breaker looks at     number > 0
-breaker_cooldown_s          how long calls go direct once tripped       number >= 0
+breaker_error_rate          trip when the optimized error share         0 < n <= 1
+                            exceeds the direct path's by this
+breaker_slow_share          trip when this share of optimized calls     0 < n <= 1
+                            is slow
+breaker_latency_ratio       slow: over this times the direct p90        number >= 1
+breaker_latency_floor_s     ... and over this many seconds              number > 0
+breaker_latency_s           slow, when the direct path has no calls     number > 0
+breaker_latency_hold_s      how long latency without errors must last   number >= 0
+breaker_min_calls           optimized calls in the window to judge      integer >= 1
+breaker_window_s            the sliding window the breaker judges       number > 0
+breaker_cooldown_s          how long calls go direct before probing     number >= 0
+breaker_probe_share         share of calls that probe when half-open    0 < n <= 1
 ==========================  ==========================================  ===============
 """
 
@@ -37,18 +44,34 @@ from typing import Any
 
 @dataclass(frozen=True)
 class BreakerConfig:
-    """Thresholds of the local circuit breaker on the optimized path.
+    """Thresholds of the local circuit breaker; `optimizer.breaker` explains the rule.
 
-    The breaker trips once at least `min_calls` optimized calls fell in the last
-    `window_s` seconds and their error share reaches `error_rate` or their p95
-    latency reaches `p95_latency_s`; it then sends calls direct for `cooldown_s`.
+    Every `window_s / 10` seconds the breaker looks at the calls that finished
+    in the last `window_s` seconds. With at least `min_calls` optimized calls
+    there, it opens when the optimized error share exceeds the direct path's
+    by `error_rate`, or when at least `slow_share` of the optimized calls are
+    slow: slower than `latency_ratio` times the direct path's p90 and than
+    `latency_floor_s`; with fewer than `min_calls` direct calls in the window,
+    latency is not judged while direct calls were seen in the last 30 s, and
+    slow means slower than `latency_s` when none were (no direct cohort).
+    Slow calls trip it at once when the optimized error share also exceeds
+    the direct one by half of `error_rate`, else only once every tick found
+    them for `latency_hold_s`. Every rule also needs `ceil(min_calls / 2)` bad calls.
+    Open, every call goes direct for `cooldown_s`; then `probe_share` of the
+    calls probe the optimized path until `min_calls` probes finished, and it
+    closes if they pass the same rule, or opens again.
     """
 
-    error_rate: float = 0.5
-    p95_latency_s: float = 1.0
-    min_calls: int = 20
-    window_s: float = 30.0
-    cooldown_s: float = 30.0
+    error_rate: float = 0.2
+    slow_share: float = 0.5
+    latency_ratio: float = 2.0
+    latency_floor_s: float = 0.25
+    latency_s: float = 1.0
+    latency_hold_s: float = 5.0
+    min_calls: int = 5
+    window_s: float = 1.0
+    cooldown_s: float = 5.0
+    probe_share: float = 0.1
 
     def __post_init__(self) -> None:
         for name, (check, rule) in _BREAKER_RULES.items():
@@ -176,8 +199,13 @@ _CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 _BREAKER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "error_rate": (_number(0, 1, low_open=True), "a number in (0, 1]"),
-    "p95_latency_s": (_number(0, low_open=True), "a number > 0"),
+    "slow_share": (_number(0, 1, low_open=True), "a number in (0, 1]"),
+    "latency_ratio": (_number(1), "a number >= 1"),
+    "latency_floor_s": (_number(0, low_open=True), "a number > 0"),
+    "latency_s": (_number(0, low_open=True), "a number > 0"),
+    "latency_hold_s": (_number(0), "a number >= 0"),
     "min_calls": (_integer(1), "integer >= 1"),
     "window_s": (_number(0, low_open=True), "a number > 0"),
     "cooldown_s": (_number(0), "a number >= 0"),
+    "probe_share": (_number(0, 1, low_open=True), "a number in (0, 1]"),
 }

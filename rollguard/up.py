@@ -38,7 +38,7 @@ import click
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.defaults import default_breaker_payload, default_guardrails, default_rollback
+from control.defaults import default_guardrails, default_rollback
 from control.portal_metrics import gate_counts
 from dashboard.headline import headline, totals_from_text
 from flags.client import FlagNotFound, FlagsClient
@@ -70,7 +70,6 @@ def demo_flag_fields(stage_hold_s: int) -> dict[str, Any]:
             "stale_s": 5,
             "batch_window_ms": 5,
             "max_batch": 64,
-            **default_breaker_payload(),
         },
     }
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import pytest
 
-from control.defaults import default_breaker_payload, default_guardrails, default_rollback
+from control.defaults import default_guardrails, default_rollback
 from control.embedded import EmbeddedSource
 from control.store import ControlStore
 from tests.control.portal import Traffic, start_portal
@@ -39,7 +39,7 @@ def create_flag(flag_service, *, rollout: int, guardrails=()) -> None:
             auto_promote=False,
             guardrails=list(guardrails),
             rollback=default_rollback(),
-            payload={"fn": FN, **default_breaker_payload()},
+            payload={"fn": FN},
         )
 
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry
 
-from optimizer import Fault, FaultInjected, Optimizer, OptimizerConfig, StaticGate
+from optimizer import BreakerConfig, Fault, FaultInjected, Optimizer, OptimizerConfig, StaticGate
 from tests.optimizer.conftest import CountingBackend, FakeClock, run_threads
 from tests.support import wait_until
 
@@ -329,7 +329,7 @@ def test_a_bad_payload_value_is_logged_and_ignored(make_optimizer, clock: FakeCl
         assert opt("k") == {"key": "k", "version": 0}
     effective = opt.effective_config
     assert (effective.ttl_s, effective.max_batch, effective.stale_s) == (10, 100, 5)
-    assert effective.breaker.error_rate == 0.5
+    assert effective.breaker.error_rate == BreakerConfig().error_rate
     messages = " ".join(record.getMessage() for record in caplog.records)
     assert "ttl_s" in messages and "max_batch" in messages and "breaker_error_rate" in messages
 

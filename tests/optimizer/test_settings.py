@@ -36,7 +36,12 @@ def test_payload_overrides_are_validated(payload, expected, problems):
     ("payload", "field", "value"),
     [
         pytest.param({"breaker_error_rate": 0.2}, "error_rate", 0.2, id="error-rate"),
-        pytest.param({"breaker_p95_latency_s": 0.3}, "p95_latency_s", 0.3, id="latency"),
+        pytest.param({"breaker_slow_share": 0.3}, "slow_share", 0.3, id="slow-share"),
+        pytest.param({"breaker_latency_ratio": 3}, "latency_ratio", 3.0, id="latency-ratio"),
+        pytest.param({"breaker_latency_floor_s": 0.05}, "latency_floor_s", 0.05, id="latency-floor"),
+        pytest.param({"breaker_latency_s": 2}, "latency_s", 2.0, id="latency"),
+        pytest.param({"breaker_latency_hold_s": 3}, "latency_hold_s", 3.0, id="latency-hold"),
+        pytest.param({"breaker_probe_share": 0.5}, "probe_share", 0.5, id="probe-share"),
         pytest.param({"breaker_min_calls": 50}, "min_calls", 50, id="min-calls"),
         pytest.param({"breaker_window_s": 120}, "window_s", 120.0, id="window"),
         pytest.param({"breaker_cooldown_s": 0}, "cooldown_s", 0.0, id="cooldown"),

@@ -1,0 +1,119 @@
+"""The lock-free hit path: per-thread counts folded exactly at scrape time, and lock-free cache reads that
+never serve an entry the store has dropped."""
+
+from __future__ import annotations
+
+import threading
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from optimizer import Optimizer, OptimizerConfig, StaticGate
+from optimizer.cache import Entry, LocalStore
+from tests.optimizer.conftest import CountingBackend, run_threads
+
+FN = "fn"
+
+
+def test_counts_from_many_threads_are_folded_exactly(clock):
+    registry = CollectorRegistry()
+    backend = CountingBackend()
+    opt = Optimizer(backend, name=FN, registry=registry, clock=clock)
+    direct = Optimizer(backend, name=FN, registry=registry, clock=clock, gate=StaticGate(False))
+    try:
+
+        def work(i: int) -> None:
+            for n in range(300):
+                opt(f"k{n % 10}")
+                if n % 3 == 0:
+                    direct("d")
+                opt.get_many([f"k{i}", f"m{i}"])
+
+        run_threads(16, work)
+
+        def value(name: str, labels: dict[str, str]) -> float:
+            found = registry.get_sample_value(name, labels)
+            assert found is not None, name
+            return found
+
+        assert value("optimizer_requests_total", {"fn": FN, "path": "optimized"}) == 16 * 300 * 3
+        assert value("optimizer_requests_total", {"fn": FN, "path": "direct"}) == 16 * 100
+        assert value("optimizer_call_seconds_count", {"fn": FN, "path": "optimized"}) == 16 * 300 * 2
+        hits = value("optimizer_cache_hits_total", {"fn": FN})
+        misses = value("optimizer_cache_misses_total", {"fn": FN})
+        joins = value("optimizer_dedup_joins_total", {"fn": FN})
+        assert hits + misses == 16 * 300 * 3
+        # Every miss either reached the backend or joined a load that did.
+        backend_optimized = value("optimizer_backend_calls_total", {"fn": FN, "path": "optimized"})
+        assert backend_optimized + joins == misses
+        assert backend_optimized + 16 * 100 == len(backend.calls)
+        assert opt.stats()["hits"] + direct.stats()["hits"] == hits
+    finally:
+        opt.close()
+        direct.close()
+
+
+def test_threads_that_ended_are_folded_in_and_forgotten(clock):
+    registry = CollectorRegistry()
+    opt = Optimizer(CountingBackend(), name=FN, registry=registry, clock=clock)
+    try:
+        for _ in range(50):  # a thread per request, as some servers do
+            thread = threading.Thread(target=lambda: [opt("k") for _ in range(10)])
+            thread.start()
+            thread.join()
+        opt("k")  # this thread registers too, folding the ended ones in
+        assert registry.get_sample_value("optimizer_requests_total", {"fn": FN, "path": "optimized"}) == 501
+        assert len(opt._metrics._shards) <= 2  # only live threads keep a list of their own
+    finally:
+        opt.close()
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "get", "delete", "delete_tag"]),
+        st.integers(0, 12),
+        st.sampled_from([100, 100, 100, 20_000]),  # some larger than the whole budget
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=operations, max_entries=st.integers(1, 6))
+def test_a_lock_free_read_returns_exactly_what_the_store_holds(ops, max_entries):
+    store = LocalStore(max_entries=max_entries, max_bytes=10_000)
+    for op, n, size in ops:
+        key = f"k{n}"
+        if op == "put":
+            entry = Entry(value=n, fresh_until=1.0, stale_until=1.0, size=size, tags=frozenset({f"t{n % 3}"}))
+            store.put(key, entry)
+        elif op == "get":
+            store.get(key)
+        elif op == "delete":
+            store.delete(key)
+        else:
+            store.delete_tag(f"t{n % 3}")
+        for probe in range(13):
+            name = f"k{probe}"
+            assert (store.get(name) is not None) is store.contains(name)
+        assert store.entries <= max_entries
+
+
+def test_recently_read_entries_outlive_unread_ones(clock):
+    opt = Optimizer(
+        lambda k: k,
+        name="lru",
+        config=OptimizerConfig(max_entries=3),
+        registry=CollectorRegistry(),
+        clock=clock,
+    )
+    try:
+        for key in ("a", "b", "c"):
+            opt(key)
+        opt("a")  # read without a lock: marked, applied at the next store that evicts
+        opt("d")
+        opt("e")
+        assert opt.cache.contains("v1:a") and not opt.cache.contains("v1:b")
+    finally:
+        opt.close()
