@@ -3,7 +3,14 @@
 // of the flag for one user. Used by bench/flags_streaming.py and tests/flags/test_streaming_node.py.
 //
 //   NODE_PATH=<dir>/node_modules node flags_streaming_watch.js URL TOKEN FLAG
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 const { initialize } = require('unleash-client');
+
+// A backup of its own: the SDK would otherwise start from the flags a previous run left
+// in the shared temp folder and report their state before the stream says anything.
+const backupPath = fs.mkdtempSync(path.join(os.tmpdir(), 'streaming-watch-'));
 
 const [url, token, flag] = process.argv.slice(2);
 const client = initialize({
@@ -13,6 +20,7 @@ const client = initialize({
   experimentalMode: { type: 'streaming' },
   disableMetrics: true,
   skipInstanceCountWarning: true,
+  backupPath,
 });
 
 let last = null;
@@ -33,6 +41,7 @@ client.on('ready', () => {
 client.on('changed', report);
 process.stdin.on('end', () => {
   client.destroy();
+  fs.rmSync(backupPath, { recursive: true, force: true });
   process.exit(0);
 });
 process.stdin.resume();

@@ -230,7 +230,12 @@ def backtest(
         first = _utc(start) if start else default_start
         last = _utc(end) if end else span[1]  # type: ignore[index]
         if recorded_checks and start_rollout is None:
-            start_rollout = rollout_at(events, first)
+            acted = [
+                (d.time, d.rollout)
+                for d in store.decisions(flag_key)
+                if not d.dry_run and d.rollout is not None and d.action in ("promote", "complete", "rollback")
+            ]
+            start_rollout = rollout_at(events, first, acted=acted)
         result = run_backtest(
             flag,
             EmbeddedSource(store),

@@ -49,9 +49,24 @@ def starts_stage(event: Event) -> bool:
     return any(event.before.get(name) != event.after.get(name) for name in STAGE_FIELDS)
 
 
-def rollout_at(events: Sequence[Event], at: datetime) -> int | None:
-    """The flag's rollout just after the latest audit event at or before `at` that recorded one."""
-    for event in sorted(events, key=lambda e: e.id, reverse=True):
-        if event.time <= at and event.after is not None and isinstance(event.after.get("rollout"), int):
-            return int(event.after["rollout"])
-    return None
+def rollout_at(
+    events: Sequence[Event], at: datetime, *, acted: Iterable[tuple[datetime, int]] = ()
+) -> int | None:
+    """The flag's rollout just after `at`.
+
+    It is set by the latest audit event at or before `at` by someone other than
+    the controller, or by the controller's own later action (`acted`: the check
+    instant and the rollout after it), for the same reason as in
+    `stage_started_at`: the flag service records the controller's changes on
+    the wall clock, the checks happen on the check clock.
+    """
+    changes = [
+        (event.time, int(event.after["rollout"]))
+        for event in events
+        if event.actor != CONTROLLER_ACTOR
+        and event.time <= at
+        and event.after is not None
+        and isinstance(event.after.get("rollout"), int)
+    ]
+    changes += [(time, rollout) for time, rollout in acted if time <= at]
+    return max(changes, key=lambda change: change[0])[1] if changes else None

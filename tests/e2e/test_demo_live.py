@@ -94,7 +94,8 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         if up.poll() is not None:
             pytest.fail(f"rollguard up exited with {up.returncode} before the rollback:\n{printed()}")
         story = _read_story(story_path)
-        return bool(story and story["rolled_back_at_s"] is not None)
+        # The story ends with the rollback, the fault cleared and the headline, saved together.
+        return bool(story and story["completed"])
 
     stopped_cleanly = False
     try:
@@ -107,7 +108,7 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         assert reason and any(n in reason for n in ("error_rate", "p95", "breaker_bypass_rate")), story[
             "events"
         ]
-        assert story["completed"] and not story["stopped"]
+        assert story["rolled_back_at_s"] is not None and not story["stopped"]
         # The command printed where everything is and a line per step of the story.
         out = printed()
         for name in SERVERS:
