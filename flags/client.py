@@ -363,13 +363,7 @@ class FlagsClient:
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[Event]:
-        params: dict[str, Any] = {"limit": limit}
-        if flag:
-            params["flag"] = flag
-        if since:
-            params["since"] = since.isoformat()
-        if until:
-            params["until"] = until.isoformat()
+        params = _history_params(flag=flag, since=since, until=until, limit=limit)
         data = self._request("GET", "/api/admin/events", params=params)
         return [Event.from_json(e) for e in data["events"]]
 
@@ -391,13 +385,7 @@ class FlagsClient:
         limit: int = 200,
     ) -> list[Annotation]:
         """Annotations, newest first; with `flag`, that flag's and those for all flags."""
-        params: dict[str, Any] = {"limit": limit}
-        if flag:
-            params["flag"] = flag
-        if since:
-            params["since"] = since.isoformat()
-        if until:
-            params["until"] = until.isoformat()
+        params = _history_params(flag=flag, since=since, until=until, limit=limit)
         data = self._request("GET", "/api/admin/annotations", params=params)
         return [Annotation.from_json(a) for a in data["annotations"]]
 
@@ -480,6 +468,20 @@ class FlagsClient:
             raise FlagsError(
                 response.status_code, "not_json", f"{self.base_url} answered something other than JSON"
             ) from exc
+
+
+def _history_params(
+    *, flag: str | None, since: datetime | None, until: datetime | None, limit: int
+) -> dict[str, Any]:
+    """Query parameters of a read of the audit log or the annotations."""
+    params: dict[str, Any] = {"limit": limit}
+    if flag:
+        params["flag"] = flag
+    if since:
+        params["since"] = since.isoformat()
+    if until:
+        params["until"] = until.isoformat()
+    return params
 
 
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})

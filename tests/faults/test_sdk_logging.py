@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -12,17 +13,21 @@ from portal.settings import PortalSettings
 from tests.support import free_port, wait_until
 
 
-def test_sdk_failures_are_logged_as_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="UnleashClient")
-    settings = PortalSettings(
-        flags_mode="polling",
+def _unreachable_flags(tmp_path: Path, mode: Literal["streaming", "polling"]) -> PortalSettings:
+    """Portal settings whose flag service is a free port nobody listens on."""
+    return PortalSettings(
+        flags_mode=mode,
         database_url=f"sqlite:///{tmp_path / 'p.db'}",
         var_dir=tmp_path / "var",
         flags_url=f"http://127.0.0.1:{free_port()}",
         flags_refresh_s=1,
         flags_metrics_s=1,
     )
-    built = build_gate(settings)
+
+
+def test_sdk_failures_are_logged_as_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="UnleashClient")
+    built = build_gate(_unreachable_flags(tmp_path, "polling"))
     try:
 
         def failures() -> list[logging.LogRecord]:
@@ -40,15 +45,7 @@ def test_a_streaming_sdk_logs_its_reconnects_without_tracebacks(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="UnleashClient")
-    settings = PortalSettings(
-        flags_mode="streaming",
-        database_url=f"sqlite:///{tmp_path / 'p.db'}",
-        var_dir=tmp_path / "var",
-        flags_url=f"http://127.0.0.1:{free_port()}",
-        flags_refresh_s=1,
-        flags_metrics_s=1,
-    )
-    built = build_gate(settings)
+    built = build_gate(_unreachable_flags(tmp_path, "streaming"))
     try:
 
         def attempts() -> list[logging.LogRecord]:
