@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -101,7 +102,10 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
     page.goto(served_dashboard)
     expect(page.get_by_role("heading", name="Rollguard flags")).to_be_visible(timeout=60_000)
     page.get_by_role("link", name=f"Open {flag_key}").click()
-    expect(page).to_have_url(f"{served_dashboard}/flag?flag={flag_key}")
+    # The page adds the range it opened on (`&range=...`) to the address.
+    expect(page).to_have_url(
+        re.compile(re.escape(f"{served_dashboard}/flag?flag={flag_key}") + r"(&range=\w+)?$")
+    )
     expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=60_000)
     expect(page.get_by_text("Error rate per cohort").first).to_be_visible()
     expect(page.locator(".js-plotly-plot .scatterlayer .trace").first).to_be_visible()

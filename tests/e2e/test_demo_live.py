@@ -115,7 +115,7 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
             assert urls[name] in out, out
         for step in ("seeding the portal", "promoted the flag to 50%", "mass submission", "fault injected"):
             assert step in out, out
-        assert "rolled back" in out, out
+        assert "rolled the flag back" in out, out
 
         # The secrets are private, and the dashboard's password was printed once.
         secrets = _exports(var_dir / "demo.env")
@@ -165,6 +165,8 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         # Right after a refresh of the charts, so the next one cannot wipe the hover label first.
         before = updated.inner_text()
         expect(updated).not_to_have_text(before, timeout=30_000)
+        # The charts stand one under another at full width: bring this one on screen to hover it.
+        error_chart.scroll_into_view_if_needed()
         x, y = error_chart.evaluate(
             """gd => {
                 const marker = gd.data.find(t => t.name === 'rollback');
