@@ -264,6 +264,11 @@ class Optimizer:
         return out
 
     @property
+    def breaker_state(self) -> str:
+        """The local circuit breaker's state now: closed, open or half_open (no snapshot of the counts)."""
+        return self._breaker.state
+
+    @property
     def cache_bytes(self) -> int:
         """Bytes held by the in-process cache tier."""
         return self._cache.bytes

@@ -88,7 +88,7 @@ class Portal:
         """
         if not self.gate.gate.decide(user_id).optimized:
             return "direct"
-        return "direct" if self.optimizer.stats().get("breaker") == "open" else "optimized"
+        return "direct" if self.optimizer.breaker_state == "open" else "optimized"
 
     def close(self) -> None:
         """Stop the optimizer's threads and the Unleash client, close the pool; safe to call twice."""
