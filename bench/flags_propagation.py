@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import httpx
-import sqlalchemy
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -70,11 +69,7 @@ def main() -> int:
         ),
     )
     args = parser.parse_args()
-    name = f"rg_bench_{secrets.token_hex(4)}"
-    server = sqlalchemy.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    database_url = f"{args.postgres.rpartition('/')[0]}/{name}"
+    name, database_url = servers.create_database(args.postgres)
     admin, client = "admin-" + secrets.token_hex(8), "client-" + secrets.token_hex(8)
     delays: list[float] = []
     procs: list[subprocess.Popen[bytes]] = []
@@ -97,9 +92,7 @@ def main() -> int:
     finally:
         for proc in procs:
             servers.stop(proc)
-        with server.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
+        servers.drop_database(args.postgres, name)
     figures = {
         "changes": len(delays),
         "median_ms": round(statistics.median(delays) * 1000, 1),

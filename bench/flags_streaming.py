@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import sqlalchemy
 from UnleashClient import UnleashClient
 from UnleashClient.cache import FileCache
 
@@ -364,11 +363,7 @@ def main() -> int:
         ),
     )
     args = parser.parse_args()
-    name = f"rg_bench_{secrets.token_hex(4)}"
-    server = sqlalchemy.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    database_url = f"{args.postgres.rpartition('/')[0]}/{name}"
+    name, database_url = servers.create_database(args.postgres)
     admin, client = "admin-" + secrets.token_hex(8), "client-" + secrets.token_hex(8)
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -409,9 +404,7 @@ def main() -> int:
     finally:
         for proc in procs:
             servers.stop(proc)
-        with server.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
+        servers.drop_database(args.postgres, name)
     figures = {"kill_latency": latency, "streams": capacity}
     path = write_result(
         "flags_streaming", figures, command="python bench/flags_streaming.py " + " ".join(sys.argv[1:])

@@ -7,12 +7,14 @@ subprocesses in their own session and call these.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import time
 
 import httpx
+import sqlalchemy
 
 
 def free_port() -> int:
@@ -46,3 +48,24 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def create_database(postgres_url: str) -> tuple[str, str]:
+    """Create a throwaway database on the PostgreSQL server of `postgres_url`; return its name and URL."""
+    name = f"rg_bench_{secrets.token_hex(4)}"
+    _on_server(postgres_url, f'CREATE DATABASE "{name}"')
+    return name, f"{postgres_url.rpartition('/')[0]}/{name}"
+
+
+def drop_database(postgres_url: str, name: str) -> None:
+    """Drop a database `create_database` made, ending its connections."""
+    _on_server(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _on_server(postgres_url: str, statement: str) -> None:
+    server = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            conn.execute(sqlalchemy.text(statement))
+    finally:
+        server.dispose()
