@@ -19,10 +19,11 @@ class LivePrometheus:
     url: str
     process: ServerProcess
 
-    def has_samples(self, query: str, at_least: int) -> bool:
-        """Whether `count_over_time`-style `query` already reports at least `at_least`."""
+    def has_samples(self, query: str, at_least: int, *, at: float | None = None) -> bool:
+        """Whether `count_over_time`-style `query`, evaluated now or at epoch `at`, reports at least `at_least`."""
+        params = {"query": query} | ({"time": f"{at:.3f}"} if at is not None else {})
         try:
-            result = httpx.get(f"{self.url}/api/v1/query", params={"query": query}, timeout=2).json()
+            result = httpx.get(f"{self.url}/api/v1/query", params=params, timeout=2).json()
         except (httpx.HTTPError, ValueError):
             return False
         values = [float(r["value"][1]) for r in result.get("data", {}).get("result", [])]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from dashboard import data
+from dashboard.plots import BASE_STEP_S
 from tests.control.prometheus import LivePrometheus, start_prometheus
 from tests.dashboard.conftest import FN, Dashboard, create_flag
 from tests.dashboard.metrics import MetricsTarget
@@ -45,10 +47,16 @@ def prometheus(busy_target: MetricsTarget, tmp_path: Path) -> Iterator[LiveProme
 def test_flag_page_charts_come_from_prometheus(dashboard: Dashboard, prometheus: LivePrometheus) -> None:
     key = dashboard.key
     create_flag(dashboard.service.admin("setup"), key, enabled=True)
+    # The page's newest point lies at now floored to its 5 s step; that instant must already see
+    # enough scrapes for an increase() over the window, not only the present one.
     wait_until(
-        lambda: prometheus.has_samples('count_over_time(optimizer_requests_total{path="optimized"}[1m])', 6),
+        lambda: prometheus.has_samples(
+            'count_over_time(optimizer_requests_total{path="optimized"}[1m])',
+            4,
+            at=data.window_end(BASE_STEP_S).timestamp(),
+        ),
         timeout=60,
-        what="Prometheus to hold a few scrapes",
+        what="Prometheus to hold a few scrapes before the page's newest point",
     )
 
     at = dashboard.open(metrics="prometheus", prometheus_url=prometheus.url)
