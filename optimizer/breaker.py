@@ -21,6 +21,13 @@ States: closed (calls go optimized) -> open (every call goes direct for
 path; once `min_calls` probes finished, they close the breaker if they pass
 the rule and reopen it otherwise). `on_transition(state, reason)` is called
 once per transition, from the calling thread, outside the breaker's lock.
+
+`reset()` closes the breaker and forgets its window: `Optimizer` calls it when
+the flag's served definition changes (a kill, a resume, a new rollout or
+payload). Evidence gathered under the old definition says nothing about the new
+one, and a breaker still open or probing after a resume would keep sending the
+new stage's calls direct, which the controller reads as a fault of the stage.
+A fault that is still there trips it again within its window.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from optimizer.settings import BreakerConfig
 
 REASON_ERROR_RATE = "breaker_error_rate"
 REASON_LATENCY = "breaker_latency"
+#: Why a breaker closed without its probes: the flag's definition changed (see `reset`).
+REASON_FLAG_CHANGED = "flag_changed"
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATES = (CLOSED, OPEN, HALF_OPEN)
@@ -245,6 +254,19 @@ class CircuitBreaker:
         self._slow_since = None
         self.evidence = verdict.evidence
         return self._open(now, verdict.reason, config)
+
+    def reset(self) -> None:
+        """Close the breaker and drop its window; counted as a transition to closed only if it was not."""
+        with self._lock:
+            was_closed = self.state is CLOSED
+            self.state, self.reason = CLOSED, None
+            self._snapshots.clear()
+            self._half_open_base = None
+            self._slow_since = None
+            self.next_tick = -math.inf
+            change = None if was_closed else self._transition(CLOSED)
+        if change is not None:
+            self._on_transition(CLOSED, REASON_FLAG_CHANGED)
 
     def _direct_cohort(self, now: float) -> bool:
         return now - self._direct_seen_at <= _DIRECT_COHORT_S

@@ -39,7 +39,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from optimizer.batching import Batcher
-from optimizer.breaker import CLOSED, OPEN, CircuitBreaker
+from optimizer.breaker import CLOSED, OPEN, REASON_FLAG_CHANGED, CircuitBreaker
 from optimizer.cache import Cache, InProcessCache
 from optimizer.errors import FaultInjected, OptimizerClosed
 from optimizer.gate import Decision, Gate, StaticGate
@@ -104,6 +104,9 @@ class Optimizer:
             outcomes=m.outcomes, bounds=LATENCY_BUCKETS, clock=clock, on_transition=self._breaker_moved
         )
         m.watch_breaker(lambda: (self._breaker.transitions, self._breaker.state != CLOSED))
+        watch_flag = getattr(self._gate, "on_flag_change", None)
+        if callable(watch_flag):
+            watch_flag(self._breaker.reset)
         m.watch_ideal(lambda: self._ideal.opened())
         self._applied: tuple[Mapping[str, Any] | None, OptimizerConfig] = (None, self.config)
         self._loader = Loader(
@@ -402,6 +405,8 @@ class Optimizer:
                 self._breaker.evidence,
                 breaker.cooldown_s,
             )
+        elif state == CLOSED and reason == REASON_FLAG_CHANGED:
+            logger.warning("optimizer %s: circuit breaker closed: the flag's definition changed", self.name)
         elif state == CLOSED:
             logger.warning("optimizer %s: circuit breaker closed: the probes passed", self.name)
         else:

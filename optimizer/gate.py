@@ -24,6 +24,13 @@ path tallies its answers and hands them to the engine's `count_toggle` from the
 SDK's refresh thread, off the request path. The tallies are unlocked, so a
 thread race may lose a count; it never changes a decision.
 
+Flag changes: `on_flag_change(callback)` registers a callable run, on the
+calling thread and outside the gate's lock, at the first call after the SDK took
+a state in which the feature's definition differs from the one before (a kill,
+a resume, a new rollout, payload or strategy). `Optimizer` resets its circuit
+breaker there. A state equal to the last (every poll of an unchanged flag)
+runs nothing, nor does an SDK whose engine cannot be hooked.
+
 Safe defaults: a flag that the SDK never loaded (or that the served state does
 not contain) decides direct with reason `flag_unavailable`; a flag service that
 stops answering leaves the SDK's last-known state in place, and so the gate's view.
@@ -153,6 +160,8 @@ class UnleashGate:
         self._no = 0
         self._seen = -1
         self._view: _View = _Sdk(self)
+        self._definition: str | None = None  # the feature as last compiled, canonical JSON
+        self._flag_watchers: list[Callable[[], None]] = []
         self._engine = getattr(unleash_client, "_engine", None)
         self._hooked = self._hook(self._engine)
         # A state already taken (bootstrap, an initialised client) is picked up on the first call.
@@ -171,6 +180,10 @@ class UnleashGate:
         """Whether decisions are computed here (True) or asked of the SDK per call."""
         self._current()
         return isinstance(self._view, _Rollout | _Fixed)
+
+    def on_flag_change(self, callback: Callable[[], None]) -> None:
+        """Run `callback` whenever a new SDK state changes the feature's definition (see the module docstring)."""
+        self._flag_watchers.append(callback)
 
     def _refresh_and_decide(self, user_id: str | None) -> Decision:
         return self._current().decide(user_id)
@@ -205,13 +218,21 @@ class UnleashGate:
         return True
 
     def _current(self) -> _View:
+        changed = False
         with self._lock:
             snapshot = self._snapshot
             if self._seen != snapshot:
+                first = self._seen == -1
+                before = self._definition
                 self._view = self._compile() if self._hooked else _Sdk(self)
                 self._seen = snapshot
+                changed = not first and self._definition != before
             self.decide = self._view.decide
-            return self._view
+            view = self._view
+        if changed:
+            for callback in self._flag_watchers:
+                callback()
+        return view
 
     def _compile(self) -> _View:
         if self._engine is None:
@@ -222,6 +243,7 @@ class UnleashGate:
             logger.warning("UnleashGate(%s): unreadable SDK state, asking the SDK per call", self._flag)
             return _Sdk(self)
         feature = next((f for f in state.get("features") or () if f.get("name") == self._flag), None)
+        self._definition = None if feature is None else json.dumps(feature, sort_keys=True)
         if feature is None:
             return _Fixed(_UNAVAILABLE)
         if not feature.get("enabled", False):

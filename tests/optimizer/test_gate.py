@@ -152,6 +152,67 @@ def test_fast_path_answers_reach_the_sdk_metrics_at_its_next_refresh(tmp_path):
         client.destroy()
 
 
+def take_state(client: UnleashClient, features: list[dict[str, Any]]) -> None:
+    """Hand the SDK's engine a new state, as its poll or stream does."""
+    client._engine.take_state(json.dumps({"version": 2, "features": features}))
+
+
+def test_a_changed_definition_is_reported_once_and_an_unchanged_state_never(tmp_path):
+    client = bootstrapped_client(tmp_path, [rollguard_feature("opt", 50)])
+    try:
+        gate = UnleashGate(client, "opt")
+        seen: list[int] = []
+        gate.on_flag_change(lambda: seen.append(gate.refreshes))
+        gate.decide("s1")
+        take_state(client, [rollguard_feature("opt", 50)])  # a poll of the unchanged flag
+        gate.decide("s1")
+        assert seen == []
+
+        for feature in (
+            rollguard_feature("opt", 50, enabled=False),  # killed
+            rollguard_feature("opt", 50),  # resumed
+            rollguard_feature("opt", 100),  # promoted
+            rollguard_feature("opt", 100, {"ttl_s": 9}),  # a new payload
+        ):
+            take_state(client, [feature])
+            gate.decide("s1")
+            gate.decide("s2")
+        assert len(seen) == 4
+    finally:
+        client.destroy()
+
+
+def test_a_flag_change_closes_an_open_breaker_and_a_lasting_fault_trips_it_again(tmp_path):
+    from optimizer import Fault, FaultInjected
+
+    client = bootstrapped_client(tmp_path, [rollguard_feature("opt", 100, {"breaker_min_calls": 3})])
+    registry = CollectorRegistry()
+    opt = Optimizer(CountingBackend(), name="fn", gate=UnleashGate(client, "opt"), registry=registry)
+
+    def fails() -> bool:
+        try:
+            opt("k", user_id="s1")
+        except FaultInjected:
+            return True
+        return False
+
+    try:
+        opt.fault = Fault(error_rate=1.0)
+        wait_until(lambda: not fails() and opt.breaker_state == "open", what="the breaker tripped")
+        take_state(client, [rollguard_feature("opt", 100, {"breaker_min_calls": 3}, enabled=False)])
+        opt("k", user_id="s1")  # the kill reaches the gate at the next call
+        assert opt.breaker_state == "closed"
+        closed = {"fn": "fn", "state": "closed"}
+        assert registry.get_sample_value("optimizer_breaker_transitions_total", closed) == 1
+
+        take_state(client, [rollguard_feature("opt", 100, {"breaker_min_calls": 3})])  # resumed, fault on
+        assert fails()  # the resumed flag's calls go optimized again
+        wait_until(lambda: not fails() and opt.breaker_state == "open", what="the breaker tripped again")
+    finally:
+        opt.close()
+        client.destroy()
+
+
 def test_a_flag_never_loaded_sends_calls_direct_and_counts_why(tmp_path):
     client = UnleashClient(
         url=f"http://127.0.0.1:{free_port()}/api",
