@@ -21,10 +21,17 @@ from flags.app import create_app
 from flags.startup import prepare
 from tests.flags.conftest import ADMIN, make_settings
 
+#: Seconds schemathesis reads an SDK stream (which never ends on its own): its hydration event and
+#: a few heartbeats, each of which re-checks the token. schemathesis' default is 10 s per stream.
+STREAM_READ_S = 0.5
+
 
 @pytest.fixture(scope="module")
 def fuzzed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    app_settings = make_settings(Path(tmp_path_factory.mktemp("openapi")))
+    # Heartbeats every 50 ms: a fuzzed SDK stream is read until its read budget (STREAM_READ_S) runs
+    # out, which schemathesis checks only when a chunk arrives; at the default 15 s every stream
+    # outlived the budget by seconds, so the stream made most of this module's time.
+    app_settings = make_settings(Path(tmp_path_factory.mktemp("openapi")), flags_stream_heartbeat_s=0.05)
     prepare(app_settings)
     app = create_app(app_settings)
     yield app
@@ -81,7 +88,7 @@ def test_no_input_causes_a_server_error(api_schema: schemathesis.BaseSchema) -> 
         @given(case=operation.as_strategy(mode))
         @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         def check(case: schemathesis.Case) -> None:
-            response = case.call(headers={"Authorization": ADMIN})
+            response = case.call(headers={"Authorization": ADMIN}, timeout=STREAM_READ_S)
             case.validate_response(response, checks=[not_a_server_error])
 
         try:
