@@ -49,6 +49,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if a process a test started outlives it (after a grace for ones still stopping)."""
+    ServerProcess.reap_stopping()
     marker = os.environ[SESSION_MARKER]
     deadline = time.monotonic() + _LEAK_GRACE_S
     while (leaked := marked_processes(marker)) and time.monotonic() < deadline:
@@ -148,8 +149,13 @@ class LiveFlagService:
 
 
 def start_flag_service(
-    tmp_path: Path, *, database_url: str | None = None, extra_env: dict[str, str] | None = None
+    tmp_path: Path,
+    *,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    wait: bool = True,
 ) -> LiveFlagService:
+    """`rollguard flags serve` on a free port with fresh tokens; ready on return unless `wait` is false."""
     port = free_port()
     database_url = database_url or f"sqlite:///{tmp_path / 'flags.db'}"
     admin_token = "admin-" + secrets.token_hex(12)
@@ -166,12 +172,62 @@ def start_flag_service(
         ready_url=f"{url}/readyz",
         log_path=tmp_path / f"flags-{port}.log",
         env=env,
+        wait=wait,
     )
     return LiveFlagService(url, admin_token, client_token, database_url, process)
 
 
+class FlagServices:
+    """Fresh flag services for the tests that ask for one, each started while earlier tests run.
+
+    A service takes seconds to start (migrations, gunicorn, its workers) and to
+    stop gracefully. A test that needs one gets its own (nothing is shared
+    between tests): started ahead, as soon as the test before it that needed one
+    took its own, and stopped without waiting (reaped at the end of the run).
+    """
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp_path_factory = tmp_path_factory
+        self._spare: LiveFlagService | None = None
+
+    def take(self, *, start_next: bool) -> LiveFlagService:
+        service, self._spare = self._spare, None
+        if service is None:
+            service = self._start(wait=True)
+        else:
+            service.process.wait_ready()
+        if start_next:
+            self._spare = self._start(wait=False)
+        return service
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._spare.process.stop_soon()
+            self._spare = None
+
+    def _start(self, *, wait: bool) -> LiveFlagService:
+        return start_flag_service(self._tmp_path_factory.mktemp("flags"), wait=wait)
+
+
+@pytest.fixture(scope="session")
+def flag_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlagServices]:
+    services = FlagServices(tmp_path_factory)
+    yield services
+    services.close()
+
+
+def _a_later_test_uses(request: pytest.FixtureRequest, fixture: str) -> bool:
+    items = request.session.items
+    try:
+        index = items.index(request.node)
+    except ValueError:
+        return False
+    return any(fixture in getattr(item, "fixturenames", ()) for item in items[index + 1 :])
+
+
 @pytest.fixture
-def flag_service(tmp_path: Path) -> Iterator[LiveFlagService]:
-    service = start_flag_service(tmp_path)
+def flag_service(request: pytest.FixtureRequest, flag_services: FlagServices) -> Iterator[LiveFlagService]:
+    """A flag service of this test's own (fresh database, tokens and port)."""
+    service = flag_services.take(start_next=_a_later_test_uses(request, "flag_service"))
     yield service
-    service.process.stop()
+    service.process.stop_soon()

@@ -70,10 +70,12 @@ class ServerProcess:
 
     Every instance is listed in `ServerProcess.running` until stopped, so that a
     test which fails before its own cleanup still has its servers stopped
-    (tests/conftest.py stops what a test body started and left running).
+    (tests/conftest.py stops what a test body started and left running), and in
+    `ServerProcess.stopping` from `stop_soon` until reaped.
     """
 
     running: ClassVar[set[ServerProcess]] = set()
+    stopping: ClassVar[set[ServerProcess]] = set()
 
     def __init__(
         self,
@@ -83,9 +85,14 @@ class ServerProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         timeout: float = 30.0,
+        wait: bool = True,
     ) -> None:
+        """Start the server; unless `wait` is false, return only once `ready_url` answers."""
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # closed in stop()
+        self._argv = list(argv)
+        self._ready_url = ready_url
+        self._timeout = timeout
+        self._log = open(log_path, "wb")  # closed in reap()
         full_env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             list(argv),
@@ -95,15 +102,21 @@ class ServerProcess:
             cwd=REPO,
             start_new_session=True,
         )
+        self._started_at = time.monotonic()
         ServerProcess.running.add(self)
-        deadline = time.monotonic() + timeout
-        while not http_ok(ready_url):
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Return once the ready URL answers; stop the server and fail the test if it exits or times out."""
+        deadline = self._started_at + self._timeout
+        while not http_ok(self._ready_url):
             if self.proc.poll() is not None:
                 self.stop()
-                pytest.fail(f"{argv[0:4]} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                pytest.fail(f"{self._argv[0:4]} exited with {self.proc.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
-                pytest.fail(f"{ready_url} not ready after {timeout}s:\n{self.log_tail()}")
+                pytest.fail(f"{self._ready_url} not ready after {self._timeout}s:\n{self.log_tail()}")
             time.sleep(0.05)
 
     def log_tail(self, lines: int = 40) -> str:
@@ -113,18 +126,42 @@ class ServerProcess:
             return ""
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM to its process group, SIGKILL after 10 s) and wait until it is gone."""
+        self.stop_soon()
+        self.reap()
+
+    def stop_soon(self) -> None:
+        """Tell the server to stop and return at once; `reap_stopping` waits for it at the end of the run.
+
+        For fixtures that own a server no test watches stopping: its graceful
+        shutdown (seconds for gunicorn) then overlaps the next tests instead of
+        adding to the run.
+        """
         ServerProcess.running.discard(self)
+        ServerProcess.stopping.add(self)
+        self._signalled_at = time.monotonic()
         if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, 15)
+                os.killpg(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+
+    def reap(self) -> None:
+        """Wait for a server told to stop, killing its process group 10 s after it was told."""
+        ServerProcess.stopping.discard(self)
+        if self.proc.poll() is None:
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=max(0.0, self._signalled_at + 10 - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
         self._log.close()
+
+    @classmethod
+    def reap_stopping(cls) -> None:
+        """Wait for every server told to stop with `stop_soon` (at the end of the run)."""
+        for server in list(cls.stopping):
+            server.reap()
 
 
 def marked_processes(marker: str) -> dict[int, str]:

@@ -61,7 +61,7 @@ def shared_flag_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
     """One flag service for a test module; each test works on flags of its own key."""
     service = start_flag_service(tmp_path_factory.mktemp("flags"))
     yield service
-    service.process.stop()
+    service.process.stop_soon()
 
 
 @pytest.fixture

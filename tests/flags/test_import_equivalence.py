@@ -284,7 +284,7 @@ def _bootstrapped(document: dict[str, Any], cache_dir: Path) -> UnleashClient:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveFlagService]:
     service = start_flag_service(tmp_path_factory.mktemp("import-flags"))
     yield service
-    service.process.stop()
+    service.process.stop_soon()
 
 
 @pytest.fixture(scope="module")
