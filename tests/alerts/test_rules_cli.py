@@ -35,7 +35,7 @@ def test_a_guardrail_without_a_rule_is_reported_once(tmp_path: Path) -> None:
             },
         )
     finally:
-        service.process.stop()
+        service.process.stop_soon()
 
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("payload has no 'fn'") == 1, result.stderr

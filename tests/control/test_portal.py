@@ -98,7 +98,7 @@ def test_fault_on_the_optimized_path_is_rolled_back_and_a_healthy_spike_is_not(t
             os.killpg(controller.pid, signal.SIGTERM)
             controller.wait(timeout=20)
         log.close()
-        portal.stop()
+        portal.process.stop_soon()
         store.close()
         admin.close()
 

@@ -182,8 +182,8 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
             if t.is_alive():
                 t.join(timeout=10)
         if prometheus is not None:
-            prometheus.stop()
-        portal.stop()
+            prometheus.process.stop_soon()
+        portal.process.stop_soon()
         scraper.close()
         store.close()
 

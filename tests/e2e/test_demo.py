@@ -73,7 +73,7 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
             flag = admin.get_flag(FLAG)
             notes = {a.kind for a in admin.annotations(flag=FLAG)}
     finally:
-        service.process.stop()
+        service.process.stop_soon()
     assert not flag.enabled
     # The fault hit the 50% stage, where the demo holds the flag for the mass submission.
     assert flag.rollout == 50

@@ -109,7 +109,7 @@ def test_revoked_token_ends_its_stream(tmp_path: Path) -> None:
                 for _line in lines:
                     assert time.monotonic() < deadline, "the stream outlived its revoked token"
     finally:
-        service.process.stop()
+        service.process.stop_soon()
 
 
 def test_streams_beyond_the_limit_get_429(tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_streams_beyond_the_limit_get_429(tmp_path: Path) -> None:
         # The slot is given back when the first stream closes.
         wait_until(lambda: _status_of_new_stream(service) == 200, what="a free stream slot")
     finally:
-        service.process.stop()
+        service.process.stop_soon()
 
 
 def _status_of_new_stream(service: LiveFlagService) -> int:
@@ -186,9 +186,9 @@ def test_change_through_a_second_process_reaches_a_stream_on_the_first(
             wait_until(lambda: not sdk.is_enabled("opt", USER), what="kill through the second process")
     finally:
         sdk.destroy()
-        first.process.stop()
+        first.process.stop_soon()
         if second is not None:
-            second.process.stop()
+            second.process.stop_soon()
 
 
 @pytest.mark.integration
@@ -257,9 +257,9 @@ def test_sdk_keeps_its_flags_while_the_service_is_down_and_reconnects(tmp_path: 
         wait_until(lambda: not sdk.is_enabled("opt", USER), timeout=60, what="the SDK reconnected")
     finally:
         sdk.destroy()
-        service.process.stop()
+        service.process.stop_soon()
         if restarted is not None:
-            restarted.stop()
+            restarted.stop_soon()
 
 
 def test_polling_sdk_still_works_beside_streams(flag_service: LiveFlagService, tmp_path: Path) -> None:

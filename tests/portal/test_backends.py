@@ -75,7 +75,7 @@ def test_flag_rollout_moves_every_student_between_paths(tmp_path, flag_service):
         # Every student, not one: at 50% some were direct already.
         wait_until(lambda: _paths(live.url, students) == {"direct"}, timeout=20, what="rollout 0 served")
     finally:
-        live.process.stop()
+        live.process.stop_soon()
         admin.close()
 
 

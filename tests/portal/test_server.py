@@ -23,7 +23,7 @@ def test_each_server_serves_pages_that_show_a_fresh_submission(tmp_path, databas
         ).json()
         after = httpx.get(f"{live.url}/api/pages/my-test-series?student_id=4", timeout=10).json()
     finally:
-        live.process.stop()
+        live.process.stop_soon()
     series = {s["series_id"]: s["attempts"] for s in after["series"]}
     assert series[submitted["series_id"]][-1] == submitted["attempt"]
     assert len(series[submitted["series_id"]]) == 3

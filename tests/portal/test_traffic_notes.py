@@ -45,8 +45,8 @@ def test_a_mass_submission_is_annotated_at_its_start_and_end(tmp_path: Path) -> 
         with flags.admin() as admin:
             notes = sorted(admin.annotations(), key=lambda a: a.id)
     finally:
-        portal.process.stop()
-        flags.process.stop()
+        portal.process.stop_soon()
+        flags.process.stop_soon()
 
     assert [(n.kind, n.actor, n.flag) for n in notes] == [
         ("mass-submission-start", "traffic", None),
