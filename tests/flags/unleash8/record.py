@@ -80,8 +80,13 @@ def seed(unleash: httpx.Client) -> None:
 
     banner = _feature(unleash, "beta-banner", kind="experiment", impressionData=True)
     colours = [
-        {"name": name, "weight": 500, "weightType": "variable", "stickiness": "default",
-         "payload": {"type": "string", "value": value}}
+        {
+            "name": name,
+            "weight": 500,
+            "weightType": "variable",
+            "stickiness": "default",
+            "payload": {"type": "string", "value": value},
+        }
         for name, value in (("blue", "#00f"), ("green", "#0f0"))
     ]
     _strategy(
@@ -96,13 +101,23 @@ def seed(unleash: httpx.Client) -> None:
     office = _feature(unleash, "office-network", kind="permission")
     _strategy(unleash, office, name="remoteAddress", parameters={"IPs": "10.1.2.3, 192.168.0.0/16"})
     _strategy(unleash, office, name="applicationHostname", parameters={"hostNames": "exam-host-1"})
-    _strategy(unleash, office, name="flexibleRollout", disabled=True,
-              parameters={"rollout": "100", "stickiness": "default", "groupId": "office-network"})
+    _strategy(
+        unleash,
+        office,
+        name="flexibleRollout",
+        disabled=True,
+        parameters={"rollout": "100", "stickiness": "default", "groupId": "office-network"},
+    )
     unleash.post(f"{office}/on")
 
     pilot = _feature(unleash, "segment-pilot")
-    _strategy(unleash, pilot, name="flexibleRollout", segments=[segment],
-              parameters={"rollout": "100", "stickiness": "default", "groupId": "segment-pilot"})
+    _strategy(
+        unleash,
+        pilot,
+        name="flexibleRollout",
+        segments=[segment],
+        parameters={"rollout": "100", "stickiness": "default", "groupId": "segment-pilot"},
+    )
     unleash.post(f"{pilot}/on")
 
     pricing = _feature(unleash, "tenant-pricing", kind="operational")
@@ -111,21 +126,29 @@ def seed(unleash: httpx.Client) -> None:
         pricing,
         name="flexibleRollout",
         parameters={"rollout": "100", "stickiness": "tenant", "groupId": "tenant-pricing"},
-        constraints=[{"contextName": "tenant", "operator": "IN", "values": ["acme"]},
-                     {"contextName": "appVersion", "operator": "SEMVER_GTE", "values": [], "value": "2.1.0"}],
+        constraints=[
+            {"contextName": "tenant", "operator": "IN", "values": ["acme"]},
+            {"contextName": "appVersion", "operator": "SEMVER_GTE", "values": [], "value": "2.1.0"},
+        ],
     )
     _strategy(unleash, pricing, name="examWindow")
     unleash.post(f"{pricing}/on")
-    unleash.post(f"/api/admin/features/tenant-pricing/tags", json={"type": "simple", "value": "billing"})
+    unleash.post("/api/admin/features/tenant-pricing/tags", json={"type": "simple", "value": "billing"})
 
     search = _feature(unleash, "search-v2")
-    _strategy(unleash, search, name="flexibleRollout",
-              parameters={"rollout": "30", "stickiness": "sessionId", "groupId": "search"})
+    _strategy(
+        unleash,
+        search,
+        name="flexibleRollout",
+        parameters={"rollout": "30", "stickiness": "sessionId", "groupId": "search"},
+    )
     unleash.post(f"{search}/on")
     ranking = _feature(unleash, "search-v2-ranking")
     _strategy(unleash, ranking, name="default")
-    unleash.post(f"/api/admin/projects/{PROJECT}/features/search-v2-ranking/dependencies",
-                 json={"feature": "search-v2", "enabled": True})
+    unleash.post(
+        f"/api/admin/projects/{PROJECT}/features/search-v2-ranking/dependencies",
+        json={"feature": "search-v2", "enabled": True},
+    )
     unleash.post(f"{ranking}/on")
 
     legacy = _feature(unleash, "legacy-reports", kind="kill-switch")
@@ -135,7 +158,9 @@ def seed(unleash: httpx.Client) -> None:
 def _raise_for_status(response: httpx.Response) -> None:
     if response.is_error and response.request.url.path != "/api/admin/features-batch/import":
         response.read()
-        raise SystemExit(f"{response.request.method} {response.request.url}: {response.status_code} {response.text}")
+        raise SystemExit(
+            f"{response.request.method} {response.request.url}: {response.status_code} {response.text}"
+        )
 
 
 def _save(name: str, document: Any) -> None:
@@ -165,8 +190,12 @@ def _export(unleash: httpx.Client, names: list[str]) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unleash", required=True)
-    parser.add_argument("--token", required=True, help="a personal access token (admin tokens may not import)")
-    parser.add_argument("--client-token", required=True, help="a client token for the development environment")
+    parser.add_argument(
+        "--token", required=True, help="a personal access token (admin tokens may not import)"
+    )
+    parser.add_argument(
+        "--client-token", required=True, help="a client token for the development environment"
+    )
     parser.add_argument("--rollguard-import", type=Path, required=True)
     args = parser.parse_args()
     unleash = httpx.Client(
