@@ -31,8 +31,7 @@ def _recorded(name: str) -> Any:
 def _import(client: FlaskClient, document: dict[str, Any]) -> dict[str, Any]:
     response = client.post("/api/admin/import", json=document, headers=admin())
     assert response.status_code == 200, response.json
-    result: dict[str, Any] = response.json
-    return result
+    return dict(response.json or {})
 
 
 def _losses(report: list[dict[str, Any]]) -> set[tuple[str | None, bool]]:
@@ -74,8 +73,7 @@ def _decisions(document: dict[str, Any], names: set[str]) -> dict[str, list[Any]
 
 
 def _served(client: FlaskClient) -> dict[str, Any]:
-    served: dict[str, Any] = client.get("/api/client/features", headers=sdk()).json
-    return served
+    return dict(client.get("/api/client/features", headers=sdk()).json or {})
 
 
 def test_export_is_the_document_unleash_8_accepted(client: FlaskClient) -> None:
@@ -101,7 +99,9 @@ def test_what_unleash_serves_after_importing_it_decides_as_rollguard_did(client:
     ours = _decisions(_served(client), carried - {"rg-variants"})
     theirs = _decisions(_recorded("unleash-client-features-after-import.json"), carried - {"rg-variants"})
     assert ours == theirs
-    assert any(answer[0] for answer in ours["rg-gradual"]) and not all(answer[0] for answer in ours["rg-gradual"])
+    assert any(answer[0] for answer in ours["rg-gradual"]) and not all(
+        answer[0] for answer in ours["rg-gradual"]
+    )
 
 
 def test_unleash_export_of_rollguard_flags_imports_back_as_the_same_flags(client: FlaskClient) -> None:
@@ -155,7 +155,9 @@ def test_unleash_import_document_is_accepted_too(client: FlaskClient, tmp_path: 
 def test_a_flag_is_not_overwritten_by_a_feature_of_another_shape(client: FlaskClient) -> None:
     create_flag(client, "exam-attempts-optimization", enabled=True, rollout=10)
     document = _recorded("unleash-export.json")
-    strategy = next(s for s in document["featureStrategies"] if s["featureName"] == "exam-attempts-optimization")
+    strategy = next(
+        s for s in document["featureStrategies"] if s["featureName"] == "exam-attempts-optimization"
+    )
     strategy["constraints"] = [{"contextName": "userId", "operator": "IN", "values": ["alice"]}]
     result = _import(client, document)
     assert ("exam-attempts-optimization", True) in _losses(result["report"])
@@ -166,7 +168,9 @@ def test_a_flag_is_not_overwritten_by_a_feature_of_another_shape(client: FlaskCl
 @pytest.mark.parametrize(
     "document",
     [
-        pytest.param({"features": [{"name": "x"}], "featureStrategies": [{"name": "default"}]}, id="no-feature-name"),
+        pytest.param(
+            {"features": [{"name": "x"}], "featureStrategies": [{"name": "default"}]}, id="no-feature-name"
+        ),
         pytest.param({"project": "default", "data": {"features": []}}, id="import-without-environment"),
         pytest.param({"features": "x", "featureStrategies": []}, id="features-not-a-list"),
     ],
