@@ -45,9 +45,13 @@ class BatchSegmentSchema(_Lenient):
     name = fields.String(load_default="")
 
 
+class BatchContextFieldSchema(_Lenient):
+    name = _name
+
+
 class BatchDependencySchema(_Lenient):
     feature = _name
-    dependencies = fields.List(fields.Dict(), required=True)
+    dependencies = fields.List(fields.Dict(keys=fields.String()), required=True)
 
 
 class BatchLinksSchema(_Lenient):
@@ -64,7 +68,7 @@ class BatchExportSchema(_Lenient):
     segments = fields.List(fields.Nested(BatchSegmentSchema), load_default=list)
     dependencies = fields.List(fields.Nested(BatchDependencySchema), load_default=list)
     featureTags = fields.List(fields.Dict(), load_default=list)
-    contextFields = fields.List(fields.Dict(), load_default=list)
+    contextFields = fields.List(fields.Nested(BatchContextFieldSchema), load_default=list)
     links = fields.List(fields.Nested(BatchLinksSchema), load_default=list)
 
 

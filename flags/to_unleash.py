@@ -153,7 +153,8 @@ def _drop_orphans(
     while changed:
         changed = False
         for name, (feature, _) in list(carried.items()):
-            missing = [d["feature"] for d in feature.get("dependencies") or [] if d["feature"] not in carried]
+            parents = [str(d.get("feature")) for d in feature.get("dependencies") or []]
+            missing = [parent for parent in parents if parent not in carried]
             if missing:
                 del carried[name]
                 report.append(

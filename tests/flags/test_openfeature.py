@@ -66,7 +66,7 @@ def test_unknown_flag_gives_the_default_with_flag_not_found(openfeature_client: 
     assert details.error_code == ErrorCode.FLAG_NOT_FOUND
 
 
-def test_payloads_are_object_and_string_values(
+def test_payloads_are_object_and_string_values_and_a_key_is_required(
     flag_service: LiveFlagService, openfeature_client: OpenFeatureClient, payload_client: OpenFeatureClient
 ) -> None:
     context = EvaluationContext(targeting_key="student-1")
@@ -93,14 +93,7 @@ def test_payloads_are_object_and_string_values(
     # Boolean clients on the default mount are unchanged.
     assert openfeature_client.get_boolean_value("opt", False, context) is True
     assert openfeature_client.get_boolean_value("colour", False, context) is True
-
-
-def test_no_targeting_key_is_targeting_key_missing(
-    flag_service: LiveFlagService, openfeature_client: OpenFeatureClient
-) -> None:
-    with flag_service.admin("test") as admin:
-        admin.create_flag("opt", enabled=True, rollout=50)
-    details = openfeature_client.get_boolean_details(
-        "opt", True, EvaluationContext(attributes={"plan": "pro"})
+    anonymous = openfeature_client.get_boolean_details(
+        "opt", False, EvaluationContext(attributes={"plan": "pro"})
     )
-    assert (details.value, details.error_code) == (True, ErrorCode.TARGETING_KEY_MISSING)
+    assert (anonymous.value, anonymous.error_code) == (False, ErrorCode.TARGETING_KEY_MISSING)

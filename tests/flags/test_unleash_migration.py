@@ -173,6 +173,18 @@ def test_a_flag_is_not_overwritten_by_a_feature_of_another_shape(client: FlaskCl
         ),
         pytest.param({"project": "default", "data": {"features": []}}, id="import-without-environment"),
         pytest.param({"features": "x", "featureStrategies": []}, id="features-not-a-list"),
+        pytest.param(
+            {"features": [], "featureStrategies": [], "contextFields": [{"legalValues": []}]},
+            id="context-field-without-name",
+        ),
+        pytest.param(
+            {
+                "features": [],
+                "featureStrategies": [],
+                "dependencies": [{"feature": "a", "dependencies": [1]}],
+            },
+            id="dependency-not-an-object",
+        ),
     ],
 )
 def test_malformed_batch_documents_are_refused(client: FlaskClient, document: dict[str, Any]) -> None:
