@@ -106,7 +106,7 @@ def evaluate(
     """Evaluate one feature of the snapshot for an Unleash context: a success or a failure (`errorCode`)."""
     name = feature["name"]
     killed = not feature.get("enabled", True)
-    if not killed and "userId" not in context:
+    if not killed and not context.get("userId"):
         # The flag is on for some users; which ones depends on the key.
         return _failure(name, "TARGETING_KEY_MISSING", "the context has no targetingKey")
     engine = snapshot.engine()
