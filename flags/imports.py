@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from marshmallow import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from yggdrasil_engine.engine import UnleashEngine
@@ -22,6 +23,7 @@ from flags import audit, migration, store, to_unleash
 from flags.audit import Actor
 from flags.errors import BadRequest, Conflict, ValidationFailed
 from flags.models import FlagRow, UnleashFeatureRow, UnleashSegmentRow, utcnow
+from flags.schemas import FlagImportSchema
 from flags.unleash import STATE_VERSION, client_state
 
 
@@ -122,8 +124,8 @@ def _flags_from_unleash(
     imported = set(session.scalars(select(UnleashFeatureRow.name)))
     flag_keys = set(session.scalars(select(FlagRow.key)))
     for feature in document["features"]:
-        fields = migration.flag_fields(feature)
-        if fields is not None and feature["name"] not in imported:
+        fields = _as_flag(feature, report) if feature["name"] not in imported else None
+        if fields is not None:
             flags.append(fields)
         elif feature["name"] in flag_keys:
             reason = "a Rollguard flag has this key, and this feature is not a flag's shape (one "
@@ -132,6 +134,19 @@ def _flags_from_unleash(
         else:
             features.append(feature)
     return {**document, "features": features, "flags": flags}, report
+
+
+def _as_flag(feature: dict[str, Any], report: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The flag's fields when the feature is a flag's shape and passes a flag's checks (payload size...)."""
+    fields = migration.flag_fields(feature)
+    if fields is None:
+        return None
+    try:
+        return dict(FlagImportSchema().load(fields))
+    except ValidationError as exc:
+        reason = f"kept as an Unleash feature: as a flag it would be refused ({exc.messages})"
+        report.append(migration.Loss(feature["name"], reason).as_json())
+        return None
 
 
 def _check_loadable(session: Session) -> None:

@@ -195,3 +195,16 @@ def test_malformed_batch_documents_are_refused(client: FlaskClient, document: di
     response = client.post("/api/admin/import", json=document, headers=admin())
     assert response.status_code == 422, response.json
     assert _served(client)["features"] == []
+
+
+def test_a_flag_shaped_feature_that_fails_a_flags_checks_stays_an_unleash_feature(
+    client: FlaskClient,
+) -> None:
+    document = _recorded("unleash-export.json")
+    feature = next(f for f in document["features"] if f["name"] == "exam-attempts-optimization")
+    feature["description"] = "x" * 2001
+    result = _import(client, document)
+    assert ("exam-attempts-optimization", False) in _losses(result["report"])
+    assert client.get("/api/admin/flags/exam-attempts-optimization", headers=admin()).status_code == 404
+    names = {f["name"] for f in _served(client)["features"]}
+    assert "exam-attempts-optimization" in names
