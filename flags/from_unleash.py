@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flags.migration import LEGACY_STRATEGIES, UNLEASH8_STRATEGIES, Loss
+from flags.unleash8 import LEGACY_STRATEGIES, UNLEASH8_STRATEGIES, Loss
 
 _CLIENT_STRATEGY_FIELDS = ("name", "parameters", "constraints", "variants")
 _FEATURE_FIELDS = ("name", "description", "type", "project", "stale", "impressionData")

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from yggdrasil_engine.engine import UnleashEngine
 
-from flags import audit, migration, store, to_unleash
+from flags import audit, store, to_unleash, unleash8
 from flags.audit import Actor
 from flags.errors import BadRequest, Conflict, ValidationFailed
 from flags.models import FlagRow, UnleashFeatureRow, UnleashSegmentRow, utcnow
@@ -130,7 +130,7 @@ def _flags_from_unleash(
         elif feature["name"] in flag_keys:
             reason = "a Rollguard flag has this key, and this feature is not a flag's shape (one "
             reason += "flexibleRollout on userId, grouped by the key, with the `config` variant)"
-            report.append(migration.Loss(feature["name"], reason, left_out=True).as_json())
+            report.append(unleash8.Loss(feature["name"], reason, left_out=True).as_json())
         else:
             features.append(feature)
     return {**document, "features": features, "flags": flags}, report
@@ -138,14 +138,14 @@ def _flags_from_unleash(
 
 def _as_flag(feature: dict[str, Any], report: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The flag's fields when the feature is a flag's shape and passes a flag's checks (payload size...)."""
-    fields = migration.flag_fields(feature)
+    fields = unleash8.flag_fields(feature)
     if fields is None:
         return None
     try:
         return dict(FlagImportSchema().load(fields))
     except ValidationError as exc:
         reason = f"kept as an Unleash feature: as a flag it would be refused ({exc.messages})"
-        report.append(migration.Loss(feature["name"], reason).as_json())
+        report.append(unleash8.Loss(feature["name"], reason).as_json())
         return None
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flags.migration import LEGACY_STRATEGIES, UNLEASH8_OPERATORS, UNLEASH8_STRATEGIES, Loss
+from flags.unleash8 import LEGACY_STRATEGIES, UNLEASH8_OPERATORS, UNLEASH8_STRATEGIES, Loss
 
 _ROLLOUT_STICKINESS = {
     "gradualRolloutUserId": "userId",
