@@ -2,12 +2,25 @@
 
 Only what the conversion relies on is checked; every other field is kept as
 given (Unleash adds fields between releases). `ImportSchema` runs these when
-the body it gets is a batch export or import document.
+the body it gets is a batch export or import document. `StrictBoolean` lives
+here, below `flags.schemas`, which uses it too.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import INCLUDE, Schema, fields, validate
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false; marshmallow's Boolean would also take "yes", 0 or 1."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
 
 _name = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
@@ -19,7 +32,7 @@ class _Lenient(Schema):
 
 class BatchFeatureSchema(_Lenient):
     name = _name
-    archived = fields.Boolean(allow_none=True)
+    archived = StrictBoolean(allow_none=True)
 
 
 class BatchStrategySchema(_Lenient):
@@ -29,14 +42,14 @@ class BatchStrategySchema(_Lenient):
     constraints = fields.List(fields.Dict(), load_default=list)
     variants = fields.List(fields.Dict(), load_default=list)
     segments = fields.List(fields.Integer(), load_default=list)
-    disabled = fields.Boolean(allow_none=True)
+    disabled = StrictBoolean(allow_none=True)
     sortOrder = fields.Float()
 
 
 class BatchEnvironmentSchema(_Lenient):
     name = _name
     featureName = fields.String()
-    enabled = fields.Boolean(required=True)
+    enabled = StrictBoolean(required=True)
     variants = fields.List(fields.Dict(), load_default=list)
 
 

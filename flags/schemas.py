@@ -24,7 +24,7 @@ from marshmallow import (
 )
 
 from flags import from_unleash
-from flags.batch_schemas import BatchExportSchema, BatchImportSchema
+from flags.batch_schemas import BatchExportSchema, BatchImportSchema, StrictBoolean
 from flags.client import FLAG_STATES, GUARDRAIL_METRICS, GUARDRAIL_OPS
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -36,15 +36,6 @@ class FullMatch(validate.Regexp):
     def __call__(self, value: Any) -> Any:
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
-        return value
-
-
-class StrictBoolean(fields.Boolean):
-    """A JSON true or false; marshmallow's Boolean would also take "yes", 0 or 1."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
         return value
 
 

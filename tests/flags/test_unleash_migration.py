@@ -178,6 +178,14 @@ def test_a_flag_is_not_overwritten_by_a_feature_of_another_shape(client: FlaskCl
         pytest.param({"project": "default", "data": {"features": []}}, id="import-without-environment"),
         pytest.param({"features": "x", "featureStrategies": []}, id="features-not-a-list"),
         pytest.param(
+            {
+                "features": [{"name": "x"}],
+                "featureStrategies": [],
+                "featureEnvironments": [{"name": "x", "enabled": "yes"}],
+            },
+            id="coerced-boolean",
+        ),
+        pytest.param(
             {"features": [], "featureStrategies": [], "contextFields": [{"legalValues": []}]},
             id="context-field-without-name",
         ),
