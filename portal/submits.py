@@ -3,10 +3,11 @@
 A mass submission makes hundreds of submits a second, and each must be on disk
 before it is acknowledged. Written one by one, each pays its own commit and
 flush, and they queue for the connection pool behind each other. `AttemptWriter`
-groups them: a submit joins the queue and, when no write is in flight, writes
-everything queued (up to `max_batch`) in one multi-row INSERT and one commit;
-the submits that queued meanwhile go in the next group, written by one of
-them. A lone submit is written at once, as before.
+groups them: a submit joins the queue and, when fewer than `max_writers`
+writes are in flight, writes everything queued (up to `max_batch`) in one
+multi-row INSERT and one commit; the submits that queued meanwhile go in the
+next group, written by one of them. A lone submit is written at once, as
+before. Several writes in flight keep the disk busy while a group fills.
 
 If a group's write fails, its attempts are written again one by one, so that
 one bad attempt fails only its own submit.
@@ -25,11 +26,14 @@ from portal.data import AttemptRow, NewAttempt
 
 #: Attempts per INSERT: a page of rows, far below any statement-size limit.
 MAX_BATCH = 100
+#: Groups written at once, each on its own pooled connection.
+MAX_WRITERS = 4
 
 
 @dataclass(eq=False)
 class _Queued:
     attempt: NewAttempt
+    taken: bool = False  # in a group being written
     finished: bool = False
     row: AttemptRow | None = None
     error: Exception | None = field(default=None)
@@ -38,12 +42,13 @@ class _Queued:
 class AttemptWriter:
     """Records attempts, grouping the submits that arrive while a write is in flight; thread-safe."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH, max_writers: int = MAX_WRITERS) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        self._max_writers = max_writers
         self._cond = threading.Condition()
         self._queue: list[_Queued] = []
-        self._writing = False
+        self._writing = 0
         self.groups = 0  # writes made, for the portal's metrics and tests
 
     @property
@@ -67,18 +72,20 @@ class AttemptWriter:
     def _take_turn(self, queued: _Queued) -> bool:
         """Wait for `queued` to be written or for the writer's turn; write a group then. False once written."""
         with self._cond:
-            while not queued.finished and self._writing:
+            while not queued.finished and (self._writing >= self._max_writers or queued.taken):
                 self._cond.wait()
             if queued.finished:
                 return False
-            self._writing = True
+            self._writing += 1
             group = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
+            for member in group:
+                member.taken = True
         try:
             self._write(group)
         finally:
             with self._cond:
-                self._writing = False
+                self._writing -= 1
                 self.groups += 1
                 self._cond.notify_all()
         return True

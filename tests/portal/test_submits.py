@@ -86,7 +86,7 @@ def engine(fresh_postgres_url: str) -> Iterator[sqlalchemy.Engine]:
 
 
 def test_submits_that_arrive_together_share_one_commit_and_each_gets_its_own_attempt(engine):
-    writer = AttemptWriter(engine)
+    writer = AttemptWriter(engine, max_writers=1)  # one write in flight: the rest must queue
     students = list(range(1, SMALL.students + 1))
     before = max_attempt_id(engine)
     results = submit_behind_a_held_write(writer, engine, students)
@@ -101,7 +101,7 @@ def test_submits_that_arrive_together_share_one_commit_and_each_gets_its_own_att
 
 
 def test_a_bad_attempt_in_a_group_fails_only_its_own_submit(engine):
-    writer = AttemptWriter(engine)
+    writer = AttemptWriter(engine, max_writers=1)  # one write in flight: the rest must queue
     students = [1, 2, UNKNOWN_STUDENT, 3]
     results = submit_behind_a_held_write(writer, engine, students)
 
