@@ -156,12 +156,12 @@ def metrics(flag: Flag) -> None:
     )
     try:
         figures = metric_charts(settings, flag, start=start, end=shown_until, step_s=step_s, markers=markers)
+        for index, figure in enumerate(figures):
+            st.plotly_chart(figure, key=f"chart_{index}", config={"displaylogo": False})
         runs, silence_s = data.verdict_runs(settings, key, since=start)
     except data.SourceDown as error:
         banners.source_down(error)
         return
-    for index, figure in enumerate(figures):
-        st.plotly_chart(figure, key=f"chart_{index}", config={"displaylogo": False})
     quiet = verdicts.silences(
         runs,
         [g.name for g in flag.guardrails],

@@ -80,7 +80,7 @@ def test_error_rate_chart_uses_the_guardrails_window(
     settings = DashboardSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": control_database_url})
     start = last - timedelta(seconds=60)
 
-    figures = plots.metric_charts(settings, flag, start=start, end=last, step_s=5)
+    figures = list(plots.metric_charts(settings, flag, start=start, end=last, step_s=5))
 
     error_chart = next(f for f in figures if f.layout.title.text == "Error rate per cohort")
     optimized = next(t for t in error_chart.data if t.name == "optimized")

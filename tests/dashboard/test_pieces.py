@@ -13,7 +13,7 @@ from dashboard.guardrails import GuardrailRow, validate
 from dashboard.health import Health, badge, describe, latest_verdicts
 from dashboard.plots import default_range, step_for, story_start
 from dashboard.settings import DashboardSettings
-from dashboard.verdicts import flag_history, silence_s, silences, timeline, verdict_runs
+from dashboard.verdicts import condense, flag_history, join, silence_s, silences, timeline, verdict_runs
 from flags.client import Event, Flag, RollbackPolicy
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -158,6 +158,37 @@ def test_verdict_runs_collapse_equal_verdicts() -> None:
     runs = verdict_runs(verdicts)
     assert [(r.verdict, r.count) for r in runs] == [("pass", 3), ("fail", 2), ("pass", 3)]
     assert runs[0].end == runs[1].start
+
+
+def _varied_verdicts(interval_s: float) -> list[V]:
+    """Three guardrails judged every `interval_s` with jitter for 3 hours: flips, and silences of 20 s to 10 min."""
+    found: list[V] = []
+    moment = T0
+    step = 0
+    while moment < T0 + timedelta(hours=3):
+        for index, name in enumerate(("a", "b", "c")):
+            verdict = ("pass", "fail", "no_data")[(step // (7 + 5 * index)) % (2 + index % 2)]
+            found.append(V(moment, name, verdict, value=step / 10))
+        step += 1
+        silence = {150: 20, 200: 28, 400: 45, 600: 600, 700: 31}.get(step, 0)
+        moment += timedelta(seconds=interval_s + silence, microseconds=(step * 7919) % 400_000)
+    return found
+
+
+@pytest.mark.parametrize("interval_s", [5, 15])  # 15 s: silences of 31 s and 45 s are not "not judged"
+@pytest.mark.parametrize(
+    "edges_s", [(), (3600, 7200), (1234.5, 1800, 4444, 9000), tuple(range(300, 10_800, 300))]
+)
+def test_stretches_join_into_the_runs_of_all_verdicts(interval_s: float, edges_s: tuple[float, ...]) -> None:
+    verdicts = _varied_verdicts(interval_s)
+    cuts = [T0 - timedelta(seconds=1), *(T0 + timedelta(seconds=e) for e in edges_s), T0 + timedelta(hours=4)]
+    stretches = [condense(v for v in verdicts if a <= v.time < b) for a, b in zip(cuts, cuts[1:], strict=False)]
+
+    runs, gap_s = join(stretches)
+
+    assert gap_s == silence_s(verdicts)
+    assert runs == verdict_runs(verdicts)
+    assert any(r.verdict == "fail" for r in runs) and len(runs) > 20
 
 
 def test_step_for() -> None:
