@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pandas  # type: ignore[import-untyped]  # noqa: F401  (see below)
 import plotly.graph_objects as go
 
+from dashboard.health import label
 from flags.client import Annotation, Event, Guardrail
 
 # pandas is imported above, before any figure is built: plotly imports it lazily, and two
@@ -179,7 +180,7 @@ def metric_figure(
                 mode="lines",
                 name=f"guardrail {guardrail.op} {shown}" + (f" {guardrail.path}" if guardrail.path else ""),
                 line={"color": "#d62728", "dash": dash, "width": 1},
-                hovertemplate=f"guardrail {guardrail.name}<extra></extra>",
+                hovertemplate=f"guardrail {label(guardrail)}<extra></extra>",
             )
         )
     _add_markers(figure, markers)

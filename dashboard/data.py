@@ -377,7 +377,9 @@ def verdict_runs(
     return verdict_timeline.join(stretches)
 
 
-def _verdict_stretch(settings: DashboardSettings, key: str, start: float, end: float) -> verdict_timeline.Stretch:
+def _verdict_stretch(
+    settings: DashboardSettings, key: str, start: float, end: float
+) -> verdict_timeline.Stretch:
     # Stored times are whole microseconds, so [start, end - 1 us] leaves nothing between two stretches.
     found: verdict_timeline.Stretch = _control_call(
         settings,

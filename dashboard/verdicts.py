@@ -10,8 +10,9 @@ the verdict before it.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -238,8 +239,15 @@ def timeline(
     end: datetime,
     quiet: Sequence[Silence] = (),
     markers: Sequence[Marker] = (),
+    labels: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """One row per guardrail, coloured by outcome; silences in light grey, labelled with their reason."""
+    """One row per guardrail, coloured by outcome; silences in light grey, labelled with their reason.
+
+    `labels` shows a row under another text than the guardrail's name (its threshold in MB).
+    """
+    shown = dict(labels or {})
+    runs = [dataclasses.replace(r, guardrail=shown.get(r.guardrail, r.guardrail)) for r in runs]
+    quiet = [dataclasses.replace(s, guardrail=shown.get(s.guardrail, s.guardrail)) for s in quiet]
     figure = go.Figure()
     for verdict, colour in VERDICT_COLOURS.items():
         chosen = [r for r in runs if r.verdict == verdict]

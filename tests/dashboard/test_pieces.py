@@ -10,11 +10,11 @@ import pytest
 
 from dashboard.charts import classify, downsample, markers_from_events, metric_figure
 from dashboard.guardrails import GuardrailRow, validate
-from dashboard.health import Health, badge, describe, latest_verdicts
+from dashboard.health import Health, badge, describe, labels, latest_verdicts
 from dashboard.plots import default_range, step_for, story_start
 from dashboard.settings import DashboardSettings
 from dashboard.verdicts import condense, flag_history, join, silence_s, silences, timeline, verdict_runs
-from flags.client import Event, Flag, RollbackPolicy
+from flags.client import Event, Flag, Guardrail, RollbackPolicy
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
@@ -113,6 +113,25 @@ def test_latest_verdicts_and_describe() -> None:
     assert describe(latest["b"]) == "b: no value (0 samples)"
 
 
+def test_guardrail_values_are_shown_in_their_units() -> None:
+    memory = Guardrail("cache_bytes", "<=", 15_000_000, window_s=60)
+    errors = Guardrail("error_rate", "<=", 0.01, window_s=60, path="optimized")
+    latency = Guardrail("p95_latency_s", "<=", 0.2, window_s=60, path="optimized")
+    judged = [
+        V(T0, memory.name, "fail", 14_237_000.0, samples=12),
+        V(T0, errors.name, "fail", 0.25, samples=1200),
+        V(T0, latency.name, "pass", 0.1834, samples=1200),
+    ]
+    shown = [describe(v, (memory, errors, latency)) for v in judged]
+    assert shown == [
+        "cache_bytes<=15 MB: 14.24 MB (12 samples)",
+        "error_rate[optimized]<=0.01: 25% (1200 samples)",
+        "p95_latency_s[optimized]<=0.2: 183.4 ms (1200 samples)",
+    ]
+    assert labels((memory, errors))[memory.name] == "cache_bytes<=15 MB"
+    assert "e+" not in " ".join(shown)
+
+
 def _event(
     action: str, before: dict[str, object] | None, after: dict[str, object] | None, actor: str = "a"
 ) -> Event:
@@ -182,7 +201,9 @@ def _varied_verdicts(interval_s: float) -> list[V]:
 def test_stretches_join_into_the_runs_of_all_verdicts(interval_s: float, edges_s: tuple[float, ...]) -> None:
     verdicts = _varied_verdicts(interval_s)
     cuts = [T0 - timedelta(seconds=1), *(T0 + timedelta(seconds=e) for e in edges_s), T0 + timedelta(hours=4)]
-    stretches = [condense(v for v in verdicts if a <= v.time < b) for a, b in zip(cuts, cuts[1:], strict=False)]
+    stretches = [
+        condense(v for v in verdicts if a <= v.time < b) for a, b in zip(cuts, cuts[1:], strict=False)
+    ]
 
     runs, gap_s = join(stretches)
 
