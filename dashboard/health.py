@@ -16,7 +16,7 @@ from control.decisions import PastVerdict
 from flags.client import Flag, Guardrail
 
 #: How an operator reads each metric's value: rates in %, latency in ms, memory in MB.
-PERCENT_METRICS = frozenset({"call_reduction", "cache_hit_rate", "error_rate"})
+PERCENT_METRICS = frozenset({"call_reduction", "cache_hit_rate", "error_rate", "breaker_bypass_rate"})
 
 
 class Health(Enum):
