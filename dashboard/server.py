@@ -19,9 +19,7 @@ PRELOAD = (
     "sqlalchemy",
     "httpx",
     "prometheus_api_client",
-    "control.checks",
-    "control.metrics",
-    "control.store",
+    "control",
     "flags.client",
 )
 
