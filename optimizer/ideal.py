@@ -68,10 +68,14 @@ class IdealWindows:
 
     def _prune(self, now: float) -> None:
         # In place: callers hold on to `ends`, and read it while this runs (reads are safe; every
-        # write takes the lock).
+        # write takes the lock). Refilled after `clear()`, since a dict never shrinks on `del`: its
+        # table would keep the size of the largest working set. A read between the two finds no
+        # window and calls `open`, which waits for the lock and sees the window again.
         ends = self.ends
-        for key in [key for key, end in ends.items() if end <= now]:
-            del ends[key]
+        still_open = {key: end for key, end in ends.items() if end > now}
+        if len(still_open) < len(ends):
+            ends.clear()
+            ends.update(still_open)
         self._keys_by_tag = {
             tag: live for tag, keys in self._keys_by_tag.items() if (live := {k for k in keys if k in ends})
         }
