@@ -11,8 +11,10 @@ import tracemalloc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer import Entry, Packing
+from optimizer import Entry, InProcessCache, OptimizerConfig, Packing
 from optimizer.packed import PackedStore
+from tests.optimizer.conftest import FakeClock
+from tests.support import wait_until
 
 FRAGMENT = b'"attempt_count":2,"best_score":%d\n[{"id":%d,"exam_id":%d,"score":%d}]'
 ZDICT = FRAGMENT % (88, 12345, 21, 88) * 4
@@ -24,7 +26,12 @@ def _fragment(n: int) -> bytes:
 
 def _entry(value: bytes, *tags: str, fresh: float = 100.0, stale: float = 0.0, stored: float = 70.0) -> Entry:
     return Entry(
-        value=value, fresh_until=fresh, stale_until=fresh + stale, size=0, tags=frozenset(tags), stored_at=stored
+        value=value,
+        fresh_until=fresh,
+        stale_until=fresh + stale,
+        size=0,
+        tags=frozenset(tags),
+        stored_at=stored,
     )
 
 
@@ -184,3 +191,66 @@ def test_lock_free_reads_beside_writers_never_see_another_keys_value():
     for thread in writers:
         thread.join()
     assert wrong == []
+
+
+class BytesBackend:
+    """A backend of `bytes` values that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.version = 0
+
+    def __call__(self, key: str) -> bytes:
+        self.calls.append(key)
+        return _fragment(self.version) + key.encode()
+
+
+def _packed(config: OptimizerConfig) -> InProcessCache:
+    return InProcessCache(config, packing=Packing(zdict=ZDICT))
+
+
+def test_an_optimizer_on_the_packed_layout_keeps_ttl_and_read_your_writes(make_optimizer, clock: FakeClock):
+    backend = BytesBackend()
+    config = OptimizerConfig(ttl_s=10, jitter=0)
+    opt = make_optimizer(
+        backend, config=config, cache=_packed(config), tags=lambda key: [f"student:{key[0]}"]
+    )
+    assert opt("1:a") == opt("1:a") == _fragment(0) + b"1:a"
+    opt("2:a")
+    backend.version = 1
+    clock.advance(9.9)
+    assert opt("1:a") == _fragment(0) + b"1:a"
+    opt.invalidate_tag("student:1")  # a write: the next read sees it
+    assert opt("1:a") == _fragment(1) + b"1:a" and opt("2:a") == _fragment(0) + b"2:a"
+    clock.advance(0.2)
+    assert opt("2:a") == _fragment(1) + b"2:a"
+    assert backend.calls == ["1:a", "2:a", "1:a", "2:a"]
+    assert opt.stats()["hits"] == 3 and opt.cache.entries == 2
+
+
+def test_the_packed_layout_serves_stale_while_one_refresh_runs(make_optimizer, clock: FakeClock):
+    backend = BytesBackend()
+    config = OptimizerConfig(ttl_s=10, stale_s=30, jitter=0)
+    opt = make_optimizer(backend, config=config, cache=_packed(config))
+    opt("k")
+    backend.version = 1
+    clock.advance(15)
+    assert opt("k") == _fragment(0) + b"k"
+    wait_until(lambda: opt("k") == _fragment(1) + b"k", what="the refreshed value")
+    assert opt.stats()["refreshes"] >= 1
+    clock.advance(40.1)  # past the grace: the call waits for fresh data
+    backend.version = 2
+    assert opt("k") == _fragment(2) + b"k"
+
+
+def test_the_packed_layout_serves_values_that_are_not_bytes_without_caching_them(make_optimizer):
+    calls: list[str] = []
+
+    def backend(key: str) -> dict[str, str]:
+        calls.append(key)
+        return {"key": key}
+
+    config = OptimizerConfig()
+    opt = make_optimizer(backend, config=config, cache=_packed(config))
+    assert opt("k") == opt("k") == {"key": "k"}
+    assert calls == ["k", "k"] and opt.cache.entries == 0
