@@ -5,8 +5,9 @@
 index, lock-free reads); the difference is the layout, about 115 bytes an
 entry for the portal's fragments instead of about 600 (bench/optimizer_memory.py):
 
-- every entry is one record in one `bytearray` arena: a length byte, the key
-  (UTF-8, at most 255 bytes), the value compressed by `packing.Codec`;
+- every entry is one record in an arena of 64 KiB `bytearray` chunks: a
+  length byte, the key (UTF-8, at most 255 bytes), the value compressed by
+  `packing.Codec` (a record larger than a chunk gets a chunk of its own);
 - its metadata lives in `array`s indexed by a slot number: where the record
   starts, the value's length, `fresh_until` (a double), `stored_at` and
   `stale_until` as float32 distances from it (rounded so that an entry never
@@ -19,7 +20,8 @@ entry for the portal's fragments instead of about 600 (bench/optimizer_memory.py
 Eviction is CLOCK (second chance): a read sets the slot's bit, the hand
 clears set bits and evicts the first slot it finds clear, an approximation of
 LRU. Removed records leave garbage in the arena; the arena is rebuilt when
-garbage passes a quarter of it.
+garbage passes a quarter of it. Fixed chunks, not one growing `bytearray`, so
+that the arena holds no growth slack (a growing one keeps up to an eighth).
 
 Reads take no lock: every write bumps `_version` before and after it changes
 anything (odd while writing). A read that saw the version change, or saw it
@@ -43,6 +45,10 @@ _LIVE = 1 << 31  # in `_lengths`: the slot holds an entry
 _MULTI = -2  # in `_tag`: the slot's tags are in `_multi`
 _NONE = -1
 _MAX_KEY = 255
+_OFFSET_BITS = 16
+_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
+_CHUNK = 1 << _OFFSET_BITS
+_MAX_CHUNKS = 1 << (32 - _OFFSET_BITS)
 _MAX_VALUE = (1 << 31) - 1
 _LENGTH_BYTE = [bytes((n,)) for n in range(_MAX_KEY + 1)]
 _NO_TAGS: frozenset[str] = frozenset()
@@ -84,7 +90,9 @@ class PackedStore:
         self._reset()
 
     def _reset(self) -> None:
-        self._arena = bytearray()
+        # Chunks of a 32nd of the budget, 1-64 KiB: a small budget is not spent on one empty chunk.
+        self._arena = _Arena(min(max(self._max_bytes // 32, 1024), _CHUNK))
+        self._chunks = self._arena.chunks
         self._garbage = 0
         self._starts = array("I")
         self._lengths = array("I")
@@ -94,7 +102,7 @@ class PackedStore:
         self._tag = array("i")
         self._used = bytearray()
         self._free = array("I")
-        self._table = array("i", bytes(4 * 8))
+        self._table = array("i", [0]) * 8
         self._count = 0
         self._hand = 0
         self._tag_ids: dict[str, int] = {}
@@ -112,15 +120,17 @@ class PackedStore:
         found = None
         try:
             probe = _LENGTH_BYTE[len(encoded := key.encode())] + encoded
-            table, starts, arena = self._table, self._starts, self._arena
+            table, starts, chunks = self._table, self._starts, self._chunks
             mask = len(table) - 1
             bucket = hash(key) & mask
             while (slot := table[bucket] - 1) >= 0:
                 start = starts[slot]
-                if arena.startswith(probe, start):
+                chunk = chunks[start >> _OFFSET_BITS]
+                start &= _OFFSET_MASK
+                if chunk.startswith(probe, start):
                     self._used[slot] = 1
                     start += len(probe)
-                    value = self._unpack(arena[start : start + (self._lengths[slot] & ~_LIVE)])
+                    value = self._unpack(chunk[start : start + (self._lengths[slot] & ~_LIVE)])
                     found = self._entry(value, slot)
                     break
                 bucket = (bucket + 1) & mask
@@ -136,8 +146,14 @@ class PackedStore:
         if slot < 0:
             return None
         self._used[slot] = 1
-        start = self._starts[slot] + 1 + self._arena[self._starts[slot]]
-        return self._entry(self._unpack(self._arena[start : start + (self._lengths[slot] & ~_LIVE)]), slot)
+        chunk, start = self._record(slot)
+        start += 1 + chunk[start]
+        return self._entry(self._unpack(chunk[start : start + (self._lengths[slot] & ~_LIVE)]), slot)
+
+    def _record(self, slot: int) -> tuple[bytearray, int]:
+        """The chunk holding the slot's record and where in it the record starts."""
+        start = self._starts[slot]
+        return self._chunks[start >> _OFFSET_BITS], start & _OFFSET_MASK
 
     def _entry(self, value: bytes, slot: int) -> Entry:
         fresh = self._fresh[slot]
@@ -156,14 +172,15 @@ class PackedStore:
         if len(encoded) > _MAX_KEY:
             return -1
         probe = _LENGTH_BYTE[len(encoded)] + encoded
-        table, starts, arena = self._table, self._starts, self._arena
+        table, starts, chunks = self._table, self._starts, self._chunks
         mask = len(table) - 1
         bucket = hash(key) & mask
         while True:
             slot = table[bucket] - 1
             if slot < 0:
                 return -1
-            if arena.startswith(probe, starts[slot]):
+            start = starts[slot]
+            if chunks[start >> _OFFSET_BITS].startswith(probe, start & _OFFSET_MASK):
                 return slot
             bucket = (bucket + 1) & mask
 
@@ -190,6 +207,11 @@ class PackedStore:
             self.delete(key)
             return False
         with self._lock:
+            if not self._arena.has_room():
+                self._compact()
+                if not self._arena.has_room():
+                    self._remove(key)
+                    return False
             self._version += 1
             try:
                 self._remove(key)
@@ -197,7 +219,7 @@ class PackedStore:
                 self._insert(key, record, len(packed), entry)
             finally:
                 self._version += 1
-            if self._garbage > 4096 and 4 * self._garbage > len(self._arena):
+            if self._garbage > self._arena.chunk_size and 4 * self._garbage > self._arena.written:
                 self._compact()
         return True
 
@@ -247,7 +269,7 @@ class PackedStore:
 
     def _held(self) -> int:
         """The budget's measure: live records, the slots' arrays, the hash table and the tag index."""
-        live = len(self._arena) - self._garbage
+        live = self._arena.written - self._garbage
         return live + SLOT_BYTES * self._count + 4 * len(self._table) + self._tag_bytes()
 
     def _victim(self) -> int:
@@ -267,8 +289,7 @@ class PackedStore:
     def _insert(self, key: str, record: bytes, packed_length: int, entry: Entry) -> None:
         slot = self._free.pop() if self._free else self._grow_slots()
         fresh = entry.fresh_until
-        self._starts[slot] = len(self._arena)
-        self._arena += record
+        self._starts[slot] = self._arena.append(record)
         self._lengths[slot] = packed_length | _LIVE
         self._fresh[slot] = fresh
         self._stored[slot] = _at_least(fresh - entry.stored_at)
@@ -292,8 +313,8 @@ class PackedStore:
         return len(self._lengths) - 1
 
     def _drop(self, slot: int) -> None:
-        start = self._starts[slot]
-        self._garbage += 1 + self._arena[start] + (self._lengths[slot] & ~_LIVE)
+        chunk, start = self._record(slot)
+        self._garbage += 1 + chunk[start] + (self._lengths[slot] & ~_LIVE)
         self._unplace(slot)
         self._untag(slot)
         self._lengths[slot] = 0
@@ -301,8 +322,8 @@ class PackedStore:
         self._count -= 1
 
     def _key_at(self, slot: int) -> str:
-        start = self._starts[slot]
-        return self._arena[start + 1 : start + 1 + self._arena[start]].decode()
+        chunk, start = self._record(slot)
+        return chunk[start + 1 : start + 1 + chunk[start]].decode()
 
     # the hash table
 
@@ -335,23 +356,20 @@ class PackedStore:
         table[hole] = 0
 
     def _rehash(self, size: int) -> None:
-        self._table = array("i", bytes(4 * size))
+        self._table = array("i", [0]) * size  # allocated to size, no slack
         for slot, length in enumerate(self._lengths):
             if length & _LIVE:
                 self._place(slot, hash(self._key_at(slot)))
 
     def _compact(self) -> None:
         """Copy the live records into a new arena; readers see the old one until the swap."""
-        old = self._arena
-        arena = bytearray()
-        starts = array("I", self._starts)
+        arena, starts = _Arena(self._arena.chunk_size), array("I", self._starts)
         for slot, length in enumerate(self._lengths):
             if length & _LIVE:
-                start = self._starts[slot]
-                starts[slot] = len(arena)
-                arena += old[start : start + 1 + old[start] + (length & ~_LIVE)]
+                chunk, start = self._record(slot)
+                starts[slot] = arena.append(chunk[start : start + 1 + chunk[start] + (length & ~_LIVE)])
         self._version += 1
-        self._arena, self._starts, self._garbage = arena, starts, 0
+        self._arena, self._chunks, self._starts, self._garbage = arena, arena.chunks, starts, 0
         self._version += 1
 
     # the tag index
@@ -413,10 +431,43 @@ class PackedStore:
     @property
     def bytes(self) -> int:
         """What the store holds: its buffers as allocated (arena garbage and array slack included)."""
-        buffers = (self._arena, self._starts, self._lengths, self._fresh, self._stored, self._stale)
-        held = sum(map(sys.getsizeof, buffers)) + sys.getsizeof(self._tag) + sys.getsizeof(self._used)
+        buffers = (self._starts, self._lengths, self._fresh, self._stored, self._stale, self._tag, self._used)
+        held = (
+            sum(map(sys.getsizeof, buffers))
+            + sum(map(sys.getsizeof, self._chunks))
+            + sys.getsizeof(self._chunks)
+        )
         held += sys.getsizeof(self._table) + sys.getsizeof(self._free)
         return held + self._tag_bytes() + self._codec.bytes_held
+
+
+class _Arena:
+    """Records written into chunks of up to 64 KiB; a record's address is its chunk << 16 | its offset."""
+
+    def __init__(self, chunk_size: int) -> None:
+        self.chunk_size = chunk_size
+        self.chunks: list[bytearray] = []
+        self.written = 0  # bytes of records written, those dropped since included
+        self._filling = -1  # the chunk small records go to
+        self._fill = 0
+
+    def has_room(self) -> bool:
+        """Whether one more chunk can be addressed (65,536 chunks: 4 GiB)."""
+        return len(self.chunks) < _MAX_CHUNKS
+
+    def append(self, record: bytes | bytearray) -> int:
+        """Write `record`; return its address."""
+        self.written += len(record)
+        if len(record) > self.chunk_size:
+            self.chunks.append(bytearray(record))
+            return (len(self.chunks) - 1) << _OFFSET_BITS
+        if self._filling < 0 or self._fill + len(record) > self.chunk_size:
+            self.chunks.append(bytearray(self.chunk_size))
+            self._filling, self._fill = len(self.chunks) - 1, 0
+        start = self._fill
+        self.chunks[self._filling][start : start + len(record)] = record
+        self._fill += len(record)
+        return self._filling << _OFFSET_BITS | start
 
 
 def _at_least(distance: float) -> float:
