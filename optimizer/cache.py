@@ -260,9 +260,10 @@ class InProcessCache(Cache):
 
     Two layouts, the app's choice: by default entries are Python objects in one
     OrderedDict (`LocalStore`): a hit returns the stored value itself, the fastest
-    hit, about 600 bytes an entry for a 230-byte value. With `packing`, values must
-    be `bytes` and are held compressed in arenas (`packed.PackedStore`): about 115
-    bytes an entry for the same value, at about 2 us of decompression per hit.
+    hit, about 580 bytes an entry for a 230-byte value. With `packing`, values must
+    be `bytes` and are held compressed in arenas (`packed.PackedStore`): about 118
+    bytes an entry for the same value, at about 2.5 us more per hit (decompression
+    and a new `Entry`; bench/optimizer_memory.py, bench/optimizer_gate.py).
     A value that is not `bytes` is then served but not cached.
     """
 

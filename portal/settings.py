@@ -56,8 +56,8 @@ class PortalSettings(BaseSettings):
     invalidation_timeout_s: float = Field(default=5.0, gt=0)
     admin_token: str | None = None
     optimize: bool = False
-    # How the in-process cache holds fragments: "packed" compressed in arenas (about 115 bytes a key,
-    # 10,000 students in 15 MB; about 2 us more a hit) or "objects" (about 600 bytes a key, the
+    # How the in-process cache holds fragments: "packed" compressed in arenas (about 118 bytes a key,
+    # 10,000 students in 15 MB; about 2.5 us more a hit) or "objects" (about 580 bytes a key, the
     # fastest hit). See optimizer.InProcessCache.
     cache_layout: Literal["packed", "objects"] = "packed"
     flag_key: str = FLAG_KEY
