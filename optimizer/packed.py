@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from optimizer.entry import Entry
-from optimizer.packing import Codec, Packing
+from optimizer.packing import WBITS, Codec, Packing
 
 _LIVE = 1 << 31  # in `_lengths`: the slot holds an entry
 _MULTI = -2  # in `_tag`: the slot's tags are in `_multi`
@@ -63,6 +63,7 @@ _FLOAT32 = struct.Struct("f")
 _BITS = struct.Struct("i")
 _FLOAT32_MAX = 3.4028234663852886e38
 _new_entry = object.__new__
+_decompressobj = zlib.decompressobj
 
 
 def _setter(field: str) -> Callable[[Entry, Any], None]:
@@ -85,6 +86,7 @@ class PackedStore:
         self._max_bytes = max_bytes
         self._codec = Codec(packing)
         self._unpack = self._codec.unpack
+        self._zdict = self._codec.zdict
         self.evictions = 0
         self._version = 0
         self._reset()
@@ -115,7 +117,8 @@ class PackedStore:
     # reads
 
     def get(self, key: str) -> Entry | None:
-        # The hit path: `_find` and `_read` inlined, checked against `_version` at the end.
+        # The hit path: `_find`, `_read`, `_entry` and the codec inlined (a call is about 80 ns of
+        # about 1.7 us), checked against `_version` at the end.
         version = self._version
         found = None
         try:
@@ -130,8 +133,21 @@ class PackedStore:
                 if chunk.startswith(probe, start):
                     self._used[slot] = 1
                     start += len(probe)
-                    value = self._unpack(chunk[start : start + (self._lengths[slot] & ~_LIVE)])
-                    found = self._entry(value, slot)
+                    packed = chunk[start : start + (self._lengths[slot] & ~_LIVE)]
+                    zdict = self._zdict
+                    value = (
+                        _decompressobj(WBITS, zdict=zdict).decompress(packed)
+                        if zdict
+                        else self._unpack(packed)
+                    )
+                    fresh = self._fresh[slot]
+                    found = _new_entry(Entry)
+                    _set_value(found, value)
+                    _set_fresh(found, fresh)
+                    _set_stale(found, fresh + self._stale[slot])
+                    _set_stored(found, fresh - self._stored[slot])
+                    _set_size(found, 0)
+                    _set_tags(found, _NO_TAGS)
                     break
                 bucket = (bucket + 1) & mask
         except (IndexError, ValueError, zlib.error):  # a write moved the arrays under this read

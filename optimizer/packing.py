@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 # Raw DEFLATE (no zlib header or checksum: 6 bytes less a value) in the largest window.
-_WBITS = -15
+WBITS = -15
 _MEM_LEVEL = 8
 
 
@@ -43,6 +43,7 @@ class Codec:
 
     def __init__(self, packing: Packing) -> None:
         self._zdict = packing.zdict[-32768:]
+        self.zdict = self._zdict  # the hit path decompresses inline (`packed.PackedStore.get`)
         self._level = packing.level
         self.unpack: Callable[[bytes | bytearray], bytes] = (
             self._unpack_with if self._zdict else self._unpack_plain
@@ -56,15 +57,15 @@ class Codec:
     def pack(self, value: bytes) -> bytes:
         if self._zdict:
             compressor = zlib.compressobj(
-                self._level, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, zdict=self._zdict
+                self._level, zlib.DEFLATED, WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, zdict=self._zdict
             )
         else:
-            compressor = zlib.compressobj(self._level, zlib.DEFLATED, _WBITS, _MEM_LEVEL)
+            compressor = zlib.compressobj(self._level, zlib.DEFLATED, WBITS, _MEM_LEVEL)
         return compressor.compress(value) + compressor.flush()
 
     def _unpack_with(self, data: bytes | bytearray) -> bytes:
-        return zlib.decompressobj(_WBITS, zdict=self._zdict).decompress(data)
+        return zlib.decompressobj(WBITS, zdict=self._zdict).decompress(data)
 
     @staticmethod
     def _unpack_plain(data: bytes | bytearray) -> bytes:
-        return zlib.decompress(data, _WBITS)
+        return zlib.decompress(data, WBITS)
