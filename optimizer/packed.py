@@ -5,9 +5,10 @@
 index, lock-free reads); the difference is the layout, about 118 bytes an
 entry for the portal's fragments instead of about 580 (bench/optimizer_memory.py):
 
-- every entry is one record in an arena of 64 KiB `bytearray` chunks: a
-  length byte, the key (UTF-8, at most 255 bytes), the value compressed by
-  `packing.Codec` (a record larger than a chunk gets a chunk of its own);
+- every entry is one record in an arena of `bytearray` chunks (64 KiB, less
+  for a budget under 2 MiB): a length byte, the key (UTF-8, at most 255
+  bytes), the value compressed by `packing.Codec` (a record larger than a
+  chunk gets a chunk of its own);
 - its metadata lives in `array`s indexed by a slot number: where the record
   starts, the value's length, `fresh_until` (a double), `stored_at` and
   `stale_until` as float32 distances from it (rounded so that an entry never
@@ -16,6 +17,9 @@ entry for the portal's fragments instead of about 580 (bench/optimizer_memory.py
   numbers, linear probing, at most half full) whose probes compare the
   arena's bytes, so no key `str` is kept;
 - a tag keeps an `array` of its slots; an entry with several tags keeps a tuple.
+
+An entry read back carries no tags and a size of 0 (the optimizer reads
+neither); a value that is not `bytes`, or a key over 255 bytes, is refused.
 
 Eviction is CLOCK (second chance): a read sets the slot's bit, the hand
 clears set bits and evicts the first slot it finds clear, an approximation of
