@@ -229,12 +229,11 @@ class PackedStore:
         with self._lock:
             if not self._arena.has_room():
                 self._compact()
-                if not self._arena.has_room():
-                    self._remove(key)
-                    return False
             self._version += 1
             try:
                 self._remove(key)
+                if not self._arena.has_room():
+                    return False
                 self._make_room(len(record))
                 self._insert(key, record, len(packed), entry)
             finally:
