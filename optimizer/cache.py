@@ -262,7 +262,7 @@ class InProcessCache(Cache):
     OrderedDict (`LocalStore`): a hit returns the stored value itself, the fastest
     hit, about 580 bytes an entry for a 230-byte value. With `packing`, values must
     be `bytes` and are held compressed in arenas (`packed.PackedStore`): about 118
-    bytes an entry for the same value, at about 2.5 us more per hit (decompression
+    bytes an entry for the same value, at about 1.7 us more per hit (decompression
     and a new `Entry`; bench/optimizer_memory.py, bench/optimizer_gate.py).
     A value that is not `bytes` is then served but not cached.
     """

@@ -6,7 +6,7 @@ held as raw DEFLATE streams primed with the app's preset dictionary
 (`zlib.compressobj(zdict=...)`): a small value shares most of its bytes with
 the dictionary (field names, punctuation, common prefixes), so a 230-byte
 fragment keeps about 45 bytes. Compression runs once per store, decompression
-on every hit (with the new `Entry`, about 2.5 us more than a hit on the
+on every hit (with the new `Entry`, about 1.7 us more than a hit on the
 objects layout, see bench/optimizer_gate.py).
 """
 

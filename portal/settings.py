@@ -57,7 +57,7 @@ class PortalSettings(BaseSettings):
     admin_token: str | None = None
     optimize: bool = False
     # How the in-process cache holds fragments: "packed" compressed in arenas (about 118 bytes a key,
-    # 10,000 students in 15 MB; about 2.5 us more a hit) or "objects" (about 580 bytes a key, the
+    # 10,000 students in 15 MB; about 1.7 us more a hit) or "objects" (about 580 bytes a key, the
     # fastest hit). See optimizer.InProcessCache.
     cache_layout: Literal["packed", "objects"] = "packed"
     flag_key: str = FLAG_KEY
