@@ -7,7 +7,7 @@ portal caches them (`portal.fragments`, 2 attempts per series as `rollguard
 portal seed` makes them). For each student count and budget it reports entries,
 evictions, the bytes the optimizer reports (`optimizer_cache_bytes`), the live
 bytes tracemalloc attributes to the load (real allocations), their ratio, and
-the RSS growth of a separate run without tracemalloc.
+the RSS growth of the same load in a fresh process without tracemalloc.
 
 Budgets: `default` is the portal's configuration (OptimizerConfig's byte budget,
 the portal's entry bound); `unbounded` lifts both so the whole set is held.
@@ -30,10 +30,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import multiprocessing
 import os
 import sys
 import tracemalloc
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -115,23 +117,31 @@ def close_windows(opt: Optimizer, clock: Clock) -> None:
     gc.collect()
 
 
-def measure(config: OptimizerConfig, students: int, layout: str, *, sites: bool) -> dict[str, Any]:
-    """Load the working set twice: once for RSS, once under tracemalloc.
-
-    Traced bytes are read twice: right after the load, with every key's window of the
-    ideal (optimizer/ideal.py) still open, and once those windows closed: what the cache holds.
-    """
+def rss_growth(config: OptimizerConfig, students: int, layout: str) -> tuple[int, int]:
+    """RSS growth of a fresh interpreter loading the working set: windows of the ideal open, then closed."""
     process = psutil.Process()
     gc.collect()
-    rss_before = process.memory_info().rss
+    before = process.memory_info().rss
     clock = Clock()
     opt = build(config, layout, clock)
     load(opt, students)
     gc.collect()
-    rss_growth = process.memory_info().rss - rss_before
+    loaded = process.memory_info().rss - before
+    close_windows(opt, clock)
+    closed = process.memory_info().rss - before
     opt.close()
-    del opt
-    gc.collect()
+    return loaded, closed
+
+
+def measure(config: OptimizerConfig, students: int, layout: str, *, sites: bool) -> dict[str, Any]:
+    """Load the working set in a fresh process for RSS, then here under tracemalloc.
+
+    Traced bytes are read twice: right after the load, with every key's window of the
+    ideal (optimizer/ideal.py) still open, and once those windows closed: what the cache holds.
+    """
+    # A fresh interpreter: here, memory freed by earlier runs would be reused and hide the growth.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        rss_loaded, rss_closed = pool.submit(rss_growth, config, students, layout).result()
 
     clock = Clock()
     opt = build(config, layout, clock)
@@ -160,7 +170,8 @@ def measure(config: OptimizerConfig, students: int, layout: str, *, sites: bool)
         "tracemalloc_bytes": traced,
         "tracemalloc_bytes_with_ideal_windows_open": with_windows,
         "reported_over_tracemalloc": round(reported / traced, 3) if traced else None,
-        "rss_growth_bytes": rss_growth,
+        "rss_growth_bytes": rss_loaded,
+        "rss_growth_bytes_after_ideal_windows_closed": rss_closed,
         "tracemalloc_bytes_per_entry": round(traced / entries, 1) if entries else None,
         "reported_bytes_per_entry": round(reported / entries, 1) if entries else None,
     }
@@ -223,7 +234,9 @@ def _print(row: dict[str, Any]) -> None:
         f"{row['layout']:7} {row['budget']:9} {row['students']:>6} students: {row['entries']:>7} entries, "
         f"{row['evictions']:>6} evictions, reported {row['reported_bytes'] / 1e6:6.1f} MB, "
         f"tracemalloc {row['tracemalloc_bytes'] / 1e6:6.1f} MB (ratio {row['reported_over_tracemalloc']}), "
-        f"RSS +{row['rss_growth_bytes'] / 1e6:6.1f} MB, {row['tracemalloc_bytes_per_entry']} B/entry; "
+        f"RSS +{row['rss_growth_bytes'] / 1e6:6.1f} MB "
+        f"(+{row['rss_growth_bytes_after_ideal_windows_closed'] / 1e6:.1f} MB once closed), "
+        f"{row['tracemalloc_bytes_per_entry']} B/entry; "
         f"with the ideal's windows open {row['tracemalloc_bytes_with_ideal_windows_open'] / 1e6:.1f} MB"
     )
     for site, per_entry in row.get("bytes_per_entry_by_site", {}).items():
