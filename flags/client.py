@@ -19,7 +19,7 @@ Error tree::
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -472,7 +472,7 @@ class FlagsClient:
 
     def impact_samples(
         self,
-        names: tuple[str, ...] | list[str] = (),
+        names: Sequence[str] = (),
         *,
         since: datetime | None = None,
         until: datetime | None = None,
