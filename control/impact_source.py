@@ -15,6 +15,8 @@ way the embedded source computes them from scrapes:
 - a counter's or histogram's sample is its increase since the SDK's previous
   send, so a window's increase is the sum of the samples that arrived in it,
   (start, end]; a gauge's window value is its largest sample, summed over series;
+- cache and memory metrics (cache_hit_rate, cache_bytes, rss_bytes) have no
+  cohort, as in the contract: every sample of theirs counts;
 - `fn` is not used: SDKs label impact metrics with flag states only.
 """
 
@@ -156,7 +158,8 @@ class ImpactSource:
     ) -> WindowValue:
         names = self.names
         if metric not in promql.PATH_AWARE and metric != "breaker_bypass_rate":
-            path = None
+            # Cache and memory metrics have no cohort in the contract: every sample counts.
+            path, flag = None, None
 
         def total(name: str, cohort: str | None = path) -> float | None:
             chosen = self._chosen(samples, name, flag=flag, path=cohort)
@@ -164,7 +167,9 @@ class ImpactSource:
 
         if metric in ("call_reduction", "error_rate"):
             requests = total(names.requests)
-            if not requests:
+            # An app that never records backend calls has no call reduction (not 100%).
+            unrecorded = metric == "call_reduction" and all(s.name != names.backend_calls for s in samples)
+            if not requests or unrecorded:
                 return WindowValue(None, 0)
             part = total(names.backend_calls if metric == "call_reduction" else names.errors) or 0.0
             ratio = part / requests
@@ -184,7 +189,7 @@ class ImpactSource:
             return WindowValue(bypassed / (optimized + bypassed), round(optimized + bypassed))
         if metric in ("cache_bytes", "rss_bytes"):
             gauge = names.cache_bytes if metric == "cache_bytes" else names.rss
-            return _gauge(self._chosen(samples, gauge, flag=None, path=None))
+            return _gauge(self._chosen(samples, gauge, flag=flag, path=path))
         requests_or_backend = total(names.requests if metric == "request_rate" else names.backend_calls)
         if requests_or_backend is None:
             return WindowValue(None, 0)

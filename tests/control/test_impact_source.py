@@ -129,6 +129,8 @@ def test_error_rate_and_p95_per_flag_state(app: Flask, source: ImpactSource) -> 
     assert source.window("p95_latency_s", path="optimized", flag=FLAG).value == pytest.approx(0.175)
     assert source.latency_histogram(path="direct", flag=FLAG).count == 200
     assert source.window("request_rate", path="direct", flag=FLAG, window_s=50).value == pytest.approx(4.0)
+    # The app records no backend calls: no call reduction, rather than a reduction of 100%.
+    assert source.window("call_reduction", flag=FLAG).value is None
 
 
 def test_cohorts_need_the_flag_label(app: Flask, source: ImpactSource) -> None:
@@ -222,3 +224,17 @@ def test_settings_choose_the_impact_source_and_its_names() -> None:
 def test_malformed_names_are_refused(text: str) -> None:
     with pytest.raises(PermanentError):
         ImpactNames.parse(text)
+
+
+def test_call_reduction_and_cache_hit_rate_from_the_contract_names(app: Flask, source: ImpactSource) -> None:
+    post(
+        app,
+        counter("http_requests_total", (OPTIMIZED, 100), (DIRECT, 100)),
+        counter("optimizer_backend_calls_total", (OPTIMIZED, 20), (DIRECT, 100)),
+        counter("optimizer_cache_hits_total", ({}, 80)),
+        counter("optimizer_cache_misses_total", ({}, 20)),
+    )
+    assert source.window("call_reduction", path="optimized", flag=FLAG).value == pytest.approx(0.8)
+    assert source.window("call_reduction", flag=FLAG).value == pytest.approx(0.4)
+    assert source.window("cache_hit_rate", flag=FLAG).value == pytest.approx(0.8)
+    assert source.window("breaker_bypass_rate", flag=FLAG).value == 0.0
