@@ -199,7 +199,7 @@ def _burn_rate_alerts(
 def _threshold_alert(flag: Flag, fn: str, guardrail: Guardrail) -> dict[str, Any]:
     metric = guardrail.metric
     per_path = guardrail.path is not None
-    if per_path and metric not in (*PATH_METRICS, "call_reduction"):
+    if per_path and metric not in PATH_METRICS:
         raise ValueError(f"{metric} has no per-path series")
     sel = _series_selector(fn, guardrail.path)
     breach = _BREACH_OP[guardrail.op]

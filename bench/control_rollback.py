@@ -1,8 +1,9 @@
 """Rollback in seconds, measured: fault to breaker trip, to flag off, to the portal off; false rollbacks.
 
-Starts the real flag service, a portal seeded with 2,000 students and gated by
-the flag (Unleash SDK polling every `--sdk-refresh` s), `rollguard traffic run
---scenario steady`, and the controller (`rollguard control run` at its
+Starts the real flag service, `--instances` portal processes on one database
+seeded with 2,000 students, each gated by the flag through its own Unleash SDK
+(polling every `--sdk-refresh` s) and each under its own share of `rollguard
+traffic run --scenario steady`, and the controller (`rollguard control run` at its
 defaults: a check every second on the newest scrape) on the embedded metric
 source, or on a real Prometheus scraping every second (`--metrics
 prometheus`). The portal's flag carries `control.defaults`' guardrails.
@@ -12,14 +13,15 @@ prometheus`). The portal's flag carries `control.defaults`' guardrails.
    false (counted, then the flag is resumed); breaker trips are counted too.
 2. `--faults` faults (error rate `--fault-error-rate` on the optimized path
    at 50%), each measured from the fault's injection to: the first breaker
-   trip the portal's /metrics shows (a breaker bypass or a counter named
+   trip any portal's /metrics shows (a breaker bypass or a counter named
    `*breaker*`; none when the breaker never trips); the flag off in the flag
-   service; the portal's last call down the optimized path. Between faults
-   the fault is cleared and the flag resumed.
+   service; the last call down the optimized path of the last portal instance
+   to stop (the fault is injected into every instance, as a faulty release
+   would be). Between faults the fault is cleared and the flag resumed.
 
 Writes bench/results/control_rollback[_prometheus].json with machine and date.
 
-    .venv/bin/python bench/control_rollback.py [--quick] [--metrics embedded|prometheus]
+    .venv/bin/python bench/control_rollback.py [--quick] [--metrics embedded|prometheus] [--instances 3]
 """
 
 from __future__ import annotations
@@ -95,12 +97,16 @@ def main() -> int:
     parser.add_argument("--fault-error-rate", type=float, default=0.5)
     parser.add_argument("--sdk-refresh", type=int, default=1, help="the portal SDK's poll interval, s")
     parser.add_argument("--metrics", choices=("embedded", "prometheus"), default="embedded")
+    parser.add_argument("--instances", type=int, default=1, help="portal processes, each with its own SDK")
+    parser.add_argument("--result", default=None, help="name of bench/results/<name>.json")
     args = parser.parse_args()
+    if args.instances < 1:
+        parser.error("--instances must be at least 1")
     if args.quick:
         args.healthy_s, args.mass_users, args.faults = 60.0, 500, 3
     with tempfile.TemporaryDirectory(prefix="rollguard-bench-") as tmp:
         figures = run(Path(tmp), args)
-    name = "control_rollback" + ("_prometheus" if args.metrics == "prometheus" else "")
+    name = args.result or "control_rollback" + ("_prometheus" if args.metrics == "prometheus" else "")
     command = "python bench/control_rollback.py " + " ".join(sys.argv[1:])
     path = write_result(name, figures, command=command.strip())
     for label in ("fault_to_breaker_trip_s", "fault_to_flag_off_s", "fault_to_portal_off_s"):
@@ -113,8 +119,10 @@ def main() -> int:
 
 
 def run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    ports = {name: pick_port(None) for name in ("flags", "portal", "prometheus")}
+    names = ["flags", "prometheus", *(f"portal{i}" for i in range(args.instances))]
+    ports = {name: pick_port(None) for name in names}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    portal_urls = [urls[f"portal{i}"] for i in range(args.instances)]
     tokens = {k: f"{k}-{secrets.token_hex(12)}" for k in ("admin", "client", "portal")}
     env = {
         **os.environ,
@@ -126,7 +134,7 @@ def run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         "ROLLGUARD_PORTAL_FLAGS_REFRESH_S": str(args.sdk_refresh),
         "ROLLGUARD_CONTROL_DATABASE_URL": f"sqlite:///{tmp / 'control.db'}",
         "ROLLGUARD_FLAGS_URL": urls["flags"],
-        "ROLLGUARD_SCRAPE_TARGETS": urls["portal"],
+        "ROLLGUARD_SCRAPE_TARGETS": ",".join(portal_urls),
         "ROLLGUARD_METRICS": args.metrics,
         "ROLLGUARD_PROMETHEUS_URL": urls["prometheus"],
         "ROLLGUARD_VAR_DIR": str(tmp / "var"),
@@ -134,13 +142,15 @@ def run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     supervisor = Supervisor(log_dir=tmp / "logs", env=env, cwd=REPO)
     store = ControlStore(env["ROLLGUARD_CONTROL_DATABASE_URL"])
     try:
-        admin = _start(supervisor, urls, ports, tmp, args)
-        portal = Portal(urls["portal"])
+        admin = _start(supervisor, portal_urls, ports, tmp, args)
+        portals = [Portal(url) for url in portal_urls]
         traffic_s = 2 * args.healthy_s + args.faults * 90 + 400
-        _traffic(supervisor, "traffic", "steady", args.users, traffic_s, urls["portal"])
+        share = max(1, args.users // args.instances)
+        for i, url in enumerate(portal_urls):
+            _traffic(supervisor, f"traffic{i}", "steady", share, traffic_s, url)
         _wait(lambda: _judged(admin, store), 180, "the first checks of every guardrail")
-        healthy = _healthy_runs(supervisor, admin, portal, urls["portal"], args)
-        faults = [_fault(admin, store, portal, tokens["portal"], args) for _ in range(args.faults)]
+        healthy = _healthy_runs(supervisor, admin, portals, portal_urls[0], args)
+        faults = [_fault(admin, store, portals, tokens["portal"], args) for _ in range(args.faults)]
         return _figures(args, healthy, faults)
     finally:
         supervisor.stop_all()
@@ -148,11 +158,12 @@ def run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _start(
-    supervisor: Supervisor, urls: dict[str, str], ports: dict[str, int], tmp: Path, args: argparse.Namespace
+    supervisor: Supervisor, portal_urls: list[str], ports: dict[str, int], tmp: Path, args: argparse.Namespace
 ) -> FlagsClient:
+    flags_url = supervisor.env["ROLLGUARD_FLAGS_URL"]
     flags = supervisor.start("flags", [*ROLLGUARD, "flags", "serve", "--port", str(ports["flags"])])
-    supervisor.wait_ready(flags, f"{urls['flags']}/readyz")
-    admin = FlagsClient(urls["flags"], supervisor.env["ROLLGUARD_ADMIN_TOKEN"], actor="bench")
+    supervisor.wait_ready(flags, f"{flags_url}/readyz")
+    admin = FlagsClient(flags_url, supervisor.env["ROLLGUARD_ADMIN_TOKEN"], actor="bench")
     admin.create_flag(
         KEY,
         enabled=True,
@@ -166,22 +177,25 @@ def _start(
         reason="bench: start",
     )
     supervisor.run("seed", [*ROLLGUARD, "portal", "seed", "--students", "2000"], timeout=300)
-    portal = supervisor.start("portal", [*ROLLGUARD, "portal", "serve", "--port", str(ports["portal"])])
-    supervisor.wait_ready(portal, f"{urls['portal']}/healthz")
+    for i, url in enumerate(portal_urls):
+        argv = [*ROLLGUARD, "portal", "serve", "--port", str(ports[f"portal{i}"])]
+        supervisor.wait_ready(supervisor.start(f"portal{i}", argv), f"{url}/healthz")
     if args.metrics == "prometheus":
-        _start_prometheus(supervisor, urls, ports, tmp)
+        _start_prometheus(supervisor, portal_urls, ports, tmp)
     supervisor.start("controller", [*ROLLGUARD, "control", "run"])
     return admin
 
 
-def _start_prometheus(supervisor: Supervisor, urls: dict[str, str], ports: dict[str, int], tmp: Path) -> None:
+def _start_prometheus(
+    supervisor: Supervisor, portal_urls: list[str], ports: dict[str, int], tmp: Path
+) -> None:
     binary = shutil.which("prometheus")
     if binary is None:
         raise SystemExit("--metrics prometheus: the prometheus binary is not installed")
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
-            {"job_name": "portal", "static_configs": [{"targets": [urls["portal"].split("://")[1]]}]}
+            {"job_name": "portal", "static_configs": [{"targets": [u.split("://")[1] for u in portal_urls]}]}
         ],
     }
     path = tmp / "prometheus.yml"
@@ -195,7 +209,7 @@ def _start_prometheus(supervisor: Supervisor, urls: dict[str, str], ports: dict[
             f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
         ],
     )
-    supervisor.wait_ready(prom, f"{urls['prometheus']}/-/ready")
+    supervisor.wait_ready(prom, f"http://127.0.0.1:{ports['prometheus']}/-/ready")
 
 
 def _traffic(supervisor: Supervisor, name: str, scenario: str, users: int, seconds: float, url: str) -> Any:
@@ -205,40 +219,40 @@ def _traffic(supervisor: Supervisor, name: str, scenario: str, users: int, secon
 
 
 def _healthy_runs(
-    supervisor: Supervisor, admin: FlagsClient, portal: Portal, url: str, args: argparse.Namespace
+    supervisor: Supervisor, admin: FlagsClient, portals: list[Portal], url: str, args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
-    runs = {"steady at 10%": _watch(admin, portal, args.healthy_s)}
+    runs = {"steady at 10%": _watch(admin, portals, args.healthy_s)}
     print(f"healthy: {runs}", flush=True)
     flag = admin.get_flag(KEY)
     admin.set_rollout(KEY, 50, version=flag.version, reason="bench: healthy run at 50%")
-    runs["steady at 50%"] = _watch(admin, portal, args.healthy_s)
+    runs["steady at 50%"] = _watch(admin, portals, args.healthy_s)
     print(f"healthy: {runs}", flush=True)
     spike = _traffic(supervisor, "mass-submission", "mass-submission", args.mass_users, 20, url)
     runs[f"mass submission of {args.mass_users} at 50%"] = _watch(
-        admin, portal, 240, until=lambda: not spike.running
+        admin, portals, 240, until=lambda: not spike.running
     )
     print(f"healthy: {runs}", flush=True)
     return runs
 
 
 def _watch(
-    admin: FlagsClient, portal: Portal, seconds: float, *, until: Callable[[], bool] | None = None
+    admin: FlagsClient, portals: list[Portal], seconds: float, *, until: Callable[[], bool] | None = None
 ) -> dict[str, Any]:
-    """Watch a healthy run: count (and undo) rollbacks, count breaker trips (polls where it rose)."""
+    """Watch a healthy run: count (and undo) rollbacks, count breaker trips (polls where any instance's rose)."""
     load_before = os.getloadavg()
     start = time.monotonic()
     rollbacks: list[str] = []
     trips = 0
-    _optimized, last_breaker = portal.counters()
+    last_breaker = _breakers(portals)
     while time.monotonic() - start < seconds and not (until and until()):
         flag = admin.get_flag(KEY)
         if not flag.enabled:
             kill = next(e for e in admin.events(flag=KEY) if e.action == "kill")
             rollbacks.append(kill.reason or "")
             admin.resume(KEY, reason="bench: false rollback, resume")
-        _optimized, breaker = portal.counters()
-        trips += breaker > last_breaker
-        last_breaker = breaker
+        breakers = _breakers(portals)
+        trips += any(now > before for now, before in zip(breakers, last_breaker, strict=True))
+        last_breaker = breakers
         time.sleep(0.5)
     return {
         "seconds": round(time.monotonic() - start, 1),
@@ -249,34 +263,43 @@ def _watch(
     }
 
 
+def _breakers(portals: list[Portal]) -> list[float]:
+    return [portal.counters()[1] for portal in portals]
+
+
 def _fault(
-    admin: FlagsClient, store: ControlStore, portal: Portal, token: str, args: argparse.Namespace
+    admin: FlagsClient, store: ControlStore, portals: list[Portal], token: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     _wait(lambda: _judged(admin, store), 120, "every guardrail judged again")
-    optimized, breaker = portal.counters()
+    before = [portal.counters() for portal in portals]
     load = os.getloadavg()[0]
-    portal.fault(token, args.fault_error_rate)
+    for portal in portals:
+        portal.fault(token, args.fault_error_rate)
     injected = time.monotonic()
     tripped = off = None
-    last_optimized, last_change = optimized, injected
-    while off is None or time.monotonic() - max(off, last_change) < 3 * args.sdk_refresh + 2:
-        now_optimized, now_breaker = portal.counters()
-        now = time.monotonic()
-        if tripped is None and now_breaker > breaker:
-            tripped = now
-        if now_optimized != last_optimized:
-            last_optimized, last_change = now_optimized, now
+    last_optimized = [optimized for optimized, _breaker in before]
+    last_change = [injected] * len(portals)
+    while off is None or time.monotonic() - max(off, *last_change) < 3 * args.sdk_refresh + 2:
+        for i, portal in enumerate(portals):
+            now_optimized, now_breaker = portal.counters()
+            now = time.monotonic()
+            if tripped is None and now_breaker > before[i][1]:
+                tripped = now
+            if now_optimized != last_optimized[i]:
+                last_optimized[i], last_change[i] = now_optimized, now
         if off is None and not admin.get_flag(KEY).enabled:
-            off = now
-        if now - injected > 120:
+            off = time.monotonic()
+        if time.monotonic() - injected > 120:
             raise TimeoutError("no rollback within 120 s of the fault")
         time.sleep(POLL_S)
     kill = next(e for e in admin.events(flag=KEY) if e.action == "kill")
-    portal.fault(token, 0)
+    for portal in portals:
+        portal.fault(token, 0)
     result = {
         "breaker_trip_s": None if tripped is None else round(tripped - injected, 2),
         "flag_off_s": round(off - injected, 2),
-        "portal_off_s": round(max(off, last_change) - injected, 2),
+        "portal_off_s": round(max(off, *last_change) - injected, 2),
+        "each_portal_off_s": [round(max(off, change) - injected, 2) for change in last_change],
         "reason": kill.reason,
         "actor": kill.actor,
         "load_avg_1m": round(load, 2),
@@ -317,6 +340,7 @@ def _figures(
         "controller": "defaults: check every 1 s on the newest scrape, scrape every 1 s",
         "sdk_refresh_s": args.sdk_refresh,
         "users": args.users,
+        "portal_instances": args.instances,
         "guardrails": [g.name for g in default_guardrails()],
         "fault_error_rate": args.fault_error_rate,
         "fault_to_breaker_trip_s": spread("breaker_trip_s"),

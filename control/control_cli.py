@@ -207,7 +207,7 @@ def backtest(
     """Replay recorded metrics through the rollout policy and print what it would have done."""
     from control.backtest import backtest as run_backtest
     from control.embedded import EmbeddedSource
-    from control.stages import rollout_at
+    from control.stages import STAGE_ACTIONS, rollout_at
     from control.store import ControlStore
     from flags.client import FlagsClient, FlagsError, FlagsUnavailable
 
@@ -233,7 +233,7 @@ def backtest(
             acted = [
                 (d.time, d.rollout)
                 for d in store.decisions(flag_key)
-                if not d.dry_run and d.rollout is not None and d.action in ("promote", "complete", "rollback")
+                if not d.dry_run and d.rollout is not None and d.action in STAGE_ACTIONS
             ]
             start_rollout = rollout_at(events, first, acted=acted)
         result = run_backtest(
@@ -276,15 +276,14 @@ def backtest(
 )
 def status(as_json: bool, limit: int) -> None:
     """Show which controller leads, when it last evaluated, and its recent actions."""
+    from control.stages import STAGE_ACTIONS
     from control.store import ControlStore
 
     settings = _settings()
     store = ControlStore(settings.database_url)
     try:
         lease = store.controller_status()
-        acted = (
-            [d for d in store.decisions() if d.action in ("promote", "rollback")][-limit:] if limit else []
-        )
+        acted = [d for d in store.decisions() if d.action in STAGE_ACTIONS][-limit:] if limit else []
     finally:
         store.close()
     if as_json:

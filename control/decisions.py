@@ -29,6 +29,7 @@ from itertools import groupby
 from typing import TYPE_CHECKING, Protocol
 
 from control.metrics import WindowValue
+from flags.client import COMPARATIVE_METRICS
 
 if TYPE_CHECKING:
     from flags.client import Flag, Guardrail
@@ -39,7 +40,6 @@ GUARDED_STATES = ("rolling_out", "complete")
 DEFAULT_ALPHA = 0.001
 #: Metrics a comparative guardrail can compare soundly: a proportion per cohort here,
 #: latency histograms in `control.latency`.
-COMPARATIVE_METRICS = ("error_rate", "p95_latency_s")
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,

@@ -23,7 +23,7 @@ from control.checks import check_flag
 from control.decisions import DEFAULT_ALPHA, GUARDED_STATES, Action, ActionKind, Verdict, decide
 from control.metrics import MetricSource
 from control.notify import Notifier
-from control.stages import stage_started_at
+from control.stages import STAGE_ACTIONS, stage_started_at
 from control.store import ControlStore, DecisionRecord, Lease, VerdictRecord
 from flags.client import Flag, FlagsClient, FlagsError, FlagsUnavailable, VersionConflict
 
@@ -219,7 +219,7 @@ class Controller:
         acted = [
             d.time
             for d in self.store.decisions(flag.key, since=by_events)
-            if not d.dry_run and d.action in (ActionKind.PROMOTE.value, ActionKind.ROLLBACK.value)
+            if not d.dry_run and d.action in STAGE_ACTIONS
         ]
         return stage_started_at(events, acted, fallback=flag.updated_at)
 

@@ -22,6 +22,8 @@ STAGE_FIELDS = ("rollout", "enabled", "state")
 AFTER_ACTION = timedelta(milliseconds=1)
 #: The audit actor of the controller's own changes.
 CONTROLLER_ACTOR = "controller"
+#: The controller's recorded decisions that end a stage (each changes `rollout`, `enabled` or `state`).
+STAGE_ACTIONS = ("promote", "complete", "rollback")
 
 
 def stage_started_at(

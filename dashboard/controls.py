@@ -13,8 +13,10 @@ import math
 import streamlit as st
 
 from dashboard import actions, data, session
-from dashboard.guardrails import KINDS, PATHS, GuardrailRow, validate
+from dashboard.guardrails import GuardrailRow, validate
 from flags.client import GUARDRAIL_METRICS, GUARDRAIL_OPS, Flag, FlagsClient
+from flags.model import COHORTS as PATHS
+from flags.model import GUARDRAIL_KINDS as KINDS
 
 PRESETS = (0, 10, 50, 100)
 _CONFIRM = "confirm_switch"

@@ -26,20 +26,42 @@ from typing import Any
 
 import httpx
 
+from flags.model import (
+    COMPARATIVE_METRICS,
+    FLAG_STATES,
+    GUARDRAIL_METRICS,
+    GUARDRAIL_OPS,
+    PATH_METRICS,
+    Flag,
+    Guardrail,
+    RollbackPolicy,
+    parse_time,
+)
+
 ACTOR_HEADER = "X-Rollguard-Actor"
 
-GUARDRAIL_METRICS = (
-    "call_reduction",
-    "cache_hit_rate",
-    "error_rate",
-    "p95_latency_s",
-    "cache_bytes",
-    "rss_bytes",
-    "breaker_bypass_rate",
-)
-PATH_METRICS = ("error_rate", "p95_latency_s")
-GUARDRAIL_OPS = ("<", "<=", ">", ">=")
-FLAG_STATES = ("draft", "rolling_out", "paused", "complete", "rolled_back")
+__all__ = [
+    "ACTOR_HEADER",
+    "COMPARATIVE_METRICS",
+    "FLAG_STATES",
+    "GUARDRAIL_METRICS",
+    "GUARDRAIL_OPS",
+    "PATH_METRICS",
+    "Annotation",
+    "Event",
+    "Flag",
+    "FlagNotFound",
+    "FlagsClient",
+    "FlagsError",
+    "FlagsUnavailable",
+    "Guardrail",
+    "ImpactSample",
+    "ImpactSamples",
+    "RollbackPolicy",
+    "Token",
+    "Unauthorized",
+    "VersionConflict",
+]
 
 
 class FlagsError(Exception):
@@ -76,60 +98,6 @@ class FlagsUnavailable(Exception):
 
 
 @dataclass(frozen=True)
-class Guardrail:
-    """A check on one derived metric: passes while `value op threshold` holds.
-
-    `kind="comparative"` compares the optimized cohort against the direct one on
-    `metric` and fails when optimized is worse by more than `threshold` and the
-    difference is significant.
-    """
-
-    metric: str
-    op: str
-    threshold: float
-    window_s: int = 60
-    min_samples: int = 20
-    path: str | None = None
-    kind: str = "threshold"
-
-    @property
-    def name(self) -> str:
-        cohort = f"[{self.path}]" if self.path else ""
-        if self.kind == "comparative":
-            return f"{self.metric}[optimized-direct]<={self.threshold:g}"
-        return f"{self.metric}{cohort}{self.op}{self.threshold:g}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "op": self.op,
-            "threshold": self.threshold,
-            "window_s": self.window_s,
-            "min_samples": self.min_samples,
-            "path": self.path,
-            "kind": self.kind,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Guardrail:
-        return cls(
-            metric=data["metric"],
-            op=data.get("op", "<="),
-            threshold=float(data["threshold"]),
-            window_s=int(data.get("window_s", 60)),
-            min_samples=int(data.get("min_samples", 20)),
-            path=data.get("path"),
-            kind=data.get("kind", "threshold"),
-        )
-
-
-@dataclass(frozen=True)
-class RollbackPolicy:
-    consecutive_failures: int = 2
-    on_no_data: str = "hold"
-
-
-@dataclass(frozen=True)
 class Annotation:
     """A note on the timeline: a mass submission began, a fault was injected."""
 
@@ -153,53 +121,6 @@ class Annotation:
 
 
 @dataclass(frozen=True)
-class Flag:
-    key: str
-    enabled: bool
-    rollout: int
-    stages: tuple[int, ...]
-    stage_hold_s: int
-    auto_promote: bool
-    guardrails: tuple[Guardrail, ...]
-    rollback: RollbackPolicy
-    state: str
-    payload: dict[str, Any]
-    version: int
-    description: str = ""
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-    @property
-    def next_stage(self) -> int | None:
-        """The first stage above the current rollout, or None at the last stage."""
-        higher = [stage for stage in self.stages if stage > self.rollout]
-        return min(higher) if higher else None
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Flag:
-        rollback = data.get("rollback") or {}
-        return cls(
-            key=data["key"],
-            enabled=bool(data["enabled"]),
-            rollout=int(data["rollout"]),
-            stages=tuple(int(s) for s in data.get("stages", (10, 50, 100))),
-            stage_hold_s=int(data.get("stage_hold_s", 300)),
-            auto_promote=bool(data.get("auto_promote", False)),
-            guardrails=tuple(Guardrail.from_json(g) for g in data.get("guardrails", ())),
-            rollback=RollbackPolicy(
-                consecutive_failures=int(rollback.get("consecutive_failures", 2)),
-                on_no_data=rollback.get("on_no_data", "hold"),
-            ),
-            state=data.get("state", "draft"),
-            payload=dict(data.get("payload") or {}),
-            version=int(data["version"]),
-            description=data.get("description") or "",
-            created_at=_parse_time(data.get("created_at")),
-            updated_at=_parse_time(data.get("updated_at")),
-        )
-
-
-@dataclass(frozen=True)
 class Event:
     id: int
     time: datetime
@@ -212,7 +133,7 @@ class Event:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Event:
-        parsed = _parse_time(data["time"])
+        parsed = parse_time(data["time"])
         assert parsed is not None
         return cls(
             id=int(data["id"]),
@@ -241,7 +162,7 @@ class Token:
             id=int(data["id"]),
             name=data["name"],
             scope=data["scope"],
-            created_at=_parse_time(data.get("created_at")),
+            created_at=parse_time(data.get("created_at")),
             revoked=bool(data.get("revoked", False)),
             secret=data.get("secret"),
         )
@@ -267,7 +188,7 @@ class ImpactSample:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ImpactSample:
-        parsed = _parse_time(data["time"])
+        parsed = parse_time(data["time"])
         assert parsed is not None
         buckets = tuple((float(le), float(count)) for le, count in data.get("buckets") or ())
         return cls(
@@ -290,12 +211,6 @@ class ImpactSamples:
     samples: tuple[ImpactSample, ...]
     newest: datetime | None
     truncated: bool
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 _ERRORS_BY_STATUS: dict[int, type[FlagsError]] = {
@@ -488,7 +403,7 @@ class FlagsClient:
         data = self._request("GET", "/api/admin/impact-metrics", params=params)
         return ImpactSamples(
             samples=tuple(ImpactSample.from_json(s) for s in data["samples"]),
-            newest=_parse_time(data.get("newest")),
+            newest=parse_time(data.get("newest")),
             truncated=bool(data.get("truncated")),
         )
 

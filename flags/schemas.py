@@ -22,7 +22,7 @@ from marshmallow import (
     validates,
 )
 
-from flags.client import FLAG_STATES, GUARDRAIL_METRICS, GUARDRAIL_OPS
+from flags.model import FLAG_STATES, GUARDRAIL_METRICS, GUARDRAIL_OPS, Guardrail, guardrail_list_problems
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
@@ -80,6 +80,17 @@ class _FlagFields(Schema):
     rollback = fields.Nested(RollbackSchema)
     state = fields.String(validate=validate.OneOf(FLAG_STATES))
     payload = fields.Dict(keys=fields.String())
+
+    @validates("guardrails")
+    def _guardrails_judgeable(self, value: list[dict[str, Any]], **_kwargs: Any) -> None:
+        # The controller could never judge these (or they could never fail): refuse them here.
+        try:
+            guardrails = [Guardrail.from_json(g) for g in value]
+        except (KeyError, TypeError, ValueError):
+            return  # a field of some guardrail is already refused, with its own message
+        problems = guardrail_list_problems(guardrails)
+        if problems:
+            raise ValidationError([f"guardrail {number}: {problem}" for number, problem in problems])
 
     @validates("payload")
     def _payload_fits(self, value: dict[str, Any], **_kwargs: Any) -> None:

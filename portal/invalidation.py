@@ -10,7 +10,14 @@ shows it (read-your-writes across workers).
 Each worker has one listening connection, named in `application_name` so that
 the publisher counts the live peers it waits for (`pg_stat_activity`), and a
 listener thread that applies the invalidations of others and acknowledges them
-on a second channel. A peer that started after the count has an empty cache
+on a second channel.
+
+Publishes are group-committed: the tags of every submit that arrives while a
+NOTIFY is on its way go out together in the next one (at most
+`MAX_BATCH_TAGS`), with the peer count read in the same statement, and each
+peer acknowledges a batch once. A burst of submits then costs one round trip
+to PostgreSQL per batch instead of two per submit, serialised on one
+connection. A peer that started after the count has an empty cache
 and needs no acknowledgement; one that dies drops its connection and leaves
 the count. A publish that is not confirmed within `timeout_s` raises
 `portal.errors.InvalidationUnconfirmed` (the submit answers 503).
@@ -38,13 +45,30 @@ logger = logging.getLogger(__name__)
 _APP_PREFIX = "rollguard-portal"
 
 
-class _Pending:
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
+#: Tags per NOTIFY: PostgreSQL caps a payload at 8,000 bytes; a tag is about 20 with its JSON quoting.
+MAX_BATCH_TAGS = 200
+
+
+class _Batch:
+    """Tags sent in one NOTIFY: which peers confirmed them, and how many must (known once it is sent)."""
+
+    def __init__(self) -> None:
+        self.tags: set[str] = set()
+        self.seq = 0
+        self.expected: int | None = None
         self.acked: set[str] = set()
         self.done = threading.Event()
-        if expected <= 0:
+        self.error: InvalidationUnconfirmed | None = None
+
+    def settle(self) -> bool:
+        """Mark the batch done if every expected peer confirmed; return whether it is."""
+        if self.expected is not None and len(self.acked) >= self.expected:
             self.done.set()
+        return self.done.is_set()
+
+    def fail(self, error: InvalidationUnconfirmed) -> None:
+        self.error = error
+        self.done.set()
 
 
 class PgInvalidations:
@@ -70,7 +94,9 @@ class PgInvalidations:
         self.worker = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._app_name = f"{_APP_PREFIX}:{channel}"
         self._seq = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _Batch] = {}  # sent, awaiting acknowledgements, by seq
+        self._queue: list[_Batch] = []  # not sent yet; the last one still takes tags
+        self._sending = False
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._sender = psycopg.connect(dsn, autocommit=True)
@@ -81,24 +107,55 @@ class PgInvalidations:
 
     def publish(self, tag: str) -> int:
         """Tell every other worker to drop `tag`; return once all live ones confirmed (their count)."""
-        seq = next(self._seq)
-        peers = self._live_peers()
-        pending = _Pending(peers)
         with self._lock:
-            self._pending[seq] = pending
-        try:
-            try:
-                self._notify(self._channel, {"tag": tag, "from": self.worker, "seq": seq})
-            except psycopg.Error as exc:
-                raise InvalidationUnconfirmed(f"could not send the invalidation of {tag}: {exc}") from exc
-            if not pending.done.wait(self._timeout_s):
-                raise InvalidationUnconfirmed(
-                    f"{len(pending.acked)} of {peers} workers confirmed dropping {tag} within {self._timeout_s}s"
-                )
-        finally:
+            if not self._queue or len(self._queue[-1].tags) >= MAX_BATCH_TAGS:
+                self._queue.append(_Batch())
+            batch = self._queue[-1]
+            batch.tags.add(tag)
+        self._send_queued()
+        confirmed = batch.done.wait(self._timeout_s)
+        with self._lock:
+            if not confirmed:
+                self._pending.pop(batch.seq, None)
+        if batch.error is not None:
+            raise batch.error
+        if not confirmed:
+            raise InvalidationUnconfirmed(
+                f"{len(batch.acked)} of {batch.expected} workers confirmed dropping {tag} within {self._timeout_s}s"
+            )
+        return batch.expected or 0
+
+    def _send_queued(self) -> None:
+        """Send the queued batches, one NOTIFY each, unless another thread is sending them already."""
+        while True:
             with self._lock:
-                self._pending.pop(seq, None)
-        return peers
+                if self._sending or not self._queue:
+                    return
+                self._sending = True
+                batch = self._queue.pop(0)
+                batch.seq = next(self._seq)
+                self._pending[batch.seq] = batch
+            try:
+                self._send(batch)
+            finally:
+                with self._lock:
+                    self._sending = False
+
+    def _send(self, batch: _Batch) -> None:
+        tags = sorted(batch.tags)
+        try:
+            peers = self._notify_counting_peers({"tags": tags, "from": self.worker, "seq": batch.seq})
+        except psycopg.Error as exc:
+            with self._lock:
+                self._pending.pop(batch.seq, None)
+            batch.fail(
+                InvalidationUnconfirmed(f"could not send the invalidation of {', '.join(tags)}: {exc}")
+            )
+            return
+        with self._lock:
+            batch.expected = peers
+            if batch.settle():
+                self._pending.pop(batch.seq, None)
 
     def close(self) -> None:
         """Stop listening and close both connections."""
@@ -115,16 +172,18 @@ class PgInvalidations:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
         return conn
 
-    def _live_peers(self) -> int:
+    def _notify_counting_peers(self, message: dict[str, object]) -> int:
+        """NOTIFY `message` on the channel; return how many other workers listen (read in the same statement)."""
         with self._send_lock:
             if self._sender.closed:
                 self._sender = psycopg.connect(self._dsn, autocommit=True)
             row = self._sender.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
-                (self._app_name,),
+                "SELECT pg_notify(%s, %s), (SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = %s AND datname = current_database())",
+                (self._channel, json.dumps(message), self._app_name),
             ).fetchone()
         # Our own listening connection is one of them.
-        return max(int(row[0]) - 1, 0) if row else 0
+        return max(int(str(row[1])) - 1, 0) if row else 0
 
     def _notify(self, channel: str, message: dict[str, object]) -> None:
         with self._send_lock:
@@ -162,13 +221,15 @@ class PgInvalidations:
         if channel == self._channel:
             if sender == self.worker:
                 return
-            self._apply(str(message["tag"]))
+            tags = message["tags"]
+            for tag in tags if isinstance(tags, list) else ():
+                self._apply(str(tag))
             self._notify(self._acks, {"to": sender, "seq": message["seq"], "from": self.worker})
         elif channel == self._acks and message.get("to") == self.worker:
             with self._lock:
-                pending = self._pending.get(int(str(message["seq"])))
-                if pending is None:
+                batch = self._pending.get(int(str(message["seq"])))
+                if batch is None:
                     return
-                pending.acked.add(sender)
-                if len(pending.acked) >= pending.expected:
-                    pending.done.set()
+                batch.acked.add(sender)
+                if batch.settle():
+                    del self._pending[batch.seq]

@@ -72,11 +72,11 @@ def _row(**changes: object) -> GuardrailRow:
         pytest.param(
             _row(metric="cache_bytes", path="optimized", threshold=1e6), "has no cohorts", id="cohort"
         ),
-        pytest.param(_row(window_s=1), "at least 5s", id="short-window"),
+        pytest.param(_row(window_s=0), "at least 1s", id="short-window"),
         pytest.param(_row(min_samples=0), "min samples", id="no-samples"),
         pytest.param(_row(op="=="), "unknown operator", id="operator"),
         pytest.param(
-            _row(metric="cache_hit_rate", path=None, kind="comparative"), "per-cohort", id="comparative"
+            _row(metric="cache_hit_rate", path=None, kind="comparative"), "needs one of", id="comparative"
         ),
         pytest.param(_row(metric="p95_latency_s", threshold=-1.0), "cannot be negative", id="negative"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -50,6 +51,55 @@ def test_guardrail_defaults_are_filled_and_stages_sorted(client: FlaskClient) ->
             "kind": "threshold",
         }
     ]
+
+
+@pytest.mark.parametrize(
+    ("guardrail", "problem"),
+    [
+        pytest.param(
+            {"metric": "cache_bytes", "threshold": 1e6, "kind": "comparative"},
+            "needs one of",
+            id="comparative-gauge",
+        ),
+        pytest.param(
+            {"metric": "error_rate", "threshold": 0.01, "kind": "comparative", "path": "optimized"},
+            "compares both cohorts",
+            id="comparative-with-cohort",
+        ),
+        pytest.param(
+            {"metric": "breaker_bypass_rate", "threshold": 0.05, "path": "optimized"},
+            "has no cohorts",
+            id="cohort-on-fn-metric",
+        ),
+        pytest.param(
+            {"metric": "error_rate", "op": "<", "threshold": 5}, "within 0..1", id="rate-never-fails"
+        ),
+        pytest.param({"metric": "p95_latency_s", "threshold": -0.1}, "cannot be negative", id="negative"),
+    ],
+)
+def test_a_guardrail_the_controller_cannot_judge_is_refused(
+    client: FlaskClient, guardrail: dict[str, object], problem: str
+) -> None:
+    response = client.post(
+        "/api/admin/flags", json={"key": "opt", "guardrails": [guardrail]}, headers=admin()
+    )
+    assert response.status_code == 422
+    assert problem in json.dumps(response.json["error"]["details"])
+    assert client.get("/api/admin/flags/opt", headers=admin()).status_code == 404
+
+
+def test_a_repeated_guardrail_is_refused_on_update(client: FlaskClient) -> None:
+    flag = create_flag(client, "opt")
+    same = {"metric": "error_rate", "threshold": 0.01, "path": "optimized"}
+    response = client.patch(
+        "/api/admin/flags/opt",
+        json={"guardrails": [same, same]},
+        headers={**admin(), "If-Match": str(flag["version"])},
+    )
+    assert response.status_code == 422
+    assert "guardrail 2: duplicates error_rate[optimized]<=0.01" in json.dumps(
+        response.json["error"]["details"]
+    )
 
 
 def test_enabled_flag_created_with_rollout_is_rolling_out(client: FlaskClient) -> None:

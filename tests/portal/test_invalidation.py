@@ -38,6 +38,46 @@ def test_a_publish_returns_after_every_other_worker_applied_it(fresh_postgres_ur
             channel.close()
 
 
+def test_concurrent_publishes_each_return_once_every_worker_applied_their_tag(fresh_postgres_url):
+    seen: list[list[str]] = [[], []]
+    others = [
+        PgInvalidations(
+            _dsn(fresh_postgres_url),
+            channel="inv_burst",
+            apply=seen[i].append,
+            flush=lambda: None,
+            timeout_s=10,
+        )
+        for i in range(2)
+    ]
+    publisher = PgInvalidations(
+        _dsn(fresh_postgres_url),
+        channel="inv_burst",
+        apply=lambda _tag: None,
+        flush=lambda: None,
+        timeout_s=10,
+    )
+    tags = [f"student:{n}" for n in range(60)]
+    returned: dict[str, set[str]] = {}
+
+    def submit(tag: str) -> None:
+        assert publisher.publish(tag) == 2
+        # Once publish returned, both other workers have dropped the tag.
+        returned[tag] = {tag} & set(seen[0]) & set(seen[1])
+
+    try:
+        threads = [threading.Thread(target=submit, args=(tag,)) for tag in tags]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert returned == {tag: {tag} for tag in tags}
+        assert sorted(seen[0]) == sorted(seen[1]) == sorted(tags)
+    finally:
+        for channel in [publisher, *others]:
+            channel.close()
+
+
 def test_a_worker_that_does_not_confirm_in_time_fails_the_publish(fresh_postgres_url):
     release = threading.Event()
 
