@@ -25,7 +25,7 @@ from flags.client import Guardrail, RollbackPolicy
 from tests.conftest import LiveFlagService
 from tests.support import REPO, ROLLGUARD, ServerProcess, free_port, missing, wait_until
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLE = REPO / "examples" / "node-portal"
 FLAG = "node-portal-cache"

@@ -235,6 +235,7 @@ def test_since_and_until_select_by_arrival(client: FlaskClient) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_the_python_sdk_sends_impact_metrics_labelled_with_the_flag_state(
     flag_service: LiveFlagService, tmp_path: Path
 ) -> None:
