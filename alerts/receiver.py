@@ -36,7 +36,7 @@ from alerts.payload import parse_payload
 from alerts.rollback import handle_delivery
 from alerts.settings import AlertsSettings
 from alerts.store import Action, DeliveryStore
-from control.notify import Notifier
+from control import Notifier
 from flags.client import FlagsClient
 from flags.jsontext import MAX_JSON_DEPTH, body_too_deep
 

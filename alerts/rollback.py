@@ -18,7 +18,7 @@ import httpx
 
 from alerts.payload import WebhookAlert, WebhookPayload
 from alerts.store import Action, Delivery, DeliveryStore, utcnow
-from control.notify import Notifier
+from control import Notifier
 from flags.client import FlagNotFound, FlagsClient, FlagsError, FlagsUnavailable
 
 logger = logging.getLogger(__name__)

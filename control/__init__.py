@@ -1,1 +1,43 @@
-"""Rollguard control."""
+"""The rollout controller: scrapes the metric contract, judges each flag's guardrails, promotes or rolls back.
+
+Other parts import only what this module declares. The decision rules are pure
+(`decisions`, `latency`, `stages`); `loop.Controller` applies them to the flags
+it reads and changes through the flag service's client; `store.ControlStore`
+keeps scrapes, verdicts and decisions; the metric sources (`open_source`) read
+the embedded store or Prometheus; `command` is the `rollguard control` CLI.
+"""
+
+from control.checks import check_flag
+from control.control_cli import command
+from control.decisions import PastVerdict, Verdict
+from control.defaults import default_guardrails, default_rollback
+from control.errors import ControlError
+from control.metrics import MetricSource, Point, open_source, series_window_s
+from control.notify import Notifier
+from control.portal_metrics import gate_counts
+from control.promql import PATH_AWARE
+from control.settings import ControlSettings
+from control.store import ControllerStatus, ControlStore, DecisionRecord, RawSample, VerdictRecord
+
+__all__ = [
+    "PATH_AWARE",
+    "ControlError",
+    "ControlSettings",
+    "ControlStore",
+    "ControllerStatus",
+    "DecisionRecord",
+    "MetricSource",
+    "Notifier",
+    "PastVerdict",
+    "Point",
+    "RawSample",
+    "Verdict",
+    "VerdictRecord",
+    "check_flag",
+    "command",
+    "default_guardrails",
+    "default_rollback",
+    "gate_counts",
+    "open_source",
+    "series_window_s",
+]

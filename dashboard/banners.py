@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from control.store import ControllerStatus
+from control import ControllerStatus
 from dashboard import actions, data, session
 from dashboard.health import Judged, breaches, describe
 from dashboard.settings import DashboardSettings

@@ -21,12 +21,20 @@ import streamlit as st
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from sqlalchemy.exc import SQLAlchemyError
 
-from control.checks import check_flag
-from control.decisions import Verdict
-from control.errors import ControlError
-from control.metrics import MetricSource, Point, open_source, series_window_s
-from control.settings import ControlSettings
-from control.store import ControllerStatus, ControlStore, DecisionRecord, VerdictRecord
+from control import (
+    ControlError,
+    ControllerStatus,
+    ControlSettings,
+    ControlStore,
+    DecisionRecord,
+    MetricSource,
+    Point,
+    Verdict,
+    VerdictRecord,
+    check_flag,
+    open_source,
+    series_window_s,
+)
 from dashboard import headline
 from dashboard import verdicts as verdict_timeline
 from dashboard.settings import DashboardSettings

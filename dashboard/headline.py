@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.store import RawSample
+from control import RawSample
 from flags.client import Flag
 
 REQUESTS = "optimizer_requests_total"

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Protocol
 
-from control.decisions import PastVerdict
+from control import PastVerdict
 from flags.client import Flag
 
 

@@ -16,8 +16,7 @@ from datetime import datetime
 
 import plotly.graph_objects as go
 
-from control.metrics import series_window_s
-from control.promql import PATH_AWARE
+from control import PATH_AWARE, series_window_s
 from dashboard import charts, data
 from dashboard.settings import DashboardSettings
 from flags.client import Flag, Guardrail

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from control.decisions import Verdict
+from control import Verdict
 from dashboard import data
 from dashboard.health import Health, badge, latest_verdicts
 from dashboard.settings import DashboardSettings

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import plotly.graph_objects as go
 
-from control.decisions import PastVerdict
+from control import PastVerdict
 from dashboard.charts import MARKER_STYLE, Marker
 from flags.client import Event, Flag
 

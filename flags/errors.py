@@ -122,13 +122,24 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     return response
 
 
+def _string_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _string_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_string_keys(item) for item in value]
+    return value
+
+
 def _from_http(exc: HTTPException) -> Response:
     status = exc.code or 500
     data = getattr(exc, "data", None) or {}
     messages = data.get("messages") if isinstance(data, dict) else None
     if status == 422 and messages is not None:
-        # flask-smorest puts marshmallow's messages under data["messages"][location].
-        return error_response(422, "validation_failed", "the request does not match the schema", messages)
+        # flask-smorest puts marshmallow's messages under data["messages"][location]; a list's item
+        # errors are keyed by position (int) beside its own ("_schema"), which JSON cannot sort together.
+        return error_response(
+            422, "validation_failed", "the request does not match the schema", _string_keys(messages)
+        )
     if status == 400 and (messages is not None or "JSON" in (exc.description or "")):
         if "Invalid JSON body." in str(messages) or "JSON" in (exc.description or ""):
             return error_response(400, "malformed_json", "the body is not valid JSON")

@@ -20,6 +20,7 @@ from marshmallow import (
     post_load,
     validate,
     validates,
+    validates_schema,
 )
 
 from flags.model import FLAG_STATES, GUARDRAIL_METRICS, GUARDRAIL_OPS, Guardrail, guardrail_list_problems
@@ -81,16 +82,15 @@ class _FlagFields(Schema):
     state = fields.String(validate=validate.OneOf(FLAG_STATES))
     payload = fields.Dict(keys=fields.String())
 
-    @validates("guardrails")
-    def _guardrails_judgeable(self, value: list[dict[str, Any]], **_kwargs: Any) -> None:
-        # The controller could never judge these (or they could never fail): refuse them here.
-        try:
-            guardrails = [Guardrail.from_json(g) for g in value]
-        except (KeyError, TypeError, ValueError):
-            return  # a field of some guardrail is already refused, with its own message
+    @validates_schema
+    def _guardrails_judgeable(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        # Runs only when every field loaded (marshmallow skips it on field errors). The controller
+        # could never judge these guardrails, or they could never fail: refuse them here.
+        guardrails = [Guardrail.from_json(g) for g in data.get("guardrails", ())]
         problems = guardrail_list_problems(guardrails)
         if problems:
-            raise ValidationError([f"guardrail {number}: {problem}" for number, problem in problems])
+            messages = [f"guardrail {number}: {problem}" for number, problem in problems]
+            raise ValidationError(messages, field_name="guardrails")
 
     @validates("payload")
     def _payload_fits(self, value: dict[str, Any], **_kwargs: Any) -> None:

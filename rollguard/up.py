@@ -38,8 +38,7 @@ import click
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.defaults import default_guardrails, default_rollback
-from control.portal_metrics import gate_counts
+from control import default_guardrails, default_rollback, gate_counts
 from dashboard.headline import headline, totals_from_text
 from flags.client import FlagNotFound, FlagsClient
 from rollguard.demo_prometheus import write_configs
