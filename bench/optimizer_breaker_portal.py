@@ -57,6 +57,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--rollout", type=int, default=50)
     parser.add_argument("--logs", type=Path, default=None, help="Keep the processes' logs here.")
+    parser.add_argument(
+        "--result", default=None, help="name of bench/results/<name>.json (default: per rollout)"
+    )
     args = parser.parse_args()
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rollguard-breaker-") as directory:
@@ -137,8 +140,9 @@ def main() -> int:
         "per_run": runs,
     }
     print(json.dumps({k: v for k, v in figures.items() if k != "per_run"}))
+    default_name = "optimizer_breaker_portal" + ("" if args.rollout == 50 else f"_{args.rollout}")
     path = write_result(
-        "optimizer_breaker_portal",
+        args.result or default_name,
         figures,
         command="python bench/optimizer_breaker_portal.py " + " ".join(sys.argv[1:]),
     )

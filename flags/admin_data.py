@@ -19,6 +19,8 @@ from flags.schemas import (
     ImportQuerySchema,
     ImportResultSchema,
     ImportSchema,
+    UnleashExportQuerySchema,
+    UnleashExportSchema,
 )
 from flags.state import services
 
@@ -64,8 +66,11 @@ def exposures(query: dict[str, Any]) -> dict[str, Any]:
 @bp.arguments(ImportQuerySchema, location="query")
 @bp.arguments(ImportSchema)
 @bp.response(200, ImportResultSchema)
-def import_(query: dict[str, Any], document: dict[str, Any]) -> dict[str, int]:
-    """Import Unleash features and segments and/or Rollguard flags."""
+def import_(query: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+    """Import Rollguard flags, Unleash's client document, or Unleash 8's batch export or import document.
+
+    What a batch document holds that cannot be carried over is listed in `report`, per feature.
+    """
     who = actor()
     with services().db.write() as session:
         return imports.import_document(session, actor=who, document=document, replace=query["replace"])
@@ -77,3 +82,12 @@ def export() -> dict[str, Any]:
     """Export flags, the client document and segments."""
     with services().db.session() as session:
         return imports.export_document(session)
+
+
+@bp.route("/export/unleash", methods=["GET"])
+@bp.arguments(UnleashExportQuerySchema, location="query")
+@bp.response(200, UnleashExportSchema)
+def export_unleash(query: dict[str, Any]) -> dict[str, Any]:
+    """What is served, as the body of Unleash 8's POST /api/admin/features-batch/import, and what it leaves out."""
+    with services().db.session() as session:
+        return imports.export_unleash(session, project=query["project"], environment=query["environment"])

@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         sdk.bp,
         streaming.bp,
         ofrep.bp,
+        ofrep.payloads_bp,
         health.bp,
     ):
         api.register_blueprint(blueprint)

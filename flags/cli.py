@@ -306,7 +306,12 @@ def token_revoke(ctx: click.Context, token_id: int) -> None:
 @click.pass_context
 @_reports_errors
 def import_(ctx: click.Context, document: Any, replace: bool) -> None:
-    """Import an Unleash export or a Rollguard export (JSON file, or - for stdin)."""
+    """Import a JSON file (or - for stdin): a Rollguard export, Unleash's client document, or
+    Unleash 8's features-batch export or import document.
+
+    Prints the result as JSON; what could not be carried over is listed in it
+    (`report`) and, one line per item, on stderr.
+    """
     try:
         parsed = json.load(document)
     except json.JSONDecodeError as exc:
@@ -314,13 +319,43 @@ def import_(ctx: click.Context, document: Any, replace: bool) -> None:
     if not isinstance(parsed, dict):
         raise click.BadParameter("must be a JSON object", param_hint="DOCUMENT")
     with _client(ctx) as client:
-        output.show_json(client.import_unleash(parsed, replace=replace))
+        result = client.import_unleash(parsed, replace=replace)
+    output.show_json(result)
+    _show_report(result["report"])
 
 
 @command.command()
+@click.option(
+    "--format",
+    "kind",
+    type=click.Choice(["rollguard", "unleash-import"]),
+    default="rollguard",
+    show_default=True,
+    help="rollguard: flags, client document and segments; unleash-import: the body of Unleash 8's "
+    "POST /api/admin/features-batch/import.",
+)
+@click.option("--project", default="default", show_default=True, help="Unleash project (unleash-import).")
+@click.option(
+    "--environment", default="development", show_default=True, help="Unleash environment (unleash-import)."
+)
 @click.pass_context
 @_reports_errors
-def export(ctx: click.Context) -> None:
-    """Print flags, the Unleash client document and segments as JSON (importable)."""
+def export(ctx: click.Context, kind: str, project: str, environment: str) -> None:
+    """Print what is served as JSON, in a form `import` (or Unleash 8) accepts.
+
+    With --format unleash-import, what Unleash cannot take is listed on stderr, one line per item.
+    """
     with _client(ctx) as client:
-        output.show_json(client.export_unleash())
+        if kind == "rollguard":
+            output.show_json(client.export_unleash())
+            return
+        exported = client.export_unleash_import(project=project, environment=environment)
+    output.show_json(exported["document"])
+    _show_report(exported["report"])
+
+
+def _show_report(report: list[dict[str, Any]]) -> None:
+    for loss in report:
+        where = loss["feature"] or "(document)"
+        verdict = "left out" if loss["left_out"] else "carried, but"
+        click.echo(f"{where}: {verdict}: {loss['reason']}", err=True)

@@ -366,10 +366,11 @@ class FlagsClient:
     # Unleash import/export and client metrics
 
     def import_unleash(self, document: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
-        """Import Unleash features/segments and/or Rollguard flags.
+        """Import Rollguard flags, Unleash's client document, or Unleash 8's batch export or import document.
 
         With `replace`, imported Unleash features and segments missing from the
         document are dropped (Rollguard flags are never dropped by an import).
+        The answer's `report` lists, per feature, what could not be carried over.
         """
         params = {"replace": "true"} if replace else None
         result: dict[str, Any] = self._request(
@@ -380,6 +381,14 @@ class FlagsClient:
     def export_unleash(self) -> dict[str, Any]:
         document: dict[str, Any] = self._request("GET", "/api/admin/export")
         return document
+
+    def export_unleash_import(
+        self, *, project: str = "default", environment: str = "development"
+    ) -> dict[str, Any]:
+        """The body for Unleash 8's features-batch/import (`document`) and what it leaves out (`report`)."""
+        params = {"project": project, "environment": environment}
+        result: dict[str, Any] = self._request("GET", "/api/admin/export/unleash", params=params)
+        return result
 
     def exposures(self, *, flag: str | None = None) -> list[dict[str, Any]]:
         params = {"flag": flag} if flag else None

@@ -4,10 +4,13 @@ POST /ofrep/v1/evaluate/flags/{key} evaluates one flag, POST
 /ofrep/v1/evaluate/flags all of them (with an ETag). Evaluation runs the
 Unleash engine on the same snapshot the SDKs receive, so an OpenFeature client
 and an Unleash SDK give a user the same answer. The context's `targetingKey` is
-the Unleash `userId`. The value is the flag's on/off state; the variant payload
-(a Rollguard flag's config) is returned as JSON text in `metadata.payload`.
-Evaluation errors use OFREP's body (`key`, `errorCode`, `errorDetails`) next to
-the project's `error` object.
+the Unleash `userId`; a flag that is on needs it (`TARGETING_KEY_MISSING`), a
+killed one does not. Under /ofrep/v1 the value is the flag's on/off state, with
+the variant payload as JSON text in `metadata.payload`. Under
+/payloads/ofrep/v1 the value is the payload itself, typed (`flags.ofrep_values`
+says why there are two mounts), and a user without a payload gets no value, so
+the provider returns the code's default. Evaluation errors use OFREP's body
+(`key`, `errorCode`, `errorDetails`) next to the project's `error` object.
 """
 
 from __future__ import annotations
@@ -21,10 +24,17 @@ from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields
 
 from flags.auth import require
+from flags.ofrep_values import UnparsablePayload, has_payloads, typed_value
 from flags.served import Snapshot
 from flags.state import services
 
 bp = Blueprint("ofrep", __name__, url_prefix="/ofrep/v1", description="OpenFeature remote evaluation.")
+payloads_bp = Blueprint(
+    "ofrep_payloads",
+    __name__,
+    url_prefix="/payloads/ofrep/v1",
+    description="OpenFeature remote evaluation with each flag's variant payload as its value.",
+)
 
 _STANDARD_FIELDS = ("userId", "sessionId", "remoteAddress", "environment", "appName", "currentTime")
 
@@ -86,33 +96,56 @@ def _error(key: str, status: int, code: str, details: str) -> tuple[Response, in
     return jsonify(body), status
 
 
-def evaluate(snapshot: Snapshot, feature: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate one feature of the snapshot for an Unleash context."""
+def _failure(key: str, code: str, details: str) -> dict[str, Any]:
+    return {"key": key, "errorCode": code, "errorDetails": details}
+
+
+def evaluate(
+    snapshot: Snapshot, feature: dict[str, Any], context: dict[str, Any], *, payloads: bool = False
+) -> dict[str, Any]:
+    """Evaluate one feature of the snapshot for an Unleash context: a success or a failure (`errorCode`)."""
     name = feature["name"]
+    killed = not feature.get("enabled", True)
+    if not killed and not context.get("userId"):
+        # The flag is on for some users; which ones depends on the key.
+        return _failure(name, "TARGETING_KEY_MISSING", "the context has no targetingKey")
     engine = snapshot.engine()
     with snapshot.evaluation_lock:
         enabled = bool(engine.check_enabled(name, context).is_enabled)
         variant = engine.check_variant(name, context).variant if enabled else None
-    metadata: dict[str, Any] = {}
-    if variant is not None and variant.enabled and variant.payload:
-        metadata["payload"] = variant.payload.get("value")
-        metadata["payloadType"] = variant.payload.get("type")
-    return {
+    chosen = variant if variant is not None and variant.enabled else None
+    result: dict[str, Any] = {
         "key": name,
         "value": enabled,
-        "reason": "DISABLED" if not feature.get("enabled", True) else "TARGETING_MATCH",
-        "variant": variant.name if variant is not None and variant.enabled else ("on" if enabled else "off"),
-        "metadata": metadata,
+        "reason": "DISABLED" if killed else "TARGETING_MATCH",
+        "variant": chosen.name if chosen is not None else ("on" if enabled else "off"),
+        "metadata": {},
     }
+    if chosen is not None and chosen.payload:
+        result["metadata"] = {
+            "payload": chosen.payload.get("value"),
+            "payloadType": chosen.payload.get("type"),
+        }
+    if payloads and has_payloads(feature):
+        return _payload_valued(result, chosen.payload if chosen is not None else None)
+    return result
 
 
-@bp.route("/evaluate/flags/<string:key>", methods=["POST"])
-@bp.arguments(EvaluationRequestSchema)
-@bp.response(200, EvaluationSchema)
-@bp.alt_response(404, schema=EvaluationSchema, description="FLAG_NOT_FOUND")
-@bp.alt_response(400, schema=EvaluationSchema, description="INVALID_CONTEXT")
-def evaluate_one(data: dict[str, Any], key: str) -> Any:
-    """Evaluate one flag for a context."""
+def _payload_valued(result: dict[str, Any], payload: dict[str, Any] | None) -> dict[str, Any]:
+    """The answer with the payload as its value, or with no value (the code's default) when there is none."""
+    del result["value"]
+    if payload is None:
+        if result["reason"] != "DISABLED":
+            result["reason"] = "DEFAULT"
+        return result
+    try:
+        result["value"] = typed_value(payload)
+    except UnparsablePayload as exc:
+        return _failure(result["key"], "PARSE_ERROR", str(exc))
+    return result
+
+
+def _evaluate_one(data: dict[str, Any], key: str, *, payloads: bool) -> Any:
     require("client")
     snapshot = services().served.snapshot()
     feature = next((f for f in snapshot.state["features"] if f.get("name") == key), None)
@@ -122,7 +155,40 @@ def evaluate_one(data: dict[str, Any], key: str) -> Any:
         context = unleash_context(data["context"])
     except InvalidContext as exc:
         return _error(key, 400, "INVALID_CONTEXT", str(exc))
-    return evaluate(snapshot, feature, context)
+    result = evaluate(snapshot, feature, context, payloads=payloads)
+    if "errorCode" in result:
+        return _error(key, 400, result["errorCode"], result["errorDetails"])
+    return result
+
+
+def _evaluate_all(data: dict[str, Any], *, payloads: bool) -> Any:
+    require("client")
+    snapshot = services().served.snapshot()
+    try:
+        context = unleash_context(data["context"])
+    except InvalidContext as exc:
+        return _error("", 400, "INVALID_CONTEXT", str(exc))
+    # The answer depends on the context and the mount as well as on the flags.
+    seed = snapshot.etag + json.dumps(context, sort_keys=True) + ("payloads" if payloads else "")
+    etag = f'"{hashlib.sha256(seed.encode()).hexdigest()[:24]}"'
+    if etag in [part.strip() for part in request.headers.get("If-None-Match", "").split(",")]:
+        return Response(status=304, headers={"ETag": etag})
+    flags = [
+        evaluate(snapshot, feature, context, payloads=payloads) for feature in snapshot.state["features"]
+    ]
+    response = jsonify({"flags": flags})
+    response.headers["ETag"] = etag
+    return response
+
+
+@bp.route("/evaluate/flags/<string:key>", methods=["POST"])
+@bp.arguments(EvaluationRequestSchema)
+@bp.response(200, EvaluationSchema)
+@bp.alt_response(404, schema=EvaluationSchema, description="FLAG_NOT_FOUND")
+@bp.alt_response(400, schema=EvaluationSchema, description="INVALID_CONTEXT or TARGETING_KEY_MISSING")
+def evaluate_one(data: dict[str, Any], key: str) -> Any:
+    """Evaluate one flag for a context: the value is whether it is on."""
+    return _evaluate_one(data, key, payloads=False)
 
 
 @bp.route("/evaluate/flags", methods=["POST"])
@@ -130,19 +196,26 @@ def evaluate_one(data: dict[str, Any], key: str) -> Any:
 @bp.response(200, BulkEvaluationSchema)
 @bp.alt_response(304, description="If-None-Match named the current flag set")
 def evaluate_all(data: dict[str, Any]) -> Any:
-    """Evaluate every flag for a context."""
-    require("client")
-    snapshot = services().served.snapshot()
-    try:
-        context = unleash_context(data["context"])
-    except InvalidContext as exc:
-        return _error("", 400, "INVALID_CONTEXT", str(exc))
-    # The answer depends on the context as well as on the flags.
-    digest = hashlib.sha256((snapshot.etag + json.dumps(context, sort_keys=True)).encode()).hexdigest()
-    etag = f'"{digest[:24]}"'
-    if etag in [part.strip() for part in request.headers.get("If-None-Match", "").split(",")]:
-        return Response(status=304, headers={"ETag": etag})
-    flags = [evaluate(snapshot, feature, context) for feature in snapshot.state["features"]]
-    response = jsonify({"flags": flags})
-    response.headers["ETag"] = etag
-    return response
+    """Evaluate every flag for a context: each value is whether it is on."""
+    return _evaluate_all(data, payloads=False)
+
+
+@payloads_bp.route("/evaluate/flags/<string:key>", methods=["POST"])
+@payloads_bp.arguments(EvaluationRequestSchema)
+@payloads_bp.response(200, EvaluationSchema)
+@payloads_bp.alt_response(404, schema=EvaluationSchema, description="FLAG_NOT_FOUND")
+@payloads_bp.alt_response(
+    400, schema=EvaluationSchema, description="INVALID_CONTEXT, TARGETING_KEY_MISSING or PARSE_ERROR"
+)
+def evaluate_payload(data: dict[str, Any], key: str) -> Any:
+    """Evaluate one flag for a context: the value is the variant's payload (none: use the code's default)."""
+    return _evaluate_one(data, key, payloads=True)
+
+
+@payloads_bp.route("/evaluate/flags", methods=["POST"])
+@payloads_bp.arguments(EvaluationRequestSchema)
+@payloads_bp.response(200, BulkEvaluationSchema)
+@payloads_bp.alt_response(304, description="If-None-Match named the current flag set")
+def evaluate_payloads(data: dict[str, Any]) -> Any:
+    """Evaluate every flag for a context: each value is the variant's payload, or absent."""
+    return _evaluate_all(data, payloads=True)

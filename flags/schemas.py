@@ -18,11 +18,14 @@ from marshmallow import (
     ValidationError,
     fields,
     post_load,
+    pre_load,
     validate,
     validates,
     validates_schema,
 )
 
+from flags import from_unleash
+from flags.batch_schemas import BatchExportSchema, BatchImportSchema, StrictBoolean
 from flags.model import FLAG_STATES, GUARDRAIL_METRICS, GUARDRAIL_OPS, Guardrail, guardrail_list_problems
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -34,15 +37,6 @@ class FullMatch(validate.Regexp):
     def __call__(self, value: Any) -> Any:
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
-        return value
-
-
-class StrictBoolean(fields.Boolean):
-    """A JSON true or false; marshmallow's Boolean would also take "yes", 0 or 1."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
         return value
 
 
@@ -245,7 +239,11 @@ class UnleashSegmentSchema(Schema):
 
 
 class ImportSchema(Schema):
-    """An Unleash export (features, segments) and/or Rollguard flags."""
+    """A Rollguard export, Unleash's client document, or Unleash 8's batch export or import document.
+
+    A batch document is converted to client-API features first
+    (`flags.from_unleash`); what it could not carry over goes in `report`.
+    """
 
     class Meta:
         unknown = EXCLUDE
@@ -257,6 +255,23 @@ class ImportSchema(Schema):
     segments = fields.List(fields.Nested(UnleashSegmentSchema))
     flags = fields.List(fields.Nested(FlagImportSchema))
     reason = _reason
+    # Set by the conversion below, never taken from the body.
+    format = fields.String(load_default="rollguard")
+    report = fields.List(fields.Dict(), load_default=list)
+
+    @pre_load
+    def _convert_batch(self, data: Any, **_kwargs: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if not from_unleash.is_batch(data):
+            return {name: value for name, value in data.items() if name not in ("format", "report")}
+        if "data" in data:
+            kind, checked = "unleash-import", BatchImportSchema().load(data)
+        else:
+            kind, checked = "unleash-export", BatchExportSchema().load(data)
+        converted = from_unleash.convert(checked)
+        report = [loss.as_json() for loss in converted.report]
+        return {"features": converted.features, "format": kind, "report": report}
 
 
 class ImportQuerySchema(Schema):
@@ -269,11 +284,29 @@ class ImportQuerySchema(Schema):
     )
 
 
+class LossSchema(Schema):
+    feature = fields.String(allow_none=True, metadata={"description": "null when about the whole document"})
+    left_out = fields.Boolean(metadata={"description": "true when the whole feature stayed behind"})
+    reason = fields.String()
+
+
 class ImportResultSchema(Schema):
+    format = fields.String(metadata={"description": "rollguard, unleash-export or unleash-import"})
     flags = fields.Integer()
     features = fields.Integer()
     segments = fields.Integer()
     removed_features = fields.Integer()
+    report = fields.List(fields.Nested(LossSchema), metadata={"description": "what was not carried over"})
+
+
+class UnleashExportQuerySchema(Schema):
+    project = fields.String(load_default="default", validate=validate.Length(min=1, max=255))
+    environment = fields.String(load_default="development", validate=validate.Length(min=1, max=255))
+
+
+class UnleashExportSchema(Schema):
+    document = fields.Dict(metadata={"description": "the body for Unleash 8's features-batch/import"})
+    report = fields.List(fields.Nested(LossSchema), metadata={"description": "what was not carried over"})
 
 
 class ExportSchema(Schema):

@@ -36,8 +36,8 @@ def submit() -> ResponseReturnValue:
         raise NotFound(f"no exam {body.exam_id}", code="unknown_exam")
     if body.student_id > catalog.max_student_id and body.student_id > portal.refresh_catalog().max_student_id:
         raise NotFound(f"no student {body.student_id}", code="unknown_student")
-    attempt = data.record_attempt(
-        portal.engine, student_id=body.student_id, series_id=series_id, exam_id=body.exam_id, score=body.score
+    attempt = portal.attempts.record(
+        student_id=body.student_id, series_id=series_id, exam_id=body.exam_id, score=body.score
     )
     tag = data.student_tag(body.student_id)
     portal.optimizer.invalidate_tag(tag)

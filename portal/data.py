@@ -114,24 +114,46 @@ def get_exam_attempts_many(engine: Engine, keys: Sequence[str]) -> dict[str, tup
     return {key: tuple(rows) for key, rows in found.items()}
 
 
+@dataclass(frozen=True)
+class NewAttempt:
+    """An attempt to record: who, which exam (and its series), the score, when it was submitted."""
+
+    student_id: int
+    series_id: int
+    exam_id: int
+    score: int
+    submitted_at: datetime
+
+
+def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[AttemptRow]:
+    """Insert attempts in one transaction (one commit) and return them in the same order."""
+    if not attempts:
+        return []
+    values = [
+        {
+            "student_id": a.student_id,
+            "series_id": a.series_id,
+            "exam_id": a.exam_id,
+            "score": a.score,
+            "submitted_at": a.submitted_at,
+        }
+        for a in attempts
+    ]
+    with engine.begin() as conn:
+        ids = conn.execute(insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True), values)
+        attempt_ids = [int(attempt_id) for attempt_id in ids.scalars()]
+    return [
+        (attempt_id, a.exam_id, a.score, _epoch_ms(a.submitted_at))
+        for attempt_id, a in zip(attempt_ids, attempts, strict=True)
+    ]
+
+
 def record_attempt(
     engine: Engine, *, student_id: int, series_id: int, exam_id: int, score: int
 ) -> AttemptRow:
     """Insert one attempt and return it."""
-    submitted_at = datetime.now(UTC)
-    with engine.begin() as conn:
-        attempt_id = conn.execute(
-            insert(Attempt)
-            .values(
-                student_id=student_id,
-                series_id=series_id,
-                exam_id=exam_id,
-                score=score,
-                submitted_at=submitted_at,
-            )
-            .returning(Attempt.id)
-        ).scalar_one()
-    return (int(attempt_id), exam_id, score, _epoch_ms(submitted_at))
+    attempt = NewAttempt(student_id, series_id, exam_id, score, datetime.now(UTC))
+    return record_attempts(engine, [attempt])[0]
 
 
 def load_catalog(engine: Engine) -> Catalog:

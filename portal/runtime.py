@@ -28,6 +28,7 @@ from portal.gate import BuiltGate, build_gate
 from portal.invalidation import PgInvalidations
 from portal.metrics import PortalMetrics
 from portal.settings import PortalSettings
+from portal.submits import AttemptWriter
 from portal.throttle import BatchThrottle
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class Portal:
     metrics: PortalMetrics
     gate: BuiltGate
     throttle: BatchThrottle
+    #: Submissions, written in groups (one commit for the submits that arrive together).
+    attempts: AttemptWriter
     #: Invalidations to and from the other worker processes (PostgreSQL without Redis), or None.
     invalidations: PgInvalidations | None = None
     _catalog: data.Catalog | None = None
@@ -149,7 +152,7 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
             flush=optimizer.cache.clear,
             timeout_s=settings.invalidation_timeout_s,
         )
-    return Portal(settings, engine, optimizer, metrics, gate, throttle, invalidations)
+    return Portal(settings, engine, optimizer, metrics, gate, throttle, AttemptWriter(engine), invalidations)
 
 
 def _redis_cache(url: str, namespace: str) -> Cache:

@@ -37,6 +37,7 @@ KNOWN = {
     ("/api/admin/tokens/{token_id}", "delete"),
     ("/api/admin/import", "post"),
     ("/api/admin/export", "get"),
+    ("/api/admin/export/unleash", "get"),
     ("/api/admin/exposures", "get"),
 }
 # Plausible bodies, so that only the credentials are wrong.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from tests.conftest import LiveFlagService
 from tests.support import ROLLGUARD, ServerProcess, free_port
+
+UNLEASH8 = Path(__file__).parent / "unleash8"
 
 
 def _run(*args: str, url: str, token: str | None) -> subprocess.CompletedProcess[str]:
@@ -81,6 +84,25 @@ def test_tokens_and_export_import_round_trip(flag_service: LiveFlagService, tmp_
     bad = cli("import", str(tmp_path / "bad.json"))
     assert bad.returncode == 2
     assert "not valid JSON" in bad.stderr
+
+
+def test_migration_to_and_from_unleash_8_reports_what_stays_behind(flag_service: LiveFlagService) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return _run(*args, url=flag_service.url, token=flag_service.admin_token)
+
+    state = cli("import", str(UNLEASH8 / "rollguard-state.json"))
+    assert state.returncode == 0, state.stderr
+    exported = cli("export", "--format", "unleash-import")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout) == json.loads((UNLEASH8 / "rollguard-unleash-import.json").read_text())
+    assert "rg-office-cidr: left out: constraint on remoteAddress uses IN_CIDR" in exported.stderr
+    assert "rg-userlist: carried, but: strategy userWithId written as default" in exported.stderr
+
+    imported = cli("import", str(UNLEASH8 / "unleash-export.json"))
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["format"] == "unleash-export"
+    assert "segment-pilot: left out: its strategies use segments (pilot-schools)" in imported.stderr
+    assert json.loads(cli("get", "exam-attempts-optimization", "--json").stdout)["rollout"] == 50
 
 
 def test_refusal_exits_1_with_the_servers_message(flag_service: LiveFlagService) -> None:

@@ -118,7 +118,14 @@ def test_import_export_round_trip(client: FlaskClient) -> None:
     assert {f["name"] for f in exported["features"]} == {"opt", "Legacy.Feature"}
     again = client.post("/api/admin/import?replace=true", json=exported, headers=admin())
     assert again.status_code == 200
-    assert again.json == {"flags": 1, "features": 1, "segments": 1, "removed_features": 0}
+    assert again.json == {
+        "format": "rollguard",
+        "flags": 1,
+        "features": 1,
+        "segments": 1,
+        "removed_features": 0,
+        "report": [],
+    }
     assert _feature(client, "opt")["strategies"][0]["parameters"]["rollout"] == "10"
     shadowing = {"features": [{"name": "opt", "enabled": True, "strategies": []}]}
     assert client.post("/api/admin/import", json=shadowing, headers=admin()).status_code == 409

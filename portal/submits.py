@@ -1,0 +1,111 @@
+"""Submissions written in groups: one transaction, so one commit flushed to disk, for every submit waiting.
+
+A mass submission makes hundreds of submits a second, and each must be on disk
+before it is acknowledged. Written one by one, each pays its own commit and
+flush, and they queue for the connection pool behind each other. `AttemptWriter`
+groups them: a submit joins the queue and, when fewer than `max_writers`
+writes are in flight, writes everything queued (up to `max_batch`) in one
+multi-row INSERT and one commit; the submits that queued meanwhile go in the
+next group, written by one of them. A lone submit is written at once, as
+before. Several writes in flight keep the disk busy while a group fills.
+
+If a group's write fails, its attempts are written again one by one, so that
+one bad attempt fails only its own submit.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from portal import data
+from portal.data import AttemptRow, NewAttempt
+
+#: Attempts per INSERT: a page of rows, far below any statement-size limit.
+MAX_BATCH = 100
+#: Groups written at once, each on its own pooled connection.
+MAX_WRITERS = 4
+
+
+@dataclass(eq=False)
+class _Queued:
+    attempt: NewAttempt
+    taken: bool = False  # in a group being written
+    finished: bool = False
+    row: AttemptRow | None = None
+    error: Exception | None = field(default=None)
+
+
+class AttemptWriter:
+    """Records attempts, grouping the submits that arrive while a write is in flight; thread-safe."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH, max_writers: int = MAX_WRITERS) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._max_writers = max_writers
+        self._cond = threading.Condition()
+        self._queue: list[_Queued] = []
+        self._writing = 0
+        self.groups = 0  # writes made, for the portal's metrics and tests
+
+    @property
+    def waiting(self) -> int:
+        """Submits queued for the next group (not counting the group being written)."""
+        with self._cond:
+            return len(self._queue)
+
+    def record(self, *, student_id: int, series_id: int, exam_id: int, score: int) -> AttemptRow:
+        """Insert one attempt (its own submission time) and return it once it is committed."""
+        queued = _Queued(NewAttempt(student_id, series_id, exam_id, score, datetime.now(UTC)))
+        with self._cond:
+            self._queue.append(queued)
+        while self._take_turn(queued):
+            pass
+        if queued.error is not None:
+            raise queued.error
+        assert queued.row is not None
+        return queued.row
+
+    def _take_turn(self, queued: _Queued) -> bool:
+        """Wait for `queued` to be written or for the writer's turn; write a group then. False once written."""
+        with self._cond:
+            while not queued.finished and (self._writing >= self._max_writers or queued.taken):
+                self._cond.wait()
+            if queued.finished:
+                return False
+            self._writing += 1
+            group = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            for member in group:
+                member.taken = True
+        try:
+            self._write(group)
+        finally:
+            with self._cond:
+                self._writing -= 1
+                self.groups += 1
+                self._cond.notify_all()
+        return True
+
+    def _write(self, group: list[_Queued]) -> None:
+        try:
+            rows = data.record_attempts(self._engine, [q.attempt for q in group])
+        except Exception as exc:  # noqa: BLE001 - every waiting submit must finish; each raises it itself
+            if len(group) == 1:
+                group[0].error, group[0].finished = exc, True
+            else:
+                for queued in group:
+                    self._write_alone(queued)
+            return
+        for queued, row in zip(group, rows, strict=True):
+            queued.row, queued.finished = row, True
+
+    def _write_alone(self, queued: _Queued) -> None:
+        try:
+            queued.row = data.record_attempts(self._engine, [queued.attempt])[0]
+        except Exception as exc:  # noqa: BLE001 - raised by the submit that made it
+            queued.error = exc
+        queued.finished = True

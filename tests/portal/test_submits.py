@@ -1,0 +1,110 @@
+"""Submissions written in groups: every submit gets its own committed attempt, and one bad attempt fails alone."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy
+
+from portal.data import AttemptRow, get_all_exam_attempts
+from portal.db import make_engine
+from portal.submits import AttemptWriter
+from tests.portal.conftest import SMALL, seed_database
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+UNKNOWN_STUDENT = 10_000
+
+
+@contextmanager
+def attempts_locked(engine: sqlalchemy.Engine) -> Iterator[None]:
+    """Hold the attempts table so that the first write waits and every later submit queues behind it."""
+    with engine.connect() as conn, conn.begin():
+        conn.execute(sqlalchemy.text("LOCK TABLE attempts IN EXCLUSIVE MODE"))
+        yield
+
+
+def submit_all(
+    writer: AttemptWriter, students: list[int]
+) -> tuple[list[threading.Thread], dict[int, object]]:
+    results: dict[int, object] = {}
+
+    def submit(student: int) -> None:
+        try:
+            results[student] = writer.record(student_id=student, series_id=1, exam_id=1, score=student % 100)
+        except Exception as exc:  # noqa: BLE001 - the test inspects which submits failed
+            results[student] = exc
+
+    threads = [threading.Thread(target=submit, args=(s,)) for s in students]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def insert_waits_for_lock(engine: sqlalchemy.Engine) -> bool:
+    with engine.connect() as conn:
+        query = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE 'INSERT INTO attempts%' AND datname = current_database()"
+        )
+        return int(conn.execute(sqlalchemy.text(query)).scalar_one()) > 0
+
+
+def submit_behind_a_held_write(writer: AttemptWriter, engine: sqlalchemy.Engine, students: list[int]):
+    """The first student's write waits on the locked table; all the others queue behind it."""
+    with attempts_locked(engine):
+        first, results = submit_all(writer, students[:1])
+        wait_until(lambda: insert_waits_for_lock(engine), what="the first write to wait for the lock")
+        others, more = submit_all(writer, students[1:])
+        wait_until(lambda: writer.waiting == len(students) - 1, what="every other submit queued")
+    for thread in first + others:
+        thread.join(timeout=30)
+    return {**results, **more}
+
+
+def commits_of_new_attempts(engine: sqlalchemy.Engine, above_id: int) -> int:
+    """Transactions that wrote the attempts above `above_id` (rows of one transaction share its xmin)."""
+    with engine.connect() as conn:
+        query = "SELECT count(DISTINCT xmin::text) FROM attempts WHERE id > :id"
+        return int(conn.execute(sqlalchemy.text(query), {"id": above_id}).scalar_one())
+
+
+def max_attempt_id(engine: sqlalchemy.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sqlalchemy.text("SELECT max(id) FROM attempts")).scalar_one())
+
+
+@pytest.fixture
+def engine(fresh_postgres_url: str) -> Iterator[sqlalchemy.Engine]:
+    engine = make_engine(seed_database(fresh_postgres_url))
+    yield engine
+    engine.dispose()
+
+
+def test_submits_that_arrive_together_share_one_commit_and_each_gets_its_own_attempt(engine):
+    writer = AttemptWriter(engine, max_writers=1)  # one write in flight: the rest must queue
+    students = list(range(1, SMALL.students + 1))
+    before = max_attempt_id(engine)
+    results = submit_behind_a_held_write(writer, engine, students)
+
+    rows: dict[int, AttemptRow] = {s: r for s, r in results.items() if isinstance(r, tuple)}
+    assert sorted(rows) == students
+    assert len({row[0] for row in rows.values()}) == len(students)
+    for student, (_id, exam_id, score, _at) in rows.items():
+        assert (exam_id, score) == (1, student % 100)
+        assert rows[student] in get_all_exam_attempts(engine, student, 1)
+    assert commits_of_new_attempts(engine, before) == 2  # the first submit alone, then all the others
+
+
+def test_a_bad_attempt_in_a_group_fails_only_its_own_submit(engine):
+    writer = AttemptWriter(engine, max_writers=1)  # one write in flight: the rest must queue
+    students = [1, 2, UNKNOWN_STUDENT, 3]
+    results = submit_behind_a_held_write(writer, engine, students)
+
+    assert isinstance(results[UNKNOWN_STUDENT], sqlalchemy.exc.IntegrityError)
+    for student in (1, 2, 3):
+        assert results[student] in get_all_exam_attempts(engine, student, 1)
