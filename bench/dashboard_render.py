@@ -32,6 +32,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -239,7 +240,7 @@ def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path)
     """
     import shutil
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -269,31 +270,41 @@ def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 2400})
-            plots = page.locator(".js-plotly-plot")
-            caption = page.get_by_text("24 hours at ")
             started = time.perf_counter()
             page.goto(f"{url}/flag?flag={KEY}&range=24h")
-            expect(plots.first).to_be_visible(timeout=300_000)
-            if not caption.is_visible():
-                page.get_by_role("combobox", name="Time range").click()
-                page.get_by_role("option", name="24 hours").click()
-            expect(caption).to_be_visible(timeout=300_000)
-            expect(plots).to_have_count(6, timeout=300_000)
+            _wait_drawn(page)
             figures["first_24h"] = round(time.perf_counter() - started, 3)
             started = time.perf_counter()
             page.reload()
-            expect(plots.first).to_be_visible(timeout=300_000)
-            if not caption.is_visible():
-                page.get_by_role("combobox", name="Time range").click()
-                page.get_by_role("option", name="24 hours").click()
-            expect(caption).to_be_visible(timeout=300_000)
-            expect(plots).to_have_count(6, timeout=300_000)
+            _wait_drawn(page)
             figures["refresh_24h"] = round(time.perf_counter() - started, 3)
             browser.close()
         return figures
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
+
+
+# Six charts drawn (each has Plotly's SVG and a height) and the 24-hour caption shown. Checked
+# every 50 ms in the page: Playwright's expectations, polled as fast as the page paints and building
+# an accessibility snapshot of the page when they fail, took about a second of the page thread's CPU
+# in a profiled first load (load average 8), time the dashboard itself did not spend.
+_DRAWN = """() => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  return plots.length === 6
+    && plots.every(p => p.querySelector('.main-svg') && p.getBoundingClientRect().height > 0)
+    && document.body.textContent.includes('24 hours at ');
+}"""
+
+
+def _wait_drawn(page: Any) -> None:
+    """Wait until the flag page shows its six charts over 24 hours (switching to 24 hours if need be)."""
+    page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+    picker = page.get_by_role("combobox", name="Time range")
+    if picker.input_value() != "24 hours":
+        picker.click()
+        page.get_by_role("option", name="24 hours").click()
+    page.wait_for_function(_DRAWN, polling=50, timeout=300_000)
 
 
 def main() -> int:

@@ -7,7 +7,10 @@ serves (flexibleRollout on userId, payload variant) and times, per call, over
 (what a gate needing the payload would ask the SDK), `UnleashGate.decide` on
 its own bucketing path and on its SDK fallback path, and a whole
 `Optimizer` call served from the cache through each gate, beside a
-`cachetools.TTLCache` hit. Single thread; the three hit cases run
+`cachetools.TTLCache` hit; the optimizer hits both with the default cache layout
+(objects) and with the packed layout the portal uses (`InProcessCache(packing=...)`,
+a portal fragment decompressed on every hit; a third of the calls a round, so that
+its rounds last about as long as the others'). Single thread; the three hit cases run
 `--hit-rounds` short rounds of `--hit-calls` calls, interleaved round by
 round, the gate cases `--repeats` rounds of `--calls`; each reports min /
 median / max ns per call. The hit-path ratio is the optimizer hit over the
@@ -41,7 +44,8 @@ from UnleashClient.cache import FileCache  # noqa: E402
 from UnleashClient.utils import InstanceAllowType  # noqa: E402
 
 from bench.machine import write_result  # noqa: E402
-from optimizer import Optimizer, OptimizerConfig, StaticGate, UnleashGate  # noqa: E402
+from optimizer import InProcessCache, Optimizer, OptimizerConfig, Packing, StaticGate, UnleashGate  # noqa: E402
+from portal import fragments  # noqa: E402
 
 FLAG = "exam-attempts-optimization"
 USERS = [f"student-{i}" for i in range(1000)]
@@ -75,13 +79,20 @@ def _per_call_ns(body: Callable[[str], object], calls: int) -> float:
 
 
 def _interleaved(
-    cases: dict[str, Callable[[str], object]], calls: int, repeats: int
+    cases: dict[str, Callable[[str], object]],
+    calls: int,
+    repeats: int,
+    shorter: dict[str, int] | None = None,
 ) -> dict[str, list[float]]:
-    """Run every case once per round, `repeats` rounds; the ns per call of each case in each round."""
+    """Run every case once per round, `repeats` rounds; the ns per call of each case in each round.
+
+    A case named in `shorter` makes `calls // shorter[name]` calls a round: a slower case's rounds
+    then last about as long as the others', and are as likely to be cut by the scheduler.
+    """
     runs: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, body in cases.items():
-            runs[name].append(_per_call_ns(body, calls))
+            runs[name].append(_per_call_ns(body, max(1, calls // (shorter or {}).get(name, 1))))
     return runs
 
 
@@ -139,8 +150,24 @@ def main() -> int:
             gate=StaticGate(True),
             registry=CollectorRegistry(),
         )
+        # A portal fragment of two attempts, as bench/optimizer_memory.py makes them.
+        fragment = fragments.encode(((29601, 25, 87, 1_776_929_940_000), (29602, 21, 88, 1_776_930_000_000)))
+        packed = {
+            name: Optimizer(
+                lambda k: fragment,
+                name=f"bench_{name}_packed",
+                config=config,
+                cache=InProcessCache(config, packing=Packing(zdict=fragments.preset_dictionary())),
+                gate=chosen,
+                registry=CollectorRegistry(),
+            )
+            for name, chosen in (("unleash", gate), ("static", StaticGate(True)))
+        }
         unleash_opt("exam-1", user_id="student-1")
         static_opt("exam-1")
+        packed["unleash"]("exam-1", user_id="student-1")
+        packed["static"]("exam-1")
+        assert packed["static"]("exam-1") == fragment
 
         ttl_cache: TTLCache[str, object] = TTLCache(maxsize=10_000, ttl=3600)
         ttl_cache["exam-1"] = {"k": "exam-1"}
@@ -151,9 +178,12 @@ def main() -> int:
                 "ttlcache_hit": lambda u: ttl_cache["exam-1"],
                 "cache_hit_unleash_gate": lambda u: unleash_opt("exam-1", user_id=u),
                 "cache_hit_static_gate": lambda u: static_opt("exam-1"),
+                "cache_hit_unleash_gate_packed": lambda u: packed["unleash"]("exam-1", user_id=u),
+                "cache_hit_static_gate_packed": lambda u: packed["static"]("exam-1"),
             },
             hit_calls,
             hit_rounds,
+            shorter={"cache_hit_unleash_gate_packed": 3, "cache_hit_static_gate_packed": 3},
         )
         gates = _interleaved(
             {
@@ -175,7 +205,7 @@ def main() -> int:
             "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "ns_per_call": times,
         }
-        for gate_name in ("unleash_gate", "static_gate"):
+        for gate_name in ("unleash_gate", "static_gate", "unleash_gate_packed", "static_gate_packed"):
             ratios = [
                 hit / ttl
                 for hit, ttl in zip(hits[f"cache_hit_{gate_name}"], hits["ttlcache_hit"], strict=True)
@@ -186,8 +216,8 @@ def main() -> int:
                     min(hits[f"cache_hit_{gate_name}"]) / min(hits["ttlcache_hit"]), 2
                 ),
             }
-        unleash_opt.close()
-        static_opt.close()
+        for opt in (unleash_opt, static_opt, *packed.values()):
+            opt.close()
         client.destroy()
 
     figures["gate_speedup_over_sdk"] = round(
@@ -197,7 +227,8 @@ def main() -> int:
     print(f"{'ns per call':<{width}}  {'min':>9} {'median':>9} {'max':>9}")
     for name, spread in times.items():
         print(f"{name:<{width}}  {spread['min']:>9} {spread['median']:>9} {spread['max']:>9}")
-    for name in ("hit_unleash_gate_over_ttlcache", "hit_static_gate_over_ttlcache", "gate_speedup_over_sdk"):
+    ratios = [name for name in figures if name.startswith("hit_")]
+    for name in (*ratios, "gate_speedup_over_sdk"):
         print(f"{name}: {figures[name]}")
     print(f"load average (1 min) before / after: {figures['load_average_1m']}")
     path = write_result(

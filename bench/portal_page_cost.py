@@ -1,9 +1,10 @@
 """CPU a portal page costs in process: what one request takes of the portal's core, without the server.
 
-Builds the portal app (SQLite, seeded here) optimized and direct, warms the
-optimized cache, then loads MyTestSeries and ExamHome pages through Flask's test
-client and reports the CPU time (process_time) per page: min / median / max over
---repeats rounds, optimized (all cache hits) and direct. Less sensitive to a
+Builds the portal app (SQLite, seeded here) optimized with each cache layout
+(`packed`, the default, and `objects`; ROLLGUARD_PORTAL_CACHE_LAYOUT) and direct,
+warms the optimized caches, then loads MyTestSeries and ExamHome pages through
+Flask's test client and reports the CPU time (process_time) per page: min /
+median / max over --repeats rounds, optimized (all cache hits) and direct. Less sensitive to a
 busy machine than wall time, so it shows what a change to the page path saves.
 Writes bench/results/portal_page_cost.json.
 
@@ -70,12 +71,18 @@ def main() -> int:
         engine.dispose()
         apps = {
             mode: create_app(
-                PortalSettings(database_url=url, optimize=mode == "optimized", var_dir=Path(work))
+                PortalSettings(
+                    database_url=url,
+                    optimize=mode != "direct",
+                    cache_layout="objects" if mode == "optimized_objects" else "packed",
+                    var_dir=Path(work),
+                )
             )
-            for mode in ("optimized", "direct")
+            for mode in ("optimized", "optimized_objects", "direct")
         }
         pages = urls(args.pages)
-        cpu_per_page_us(apps["optimized"], pages)  # warm the cache: every later load is a hit
+        for mode in ("optimized", "optimized_objects"):
+            cpu_per_page_us(apps[mode], pages)  # warm the cache: every later load is a hit
         rounds: dict[str, list[float]] = {mode: [] for mode in apps}
         for _ in range(args.repeats):
             for mode, app in apps.items():
@@ -96,7 +103,7 @@ def main() -> int:
     }
     for mode, spread in figures["cpu_us_per_page"].items():
         print(
-            f"{mode:10} cpu per page: min {spread['min']} / median {spread['median']} / max {spread['max']} us"
+            f"{mode:17} cpu per page: min {spread['min']} / median {spread['median']} / max {spread['max']} us"
         )
     path = write_result(
         "portal_page_cost",

@@ -68,6 +68,7 @@ STORED_SAMPLE_NAMES = frozenset(
         "optimizer_dedup_joins_total",
         "optimizer_batch_calls_total",
         "optimizer_batch_keys_total",
+        "optimizer_ideal_fetches_total",
         CALL_SECONDS_BUCKET,
         CALL_SECONDS_COUNT,
         "optimizer_call_seconds_sum",

@@ -63,7 +63,7 @@ def breach(flag: Flag, checks: Sequence[Judged], *, controller_live: bool) -> No
     if not failed or not flag.enabled:
         return
     settings = session.settings()
-    lines = "\n".join(f"- {describe(c)}" for c in failed)
+    lines = "\n".join(f"- {describe(c, flag.guardrails)}" for c in failed)
     urgency = (
         "The controller should roll it back shortly."
         if controller_live
@@ -74,7 +74,7 @@ def breach(flag: Flag, checks: Sequence[Judged], *, controller_live: bool) -> No
             f"**Guardrail breached on `{flag.key}`** at {flag.rollout}% rollout.\n\n{lines}\n\n{urgency}",
             icon=":material/e911_emergency:",
         )
-        reason = "guardrail breached: " + "; ".join(describe(c) for c in failed)
+        reason = "guardrail breached: " + "; ".join(describe(c, flag.guardrails) for c in failed)
         clicked = st.button(
             f"Kill {flag.key} now",
             key=f"breach_kill_{flag.key}",

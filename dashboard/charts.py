@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pandas  # type: ignore[import-untyped]  # noqa: F401  (see below)
 import plotly.graph_objects as go
 
+from dashboard.health import label
 from flags.client import Annotation, Event, Guardrail
 
 # pandas is imported above, before any figure is built: plotly imports it lazily, and two
@@ -179,18 +180,32 @@ def metric_figure(
                 mode="lines",
                 name=f"guardrail {guardrail.op} {shown}" + (f" {guardrail.path}" if guardrail.path else ""),
                 line={"color": "#d62728", "dash": dash, "width": 1},
-                hovertemplate=f"guardrail {guardrail.name}<extra></extra>",
+                hovertemplate=f"guardrail {label(guardrail)}<extra></extra>",
             )
         )
     _add_markers(figure, markers)
     figure.update_layout(
         title={"text": title, "font": {"size": 15}, "y": 0.97},
         height=300,
-        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        # Fixed margins, wide enough for the legend: letting Plotly grow them to fit draws every
+        # chart twice in the browser, and fixed ones line the charts' time axes up with each other.
+        margin={
+            "l": 60,
+            "r": legend_width([t.name for t in figure.data]),
+            "t": 50,
+            "b": 40,
+            "autoexpand": False,
+        },
         # Right of the plot: above it the legend covered the title, below it the date axis.
         legend={"orientation": "v", "x": 1.01, "y": 1, "yanchor": "top", "font": {"size": 12}},
-        xaxis={"range": [start, end], "type": "date"},
-        yaxis={"title": unit, "tickformat": ".0~%" if unit == "%" else None, "rangemode": "tozero"},
+        # "allow": no measuring of every tick label to hide those past the chart's edge.
+        xaxis={"range": [start, end], "type": "date", "ticklabeloverflow": "allow"},
+        yaxis={
+            "title": unit,
+            "tickformat": ".2~%" if unit == "%" else None,
+            "rangemode": "tozero",
+            "ticklabeloverflow": "allow",
+        },
         uirevision=title,
     )
     if not lines or all(not points for points in lines.values()):
@@ -198,6 +213,16 @@ def metric_figure(
             text="no data in this range", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5
         )
     return figure
+
+
+#: The right margin of every metric chart unless a legend entry needs more, so that their time axes align.
+LEGEND_WIDTH = 260
+
+
+def legend_width(names: Iterable[str | None]) -> int:
+    """Pixels right of the plot for a legend of these entries (12 px text after a 40 px line sample)."""
+    longest = max((len(name or "") for name in names), default=0)
+    return max(LEGEND_WIDTH, 50 + 7 * longest)
 
 
 def _add_markers(figure: go.Figure, markers: Sequence[Marker]) -> None:

@@ -22,11 +22,11 @@ APP = Path(__file__).resolve().parent / "app.py"
 
 
 def streamlit_argv(*, host: str, port: int) -> list[str]:
-    """The command line that serves the dashboard on host:port."""
+    """The command line that serves the dashboard on host:port (see `dashboard.server`)."""
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "dashboard.server",
         "run",
         str(APP),
         "--server.headless=true",

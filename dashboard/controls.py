@@ -14,12 +14,14 @@ import streamlit as st
 
 from dashboard import actions, data, session
 from dashboard.guardrails import GuardrailRow, validate
+from dashboard.health import label
 from flags.client import GUARDRAIL_METRICS, GUARDRAIL_OPS, Flag, FlagsClient
 from flags.model import COHORTS as PATHS
 from flags.model import GUARDRAIL_KINDS as KINDS
 
 PRESETS = (0, 10, 50, 100)
 _CONFIRM = "confirm_switch"
+_UNIT_HELP = "Rates as a fraction (0.01 = 1%), latency in seconds, memory in bytes (15000000 = 15 MB)."
 _REASON = "switch_reason"
 
 
@@ -172,7 +174,7 @@ def _guardrail_editor(flag: Flag, *, disabled: bool) -> None:
         metric="error_rate", op="<=", threshold=0.01, window_s=60, min_samples=20, path="optimized"
     )
     prefix = f"gr_{flag.key}_{flag.version}"
-    live = " · ".join(f"`{g.name}`" for g in flag.guardrails) or "none"
+    live = " · ".join(f"`{label(g)}`" for g in flag.guardrails) or "none"
     st.markdown(f"**Live** (version {flag.version}): {live}")
     with st.form(prefix, border=False):
         st.caption(
@@ -193,7 +195,10 @@ def _row_widgets(prefix: str, row: GuardrailRow, *, new: bool) -> None:
         "metric", GUARDRAIL_METRICS, index=GUARDRAIL_METRICS.index(row.metric), key=f"{prefix}_metric"
     )
     cols[1].selectbox("operator", GUARDRAIL_OPS, index=GUARDRAIL_OPS.index(row.op), key=f"{prefix}_op")
-    cols[2].number_input("threshold", value=float(row.threshold), format="%g", key=f"{prefix}_threshold")
+    # Bytes in full (15000000), never 1.5e+07; fractions as they are (0.01).
+    cols[2].number_input(
+        "threshold", value=float(row.threshold), format="%.10g", key=f"{prefix}_threshold", help=_UNIT_HELP
+    )
     cols[3].number_input("window s", value=int(row.window_s), step=5, key=f"{prefix}_window")
     cols[4].number_input("min samples", value=int(row.min_samples), step=1, key=f"{prefix}_samples")
     paths = ("", *PATHS)

@@ -193,7 +193,7 @@ def forget_recent() -> None:
     live_checks.clear()
     headline_totals.clear()
     verdicts.clear()
-    verdict_runs.clear()
+    _recent_verdicts.clear()
     decisions.clear()
     controller_status.clear()
 
@@ -375,15 +375,62 @@ def verdicts(
     return found
 
 
-@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+#: Verdicts are read an hour at a time, so that the hours that have passed stay cached.
+VERDICT_CHUNK_S = 3600
+
+
 def verdict_runs(
-    settings: DashboardSettings, key: str, *, since: datetime, until: datetime | None = None
+    settings: DashboardSettings, key: str, *, since: datetime
 ) -> tuple[list[verdict_timeline.Run], float]:
-    """The controller's verdicts for one flag as runs of equal outcomes (a day is thousands of verdicts),
-    and the silence after which a guardrail counts as not judged."""
-    records = verdicts(settings, key, since=since, until=until)
-    gap_s = verdict_timeline.silence_s(records)
-    return verdict_timeline.verdict_runs(records, max_gap_s=gap_s), gap_s
+    """The controller's verdicts for one flag since `since` as runs of equal outcomes (a day is
+    thousands of verdicts), and the silence after which a guardrail counts as not judged.
+
+    Read and condensed an hour at a time: a whole hour that ended over SETTLE_S ago
+    stays cached for an hour, so a refresh of a 24-hour page reads only the newest
+    hour and the part of an hour at `since`.
+    """
+    until = now().timestamp()
+    stretches = []
+    edge = since.timestamp()
+    while edge <= until:
+        chunk_end = (math.floor(edge / VERDICT_CHUNK_S) + 1) * VERDICT_CHUNK_S
+        whole = edge % VERDICT_CHUNK_S == 0
+        read = _settled_verdicts if whole and chunk_end < until - SETTLE_S else _recent_verdicts
+        stretches.append(read(settings, key, start=edge, end=chunk_end))
+        edge = chunk_end
+    return verdict_timeline.join(stretches)
+
+
+def _verdict_stretch(
+    settings: DashboardSettings, key: str, start: float, end: float
+) -> verdict_timeline.Stretch:
+    # Stored times are whole microseconds, so [start, end - 1 us] leaves nothing between two stretches.
+    found: verdict_timeline.Stretch = _control_call(
+        settings,
+        "verdicts",
+        lambda _source, store: verdict_timeline.condense(
+            store.verdicts(
+                key,
+                since=datetime.fromtimestamp(start, UTC),
+                until=datetime.fromtimestamp(end, UTC) - timedelta(microseconds=1),
+            )
+        ),
+    )
+    return found
+
+
+@st.cache_data(ttl=3600, max_entries=5000, show_spinner=False)
+def _settled_verdicts(
+    settings: DashboardSettings, key: str, *, start: float, end: float
+) -> verdict_timeline.Stretch:
+    return _verdict_stretch(settings, key, start, end)
+
+
+@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
+def _recent_verdicts(
+    settings: DashboardSettings, key: str, *, start: float, end: float
+) -> verdict_timeline.Stretch:
+    return _verdict_stretch(settings, key, start, end)
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)

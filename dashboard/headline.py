@@ -23,7 +23,10 @@ ERRORS = "optimizer_errors_total"
 HITS = "optimizer_cache_hits_total"
 MISSES = "optimizer_cache_misses_total"
 CACHE_BYTES = "optimizer_cache_bytes"
-NAMES = (REQUESTS, BACKEND, ERRORS, HITS, MISSES, CACHE_BYTES)
+BATCH_CALLS = "optimizer_batch_calls_total"
+BATCH_KEYS = "optimizer_batch_keys_total"
+IDEAL = "optimizer_ideal_fetches_total"
+NAMES = (REQUESTS, BACKEND, ERRORS, HITS, MISSES, CACHE_BYTES, BATCH_CALLS, BATCH_KEYS, IDEAL)
 PATHS = ("optimized", "direct")
 
 Totals = Mapping[tuple[str, str | None], float]  # (metric name, path label) -> sum over instances
@@ -63,6 +66,7 @@ class Headline:
     backend_saved: int | None
     call_reduction: float | None
     hit_rate: float | None
+    eta: float | None
     cache_bytes: float | None
     cache_budget_bytes: float | None
     error_rate: dict[str, float | None]
@@ -75,6 +79,7 @@ class Headline:
             f"({self.calls_optimized:,} optimized calls made {self.backend_optimized:,} backend calls)",
             f"call reduction (optimized path): {percent(self.call_reduction)}",
             f"cache hit rate: {percent(self.hit_rate)}",
+            f"eta, live efficiency (optimized path): {ratio(self.eta)}",
             f"cache memory: {megabytes(self.cache_bytes)} of {megabytes(self.cache_budget_bytes)}",
             f"error rate: {errors}",
         ]
@@ -98,12 +103,30 @@ def headline(totals: Totals, flag: Flag | None = None) -> Headline:
         backend_saved=round(calls * per_call_direct - backend) if calls else None,
         call_reduction=1 - backend / calls if calls else None,
         hit_rate=hits / (hits + misses) if hits + misses else None,
+        eta=eta(totals),
         cache_bytes=cache,
         cache_budget_bytes=cache_budget(flag),
         error_rate={
             path: get(ERRORS, path) / get(REQUESTS, path) if get(REQUESTS, path) else None for path in PATHS
         },
     )
+
+
+def eta(totals: Totals, path: str = "optimized") -> float | None:
+    """How much of the ideal call reduction `path` achieves (docs/eta.md), None without the ideal's count.
+
+    eta = (N - C_actual) / (N - C_min): N the calls, C_actual the keys the backend
+    fetched (backend calls - batch calls + batch keys), C_min the fetches of an
+    ideal cache fresh within the flag's ttl_s + stale_s. Only the optimized path
+    batches, and the batch counters carry no path.
+    """
+    ideal = totals.get((IDEAL, path))
+    calls = totals.get((REQUESTS, path), 0.0)
+    if ideal is None or calls <= ideal:
+        return None
+    batched = totals.get((BATCH_KEYS, None), 0.0) - totals.get((BATCH_CALLS, None), 0.0)
+    actual = totals.get((BACKEND, path), 0.0) + (batched if path == "optimized" else 0.0)
+    return (calls - actual) / (calls - ideal)
 
 
 def cache_budget(flag: Flag | None) -> float | None:
@@ -119,6 +142,10 @@ def cache_budget(flag: Flag | None) -> float | None:
 
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
+
+
+def ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def megabytes(value: float | None) -> str:

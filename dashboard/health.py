@@ -8,12 +8,15 @@ and flag pages call these through `status.py` and `banners.py`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Protocol
 
 from control import PastVerdict
-from flags.client import Flag
+from flags.client import Flag, Guardrail
+
+#: How an operator reads each metric's value: rates in %, latency in ms, memory in MB.
+PERCENT_METRICS = frozenset({"call_reduction", "cache_hit_rate", "error_rate", "breaker_bypass_rate"})
 
 
 class Health(Enum):
@@ -56,10 +59,40 @@ class Judged(Protocol):
     def samples(self) -> int: ...
 
 
-def describe(judged: Judged) -> str:
-    """One line for a banner: `error_rate[optimized]<=0.01: 0.25 (1200 samples)`."""
-    shown = "no value" if judged.value is None else f"{judged.value:.4g}"
-    return f"{judged.guardrail}: {shown} ({judged.samples} samples)"
+def describe(judged: Judged, guardrails: Sequence[Guardrail] = ()) -> str:
+    """One line for a banner: `error_rate[optimized]<=0.01: 25% (1200 samples)`.
+
+    The value is in its metric's unit when `guardrails` holds the judged one.
+    """
+    guardrail = next((g for g in guardrails if g.name == judged.guardrail), None)
+    name = label(guardrail) if guardrail else judged.guardrail
+    shown = value_text(guardrail.metric if guardrail else None, judged.value)
+    return f"{name}: {shown} ({judged.samples} samples)"
+
+
+def value_text(metric: str | None, value: float | None) -> str:
+    """A metric's value as an operator reads it: `25%`, `180 ms`, `14.2 MB`."""
+    if value is None:
+        return "no value"
+    if metric in PERCENT_METRICS:
+        return f"{value * 100:.3g}%"
+    if metric == "p95_latency_s":
+        return f"{value * 1000:.4g} ms"
+    if metric is not None and metric.endswith("_bytes"):
+        return f"{value / 1e6:.4g} MB"
+    return f"{value:.4g}"
+
+
+def label(guardrail: Guardrail) -> str:
+    """The guardrail's name with a memory threshold in MB: `cache_bytes<=15 MB`, not `cache_bytes<=1.5e+07`."""
+    if not guardrail.metric.endswith("_bytes"):
+        return guardrail.name
+    return guardrail.name.removesuffix(f"{guardrail.threshold:g}") + f"{guardrail.threshold / 1e6:g} MB"
+
+
+def labels(guardrails: Iterable[Guardrail]) -> dict[str, str]:
+    """Each guardrail's label by its name."""
+    return {g.name: label(g) for g in guardrails}
 
 
 def latest_verdicts(verdicts: Iterable[PastVerdict]) -> dict[str, PastVerdict]:

@@ -10,7 +10,7 @@ what the controller saw; the hover states each line's window.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -136,10 +136,14 @@ def metric_charts(
     end: datetime,
     step_s: int,
     markers: Sequence[charts.Marker] = (),
-) -> list[go.Figure]:
-    """Every panel for `flag` over [start, end] (raises SourceDown when metrics are down)."""
+) -> Iterator[go.Figure]:
+    """Every panel for `flag` over [start, end], each as soon as its series are read.
+
+    The page draws each chart as it comes, so the browser loads Plotly and draws
+    the first charts while the others are still being read. Raises SourceDown
+    when metrics are down.
+    """
     fn = flag.payload.get("fn")
-    figures = []
     for panel in PANELS:
         # One window per chart, the smallest a guardrail judges any of its lines on, so the
         # lines stay comparable with each other and with the guardrail's threshold.
@@ -161,17 +165,14 @@ def metric_charts(
         }
         metrics = {metric for _name, metric, _path in panel.lines}
         guardrails = [g for g in flag.guardrails if g.metric in metrics]
-        figures.append(
-            charts.metric_figure(
-                panel.title,
-                lines,
-                guardrails=guardrails,
-                markers=markers,
-                start=start,
-                end=end,
-                unit=panel.unit,
-                windows=dict.fromkeys(lines, series_window_s(step_s, window_s)),
-                step_s=step_s,
-            )
+        yield charts.metric_figure(
+            panel.title,
+            lines,
+            guardrails=guardrails,
+            markers=markers,
+            start=start,
+            end=end,
+            unit=panel.unit,
+            windows=dict.fromkeys(lines, series_window_s(step_s, window_s)),
+            step_s=step_s,
         )
-    return figures

@@ -10,8 +10,9 @@ the verdict before it.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -95,6 +96,72 @@ def _until(run: Run, end: datetime) -> Run:
 
 
 @dataclass(frozen=True)
+class Stretch:
+    """The verdicts of one stretch of time, condensed so that stretches join into the runs of the whole.
+
+    Its runs break at every silence over MIN_SILENCE_S (no longer silence can count as
+    "not judged"); `gaps` are the seconds between its distinct verdict times, which
+    decide the silence of the whole range. A day of verdicts caches as a few dozen
+    stretches of a handful of runs each, instead of thousands of records.
+    """
+
+    runs: tuple[Run, ...]
+    first: datetime | None
+    last: datetime | None
+    gaps: tuple[float, ...]
+
+
+def condense(verdicts: Iterable[PastVerdict]) -> Stretch:
+    """One stretch's verdicts as runs and gaps, ready for `join`."""
+    records = list(verdicts)
+    times = sorted({v.time for v in records})
+    gaps = tuple((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
+    runs = verdict_runs(records, max_gap_s=MIN_SILENCE_S)
+    return Stretch(tuple(runs), times[0] if times else None, times[-1] if times else None, gaps)
+
+
+def join(stretches: Sequence[Stretch]) -> tuple[list[Run], float]:
+    """The runs of consecutive stretches as `verdict_runs` gives them for all their verdicts at once,
+    and the silence after which a guardrail counts as not judged (`silence_s` of them all)."""
+    bounds = [(s.first, s.last) for s in stretches if s.first is not None and s.last is not None]
+    gaps = [gap for s in stretches for gap in s.gaps]
+    gaps += [(b[0] - a[1]).total_seconds() for a, b in zip(bounds, bounds[1:], strict=False)]
+    positive = [gap for gap in gaps if gap > 0]
+    gap_s = max(MIN_SILENCE_S, 3 * statistics.median(positive)) if positive else MIN_SILENCE_S
+    by_guardrail: dict[str, list[Run]] = {}
+    for stretch in stretches:
+        for run in stretch.runs:
+            by_guardrail.setdefault(run.guardrail, []).append(run)
+    runs: list[Run] = []
+    for _name, parts in sorted(by_guardrail.items()):
+        runs.extend(_rejoin(parts, gap_s))
+    return runs, gap_s
+
+
+def _rejoin(parts: Sequence[Run], gap_s: float) -> list[Run]:
+    """Join one guardrail's runs, oldest first, across the silences shorter than `gap_s`."""
+    joined: list[Run] = []
+    for run in parts:
+        current = joined[-1] if joined else None
+        if current is None or (run.start - current.end).total_seconds() > gap_s:
+            joined.append(run)
+        elif current.verdict == run.verdict:
+            joined[-1] = Run(
+                run.guardrail,
+                run.verdict,
+                current.start,
+                run.end,
+                run.last_value,
+                run.threshold,
+                current.count + run.count,
+            )
+        else:
+            joined[-1] = _until(current, run.start)
+            joined.append(run)
+    return joined
+
+
+@dataclass(frozen=True)
 class FlagState:
     """The flag's switch and state from `since` on."""
 
@@ -172,8 +239,15 @@ def timeline(
     end: datetime,
     quiet: Sequence[Silence] = (),
     markers: Sequence[Marker] = (),
+    labels: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """One row per guardrail, coloured by outcome; silences in light grey, labelled with their reason."""
+    """One row per guardrail, coloured by outcome; silences in light grey, labelled with their reason.
+
+    `labels` shows a row under another text than the guardrail's name (its threshold in MB).
+    """
+    shown = dict(labels or {})
+    runs = [dataclasses.replace(r, guardrail=shown.get(r.guardrail, r.guardrail)) for r in runs]
+    quiet = [dataclasses.replace(s, guardrail=shown.get(s.guardrail, s.guardrail)) for s in quiet]
     figure = go.Figure()
     for verdict, colour in VERDICT_COLOURS.items():
         chosen = [r for r in runs if r.verdict == verdict]

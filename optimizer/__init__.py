@@ -2,7 +2,7 @@
 
 Public API (what the portal and other apps import)::
 
-    from optimizer import Optimizer, OptimizerConfig, Fault, StaticGate, UnleashGate, InProcessCache, RedisCache, BreakerConfig
+    from optimizer import Optimizer, OptimizerConfig, Fault, StaticGate, UnleashGate, InProcessCache, Packing, RedisCache, BreakerConfig
 
 See `optimizer.core` for the call path, `optimizer.settings` for the flag
 payload keys, and `optimizer/README.md` for an overview.
@@ -25,6 +25,7 @@ from optimizer.errors import (
     RateLimited,
 )
 from optimizer.gate import Decision, Gate, StaticGate, UnleashGate
+from optimizer.packing import Packing
 from optimizer.settings import BreakerConfig, OptimizerConfig
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [
     "OptimizerConfig",
     "OptimizerError",
     "Overloaded",
+    "Packing",
     "RateLimited",
     "RedisCache",
     "StaticGate",

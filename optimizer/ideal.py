@@ -15,13 +15,18 @@ call that opened each window), beside the actual key fetches, so that
     eta = (requests - key_fetches) / (requests - ideal_fetches)
 
 can be plotted live (docs/eta.md). Memory: one dict entry per key called
-within the last tau (and its tags), pruned every tau.
+within the last tau (and its tags), pruned every tau; the keys opened at the
+same instant (a page's batch) share one float for their end, and a tag keeps
+its keys in a list while it has few.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+
+# A tag's keys are a list up to this many (a student's dozen: 8 bytes a key instead of 60), then a set.
+_SMALL_TAG = 32
 
 
 class IdealWindows:
@@ -31,9 +36,10 @@ class IdealWindows:
         self._lock = threading.Lock()
         # key -> end of its open window. Read without the lock by `open_until`.
         self.ends: dict[str, float] = {}
-        self._keys_by_tag: dict[str, set[str]] = {}
+        self._keys_by_tag: dict[str, list[str] | set[str]] = {}
         self._opened = [0, 0]
         self._prune_at = 0.0
+        self._last_end = (0.0, 0.0, 0.0)  # (now, tau, now + tau)
 
     def open(self, key: str, *, now: float, tau: float, path: int, tags: Callable[[], Iterable[str]]) -> None:
         """Open a window for `key` at `now` unless another thread just did; count it under `path`."""
@@ -41,13 +47,28 @@ class IdealWindows:
             end = self.ends.get(key)
             if end is not None and now < end:
                 return
-            self.ends[key] = now + tau
+            last_now, last_tau, last_end = self._last_end
+            if now != last_now or tau != last_tau:
+                last_end = now + tau
+                self._last_end = (now, tau, last_end)
+            self.ends[key] = last_end
             self._opened[path] += 1
             for tag in tags():
-                self._keys_by_tag.setdefault(tag, set()).add(key)
+                self._tag(tag, key)
             if now >= self._prune_at:
                 self._prune(now)
                 self._prune_at = now + max(tau, 1.0)
+
+    def _tag(self, tag: str, key: str) -> None:
+        keys = self._keys_by_tag.get(tag)
+        if keys is None:
+            self._keys_by_tag[tag] = [key]
+        elif isinstance(keys, set):
+            keys.add(key)
+        elif key not in keys:
+            keys.append(key)
+            if len(keys) > _SMALL_TAG:
+                self._keys_by_tag[tag] = set(keys)
 
     def cut_key(self, key: str) -> None:
         """An invalidation of `key`: its next call opens a new window."""
@@ -68,10 +89,17 @@ class IdealWindows:
 
     def _prune(self, now: float) -> None:
         # In place: callers hold on to `ends`, and read it while this runs (reads are safe; every
-        # write takes the lock).
+        # write takes the lock). Refilled after `clear()`, since a dict never shrinks on `del`: its
+        # table would keep the size of the largest working set. A read between the two finds no
+        # window and calls `open`, which waits for the lock and sees the window again.
         ends = self.ends
-        for key in [key for key, end in ends.items() if end <= now]:
-            del ends[key]
-        self._keys_by_tag = {
-            tag: live for tag, keys in self._keys_by_tag.items() if (live := {k for k in keys if k in ends})
-        }
+        still_open = {key: end for key, end in ends.items() if end > now}
+        if len(still_open) < len(ends):
+            ends.clear()
+            ends.update(still_open)
+        by_tag: dict[str, list[str] | set[str]] = {}
+        for tag, keys in self._keys_by_tag.items():
+            live = [k for k in keys if k in ends]
+            if live:
+                by_tag[tag] = live if len(live) <= _SMALL_TAG else set(live)
+        self._keys_by_tag = by_tag

@@ -23,6 +23,8 @@ AttemptsFragment = bytes
 
 _SEPARATOR = b"\n"
 
+_SAMPLE_START_MS = 1_767_225_600_000  # 2026-01-01
+
 
 def encode(attempts: Sequence[AttemptRow]) -> AttemptsFragment:
     """Encode attempts (oldest first) as the fragment pages splice in."""
@@ -33,6 +35,20 @@ def encode(attempts: Sequence[AttemptRow]) -> AttemptsFragment:
     }
     # The widget fields go inside an object the page opens: drop the braces.
     return orjson.dumps(widget)[1:-1] + _SEPARATOR + orjson.dumps(render_attempts(attempts))
+
+
+def preset_dictionary() -> bytes:
+    """Bytes shaped like fragments, to prime the cache's compression of them (`optimizer.Packing`).
+
+    Made from made-up attempts that cover the shapes: the field names, the date
+    format and the widget line, so that a compressed fragment keeps mostly its numbers.
+    """
+    samples = []
+    for n in range(40):
+        first = (1_000 + 3_7 * n, 10 + n, 50 + n % 50, _SAMPLE_START_MS + n * 7 * 3_600_000)
+        second = (first[0] + 1, first[1] + 2, 60 + n % 40, first[3] + 60_000)
+        samples.append(encode((first, second)[: 1 + n % 2]))
+    return b"".join(samples)
 
 
 def attempts_json(fragment: AttemptsFragment) -> bytes:

@@ -21,7 +21,7 @@ from typing import cast
 from flask import current_app
 from sqlalchemy import Engine
 
-from optimizer import Cache, InProcessCache, Optimizer, OptimizerConfig
+from optimizer import Cache, InProcessCache, Optimizer, OptimizerConfig, Packing
 from portal import data, fragments
 from portal.db import PoolWatch, create_schema, make_engine
 from portal.gate import BuiltGate, build_gate
@@ -36,8 +36,9 @@ logger = logging.getLogger(__name__)
 FUNCTION_NAME = "get_all_exam_attempts"
 
 # The byte budget (OptimizerConfig.max_bytes, 16 MB by default) is what bounds the portal's cache:
-# 2,000 students x 12 series are 24,000 keys of about 600 bytes, more than the optimizer's default
-# entry count, which would evict a mass submission's working set while it is still being read.
+# 10,000 students x 12 series are 120,000 keys of about 118 bytes packed (580 as objects), more than
+# the optimizer's default entry count, which would evict a mass submission's working set while it
+# is still being read.
 PORTAL_MAX_ENTRIES = 200_000
 
 # A missing catalog (portal started before seeding) is re-read at most this often.
@@ -124,7 +125,7 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     cache = (
         _redis_cache(settings.redis_url, settings.redis_namespace)
         if settings.redis_url
-        else InProcessCache(config)
+        else InProcessCache(config, packing=_packing(settings.cache_layout))
     )
     gate = build_gate(settings)
     optimizer = Optimizer(
@@ -153,6 +154,10 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
             timeout_s=settings.invalidation_timeout_s,
         )
     return Portal(settings, engine, optimizer, metrics, gate, throttle, AttemptWriter(engine), invalidations)
+
+
+def _packing(layout: str) -> Packing | None:
+    return Packing(zdict=fragments.preset_dictionary()) if layout == "packed" else None
 
 
 def _redis_cache(url: str, namespace: str) -> Cache:

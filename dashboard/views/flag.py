@@ -7,7 +7,7 @@ from datetime import timedelta
 import streamlit as st
 
 from dashboard import actions, banners, charts, controls, data, headline, session, status, verdicts
-from dashboard.health import Health, describe
+from dashboard.health import Health, describe, labels
 from dashboard.plots import (
     RANGE_SLUGS,
     RANGES,
@@ -78,7 +78,10 @@ def header(flag: Flag) -> None:
         return
     banners.breach(flag, checks, controller_live=controller_live)
     if checks:
-        st.caption(f"Health: {health.label} · " + " · ".join(f"{describe(c)} → {c.verdict}" for c in checks))
+        st.caption(
+            f"Health: {health.label} · "
+            + " · ".join(f"{describe(c, flag.guardrails)} → {c.verdict}" for c in checks)
+        )
 
 
 def headline_strip(flag: Flag) -> None:
@@ -92,7 +95,7 @@ def headline_strip(flag: Flag) -> None:
         return
     figures = headline.headline(totals, flag)
     st.markdown("**Results so far**")
-    cols = [*st.columns(3), *st.columns(3)]
+    cols = [*st.columns(4), *st.columns(3)]
     cols[0].metric(
         "Backend calls saved",
         headline.count(figures.backend_saved),
@@ -100,15 +103,21 @@ def headline_strip(flag: Flag) -> None:
         f"{figures.backend_optimized:,} backend calls.",
     )
     cols[1].metric("Call reduction", headline.percent(figures.call_reduction), help="Optimized path.")
-    cols[2].metric("Hit rate", headline.percent(figures.hit_rate))
+    cols[2].metric(
+        "eta",
+        headline.ratio(figures.eta),
+        help="Live efficiency of the optimized path: the share of the ideal call reduction it achieves "
+        "(1.0 is ideal; n/a until the app exports optimizer_ideal_fetches_total).",
+    )
+    cols[3].metric("Hit rate", headline.percent(figures.hit_rate))
     budget = figures.cache_budget_bytes
-    cols[3].metric(
+    cols[4].metric(
         f"Cache of {headline.megabytes(budget)}" if budget else "Cache",
         headline.megabytes(figures.cache_bytes),
         help="Budget: the payload's max_bytes, else the tightest cache_bytes guardrail."
         + ("" if budget else " Neither is set."),
     )
-    for column, path in zip(cols[4:], headline.PATHS, strict=True):
+    for column, path in zip(cols[5:], headline.PATHS, strict=True):
         column.metric(f"Errors {path}", headline.percent(figures.error_rate[path]))
     st.caption(
         "Totals since the app's instances started, summed over their newest scrape: what their /metrics show."
@@ -156,12 +165,12 @@ def metrics(flag: Flag) -> None:
     )
     try:
         figures = metric_charts(settings, flag, start=start, end=shown_until, step_s=step_s, markers=markers)
+        for index, figure in enumerate(figures):
+            st.plotly_chart(figure, key=f"chart_{index}", config={"displaylogo": False})
         runs, silence_s = data.verdict_runs(settings, key, since=start)
     except data.SourceDown as error:
         banners.source_down(error)
         return
-    for index, figure in enumerate(figures):
-        st.plotly_chart(figure, key=f"chart_{index}", config={"displaylogo": False})
     quiet = verdicts.silences(
         runs,
         [g.name for g in flag.guardrails],
@@ -171,7 +180,9 @@ def metrics(flag: Flag) -> None:
         max_gap_s=silence_s,
     )
     st.plotly_chart(
-        verdicts.timeline(runs, start=start, end=shown_until, quiet=quiet, markers=markers),
+        verdicts.timeline(
+            runs, start=start, end=shown_until, quiet=quiet, markers=markers, labels=labels(flag.guardrails)
+        ),
         key="verdicts",
         config={"displaylogo": False},
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from control.loop import Controller
 from control.metrics import open_source
@@ -25,6 +25,9 @@ class MetricsTarget(ContractTarget):
 
     def _register(self, registry: CollectorRegistry) -> None:
         self.rss = Gauge("process_resident_memory_bytes", "resident memory", registry=registry)
+        self.ideal = Counter(
+            "optimizer_ideal_fetches", "fetches of an ideal cache", ["fn", "path"], registry=registry
+        )
 
     def traffic(
         self,
@@ -42,6 +45,8 @@ class MetricsTarget(ContractTarget):
                 continue
             self.requests.labels(fn, path).inc(calls)
             self.backend.labels(fn, path).inc(calls * share)
+            # An ideal cache fresh within tau would have fetched half as often as the optimized path.
+            self.ideal.labels(fn, path).inc(calls * share / 2 if path == "optimized" else calls)
             errors = round(calls * error_fraction) if path == "optimized" else 0
             self.errors.labels(fn, path).inc(errors)
             for _ in range(calls):

@@ -10,9 +10,10 @@ import pytest
 from control.metrics import open_source
 from control.scraper import Scraper
 from control.settings import ControlSettings
-from control.store import ControlStore
+from control.store import ControlStore, VerdictRecord
 from dashboard import data, plots
 from dashboard.settings import DashboardSettings
+from dashboard.verdicts import silence_s, verdict_runs
 from flags.client import Flag, Guardrail, RollbackPolicy
 from tests.dashboard.conftest import FN
 from tests.dashboard.metrics import MetricsTarget, scrape_history
@@ -44,6 +45,31 @@ def test_chunked_series_equal_one_query(
     store.close()
     assert len(whole) > 200
     assert chunked == whole
+
+
+def test_verdicts_read_by_the_hour_give_the_runs_of_one_read(control_database_url: str) -> None:
+    # Three guardrails judged every 5 s for 3 h 20 min up to now, with flips and a 10-minute silence.
+    end = data.now()
+    start = end - timedelta(hours=3, minutes=20)
+    records = []
+    for step in range(int((end - start).total_seconds()) // 5):
+        if 1000 <= step < 1120:
+            continue
+        moment = start + timedelta(seconds=5 * step, microseconds=step * 7919 % 400_000)
+        for index, name in enumerate(("a", "b", "c")):
+            verdict = "fail" if (step // (40 + 30 * index)) % 5 == 0 else "pass"
+            records.append(VerdictRecord(moment, FN, name, verdict, step / 10, 0.01, 100))
+    store = ControlStore(control_database_url)
+    store.record_verdicts(records)
+    settings = DashboardSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": control_database_url})
+    since = data.window_end(120) - timedelta(hours=3)  # not on an hour: a part of an hour first
+
+    chunked = data.verdict_runs(settings, FN, since=since)
+
+    whole = store.verdicts(FN, since=since)
+    store.close()
+    assert chunked == (verdict_runs(whole), silence_s(whole))
+    assert sum(run.count for run in chunked[0]) == len(whole) > 6000
 
 
 def test_error_rate_chart_uses_the_guardrails_window(
@@ -80,7 +106,7 @@ def test_error_rate_chart_uses_the_guardrails_window(
     settings = DashboardSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": control_database_url})
     start = last - timedelta(seconds=60)
 
-    figures = plots.metric_charts(settings, flag, start=start, end=last, step_s=5)
+    figures = list(plots.metric_charts(settings, flag, start=start, end=last, step_s=5))
 
     error_chart = next(f for f in figures if f.layout.title.text == "Error rate per cohort")
     optimized = next(t for t in error_chart.data if t.name == "optimized")

@@ -53,8 +53,23 @@ def test_the_store_gives_the_figures_of_metrics(control_database_url: str) -> No
     assert figures.backend_saved == 13 * 20 - 13 * 4
     assert figures.call_reduction == pytest.approx(0.8)
     assert figures.hit_rate == pytest.approx(0.8)
+    # eta = (N - C_actual) / (N - C_min) = (20 - 4) / (20 - 2) per scrape.
+    assert figures.eta == pytest.approx(16 / 18)
     assert figures.error_rate == {"optimized": pytest.approx(0.1), "direct": 0.0}
     assert (figures.cache_bytes, figures.cache_budget_bytes) == (2_000_000, 15_000_000)
+
+
+def test_eta_counts_a_batch_as_the_keys_it_fetched() -> None:
+    totals = {
+        ("optimizer_requests_total", "optimized"): 1000.0,
+        ("optimizer_backend_calls_total", "optimized"): 50.0,
+        ("optimizer_batch_calls_total", None): 10.0,
+        ("optimizer_batch_keys_total", None): 80.0,
+        ("optimizer_ideal_fetches_total", "optimized"): 100.0,
+    }
+    # C_actual = 50 - 10 + 80 = 120 keys fetched; C_min = 100.
+    assert headline(totals).eta == pytest.approx((1000 - 120) / (1000 - 100))
+    assert headline({k: v for k, v in totals.items() if "ideal" not in k[0]}).eta is None
 
 
 def test_the_payloads_max_bytes_is_the_budget() -> None:
@@ -63,5 +78,5 @@ def test_the_payloads_max_bytes_is_the_budget() -> None:
 
 def test_no_traffic_gives_no_ratios() -> None:
     figures = headline({}, None)
-    assert (figures.call_reduction, figures.hit_rate, figures.backend_saved) == (None, None, None)
+    assert (figures.call_reduction, figures.hit_rate, figures.backend_saved, figures.eta) == (None,) * 4
     assert figures.lines()[1] == "call reduction (optimized path): n/a"

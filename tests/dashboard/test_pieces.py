@@ -10,11 +10,11 @@ import pytest
 
 from dashboard.charts import classify, downsample, markers_from_events, metric_figure
 from dashboard.guardrails import GuardrailRow, validate
-from dashboard.health import Health, badge, describe, latest_verdicts
+from dashboard.health import Health, badge, describe, labels, latest_verdicts
 from dashboard.plots import default_range, step_for, story_start
 from dashboard.settings import DashboardSettings
-from dashboard.verdicts import flag_history, silence_s, silences, timeline, verdict_runs
-from flags.client import Event, Flag, RollbackPolicy
+from dashboard.verdicts import condense, flag_history, join, silence_s, silences, timeline, verdict_runs
+from flags.client import Event, Flag, Guardrail, RollbackPolicy
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
@@ -113,6 +113,25 @@ def test_latest_verdicts_and_describe() -> None:
     assert describe(latest["b"]) == "b: no value (0 samples)"
 
 
+def test_guardrail_values_are_shown_in_their_units() -> None:
+    memory = Guardrail("cache_bytes", "<=", 15_000_000, window_s=60)
+    errors = Guardrail("error_rate", "<=", 0.01, window_s=60, path="optimized")
+    latency = Guardrail("p95_latency_s", "<=", 0.2, window_s=60, path="optimized")
+    judged = [
+        V(T0, memory.name, "fail", 14_237_000.0, samples=12),
+        V(T0, errors.name, "fail", 0.25, samples=1200),
+        V(T0, latency.name, "pass", 0.1834, samples=1200),
+    ]
+    shown = [describe(v, (memory, errors, latency)) for v in judged]
+    assert shown == [
+        "cache_bytes<=15 MB: 14.24 MB (12 samples)",
+        "error_rate[optimized]<=0.01: 25% (1200 samples)",
+        "p95_latency_s[optimized]<=0.2: 183.4 ms (1200 samples)",
+    ]
+    assert labels((memory, errors))[memory.name] == "cache_bytes<=15 MB"
+    assert "e+" not in " ".join(shown)
+
+
 def _event(
     action: str, before: dict[str, object] | None, after: dict[str, object] | None, actor: str = "a"
 ) -> Event:
@@ -158,6 +177,39 @@ def test_verdict_runs_collapse_equal_verdicts() -> None:
     runs = verdict_runs(verdicts)
     assert [(r.verdict, r.count) for r in runs] == [("pass", 3), ("fail", 2), ("pass", 3)]
     assert runs[0].end == runs[1].start
+
+
+def _varied_verdicts(interval_s: float) -> list[V]:
+    """Three guardrails judged every `interval_s` with jitter for 3 hours: flips, and silences of 20 s to 10 min."""
+    found: list[V] = []
+    moment = T0
+    step = 0
+    while moment < T0 + timedelta(hours=3):
+        for index, name in enumerate(("a", "b", "c")):
+            verdict = ("pass", "fail", "no_data")[(step // (7 + 5 * index)) % (2 + index % 2)]
+            found.append(V(moment, name, verdict, value=step / 10))
+        step += 1
+        silence = {150: 20, 200: 28, 400: 45, 600: 600, 700: 31}.get(step, 0)
+        moment += timedelta(seconds=interval_s + silence, microseconds=(step * 7919) % 400_000)
+    return found
+
+
+@pytest.mark.parametrize("interval_s", [5, 15])  # 15 s: silences of 31 s and 45 s are not "not judged"
+@pytest.mark.parametrize(
+    "edges_s", [(), (3600, 7200), (1234.5, 1800, 4444, 9000), tuple(range(300, 10_800, 300))]
+)
+def test_stretches_join_into_the_runs_of_all_verdicts(interval_s: float, edges_s: tuple[float, ...]) -> None:
+    verdicts = _varied_verdicts(interval_s)
+    cuts = [T0 - timedelta(seconds=1), *(T0 + timedelta(seconds=e) for e in edges_s), T0 + timedelta(hours=4)]
+    stretches = [
+        condense(v for v in verdicts if a <= v.time < b) for a, b in zip(cuts, cuts[1:], strict=False)
+    ]
+
+    runs, gap_s = join(stretches)
+
+    assert gap_s == silence_s(verdicts)
+    assert runs == verdict_runs(verdicts)
+    assert any(r.verdict == "fail" for r in runs) and len(runs) > 20
 
 
 def test_step_for() -> None:

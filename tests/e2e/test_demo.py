@@ -59,6 +59,7 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
         "backend calls saved against direct",
         "call reduction (optimized path)",
         "cache hit rate",
+        "eta, live efficiency (optimized path)",
         "cache memory",
         "error rate",
     ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from optimizer import Packing
+from optimizer.packing import Codec
 from portal import fragments
 from portal.data import render_attempts
 
@@ -35,3 +37,12 @@ def test_objects_and_arrays_splice_encoded_members_after_plain_fields():
     assert json.loads(fragments.json_object({"only": True})) == {"only": True}
     assert json.loads(fragments.json_array([b"1", b'"two"'])) == [1, "two"]
     assert fragments.json_array([]) == b"[]"
+
+
+def test_the_preset_dictionary_leaves_a_fragment_at_most_a_third_of_its_bytes():
+    codec = Codec(Packing(zdict=fragments.preset_dictionary()))
+    for rows in (ROWS, ROWS[:1], ((2_000_001, 55, 100, 1_790_000_000_000),)):
+        fragment = fragments.encode(rows)
+        packed = codec.pack(fragment)
+        assert codec.unpack(packed) == fragment
+        assert len(packed) * 3 <= len(fragment), (len(packed), len(fragment))
