@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.bursts import spread, timed_burst  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from bench.servers import create_database, drop_database  # noqa: E402
 from portal.invalidation import PgInvalidations  # noqa: E402
@@ -39,44 +37,13 @@ def one_round(dsn: str, channel: str, *, publishes: int, threads: int, peers: in
         PgInvalidations(dsn, channel=channel, apply=lambda _t: None, flush=lambda: None) for _ in range(peers)
     ]
     publisher = PgInvalidations(dsn, channel=channel, apply=lambda _t: None, flush=lambda: None, timeout_s=30)
-    waits: list[float] = []
-    tags = iter(range(publishes))
-    lock = threading.Lock()
-
-    def publish_until_done() -> None:
-        while True:
-            with lock:
-                n = next(tags, None)
-            if n is None:
-                return
-            started = time.perf_counter()
-            publisher.publish(f"student:{n}")
-            elapsed = time.perf_counter() - started
-            with lock:
-                waits.append(elapsed)
-
-    workers = [threading.Thread(target=publish_until_done) for _ in range(threads)]
-    started = time.perf_counter()
     try:
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        wall = time.perf_counter() - started
+        found = timed_burst(lambda n: publisher.publish(f"student:{n}"), count=publishes, threads=threads)
     finally:
         for channel_ in [publisher, *others]:
             channel_.close()
-    ordered = sorted(waits)
-    return {
-        "publishes_per_s": round(len(waits) / wall, 1),
-        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
-        "p95_ms": round(ordered[int(len(ordered) * 0.95)] * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-    }
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    found["publishes_per_s"] = found.pop("per_s")
+    return found
 
 
 def main() -> int:

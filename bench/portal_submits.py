@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import Engine  # noqa: E402
 
+from bench.bursts import spread, timed_burst  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from bench.servers import create_database, drop_database  # noqa: E402
 from portal import data  # noqa: E402
@@ -42,36 +40,9 @@ Record = Callable[[int], object]
 
 
 def one_round(record: Record, *, submits: int, threads: int) -> dict[str, float]:
-    waits: list[float] = []
-    numbers = iter(range(submits))
-    lock = threading.Lock()
-
-    def submit_until_done() -> None:
-        while True:
-            with lock:
-                n = next(numbers, None)
-            if n is None:
-                return
-            started = time.perf_counter()
-            record(n % STUDENTS + 1)
-            elapsed = time.perf_counter() - started
-            with lock:
-                waits.append(elapsed)
-
-    workers = [threading.Thread(target=submit_until_done) for _ in range(threads)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    wall = time.perf_counter() - started
-    ordered = sorted(waits)
-    return {
-        "submits_per_s": round(len(waits) / wall, 1),
-        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
-        "p95_ms": round(ordered[int(len(ordered) * 0.95)] * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-    }
+    found = timed_burst(lambda n: record(n % STUDENTS + 1), count=submits, threads=threads)
+    found["submits_per_s"] = found.pop("per_s")
+    return found
 
 
 def recorders(engine: Engine, writer: AttemptWriter) -> dict[str, Record]:
@@ -82,10 +53,6 @@ def recorders(engine: Engine, writer: AttemptWriter) -> dict[str, Record]:
         return writer.record(student_id=student, series_id=1, exam_id=1, score=50)
 
     return {"one_commit_each": alone, "grouped": grouped}
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def main() -> int:

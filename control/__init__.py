@@ -4,7 +4,8 @@ Other parts import only what this module declares. The decision rules are pure
 (`decisions`, `latency`, `stages`); `loop.Controller` applies them to the flags
 it reads and changes through the flag service's client; `store.ControlStore`
 keeps scrapes, verdicts and decisions; the metric sources (`open_source`) read
-the embedded store or Prometheus; `command` is the `rollguard control` CLI.
+the embedded store, Prometheus, or the impact metrics SDKs send (through the
+flag service); `command` is the `rollguard control` CLI.
 """
 
 from control.checks import check_flag

@@ -43,28 +43,30 @@ def check_flag(
         if since is not None:
             elapsed = math.ceil((now - since).total_seconds())
             guardrail = replace(guardrail, window_s=max(1, min(guardrail.window_s, elapsed)))
-        verdicts.append(_check(guardrail, source, fn=fn, now=now, alpha=alpha))
+        verdicts.append(_check(guardrail, source, fn=fn, flag=flag.key, now=now, alpha=alpha))
     return verdicts
 
 
 def _check(
-    guardrail: Guardrail, source: MetricSource, *, fn: str | None, now: datetime, alpha: float
+    guardrail: Guardrail, source: MetricSource, *, fn: str | None, flag: str, now: datetime, alpha: float
 ) -> Verdict:
     try:
         if guardrail.kind == "comparative" and guardrail.metric == "p95_latency_s":
             optimized_h, direct_h = (
-                source.latency_histogram(fn=fn, path=path, window_s=guardrail.window_s, end=now)
+                source.latency_histogram(fn=fn, path=path, flag=flag, window_s=guardrail.window_s, end=now)
                 for path in ("optimized", "direct")
             )
             return evaluate_latency(guardrail, optimized_h, direct_h, alpha=alpha)
         if guardrail.kind == "comparative":
             optimized, direct = (
-                source.window(guardrail.metric, fn=fn, path=path, window_s=guardrail.window_s, end=now)
+                source.window(
+                    guardrail.metric, fn=fn, path=path, flag=flag, window_s=guardrail.window_s, end=now
+                )
                 for path in ("optimized", "direct")
             )
             return evaluate_comparative(guardrail, optimized, direct, alpha=alpha)
         window = source.window(
-            guardrail.metric, fn=fn, path=guardrail.path, window_s=guardrail.window_s, end=now
+            guardrail.metric, fn=fn, path=guardrail.path, flag=flag, window_s=guardrail.window_s, end=now
         )
         return evaluate(guardrail, window)
     except ControlError as exc:

@@ -34,7 +34,7 @@ def command() -> None:
 @command.command()
 @click.option(
     "--metrics",
-    type=click.Choice(["embedded", "prometheus"]),
+    type=click.Choice(["embedded", "prometheus", "impact"]),
     default=None,
     help="Metric source [env ROLLGUARD_METRICS, default embedded].",
 )

@@ -47,6 +47,7 @@ class EmbeddedSource:
         *,
         fn: str | None = None,
         path: str | None = None,
+        flag: str | None = None,
         window_s: int = 60,
         end: datetime | None = None,
     ) -> WindowValue:
@@ -67,6 +68,7 @@ class EmbeddedSource:
         *,
         fn: str | None = None,
         path: str | None = None,
+        flag: str | None = None,
         window_s: int = 60,
         end: datetime | None = None,
     ) -> Histogram:
@@ -81,6 +83,7 @@ class EmbeddedSource:
         *,
         fn: str | None = None,
         path: str | None = None,
+        flag: str | None = None,
         start: datetime,
         end: datetime,
         step_s: int = 5,

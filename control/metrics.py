@@ -4,10 +4,15 @@ Two implementations give the same numbers for the same traffic:
 `control.embedded.EmbeddedSource` (the default: computes the derived series
 from samples the embedded scraper stored in the controller's store) and
 `control.prometheus_source.PrometheusSource` (PromQL over a real Prometheus).
+A third, `control.impact_source.ImpactSource`, computes them from the impact
+metrics official Unleash SDKs send to the flag service, for apps in any language.
 Metric names are `control.promql.DERIVED_METRICS`: call_reduction,
 cache_hit_rate, error_rate, p95_latency_s (path optimized|direct), cache_bytes,
 rss_bytes, plus request_rate and backend_rate for charts. `fn` is the flag's
 payload["fn"]; None means all functions, `path` None means both cohorts.
+`flag` is the key of the flag being judged: the impact source finds cohorts by
+that flag's label; the other two find them by the `path` label the optimizer's
+gate sets, and ignore it.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ class MetricSource(Protocol):
         *,
         fn: str | None = None,
         path: str | None = None,
+        flag: str | None = None,
         window_s: int = 60,
         end: datetime | None = None,
     ) -> WindowValue:
@@ -106,6 +112,7 @@ class MetricSource(Protocol):
         *,
         fn: str | None = None,
         path: str | None = None,
+        flag: str | None = None,
         window_s: int = 60,
         end: datetime | None = None,
     ) -> Histogram:
@@ -121,6 +128,7 @@ class MetricSource(Protocol):
         *,
         fn: str | None = None,
         path: str | None = None,
+        flag: str | None = None,
         start: datetime,
         end: datetime,
         step_s: int = 5,
@@ -152,7 +160,13 @@ def series_window_s(step_s: int, window_s: int | None = None) -> int:
 
 
 def open_source(settings: ControlSettings, *, store: ControlStore | None = None) -> MetricSource:
-    """Open the source `settings.metrics` names: the embedded store (default) or Prometheus."""
+    """Open the source `settings.metrics` names: the embedded store (default), Prometheus or impact."""
+    if settings.metrics == "impact":
+        from control.impact_source import ImpactSource
+        from flags.client import FlagsClient
+
+        flags = FlagsClient(settings.flags_url, settings.admin_token, timeout=3.0, retries=1)
+        return ImpactSource(flags, names=settings.impact_names)
     if settings.metrics == "prometheus":
         from control.errors import PermanentError
         from control.prometheus_source import PrometheusSource

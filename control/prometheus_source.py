@@ -38,6 +38,7 @@ class PrometheusSource:
         *,
         fn: str | None = None,
         path: str | None = None,
+        flag: str | None = None,
         window_s: int = 60,
         end: datetime | None = None,
     ) -> WindowValue:
@@ -54,6 +55,7 @@ class PrometheusSource:
         *,
         fn: str | None = None,
         path: str | None = None,
+        flag: str | None = None,
         window_s: int = 60,
         end: datetime | None = None,
     ) -> Histogram:
@@ -73,6 +75,7 @@ class PrometheusSource:
         *,
         fn: str | None = None,
         path: str | None = None,
+        flag: str | None = None,
         start: datetime,
         end: datetime,
         step_s: int = 5,

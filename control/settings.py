@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from control.errors import PermanentError
+from control.impact_names import ImpactNames
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/control.db"
 DEFAULT_FLAGS_URL = "http://127.0.0.1:4242"
 TWO_DAYS_S = 2 * 24 * 3600
 
-MetricsKind = Literal["embedded", "prometheus"]
+MetricsKind = Literal["embedded", "prometheus", "impact"]
+METRICS_KINDS = ("embedded", "prometheus", "impact")
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,14 @@ class ControlSettings:
     admin_token: str | None = field(default=None, repr=False)
     #: ROLLGUARD_CONTROL_DATABASE_URL: the controller's own store (samples, verdicts, decisions, lease).
     database_url: str = DEFAULT_DATABASE_URL
-    #: ROLLGUARD_METRICS: "embedded" (scrape into the store) or "prometheus".
+    #: ROLLGUARD_METRICS: "embedded" (scrape into the store), "prometheus", or "impact" (the impact
+    #: metrics SDKs send to the flag service, read through its admin API).
     metrics: MetricsKind = "embedded"
     #: ROLLGUARD_PROMETHEUS_URL: Prometheus HTTP API base URL, needed when metrics is "prometheus".
     prometheus_url: str | None = None
+    #: ROLLGUARD_IMPACT_METRIC_NAMES: `role=name,...`: the app's impact metric of each role
+    #: (requests, errors, latency, ...; control.impact_names), for metrics "impact".
+    impact_names: ImpactNames = field(default_factory=ImpactNames)
     #: ROLLGUARD_SCRAPE_TARGETS: comma-separated base URLs or /metrics URLs the embedded scraper reads.
     scrape_targets: tuple[str, ...] = ()
     #: ROLLGUARD_SCRAPE_INTERVAL_S: seconds between scrapes of each target.
@@ -55,14 +61,15 @@ class ControlSettings:
     def from_env(cls, environ: Mapping[str, str]) -> ControlSettings:
         """Build settings from environment variables, defaults for the missing ones."""
         metrics = environ.get("ROLLGUARD_METRICS", "embedded").strip().lower()
-        if metrics not in ("embedded", "prometheus"):
-            raise PermanentError(f"ROLLGUARD_METRICS must be embedded or prometheus, not {metrics!r}")
+        if metrics not in METRICS_KINDS:
+            raise PermanentError(f"ROLLGUARD_METRICS must be embedded, prometheus or impact, not {metrics!r}")
         settings = cls(
             flags_url=environ.get("ROLLGUARD_FLAGS_URL", DEFAULT_FLAGS_URL),
             admin_token=environ.get("ROLLGUARD_ADMIN_TOKEN") or None,
             database_url=environ.get("ROLLGUARD_CONTROL_DATABASE_URL", DEFAULT_DATABASE_URL),
             metrics=metrics,  # type: ignore[arg-type]  # checked just above
             prometheus_url=environ.get("ROLLGUARD_PROMETHEUS_URL") or None,
+            impact_names=ImpactNames.parse(environ.get("ROLLGUARD_IMPACT_METRIC_NAMES", "")),
             scrape_targets=parse_targets(environ.get("ROLLGUARD_SCRAPE_TARGETS", "")),
             scrape_interval_s=_positive(environ, "ROLLGUARD_SCRAPE_INTERVAL_S", 1.0),
             interval_s=_positive(environ, "ROLLGUARD_CONTROL_INTERVAL_S", 1.0),

@@ -219,8 +219,11 @@ def series(
     end: datetime,
     step_s: int,
     window_s: int | None = None,
+    flag: str | None = None,
 ) -> list[Point]:
     """Points of one derived metric over [start, end], at multiples of `step_s`.
+
+    `flag` is the flag the chart is about (the impact source splits cohorts by its label).
 
     Each point covers `window_s` seconds (None: the source's default window).
     The range is read in step-aligned chunks. A chunk whose points can no longer
@@ -238,7 +241,15 @@ def series(
         last = chunk + chunk_s - step_s
         if last < settled_before:
             found = _settled_chunk(
-                settings, metric, fn=fn, path=path, chunk=chunk, last=last, step_s=step_s, window_s=window_s
+                settings,
+                metric,
+                fn=fn,
+                path=path,
+                flag=flag,
+                chunk=chunk,
+                last=last,
+                step_s=step_s,
+                window_s=window_s,
             )
         else:
             found = _recent_chunk(
@@ -246,6 +257,7 @@ def series(
                 metric,
                 fn=fn,
                 path=path,
+                flag=flag,
                 chunk=chunk,
                 last=min(last, end_step),
                 step_s=step_s,
@@ -266,6 +278,7 @@ def _chunk(
     metric: str,
     fn: str | None,
     path: str | None,
+    flag: str | None,
     chunk: float,
     last: float,
     step_s: int,
@@ -278,6 +291,7 @@ def _chunk(
             metric,
             fn=fn,
             path=path,
+            flag=flag,
             start=datetime.fromtimestamp(chunk, UTC),
             end=datetime.fromtimestamp(last, UTC),
             step_s=step_s,
@@ -294,13 +308,14 @@ def _settled_chunk(
     *,
     fn: str | None,
     path: str | None,
+    flag: str | None,
     chunk: float,
     last: float,
     step_s: int,
     window_s: int | None,
 ) -> list[Point]:
     # window_s is an argument, hence part of the cache key: each window caches its own chunks.
-    return _chunk(settings, metric, fn, path, chunk, last, step_s, window_s)
+    return _chunk(settings, metric, fn, path, flag, chunk, last, step_s, window_s)
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
@@ -310,13 +325,14 @@ def _recent_chunk(
     *,
     fn: str | None,
     path: str | None,
+    flag: str | None,
     chunk: float,
     last: float,
     step_s: int,
     window_s: int | None,
 ) -> list[Point]:
     # window_s is an argument, hence part of the cache key: each window caches its own chunks.
-    return _chunk(settings, metric, fn, path, chunk, last, step_s, window_s)
+    return _chunk(settings, metric, fn, path, flag, chunk, last, step_s, window_s)
 
 
 #: How far back the headline looks for each instance's newest scrape.

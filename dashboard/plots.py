@@ -159,6 +159,7 @@ def metric_charts(
                 end=end,
                 step_s=step_s,
                 window_s=window_s,
+                flag=flag.key,
             )
             for name, metric, path in panel.lines
         }

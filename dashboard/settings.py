@@ -4,7 +4,9 @@
 secrets (`.streamlit/secrets.toml`, or `AppTest.secrets` in tests) may override
 single values with lower-case keys (`flags_url`, `admin_token`, ...). The metric
 source's own configuration (`ROLLGUARD_CONTROL_DATABASE_URL`,
-`ROLLGUARD_METRICS`, `ROLLGUARD_PROMETHEUS_URL`) is left to `control.settings`.
+`ROLLGUARD_METRICS`, `ROLLGUARD_PROMETHEUS_URL`, `ROLLGUARD_IMPACT_METRIC_NAMES`)
+is left to `control.settings`; the impact source reads the flag service the
+dashboard uses, with the dashboard's token.
 """
 
 from __future__ import annotations
@@ -63,12 +65,18 @@ class DashboardSettings:
             if raw is not None and str(raw) != "":
                 values[name] = str(raw)
         control_env = tuple(sorted((k, v) for k, v in environ.items() if k.startswith("ROLLGUARD_")))
-        for name in ("control_database_url", "metrics", "prometheus_url"):
-            if secrets and name in secrets:
-                control_env = (
-                    *(kv for kv in control_env if kv[0] != f"ROLLGUARD_{name.upper()}"),
-                    (f"ROLLGUARD_{name.upper()}", str(secrets[name])),
-                )
+        overrides = {
+            name: str(secrets[name])
+            for name in ("control_database_url", "metrics", "prometheus_url", "impact_metric_names")
+            if secrets and name in secrets
+        }
+        # The impact source reads the same flag service as the dashboard.
+        overrides.update({name: values[name] for name in ("flags_url", "admin_token") if name in values})
+        for name, value in overrides.items():
+            control_env = (
+                *(kv for kv in control_env if kv[0] != f"ROLLGUARD_{name.upper()}"),
+                (f"ROLLGUARD_{name.upper()}", value),
+            )
         refresh = float(values.get("refresh_s", DEFAULT_REFRESH_S))
         if refresh <= 0:
             raise ValueError("ROLLGUARD_DASHBOARD_REFRESH_S must be positive")

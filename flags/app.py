@@ -21,6 +21,7 @@ from flags import (
     admin_annotations,
     admin_data,
     admin_flags,
+    admin_impact,
     admin_tokens,
     errors,
     greenlets,
@@ -36,6 +37,7 @@ from flags.db import Database
 from flags.errors import connection_lost
 from flags.failures import FailureLimit
 from flags.fastpath import FeaturesFastPath
+from flags.impact import Pruner
 from flags.notices import LocalNotices, Notices, PostgresNotices
 from flags.schemas import ErrorSchema
 from flags.served import ServedState
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings.flags_auth_failures_per_minute, settings.flags_auth_failures_per_address_per_minute
         ),
         broadcaster=_broadcaster(settings, db, served, tokens),
+        impact_pruner=Pruner(settings.flags_impact_retention_s),
     )
 
     # Before every blueprint's own hooks, so no view or parser sees a NUL or a deeply nested body.
@@ -146,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         admin_tokens.bp,
         admin_data.bp,
         admin_annotations.bp,
+        admin_impact.bp,
         sdk.bp,
         streaming.bp,
         ofrep.bp,

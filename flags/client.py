@@ -19,7 +19,7 @@ Error tree::
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,6 +55,8 @@ __all__ = [
     "FlagsError",
     "FlagsUnavailable",
     "Guardrail",
+    "ImpactSample",
+    "ImpactSamples",
     "RollbackPolicy",
     "Token",
     "Unauthorized",
@@ -164,6 +166,51 @@ class Token:
             revoked=bool(data.get("revoked", False)),
             secret=data.get("secret"),
         )
+
+
+@dataclass(frozen=True)
+class ImpactSample:
+    """A sample of an SDK's impact metric: a counter's or histogram's increase since the SDK's previous
+    send, or a gauge's value, stamped with the time the flag service received it.
+
+    `buckets` are (upper bound, cumulative count) pairs, the last bound +Inf.
+    """
+
+    time: datetime
+    name: str
+    type: str
+    labels: dict[str, str]
+    value: float | None = None
+    count: float | None = None
+    buckets: tuple[tuple[float, float], ...] = ()
+    app_name: str | None = None
+    instance_id: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ImpactSample:
+        parsed = parse_time(data["time"])
+        assert parsed is not None
+        buckets = tuple((float(le), float(count)) for le, count in data.get("buckets") or ())
+        return cls(
+            time=parsed,
+            name=data["name"],
+            type=data["type"],
+            labels=dict(data.get("labels") or {}),
+            value=data.get("value"),
+            count=data.get("count"),
+            buckets=buckets,
+            app_name=data.get("app_name"),
+            instance_id=data.get("instance_id"),
+        )
+
+
+@dataclass(frozen=True)
+class ImpactSamples:
+    """An answer of `FlagsClient.impact_samples`: the samples, oldest first, and the newest arrival."""
+
+    samples: tuple[ImpactSample, ...]
+    newest: datetime | None
+    truncated: bool
 
 
 _ERRORS_BY_STATUS: dict[int, type[FlagsError]] = {
@@ -346,6 +393,28 @@ class FlagsClient:
     def exposures(self, *, flag: str | None = None) -> list[dict[str, Any]]:
         params = {"flag": flag} if flag else None
         return list(self._request("GET", "/api/admin/exposures", params=params)["exposures"])
+
+    def impact_samples(
+        self,
+        names: Sequence[str] = (),
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        resolution_s: int = 0,
+        limit: int = 20_000,
+    ) -> ImpactSamples:
+        """The impact metrics SDKs sent with these `names` (all when empty) that arrived in (since, until]."""
+        params: dict[str, Any] = {"name": list(names), "resolution_s": resolution_s, "limit": limit}
+        if since:
+            params["since"] = since.isoformat()
+        if until:
+            params["until"] = until.isoformat()
+        data = self._request("GET", "/api/admin/impact-metrics", params=params)
+        return ImpactSamples(
+            samples=tuple(ImpactSample.from_json(s) for s in data["samples"]),
+            newest=parse_time(data.get("newest")),
+            truncated=bool(data.get("truncated")),
+        )
 
     # transport
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -134,3 +134,25 @@ class ClientInstanceRow(Base):
     interval_ms: Mapped[int | None] = mapped_column(Integer)
     started: Mapped[datetime | None] = mapped_column(DateTime)
     last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ImpactSampleRow(Base):
+    """One sample of an impact metric an SDK sent (`impactMetrics`), stamped with the time it arrived.
+
+    Counters and histograms hold what was added since the SDK's previous send
+    (the SDKs send increments, not totals); a gauge holds its value then.
+    """
+
+    __tablename__ = "impact_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(DateTime, index=True)
+    app_name: Mapped[str | None] = mapped_column(String(200))
+    instance_id: Mapped[str | None] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    type: Mapped[str] = mapped_column(String(20))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    value: Mapped[float | None] = mapped_column(Float)
+    count: Mapped[float | None] = mapped_column(Float)
+    sum: Mapped[float | None] = mapped_column(Float)
+    buckets: Mapped[list[list[Any]] | None] = mapped_column(JSON)

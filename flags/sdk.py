@@ -4,7 +4,10 @@ GET /api/client/features serves the precomputed document of `flags.served`
 with an ETag (If-None-Match -> 304). The common case of that route is answered
 even earlier by `flags.fastpath`; this view is the complete implementation
 (errors, HEAD, query strings). Registration and metrics are stored so operators
-can see which apps evaluate which flags (`/api/admin/exposures`).
+can see which apps evaluate which flags (`/api/admin/exposures`); the impact
+metrics that come with the metrics (`impactMetrics`), or in Unleash Edge's bulk
+form (`POST /api/client/metrics/bulk`), are stored by `flags.impact` and read by
+the controller's impact source through `/api/admin/impact-metrics`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from flask import Response, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from flags import impact
 from flags.audit import to_utc_naive
 from flags.auth import require
 from flags.models import ClientInstanceRow, ExposureRow, utcnow
@@ -90,7 +95,62 @@ class MetricsSchema(Schema):
 
     appName = fields.String(required=True, validate=validate.Length(min=1, max=200))
     instanceId = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
-    bucket = fields.Nested(BucketSchema, required=True)
+    # The Python SDK sends `"bucket": null` when it has only impact metrics to report.
+    bucket = fields.Nested(BucketSchema, load_default=None, allow_none=True)
+    impactMetrics = fields.List(
+        fields.Nested(impact.ImpactMetricSchema),
+        load_default=list,
+        validate=validate.Length(max=impact.MAX_METRICS),
+    )
+
+
+class BulkApplicationSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    appName = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    instanceId = fields.String(load_default="default", validate=validate.Length(min=1, max=200))
+    sdkVersion = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    strategies = fields.List(
+        fields.String(validate=validate.Length(max=200)), load_default=list, validate=validate.Length(max=200)
+    )
+    started = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=dt.UTC)
+    interval = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=0, max=2**31 - 1)
+    )
+
+
+class BulkToggleSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    featureName = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    appName = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    timestamp = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=dt.UTC)
+    yes = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    no = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    variants = fields.Dict(
+        keys=fields.String(), values=fields.Integer(validate=validate.Range(min=0)), load_default=dict
+    )
+
+
+class BulkMetricsSchema(Schema):
+    """What Unleash Edge forwards: registrations, evaluation counts and impact metrics of many SDKs."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    applications = fields.List(
+        fields.Nested(BulkApplicationSchema), required=True, validate=validate.Length(max=_MAX_TOGGLES)
+    )
+    metrics = fields.List(
+        fields.Nested(BulkToggleSchema), required=True, validate=validate.Length(max=_MAX_TOGGLES)
+    )
+    impactMetrics = fields.List(
+        fields.Nested(impact.ImpactMetricSchema),
+        load_default=list,
+        validate=validate.Length(max=impact.MAX_METRICS),
+    )
 
 
 @bp.route("/features", methods=["GET"])
@@ -117,42 +177,78 @@ def register(data: dict[str, Any]) -> None:
     """Record an SDK instance."""
     require("client")
     with services().db.session() as session, session.begin():
-        row = session.scalars(
-            select(ClientInstanceRow).where(
-                ClientInstanceRow.app_name == data["appName"],
-                ClientInstanceRow.instance_id == data["instanceId"],
-            )
-        ).first()
-        if row is None:
-            row = ClientInstanceRow(app_name=data["appName"], instance_id=data["instanceId"])
-            session.add(row)
-        row.sdk_version = data["sdkVersion"]
-        row.strategies = data["strategies"]
-        row.interval_ms = data["interval"]
-        row.started = to_utc_naive(data["started"]) if data["started"] else None
-        row.last_seen = utcnow()
+        _register(session, data)
+
+
+def _register(session: Session, data: dict[str, Any]) -> None:
+    row = session.scalars(
+        select(ClientInstanceRow).where(
+            ClientInstanceRow.app_name == data["appName"],
+            ClientInstanceRow.instance_id == data["instanceId"],
+        )
+    ).first()
+    if row is None:
+        row = ClientInstanceRow(app_name=data["appName"], instance_id=data["instanceId"])
+        session.add(row)
+    row.sdk_version = data["sdkVersion"]
+    row.strategies = data["strategies"]
+    row.interval_ms = data["interval"]
+    row.started = to_utc_naive(data["started"]) if data["started"] else None
+    row.last_seen = utcnow()
 
 
 @bp.route("/metrics", methods=["POST"])
 @bp.arguments(MetricsSchema)
 @bp.response(202)
 def metrics(data: dict[str, Any]) -> None:
-    """Record yes/no evaluation counts an SDK reports for one bucket."""
+    """Record the yes/no evaluation counts of one bucket and the impact metrics an SDK reports."""
     require("client")
     bucket = data["bucket"]
-    toggles = list(bucket["toggles"].items())[:_MAX_TOGGLES]
-    start, stop = to_utc_naive(bucket["start"]), to_utc_naive(bucket["stop"])
+    origin = impact.Origin(data["appName"], data["instanceId"])
     with services().db.session() as session, session.begin():
-        for name, counts in toggles:
-            session.add(
-                ExposureRow(
-                    flag=name,
-                    app_name=data["appName"],
-                    instance_id=data["instanceId"],
-                    bucket_start=start,
-                    bucket_end=stop,
-                    yes=counts["yes"],
-                    no=counts["no"],
-                    variants=counts["variants"],
-                )
-            )
+        if bucket is not None:
+            start, stop = to_utc_naive(bucket["start"]), to_utc_naive(bucket["stop"])
+            for name, counts in list(bucket["toggles"].items())[:_MAX_TOGGLES]:
+                session.add(_exposure(name, counts, origin=origin, start=start, stop=stop))
+        _store_impact(session, data["impactMetrics"], origin=origin)
+
+
+@bp.route("/metrics/bulk", methods=["POST"])
+@bp.arguments(BulkMetricsSchema)
+@bp.response(202)
+def bulk_metrics(data: dict[str, Any]) -> None:
+    """Record what Unleash Edge forwards: registrations, evaluation counts and impact metrics."""
+    require("client")
+    with services().db.session() as session, session.begin():
+        for application in data["applications"]:
+            _register(session, application)
+        for toggle in data["metrics"]:
+            # Unleash's bulk counts cover the hour starting at `timestamp`.
+            start = to_utc_naive(toggle["timestamp"]) if toggle["timestamp"] else utcnow()
+            origin = impact.Origin(toggle["appName"], None)
+            stop = start + dt.timedelta(hours=1)
+            session.add(_exposure(toggle["featureName"], toggle, origin=origin, start=start, stop=stop))
+        _store_impact(session, data["impactMetrics"], origin=impact.Origin(None, None))
+
+
+def _exposure(
+    name: str, counts: dict[str, Any], *, origin: impact.Origin, start: dt.datetime, stop: dt.datetime
+) -> ExposureRow:
+    return ExposureRow(
+        flag=name,
+        app_name=origin.app_name,
+        instance_id=origin.instance_id,
+        bucket_start=start,
+        bucket_end=stop,
+        yes=counts["yes"],
+        no=counts["no"],
+        variants=counts["variants"],
+    )
+
+
+def _store_impact(session: Session, metrics: list[dict[str, Any]], *, origin: impact.Origin) -> None:
+    if not metrics:
+        return
+    now = utcnow()
+    impact.store(session, metrics, origin=origin, now=now)
+    services().impact_pruner.prune(session, now=now)

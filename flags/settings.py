@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         description="ROLLGUARD_FLAGS_STREAM_HEARTBEAT_S: seconds between keep-alive comments on an idle "
         "stream (below the SDKs' 30 s read timeout); each also re-checks the stream's token.",
     )
+    flags_impact_retention_s: int = Field(
+        default=2 * 24 * 3600,
+        ge=60,
+        description="ROLLGUARD_FLAGS_IMPACT_RETENTION_S: how long the impact metrics SDKs send are kept "
+        "(older samples are deleted as new ones arrive).",
+    )
 
     @property
     def admin_secret(self) -> str | None:

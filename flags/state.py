@@ -10,13 +10,14 @@ from flags.auth import TokenCache
 from flags.broadcast import Broadcaster
 from flags.db import Database
 from flags.failures import FailureLimit
+from flags.impact import Pruner
 from flags.served import ServedState
 from flags.settings import Settings
 
 
 @dataclass
 class Services:
-    """Settings, database, served snapshot, token cache, failure limit and stream fan-out of one app."""
+    """Settings, database, served snapshot, tokens, failure limit, stream fan-out and impact pruner of one app."""
 
     settings: Settings
     db: Database
@@ -24,6 +25,7 @@ class Services:
     tokens: TokenCache
     auth_failures: FailureLimit
     broadcaster: Broadcaster
+    impact_pruner: Pruner
 
 
 def services() -> Services:
