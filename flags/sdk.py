@@ -65,6 +65,10 @@ class RegisterSchema(Schema):
     )
 
 
+class BulkApplicationSchema(RegisterSchema):
+    """An application in Unleash Edge's bulk metrics: the same fields as a registration."""
+
+
 class ToggleCountSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -101,22 +105,6 @@ class MetricsSchema(Schema):
         fields.Nested(impact.ImpactMetricSchema),
         load_default=list,
         validate=validate.Length(max=impact.MAX_METRICS),
-    )
-
-
-class BulkApplicationSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    appName = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    instanceId = fields.String(load_default="default", validate=validate.Length(min=1, max=200))
-    sdkVersion = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
-    strategies = fields.List(
-        fields.String(validate=validate.Length(max=200)), load_default=list, validate=validate.Length(max=200)
-    )
-    started = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=dt.UTC)
-    interval = fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(min=0, max=2**31 - 1)
     )
 
 
