@@ -26,7 +26,7 @@ import logging
 from typing import Any
 
 import sqlalchemy.exc
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -123,5 +123,8 @@ def register_handlers(app: Flask) -> None:
     @app.errorhandler(sqlalchemy.exc.TimeoutError)
     def _pool_exhausted(exc: sqlalchemy.exc.TimeoutError) -> ResponseReturnValue:
         logger.warning("database pool exhausted: %s", exc)
+        portal = current_app.extensions.get("portal")
+        if portal is not None:
+            portal.metrics.pool_timeouts.inc()
         body = error_body("db_pool_exhausted", "no database connection free within the pool timeout")
         return jsonify(body), 503, {"Retry-After": "1"}

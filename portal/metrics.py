@@ -40,6 +40,11 @@ class PortalMetrics:
             "Connections the pool may hand out (size + overflow)",
             registry=self.registry,
         )
+        self.pool_timeouts = Counter(
+            "portal_db_pool_timeouts",
+            "Requests answered 503 because no database connection came free within the pool timeout",
+            registry=self.registry,
+        )
         self.submissions = Counter(
             "portal_submissions", "Exam attempts written by POST /api/exam/submit", registry=self.registry
         )
