@@ -108,18 +108,13 @@ class MetricsSchema(Schema):
     )
 
 
-class BulkToggleSchema(Schema):
+class BulkToggleSchema(ToggleCountSchema):
     class Meta:
         unknown = EXCLUDE
 
     featureName = fields.String(required=True, validate=validate.Length(min=1, max=255))
     appName = fields.String(required=True, validate=validate.Length(min=1, max=200))
     timestamp = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=dt.UTC)
-    yes = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
-    no = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
-    variants = fields.Dict(
-        keys=fields.String(), values=fields.Integer(validate=validate.Range(min=0)), load_default=dict
-    )
 
 
 class BulkMetricsSchema(Schema):
