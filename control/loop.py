@@ -4,8 +4,10 @@ Run by `rollguard control run`. Each tick: take or renew the leader lease in the
 store (a standby does nothing else); read all flags from the flag service;
 for each flag rolling out or paused, judge its guardrails and record the
 verdicts; for a flag rolling out and enabled, decide from the recorded
-verdicts since its stage started (read from the audit log) and act through
-the admin API as actor "controller" with the reason, then notify. Nothing
+verdicts since its stage started (the flag's `stage_started_at`, with the
+controller's own actions from the store: `control.stages`) and act through
+the admin API as actor "controller" with the reason, then notify. One read of
+the flag service per tick, whatever the number of flags, plus one per action. Nothing
 lives only in memory, so a restarted or newly elected controller continues
 where the last one stopped. With `dry_run` decisions are logged and recorded
 (dry_run=true) but no flag changes and nothing is notified.
@@ -23,7 +25,7 @@ from control.checks import check_flag
 from control.decisions import DEFAULT_ALPHA, GUARDED_STATES, Action, ActionKind, Verdict, decide
 from control.metrics import MetricSource
 from control.notify import Notifier
-from control.stages import STAGE_ACTIONS, stage_started_at
+from control.stages import STAGE_ACTIONS, current_stage_started_at
 from control.store import ControlStore, DecisionRecord, Lease, VerdictRecord
 from flags.client import Flag, FlagsClient, FlagsError, FlagsUnavailable, VersionConflict
 
@@ -213,15 +215,8 @@ class Controller:
         return True
 
     def _stage_started_at(self, flag: Flag) -> datetime | None:
-        """When the current stage began (`control.stages`): audit events and this store's actions."""
-        events = self.flags.events(flag=flag.key, limit=100)
-        by_events = stage_started_at(events, (), fallback=flag.updated_at)
-        acted = [
-            d.time
-            for d in self.store.decisions(flag.key, since=by_events)
-            if not d.dry_run and d.action in STAGE_ACTIONS
-        ]
-        return stage_started_at(events, acted, fallback=flag.updated_at)
+        """When the current stage began (`control.stages`): the flag's stamp and this store's actions."""
+        return current_stage_started_at(flag, self.store.last_action_time(flag.key, STAGE_ACTIONS))
 
 
 def _record(key: str, now: datetime, flag: Flag, verdict: Verdict) -> VerdictRecord:

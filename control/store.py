@@ -37,6 +37,7 @@ from sqlalchemy import (
     delete,
     event,
     exc,
+    func,
     insert,
     or_,
     select,
@@ -367,6 +368,14 @@ class ControlStore:
             )
             for r in rows
         ]
+
+    def last_action_time(self, flag: str, actions: Sequence[str]) -> datetime | None:
+        """When the latest decision of `flag` among `actions` that was carried out (not a dry run) was checked."""
+        c = decisions_table.c
+        query = select(func.max(c.ts)).where(c.flag == flag, c.action.in_(actions), c.dry_run.is_(False))
+        with self.engine.connect() as conn:
+            ts = conn.execute(query).scalar()
+        return None if ts is None else _dt(ts)
 
     def _history(
         self, table: Table, *, flag: str | None, since: datetime | None, until: datetime | None

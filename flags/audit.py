@@ -39,10 +39,11 @@ def record(
     reason: str | None,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
+    time: datetime | None = None,
 ) -> EventRow:
-    """Append one event to the log in the caller's transaction."""
+    """Append one event to the log in the caller's transaction, at `time` (naive UTC; default now)."""
     row = EventRow(
-        time=utcnow(),
+        time=time or utcnow(),
         flag=flag,
         actor=actor.name,
         token_name=actor.token_name,

@@ -26,6 +26,9 @@ from flags.models import FlagRow, UnleashFeatureRow, UnleashSegmentRow, utcnow
 from flags.schemas import FlagImportSchema
 from flags.unleash import STATE_VERSION, client_state
 
+#: Fields of an exported flag that the importing service sets itself.
+_SERVICE_FIELDS = ("version", "created_at", "updated_at", "stage_started_at", "stage_started_by")
+
 
 def import_document(
     session: Session, *, actor: Actor, document: dict[str, Any], replace: bool
@@ -82,9 +85,7 @@ def import_document(
         else:
             existing.definition = segment
     for flag in document["flags"]:
-        fields = {
-            name: value for name, value in flag.items() if name not in ("version", "created_at", "updated_at")
-        }
+        fields = {name: value for name, value in flag.items() if name not in _SERVICE_FIELDS}
         store.upsert_flag(session, actor=actor, fields=fields, reason=reason)
     session.flush()
     _check_loadable(session)

@@ -57,6 +57,12 @@ GUARDRAIL_KINDS = tuple(kind.value for kind in GuardrailKind)
 COHORTS = tuple(cohort.value for cohort in Cohort)
 #: The shortest window a guardrail may judge, in seconds.
 MIN_WINDOW_S = 1
+#: Flag fields whose change starts a new stage: who gets the optimization (`enabled`, `rollout`),
+#: whether the controller guards it (`state`) and what the optimized path does (`payload`: its TTLs,
+#: limits and breaker, and `fn`, the series the guardrails read). The traffic before such a change is
+#: not the exposure the guardrails judge after it. Guardrails, the plan and the description judge or
+#: describe the exposure without changing it.
+STAGE_FIELDS = ("enabled", "rollout", "state", "payload")
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,9 @@ class Flag:
     description: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: When the current stage began (the flag service's stamp), and who began it.
+    stage_started_at: datetime | None = None
+    stage_started_by: str | None = None
 
     @property
     def next_stage(self) -> int | None:
@@ -218,7 +227,19 @@ class Flag:
             description=data.get("description") or "",
             created_at=parse_time(data.get("created_at")),
             updated_at=parse_time(data.get("updated_at")),
+            stage_started_at=parse_time(data.get("stage_started_at")),
+            stage_started_by=data.get("stage_started_by"),
         )
+
+
+def changes_stage(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> bool:
+    """Whether a change from `before` to `after` (a flag's API form; None: absent) starts a new stage.
+
+    Creating a flag starts its first stage; deleting one ends the last.
+    """
+    if before is None or after is None:
+        return True
+    return any(before.get(name) != after.get(name) for name in STAGE_FIELDS)
 
 
 def parse_time(value: str | None) -> datetime | None:

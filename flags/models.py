@@ -41,6 +41,9 @@ class FlagRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    #: When the change that began the current stage was made (`flags.model.STAGE_FIELDS`), and by whom.
+    stage_started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    stage_started_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class UnleashFeatureRow(Base):

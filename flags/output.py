@@ -61,6 +61,7 @@ def show_flag(flag: Flag, as_json: bool) -> None:
         ("payload", json.dumps(flag.payload)),
         ("version", flag.version),
         ("updated_at", when(flag.updated_at)),
+        ("stage_started_at", f"{when(flag.stage_started_at)} by {flag.stage_started_by or '-'}"),
         ("description", flag.description or "-"),
     ]
     click.echo(table(["field", "value"], rows))

@@ -117,6 +117,9 @@ class FlagImportSchema(_FlagFields):
     version = fields.Integer(load_only=True)
     created_at = fields.String(load_only=True)
     updated_at = fields.String(load_only=True)
+    # An export's stamps are read and dropped: the importing service stamps its own changes.
+    stage_started_at = fields.String(load_only=True)
+    stage_started_by = fields.String(load_only=True, allow_none=True)
 
 
 class FlagSchema(Schema):
@@ -134,6 +137,16 @@ class FlagSchema(Schema):
     version = fields.Integer()
     created_at = fields.String(metadata={"format": "date-time"})
     updated_at = fields.String(metadata={"format": "date-time"})
+    stage_started_at = fields.String(
+        metadata={
+            "format": "date-time",
+            "description": "when the change that began the current stage was made (UTC): a create, or a "
+            "change of enabled, rollout, state or payload",
+        }
+    )
+    stage_started_by = fields.String(
+        allow_none=True, metadata={"description": "the actor of that change (null when not known)"}
+    )
 
 
 class FlagListSchema(Schema):

@@ -2,7 +2,9 @@
 
 The admin API (`flags.admin`) and the importer call these inside
 `Database.write()`, so the global revision is already bumped and writers are
-serialised when they read the current version.
+serialised when they read the current version. A change of one of
+`flags.model.STAGE_FIELDS` (and a create) stamps `stage_started_at` and
+`stage_started_by` in the same transaction, with the time of its audit event.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 from flags import audit
 from flags.audit import Actor
 from flags.errors import Conflict, NotFound
+from flags.model import changes_stage
 from flags.models import FlagRow, UnleashFeatureRow, utcnow
 
 DEFAULT_STAGES = [10, 50, 100]
@@ -50,6 +53,8 @@ def flag_json(row: FlagRow) -> dict[str, Any]:
         "version": row.version,
         "created_at": audit.iso(row.created_at),
         "updated_at": audit.iso(row.updated_at),
+        "stage_started_at": audit.iso(row.stage_started_at),
+        "stage_started_by": row.stage_started_by,
     }
 
 
@@ -103,11 +108,15 @@ def create_flag(
         version=1,
         created_at=now,
         updated_at=now,
+        stage_started_at=now,
+        stage_started_by=actor.name,
     )
     session.add(row)
     session.flush()
     after = flag_json(row)
-    audit.record(session, actor=actor, action="create", flag=key, reason=reason, before=None, after=after)
+    audit.record(
+        session, actor=actor, action="create", flag=key, reason=reason, before=None, after=after, time=now
+    )
     return after
 
 
@@ -132,13 +141,18 @@ def _apply(
         changes = {**changes, "rollback": {**row.rollback, **changes["rollback"]}}
     if all(before.get(name) == value for name, value in changes.items()):
         return before
+    now = utcnow()
+    if changes_stage(before, {**before, **changes}):
+        row.stage_started_at, row.stage_started_by = now, actor.name
     for name, value in changes.items():
         setattr(row, name, value)
     row.version += 1
-    row.updated_at = utcnow()
+    row.updated_at = now
     session.flush()
     after = flag_json(row)
-    audit.record(session, actor=actor, action=action, flag=row.key, reason=reason, before=before, after=after)
+    audit.record(
+        session, actor=actor, action=action, flag=row.key, reason=reason, before=before, after=after, time=now
+    )
     return after
 
 
