@@ -7,6 +7,7 @@ directly, so each test is deterministic and takes about a second.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -231,3 +232,78 @@ def test_standby_controller_does_nothing_while_the_leader_is_live(harness, admin
     assert leader.is_leader and not standby.is_leader
     assert {d.holder for d in store.decisions(KEY)} == {"controller-a"}
     assert store.controller_status().holder == "controller-a"
+
+
+def test_a_controller_restarted_mid_stage_keeps_the_hold(harness, admin, store):
+    create_flag(admin)
+    first = harness.controller("controller-a")
+    for _ in range(3):
+        harness.step(first)
+    assert admin.get_flag(KEY).rollout == 10
+    store.release_lease("controller-a")  # a clean stop; the next one takes over at once
+
+    second = harness.controller("controller-b")
+    while admin.get_flag(KEY).rollout == 10:
+        harness.step(second)
+    for _ in range(2):
+        harness.step(second)
+    store.release_lease("controller-b")  # stopped again, now in the stage it began
+
+    third = harness.controller("controller-c")
+    for _ in range(10):
+        harness.step(third)
+        if admin.get_flag(KEY).state == "complete":
+            break
+
+    promotions = [d for d in store.decisions(KEY) if d.action == "promote"]
+    assert [(d.rollout, d.holder) for d in promotions] == [(50, "controller-b"), (100, "controller-c")]
+    # Each promotion came at the first check stage_hold_s (20 s) after the stage's first passing
+    # check, as without the restarts: the stage start survived them, on the flag and in the store.
+    passes = sorted({v.time for v in store.verdicts(KEY) if v.verdict == "pass"})
+    first_at_10 = passes[0]
+    first_at_50 = next(t for t in passes if t > promotions[0].time)
+    assert promotions[0].time - first_at_10 == timedelta(seconds=20)
+    assert promotions[1].time - first_at_50 == timedelta(seconds=20)
+    flag = admin.get_flag(KEY)
+    assert flag.stage_started_by == "controller" and flag.stage_started_at is not None
+
+
+def test_the_hold_counts_from_the_stage_start_past_a_page_of_audit_events(harness, admin, store):
+    """The stage's start is older than the newest 100 audit events of the flag (a page of the log).
+
+    Real time, because the edits must land after checks of the stage: the flag
+    service stamps them on its own clock.
+    """
+    hold = timedelta(seconds=3)
+    create_flag(admin, stage_hold_s=int(hold.total_seconds()))
+    controller = harness.controller()
+
+    def step() -> None:
+        harness.clock.now = datetime.now(UTC)
+        harness.target.calls("optimized", 100, backend=10)
+        harness.target.calls("direct", 900)
+        harness.scraper.scrape_once()
+        controller.tick()
+
+    def step_until(done, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not done():
+            assert time.monotonic() < deadline, "timed out"
+            step()
+
+    step_until(lambda: any(v.verdict == "pass" for v in store.verdicts(KEY)), 30)
+    first_pass = store.verdicts(KEY)[-1].time
+    flag = admin.get_flag(KEY)
+    for n in range(101):
+        flag = admin.update_flag(KEY, {"description": f"edit {n}"}, version=flag.version)
+    assert len(admin.events(flag=KEY, limit=200)) == 102
+    assert flag.stage_started_at == flag.created_at
+
+    step_until(lambda: admin.get_flag(KEY).rollout == 50, 60)
+    (promotion,) = [d for d in store.decisions(KEY) if d.action == "promote"]
+    # Promoted at the first check a hold after the first passing one: the edits restarted nothing
+    # (counted from the latest edit, the hold started again, and the windows cut at the edit held no data).
+    assert promotion.time - first_pass >= hold
+    checks = sorted({v.time for v in store.verdicts(KEY)})
+    assert [t for t in checks if first_pass + hold <= t < promotion.time] == []
+    assert all(v.verdict == "pass" for v in store.verdicts(KEY, since=first_pass))
