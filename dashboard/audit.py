@@ -16,13 +16,17 @@ def matches(event: Event, *, actor: str = "", action: str = "") -> bool:
     return actor.lower() in event.actor.lower() and action.lower() in event.action.lower()
 
 
+#: Fields the flag service keeps itself on every change: the event's own time and actor say it.
+_BOOKKEEPING = ("version", "updated_at", "stage_started_at", "stage_started_by")
+
+
 def changes(event: Event) -> str:
     """The fields an event changed, as `field: before -> after`."""
     before, after = event.before or {}, event.after or {}
     changed = [
         f"{name}: {before.get(name)!r} -> {after.get(name)!r}"
         for name in sorted(set(before) | set(after))
-        if name not in ("version", "updated_at") and before.get(name) != after.get(name)
+        if name not in _BOOKKEEPING and before.get(name) != after.get(name)
     ]
     return "; ".join(changed)
 
