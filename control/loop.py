@@ -6,10 +6,10 @@ for each flag rolling out or paused, judge its guardrails and record the
 verdicts; for a flag rolling out and enabled, decide from the recorded
 verdicts since its stage started (the flag's `stage_started_at`, with the
 controller's own actions from the store: `control.stages`) and act through
-the admin API as actor "controller" with the reason, then notify. One read of
-the flag service per tick, whatever the number of flags, plus one per action. Nothing
-lives only in memory, so a restarted or newly elected controller continues
-where the last one stopped. With `dry_run` decisions are logged and recorded
+the admin API as actor "controller" with the reason, then notify. A tick reads
+the flag service once, whatever the number of flags, and writes once per
+action. Nothing lives only in memory, so a restarted or newly elected
+controller continues where the last one stopped. With `dry_run` decisions are logged and recorded
 (dry_run=true) but no flag changes and nothing is notified.
 """
 

@@ -243,8 +243,10 @@ def test_a_controller_restarted_mid_stage_keeps_the_hold(harness, admin, store):
     store.release_lease("controller-a")  # a clean stop; the next one takes over at once
 
     second = harness.controller("controller-b")
-    while admin.get_flag(KEY).rollout == 10:
+    for _ in range(10):
         harness.step(second)
+        if admin.get_flag(KEY).rollout == 50:
+            break
     for _ in range(2):
         harness.step(second)
     store.release_lease("controller-b")  # stopped again, now in the stage it began

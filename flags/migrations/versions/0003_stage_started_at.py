@@ -5,7 +5,7 @@ changed one of its stage fields, else the flag's creation time (actor unknown).
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-02 10:00:00.000000
+Create Date: 2026-11-30 20:00:00.000000
 """
 
 from __future__ import annotations
