@@ -9,7 +9,8 @@ against one checkout (`--code`, default this one), so an earlier commit is
 measured by the same code:
 
     mkdir /tmp/rollguard-before && git archive <commit> | tar -x -C /tmp/rollguard-before
-    .venv/bin/python bench/control_calls.py --code /tmp/rollguard-before --code . [--flags 10] [--ticks 30] [--repeat 3]
+    .venv/bin/python bench/control_calls.py --code before=/tmp/rollguard-before --code after=. \
+        [--flags 10] [--ticks 30] [--repeat 3]
 
 Rounds alternate between the checkouts (A, B, A, B, ...); the request counts
 are exact, tick times are summarised as min / median / max over the rounds'
@@ -129,6 +130,12 @@ def run_round(code: Path, flags: int, ticks: int) -> dict[str, Any]:
     }
 
 
+def _checkout(value: str) -> tuple[str, Path]:
+    """A `--code` value as (label, path); without a label, the path names itself."""
+    label, _, path = value.rpartition("=")
+    return label or path, Path(path).resolve()
+
+
 def _spread(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": round(statistics.median(values), 2), "max": max(values)}
 
@@ -141,22 +148,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--code", action="append", type=Path, help="a checkout to measure (repeatable)")
+    parser.add_argument("--code", action="append", help="[LABEL=]PATH of a checkout to measure (repeatable)")
     parser.add_argument("--flags", type=int, default=10)
     parser.add_argument("--ticks", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--round", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    codes = [code.resolve() for code in (args.code or [REPO])]
+    codes = dict(_checkout(value) for value in (args.code or [str(REPO)]))
     if args.round:
-        print(json.dumps(run_round(codes[0], args.flags, args.ticks)))
+        print(json.dumps(run_round(next(iter(codes.values())), args.flags, args.ticks)))
         return
 
     from bench.machine import write_result
 
     rounds: list[dict[str, Any]] = []
     for repetition in range(args.repeat):
-        for code in codes:
+        for label, code in codes.items():
             load = _load()
             out = subprocess.run(
                 [sys.executable, __file__, "--round", "--code", str(code), "--flags", str(args.flags)]
@@ -166,19 +173,19 @@ def main() -> None:
                 text=True,
                 check=True,
             ).stdout
-            result = {"code": str(code), "repetition": repetition, "load_before": load, **json.loads(out)}
+            result = {"code": label, "repetition": repetition, "load_before": load, **json.loads(out)}
             rounds.append(result)
             print(
-                f"{code}: {result['requests_per_tick']:g} requests per tick "
+                f"{label}: {result['requests_per_tick']:g} requests per tick "
                 f"({result['requests_by_route']}), tick median {result['tick_ms_median']} ms, load {load}"
             )
     summary = []
-    for code in codes:
-        mine = [r for r in rounds if r["code"] == str(code)]
+    for label in codes:
+        mine = [r for r in rounds if r["code"] == label]
         per_tick = sorted({r["requests_per_tick"] for r in mine})
         summary.append(
             {
-                "code": str(code),
+                "code": label,
                 "requests_per_tick": per_tick[0] if len(per_tick) == 1 else per_tick,
                 "requests_per_tick_per_flag": round(per_tick[-1] / args.flags, 3),
                 "requests_by_route_per_tick": {
