@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.errors import ConfigError
+from flags.client import DEFAULT_FLAGS_URL
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/alerts.db"
 
@@ -22,7 +23,7 @@ class AlertsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROLLGUARD_", extra="ignore")
 
     flags_url: str = Field(
-        "http://127.0.0.1:4242", description="ROLLGUARD_FLAGS_URL: base URL of the flag service."
+        DEFAULT_FLAGS_URL, description="ROLLGUARD_FLAGS_URL: base URL of the flag service."
     )
     admin_token: SecretStr | None = Field(
         None, description="ROLLGUARD_ADMIN_TOKEN: admin token for reading and killing flags."

@@ -14,7 +14,6 @@ import signal
 import socket
 import threading
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
@@ -359,7 +358,7 @@ def _settings(
         changes["scrape_interval_s"] = scrape_interval_s
     if lease_s:
         changes["lease_s"] = lease_s
-    return replace(settings, **changes)  # type: ignore[arg-type]
+    return settings.model_copy(update=changes)
 
 
 def _utc(value: datetime) -> datetime:

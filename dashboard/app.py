@@ -7,7 +7,6 @@ hands over to the page the operator picked. The pages live in `views/`: a
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 
@@ -36,13 +35,17 @@ def main() -> None:
     """Configure, gate, navigate."""
     st.set_page_config(page_title="Rollguard", page_icon=":material/traffic:", layout="wide")
     secrets = _secrets()
-    settings = DashboardSettings.from_env(os.environ, secrets)
+    try:
+        settings = DashboardSettings.from_env(os.environ, secrets)
+    except ValueError as exc:
+        st.error(f"Configuration: {exc}")
+        return
     if "auth" in secrets:
         user = auth.single_sign_on()
         if user is None:
             return
         # Each signed-in operator appears in the audit log under their own name.
-        settings = dataclasses.replace(settings, operator=user)
+        settings = settings.model_copy(update={"operator": user})
     elif not auth.password_gate(settings.password):
         return
     session.use_settings(settings)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from dashboard.settings import DashboardSettings
+
 APP = Path(__file__).resolve().parent / "app.py"
 
 
@@ -106,6 +108,11 @@ def command(
         env["ROLLGUARD_DASHBOARD_OPERATOR"] = operator
     if refresh_s:
         env["ROLLGUARD_DASHBOARD_REFRESH_S"] = str(refresh_s)
+    try:
+        DashboardSettings.from_env(env)
+    except ValueError as exc:
+        # Said here, once, rather than on every page the app would fail to draw.
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"Rollguard dashboard on http://{host}:{port}", err=True)
     process = subprocess.Popen(streamlit_argv(host=host, port=port), env=env)
 

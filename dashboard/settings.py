@@ -2,10 +2,12 @@
 
 `rollguard dashboard` passes everything through the environment; Streamlit
 secrets (`.streamlit/secrets.toml`, or `AppTest.secrets` in tests) may override
-single values with lower-case keys (`flags_url`, `admin_token`, ...). The metric
-source's own configuration (`ROLLGUARD_CONTROL_DATABASE_URL`,
-`ROLLGUARD_METRICS`, `ROLLGUARD_PROMETHEUS_URL`, `ROLLGUARD_IMPACT_METRIC_NAMES`)
-is left to `control.settings`; the impact source reads the flag service the
+single values with lower-case keys (`flags_url`, `admin_token`, ...). Each field
+names its environment variable (its validation alias); an empty variable or
+secret counts as unset. The metric source's own configuration
+(`ROLLGUARD_CONTROL_DATABASE_URL`, `ROLLGUARD_METRICS`,
+`ROLLGUARD_PROMETHEUS_URL`, `ROLLGUARD_IMPACT_METRIC_NAMES`) is left to
+`control.ControlSettings`; the impact source reads the flag service the
 dashboard uses, with the dashboard's token.
 """
 
@@ -13,36 +15,80 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import Any
 
-DEFAULT_FLAGS_URL = "http://127.0.0.1:4242"
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flags.client import DEFAULT_FLAGS_URL
+
 DEFAULT_REFRESH_S = 10.0
 
-_ENV = {
-    "flags_url": "ROLLGUARD_FLAGS_URL",
-    "admin_token": "ROLLGUARD_ADMIN_TOKEN",
-    "operator": "ROLLGUARD_DASHBOARD_OPERATOR",
-    "password": "ROLLGUARD_DASHBOARD_PASSWORD",
-    "refresh_s": "ROLLGUARD_DASHBOARD_REFRESH_S",
-    "read_only": "ROLLGUARD_DASHBOARD_READ_ONLY",
-}
+# Secrets that go to the metric source's settings, as ROLLGUARD_<NAME.upper()>.
+_CONTROL_SECRETS = ("control_database_url", "metrics", "prometheus_url", "impact_metric_names")
 
 
-@dataclass(frozen=True)
-class DashboardSettings:
-    """What one dashboard process needs to know.
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        # No passwd entry (some containers): still name the dashboard in the audit log.
+        return "operator"
 
-    `control_env` holds the environment handed to `control.settings` so the
-    dashboard reads metrics from the same source as the controller.
+
+class DashboardSettings(BaseSettings):
+    """What one dashboard process needs to know; built by `from_env`.
+
+    `control_env` holds the environment handed to `control.ControlSettings` so
+    the dashboard reads metrics from the same source as the controller.
     """
 
-    flags_url: str = DEFAULT_FLAGS_URL
-    admin_token: str | None = field(default=None, repr=False)
-    operator: str = "operator"
-    password: str | None = field(default=None, repr=False)
-    refresh_s: float = DEFAULT_REFRESH_S
-    read_only: bool = False
-    control_env: tuple[tuple[str, str], ...] = ()
+    model_config = SettingsConfigDict(
+        case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    flags_url: str = Field(
+        DEFAULT_FLAGS_URL,
+        validation_alias="ROLLGUARD_FLAGS_URL",
+        description="the flag service (a trailing slash is dropped).",
+    )
+    admin_token: str | None = Field(
+        None,
+        repr=False,
+        validation_alias="ROLLGUARD_ADMIN_TOKEN",
+        description="admin-scope token; without it the dashboard only reads.",
+    )
+    operator: str = Field(
+        default_factory=_os_user,
+        validation_alias="ROLLGUARD_DASHBOARD_OPERATOR",
+        description="name in the audit log (`dashboard:<operator>`); the OS user by default.",
+    )
+    password: str | None = Field(
+        None,
+        repr=False,
+        validation_alias="ROLLGUARD_DASHBOARD_PASSWORD",
+        description="when set, a password prompt guards every page.",
+    )
+    refresh_s: float = Field(
+        DEFAULT_REFRESH_S,
+        gt=0,
+        validation_alias="ROLLGUARD_DASHBOARD_REFRESH_S",
+        description="seconds between data refreshes.",
+    )
+    read_only: bool = Field(
+        False,
+        validation_alias="ROLLGUARD_DASHBOARD_READ_ONLY",
+        description="hide every write control (a wall screen); true/false, 1/0, yes/no, on/off.",
+    )
+    control_env: tuple[tuple[str, str], ...] = Field(
+        (),
+        description="the ROLLGUARD_ variables the metric source is built from (`from_env` fills it).",
+    )
+
+    @field_validator("flags_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @property
     def actor(self) -> str:
@@ -58,42 +104,53 @@ class DashboardSettings:
     def from_env(
         cls, environ: Mapping[str, str], secrets: Mapping[str, object] | None = None
     ) -> DashboardSettings:
-        """Build settings from `environ`, letting `secrets` override single values."""
-        values: dict[str, str] = {}
-        for name, var in _ENV.items():
-            raw = (secrets or {}).get(name, environ.get(var))
-            if raw is not None and str(raw) != "":
-                values[name] = str(raw)
-        control_env = tuple(sorted((k, v) for k, v in environ.items() if k.startswith("ROLLGUARD_")))
-        overrides = {
-            name: str(secrets[name])
-            for name in ("control_database_url", "metrics", "prometheus_url", "impact_metric_names")
-            if secrets and name in secrets
-        }
-        # The impact source reads the same flag service as the dashboard.
-        overrides.update({name: values[name] for name in ("flags_url", "admin_token") if name in values})
-        for name, value in overrides.items():
-            control_env = (
-                *(kv for kv in control_env if kv[0] != f"ROLLGUARD_{name.upper()}"),
-                (f"ROLLGUARD_{name.upper()}", value),
-            )
-        refresh = float(values.get("refresh_s", DEFAULT_REFRESH_S))
-        if refresh <= 0:
-            raise ValueError("ROLLGUARD_DASHBOARD_REFRESH_S must be positive")
-        return cls(
-            flags_url=values.get("flags_url", DEFAULT_FLAGS_URL).rstrip("/"),
-            admin_token=values.get("admin_token"),
-            operator=values.get("operator") or _os_user(),
-            password=values.get("password"),
-            refresh_s=refresh,
-            read_only=values.get("read_only", "").lower() in ("1", "true", "yes"),
-            control_env=control_env,
-        )
+        """Build settings from `environ` alone, letting `secrets` override single values.
+
+        :raise ValueError: a value is invalid (the message names the variable and the value).
+        """
+        secrets = secrets or {}
+        merged = dict(environ)
+        for name, field in cls.model_fields.items():
+            if name in secrets and isinstance(field.validation_alias, str):
+                merged[field.validation_alias] = str(secrets[name])
+        values = _given(cls, merged)
+        values["control_env"] = _control_env(environ, secrets, merged)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ValueError(_one_line(exc)) from exc
 
 
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        # No passwd entry (some containers): still name the dashboard in the audit log.
-        return "operator"
+def _control_env(
+    environ: Mapping[str, str], secrets: Mapping[str, object], merged: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    env = {k: v for k, v in environ.items() if k.startswith("ROLLGUARD_")}
+    env.update(
+        {f"ROLLGUARD_{name.upper()}": str(secrets[name]) for name in _CONTROL_SECRETS if name in secrets}
+    )
+    # The impact source reads the same flag service as the dashboard.
+    env.update(
+        {var: merged[var] for var in ("ROLLGUARD_FLAGS_URL", "ROLLGUARD_ADMIN_TOKEN") if merged.get(var)}
+    )
+    return tuple(sorted(env.items()))
+
+
+def _given(cls: type[BaseSettings], environ: Mapping[str, str]) -> dict[str, Any]:
+    # Every field gets a value here, so nothing comes from os.environ: the variable's value
+    # under its name (an error then names the variable), else the field's default.
+    values: dict[str, Any] = {}
+    for name, field in cls.model_fields.items():
+        variable = field.validation_alias
+        raw = environ.get(variable) if isinstance(variable, str) else None
+        if raw and isinstance(variable, str):
+            values[variable] = raw
+        else:
+            values[name] = field.get_default(call_default_factory=True)
+    return values
+
+
+def _one_line(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}={error['input']!r}: {error['msg']}"
+        for error in exc.errors(include_url=False)
+    )

@@ -22,9 +22,8 @@ import click
 import httpx
 
 from flags import output
-from flags.client import Event, FlagsClient, FlagsError, FlagsUnavailable
+from flags.client import DEFAULT_FLAGS_URL, Event, FlagsClient, FlagsError, FlagsUnavailable
 
-DEFAULT_FLAGS_URL = "http://127.0.0.1:4242"
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -39,10 +39,13 @@ from flags.model import (
 )
 
 ACTOR_HEADER = "X-Rollguard-Actor"
+# Where every part looks for the flag service when ROLLGUARD_FLAGS_URL is unset.
+DEFAULT_FLAGS_URL = "http://127.0.0.1:4242"
 
 __all__ = [
     "ACTOR_HEADER",
     "COMPARATIVE_METRICS",
+    "DEFAULT_FLAGS_URL",
     "FLAG_STATES",
     "GUARDRAIL_METRICS",
     "GUARDRAIL_OPS",

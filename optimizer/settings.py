@@ -1,7 +1,8 @@
 """Configuration of one optimized function, and the runtime overrides from its flag payload.
 
-The app builds an `OptimizerConfig` at its entry point (see `from_env`) and
-passes it to `Optimizer`. At runtime the gate hands over the flag's payload;
+The app builds an `OptimizerConfig` at its entry point (in code, or from the
+environment with `from_env`, which `optimizer.environment` reads) and passes it
+to `Optimizer`. At runtime the gate hands over the flag's payload;
 `OptimizerConfig.with_payload` applies the keys below on top of the static
 config. A bad value is reported back (the optimizer logs it) and ignored, never
 raised to the caller.
@@ -114,16 +115,7 @@ class OptimizerConfig:
     refresh_workers: int = 2
 
     def __post_init__(self) -> None:
-        # The payload caps batch_window_ms at 1 s; a config written in code may go beyond.
-        rules = {**_CONFIG_RULES, "batch_window_ms": (_number(0), "a number >= 0")}
-        rules |= {
-            "jitter": (_number(0, 0.999), "a number in [0, 1)"),
-            "max_entries": (_integer(1), "integer >= 1"),
-            "max_bytes": (_integer(1), "integer >= 1"),
-            "queue_timeout_s": (_number(0, low_open=True), "a number > 0"),
-            "refresh_workers": (_integer(1), "integer >= 1"),
-        }
-        for name, (check, rule) in rules.items():
+        for name, (check, rule) in STATIC_RULES.items():
             if not check(getattr(self, name)):
                 raise ValueError(f"OptimizerConfig.{name} must be {rule}, got {getattr(self, name)!r}")
 
@@ -152,21 +144,16 @@ class OptimizerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], prefix: str = "ROLLGUARD_OPTIMIZER_") -> OptimizerConfig:
-        """Build a config from `ROLLGUARD_OPTIMIZER_<FIELD>` variables; for entry points only."""
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = environ.get(prefix + f.name.upper())
-            if raw is None or f.name == "breaker":
-                continue
-            if f.name == "rate_limit":
-                values[f.name] = raw or None
-            elif f.name == "schema_version":
-                values[f.name] = raw
-            elif f.name in {"max_entries", "max_bytes", "max_batch", "max_concurrency", "refresh_workers"}:
-                values[f.name] = int(raw)
-            else:
-                values[f.name] = float(raw)
-        return cls(**values)
+        """Build a config from `environ`'s `<prefix><FIELD>` variables (`ttl_s`: ROLLGUARD_OPTIMIZER_TTL_S).
+
+        For entry points only: see `optimizer.environment`; the breaker keeps its defaults.
+
+        :raise ValueError: a value is invalid (the message names the variable and the value).
+        """
+        # Imported here: an app that builds its config in code does not load pydantic.
+        from optimizer.environment import config_from_env
+
+        return config_from_env(environ, prefix=prefix)
 
 
 def _number(low: float, high: float = math.inf, *, low_open: bool = False) -> Callable[[Any], bool]:
@@ -195,6 +182,18 @@ _CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_window_ms": (_number(0, 1000), "a number in [0, 1000]"),
     "max_batch": (_integer(1), "integer >= 1"),
     "max_concurrency": (_integer(1), "integer >= 1"),
+}
+
+# A config written in code: the payload's rules, except that batch_window_ms may exceed 1 s,
+# and the fields a payload cannot set.
+STATIC_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **_CONFIG_RULES,
+    "batch_window_ms": (_number(0), "a number >= 0"),
+    "jitter": (_number(0, 0.999), "a number in [0, 1)"),
+    "max_entries": (_integer(1), "integer >= 1"),
+    "max_bytes": (_integer(1), "integer >= 1"),
+    "queue_timeout_s": (_number(0, low_open=True), "a number > 0"),
+    "refresh_workers": (_integer(1), "integer >= 1"),
 }
 
 _BREAKER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {

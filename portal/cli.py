@@ -74,7 +74,10 @@ def serve(
 
     given = {"flags_url": flags_url, "redis_url": redis_url, "database_url": database_url}
     settings = _settings(**given)
-    config = optimizer_config_from_env(os.environ)
+    try:
+        config = optimizer_config_from_env(os.environ)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     if workers > 1 and not settings.redis_url and not settings.database_url.startswith("postgresql"):
         raise click.UsageError(
             "--workers > 1 needs --redis-url or a PostgreSQL database: without either a submission "
