@@ -111,7 +111,7 @@ def command(
     try:
         DashboardSettings.from_env(env)
     except ValueError as exc:
-        # Said here, once, rather than on every page the app would fail to draw.
+        # Refused here, in one line, rather than by an app that would show only this error.
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Rollguard dashboard on http://{host}:{port}", err=True)
     process = subprocess.Popen(streamlit_argv(host=host, port=port), env=env)

@@ -82,6 +82,7 @@ class DashboardSettings(BaseSettings):
     )
     control_env: tuple[tuple[str, str], ...] = Field(
         (),
+        repr=False,  # it holds the admin token too
         description="the ROLLGUARD_ variables the metric source is built from (`from_env` fills it).",
     )
 

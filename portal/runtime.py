@@ -169,7 +169,10 @@ def _redis_cache(url: str, namespace: str) -> Cache:
 
 
 def optimizer_config_from_env(environ: Mapping[str, str]) -> OptimizerConfig:
-    """`ROLLGUARD_OPTIMIZER_*` settings over the portal's defaults; for entry points only."""
+    """`ROLLGUARD_OPTIMIZER_*` settings over the portal's defaults; for entry points only.
+
+    :raise ValueError: a value is invalid (the message names the variable and the value).
+    """
     config = OptimizerConfig.from_env(environ)
     if not environ.get("ROLLGUARD_OPTIMIZER_MAX_ENTRIES"):
         config = dataclasses.replace(config, max_entries=PORTAL_MAX_ENTRIES)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from optimizer import BreakerConfig, OptimizerConfig
@@ -74,3 +77,70 @@ def test_config_from_environment_variables():
         }
     )
     assert (config.ttl_s, config.max_batch, config.rate_limit) == (12.0, 20, "100/second")
+
+
+EVERY_VARIABLE = {
+    "ROLLGUARD_OPTIMIZER_TTL_S": ("12", 12.0),
+    "ROLLGUARD_OPTIMIZER_STALE_S": ("30", 30.0),
+    "ROLLGUARD_OPTIMIZER_JITTER": ("0", 0.0),
+    "ROLLGUARD_OPTIMIZER_MAX_ENTRIES": ("500", 500),
+    "ROLLGUARD_OPTIMIZER_MAX_BYTES": ("1048576", 1_048_576),
+    "ROLLGUARD_OPTIMIZER_BATCH_WINDOW_MS": ("5000", 5000.0),
+    "ROLLGUARD_OPTIMIZER_MAX_BATCH": ("20", 20),
+    "ROLLGUARD_OPTIMIZER_MAX_CONCURRENCY": ("8", 8),
+    "ROLLGUARD_OPTIMIZER_RATE_LIMIT": ("100/second", "100/second"),
+    "ROLLGUARD_OPTIMIZER_SCHEMA_VERSION": ("7", "7"),
+    "ROLLGUARD_OPTIMIZER_QUEUE_TIMEOUT_S": ("2.5", 2.5),
+    "ROLLGUARD_OPTIMIZER_REFRESH_WORKERS": ("3", 3),
+}
+
+
+def _field(variable: str) -> str:
+    return variable.removeprefix("ROLLGUARD_OPTIMIZER_").lower()
+
+
+def test_every_environment_variable_is_read():
+    config = OptimizerConfig.from_env({name: raw for name, (raw, _) in EVERY_VARIABLE.items()})
+    assert {_field(name): getattr(config, _field(name)) for name in EVERY_VARIABLE} == {
+        _field(name): value for name, (_, value) in EVERY_VARIABLE.items()
+    }
+    assert config.breaker == BreakerConfig()
+
+
+def test_unset_or_empty_variables_keep_the_configs_defaults(monkeypatch):
+    monkeypatch.setenv("ROLLGUARD_OPTIMIZER_TTL_S", "99")  # from_env reads only the mapping it is given
+    assert OptimizerConfig.from_env({}) == OptimizerConfig()
+    assert OptimizerConfig.from_env(dict.fromkeys(EVERY_VARIABLE, "")) == OptimizerConfig()
+
+
+def test_another_prefix_reads_other_variables():
+    environ = {"CATALOG_TTL_S": "5", "ROLLGUARD_OPTIMIZER_TTL_S": "6"}
+    assert OptimizerConfig.from_env(environ, prefix="CATALOG_").ttl_s == 5.0
+    with pytest.raises(ValueError, match=r"^CATALOG_MAX_BATCH='0': Input should be integer >= 1$"):
+        OptimizerConfig.from_env({"CATALOG_MAX_BATCH": "0"}, prefix="CATALOG_")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        pytest.param("ROLLGUARD_OPTIMIZER_TTL_S", "abc", "valid number", id="ttl-text"),
+        pytest.param("ROLLGUARD_OPTIMIZER_TTL_S", "-1", "a number >= 0", id="ttl-negative"),
+        pytest.param("ROLLGUARD_OPTIMIZER_JITTER", "1", "a number in [0, 1)", id="jitter"),
+        pytest.param("ROLLGUARD_OPTIMIZER_STALE_S", "nan", "a number >= 0", id="nan"),
+        pytest.param("ROLLGUARD_OPTIMIZER_MAX_BATCH", "2.5", "valid integer", id="fractional-batch"),
+        pytest.param("ROLLGUARD_OPTIMIZER_MAX_CONCURRENCY", "0", "integer >= 1", id="zero-concurrency"),
+        pytest.param("ROLLGUARD_OPTIMIZER_QUEUE_TIMEOUT_S", "0", "a number > 0", id="queue-timeout"),
+    ],
+)
+def test_a_bad_environment_value_names_the_variable_and_the_value(variable, value, problem):
+    with pytest.raises(ValueError) as raised:
+        OptimizerConfig.from_env({variable: value})
+    message = str(raised.value)
+    assert message.startswith(f"{variable}={value!r}: ") and problem in message and "\n" not in message
+
+
+def test_embedding_the_optimizer_does_not_load_pydantic():
+    # Only OptimizerConfig.from_env reads the environment through pydantic-settings.
+    code = "import sys, optimizer; print('pydantic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"

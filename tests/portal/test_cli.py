@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from portal.cli import command
 from portal.data import count_attempts, load_catalog
 from portal.db import make_engine
+from portal.runtime import PORTAL_MAX_ENTRIES, optimizer_config_from_env
 
 
 def test_seed_command_reports_progress_and_is_idempotent(tmp_path):
@@ -45,3 +46,23 @@ def test_serve_refuses_several_workers_without_a_shared_cache(tmp_path):
     )
     assert result.exit_code == 2
     assert "--workers > 1 needs --redis-url or a PostgreSQL database" in result.output
+
+
+def test_serve_names_a_bad_optimizer_variable_in_one_line(tmp_path):
+    result = CliRunner().invoke(
+        command,
+        ["serve", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
+        env={"ROLLGUARD_OPTIMIZER_TTL_S": "abc"},
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: ROLLGUARD_OPTIMIZER_TTL_S='abc': Input should be a valid number, unable to parse string as a number"
+    ]
+
+
+def test_the_portal_caps_the_cache_entries_unless_the_variable_says_otherwise():
+    assert optimizer_config_from_env({}).max_entries == PORTAL_MAX_ENTRIES
+    assert (
+        optimizer_config_from_env({"ROLLGUARD_OPTIMIZER_MAX_ENTRIES": ""}).max_entries == PORTAL_MAX_ENTRIES
+    )
+    assert optimizer_config_from_env({"ROLLGUARD_OPTIMIZER_MAX_ENTRIES": "500"}).max_entries == 500
