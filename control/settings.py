@@ -11,9 +11,9 @@ variable and the value.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from control.errors import PermanentError
@@ -24,6 +24,7 @@ DEFAULT_DATABASE_URL = "sqlite:///./var/control.db"
 TWO_DAYS_S = 2 * 24 * 3600
 
 MetricsKind = Literal["embedded", "prometheus", "impact"]
+_Settings = TypeVar("_Settings", bound=BaseSettings)
 
 
 class ControlSettings(BaseSettings):
@@ -133,23 +134,24 @@ class ControlSettings(BaseSettings):
         :raise PermanentError: a value is invalid (the message names the variable and the value).
         """
         try:
-            return cls(**_given(cls, environ))
+            return _from_variables(cls, environ)
         except ValidationError as exc:
             raise PermanentError(_one_line(exc)) from exc
 
 
-def _given(cls: type[BaseSettings], environ: Mapping[str, str]) -> dict[str, Any]:
-    # Every field gets a value here, so nothing comes from os.environ: the variable's value
-    # under its name (an error then names the variable), else the field's default.
-    values: dict[str, Any] = {}
-    for name, field in cls.model_fields.items():
+def _from_variables(cls: type[_Settings], environ: Mapping[str, str]) -> _Settings:
+    """Validate the non-empty variables of `environ` that name a field of `cls`; defaults for the rest."""
+    given = {}
+    for field in cls.model_fields.values():
         variable = field.validation_alias
-        raw = environ.get(variable) if isinstance(variable, str) else None
-        if raw and isinstance(variable, str):
-            values[variable] = raw
-        else:
-            values[name] = field.get_default(call_default_factory=True)
-    return values
+        if isinstance(variable, str) and environ.get(variable):
+            given[variable] = environ[variable]
+    # Not cls(**given): BaseSettings.__init__ would take the fields missing here from os.environ,
+    # and it scans os.environ, a .env file and a secrets directory on every call (milliseconds,
+    # which the dashboard would pay on every rerun). BaseModel.__init__ only validates.
+    settings = cls.__new__(cls)
+    BaseModel.__init__(settings, **given)
+    return settings
 
 
 def _one_line(exc: ValidationError) -> str:

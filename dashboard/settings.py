@@ -17,7 +17,7 @@ import getpass
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flags.client import DEFAULT_FLAGS_URL
@@ -114,10 +114,9 @@ class DashboardSettings(BaseSettings):
         for name, field in cls.model_fields.items():
             if name in secrets and isinstance(field.validation_alias, str):
                 merged[field.validation_alias] = str(secrets[name])
-        values = _given(cls, merged)
-        values["control_env"] = _control_env(environ, secrets, merged)
+        control_env = _control_env(environ, secrets, merged)
         try:
-            return cls(**values)
+            return _from_variables(cls, merged, control_env=control_env)
         except ValidationError as exc:
             raise ValueError(_one_line(exc)) from exc
 
@@ -136,18 +135,21 @@ def _control_env(
     return tuple(sorted(env.items()))
 
 
-def _given(cls: type[BaseSettings], environ: Mapping[str, str]) -> dict[str, Any]:
-    # Every field gets a value here, so nothing comes from os.environ: the variable's value
-    # under its name (an error then names the variable), else the field's default.
-    values: dict[str, Any] = {}
-    for name, field in cls.model_fields.items():
+def _from_variables(
+    cls: type[DashboardSettings], environ: Mapping[str, str], **fields: Any
+) -> DashboardSettings:
+    """Validate the non-empty variables of `environ` that name a field, and `fields`; defaults for the rest."""
+    given = dict(fields)
+    for field in cls.model_fields.values():
         variable = field.validation_alias
-        raw = environ.get(variable) if isinstance(variable, str) else None
-        if raw and isinstance(variable, str):
-            values[variable] = raw
-        else:
-            values[name] = field.get_default(call_default_factory=True)
-    return values
+        if isinstance(variable, str) and environ.get(variable):
+            given[variable] = environ[variable]
+    # Not cls(**given): BaseSettings.__init__ would take the fields missing here from os.environ,
+    # and it scans os.environ, a .env file and a secrets directory on every call (milliseconds,
+    # which the dashboard would pay on every rerun). BaseModel.__init__ only validates.
+    settings = cls.__new__(cls)
+    BaseModel.__init__(settings, **given)
+    return settings
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -105,20 +105,20 @@ def config_from_env(environ: Mapping[str, str], *, prefix: str = PREFIX) -> Opti
     renamed = {
         PREFIX + name[len(prefix) :]: value for name, value in environ.items() if name.startswith(prefix)
     }
-    values: dict[str, Any] = {}
-    # Every field gets a value here, so nothing comes from os.environ: the variable's value
-    # under its name (an error then names the variable), else the field's default.
-    for name, field in OptimizerSettings.model_fields.items():
+    given = {}
+    for field in OptimizerSettings.model_fields.values():
         variable = field.validation_alias
-        raw = renamed.get(variable) if isinstance(variable, str) else None
-        if raw and isinstance(variable, str):
-            values[variable] = raw
-        else:
-            values[name] = field.get_default()
+        if isinstance(variable, str) and renamed.get(variable):
+            given[variable] = renamed[variable]
+    # Not cls(**given): BaseSettings.__init__ would take the fields missing here from os.environ,
+    # and it scans os.environ, a .env file and a secrets directory on every call (milliseconds,
+    # which the dashboard would pay on every rerun). BaseModel.__init__ only validates.
+    settings = OptimizerSettings.__new__(OptimizerSettings)
     try:
-        return OptimizerSettings(**values).config()
+        BaseModel.__init__(settings, **given)
     except ValidationError as exc:
         raise ValueError(_one_line(exc, prefix)) from exc
+    return settings.config()
 
 
 def _one_line(exc: ValidationError, prefix: str) -> str:
