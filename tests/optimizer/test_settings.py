@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from optimizer import BreakerConfig, OptimizerConfig
+from optimizer.environment import OptimizerSettings
 
 
 @pytest.mark.parametrize(
@@ -144,3 +145,10 @@ def test_embedding_the_optimizer_does_not_load_pydantic():
     code = "import sys, optimizer; print('pydantic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_the_settings_class_reads_the_process_environment_like_from_env(monkeypatch):
+    environ = {name: raw for name, (raw, _) in EVERY_VARIABLE.items()}
+    for name, raw in environ.items():
+        monkeypatch.setenv(name, raw)
+    assert OptimizerSettings().config() == OptimizerConfig.from_env(environ)
