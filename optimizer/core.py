@@ -39,6 +39,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from optimizer.batching import Batcher
+from optimizer.grouping import Grouper
 from optimizer.breaker import CLOSED, OPEN, REASON_FLAG_CHANGED, CircuitBreaker
 from optimizer.cache import Cache, InProcessCache
 from optimizer.errors import FaultInjected, OptimizerClosed
@@ -279,6 +280,11 @@ class Optimizer:
     @property
     def cache(self) -> Cache:
         return self._cache
+
+    @property
+    def grouper(self) -> Grouper:
+        """Groups the misses of concurrent `get_many` calls into shared batch calls."""
+        return self._loader.grouper
 
     @property
     def batcher(self) -> Batcher | None:

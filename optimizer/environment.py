@@ -63,6 +63,11 @@ class OptimizerSettings(BaseSettings):
         validation_alias=PREFIX + "MAX_CONCURRENCY",
         description="most backend calls in flight at once.",
     )
+    max_batches_in_flight: int = Field(
+        _DEFAULT.max_batches_in_flight,
+        validation_alias=PREFIX + "MAX_BATCHES_IN_FLIGHT",
+        description="most get_many batch calls at once; other misses wait and share the next.",
+    )
     rate_limit: str | None = Field(
         _DEFAULT.rate_limit,
         validation_alias=PREFIX + "RATE_LIMIT",

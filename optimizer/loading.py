@@ -22,6 +22,7 @@ from optimizer import sizing
 from optimizer.batching import Batcher
 from optimizer.cache import Cache, Entry
 from optimizer.errors import MissingFromBatch, OptimizerClosed
+from optimizer.grouping import Grouper
 from optimizer.limits import BackendLimiter
 from optimizer.metrics import OPTIMIZED, FnMetrics
 from optimizer.settings import OptimizerConfig
@@ -66,6 +67,7 @@ class Loader:
             name=name,
         )
         self.batcher = Batcher(self._run_batch) if batch_fn is not None else None
+        self.grouper = Grouper(self._run_batch)
         self._pool = ThreadPoolExecutor(config.refresh_workers, thread_name_prefix=f"optimizer-{name}")
         self._closed = False
 
@@ -155,7 +157,11 @@ class Loader:
             chunk = leading[start : start + config.max_batch]
             fences = [self._cache.fence(flight.key, flight.tags) for _, flight in chunk]
             try:
-                values = self._run_batch([key for key, _ in chunk])
+                values = self.grouper.load_many(
+                    [key for key, _ in chunk],
+                    max_batch=config.max_batch,
+                    max_in_flight=config.max_batches_in_flight,
+                )
             except Exception as exc:  # noqa: BLE001 - re-raised to every caller of these flights
                 for _, flight in chunk:
                     self.flights.finish(flight)

@@ -19,6 +19,8 @@ stale_s                     grace after expiry served stale while       number >
 batch_window_ms             how long a batch waits for more keys        0 <= n <= 1000
 max_batch                   most keys in one `batch_fn` call            integer >= 1
 max_concurrency             most backend calls in flight at once        integer >= 1
+max_batches_in_flight       most `get_many` batch calls at once; more   integer >= 1
+                            misses wait and share the next call
 breaker_error_rate          trip when the optimized error share         0 < n <= 1
                             exceeds the direct path's by this
 breaker_slow_share          trip when this share of optimized calls     0 < n <= 1
@@ -93,6 +95,8 @@ class OptimizerConfig:
     :param batch_window_ms: how long the first key of a batch waits for others.
     :param max_batch: most keys in one `batch_fn` call.
     :param max_concurrency: most backend calls in flight at once (per optimizer).
+    :param max_batches_in_flight: most `get_many` batch calls at once; the misses of other
+        `get_many` calls wait for one to finish and share the next (`optimizer.grouping`).
     :param rate_limit: backend call rate in `limits` notation ("200/second"), None = off.
     :param schema_version: part of every cache key; bump it when the value's shape changes.
     :param breaker: thresholds of the local circuit breaker.
@@ -108,6 +112,7 @@ class OptimizerConfig:
     batch_window_ms: float = 2.0
     max_batch: int = 100
     max_concurrency: int = 32
+    max_batches_in_flight: int = 4
     rate_limit: str | None = None
     schema_version: int | str = 1
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
@@ -182,6 +187,7 @@ _CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_window_ms": (_number(0, 1000), "a number in [0, 1000]"),
     "max_batch": (_integer(1), "integer >= 1"),
     "max_concurrency": (_integer(1), "integer >= 1"),
+    "max_batches_in_flight": (_integer(1), "integer >= 1"),
 }
 
 # A config written in code: the payload's rules, except that batch_window_ms may exceed 1 s,

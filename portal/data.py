@@ -8,12 +8,14 @@ optimizer uses on its optimized path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, insert, select, tuple_
+from sqlalchemy import Connection, Engine, Integer, bindparam, func, insert, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 
 from portal.models import Attempt, Exam, Student, TestSeries
 
@@ -86,6 +88,35 @@ _COLUMNS = (
 )
 
 
+# The batched read on PostgreSQL: one statement text whatever the number of keys, so it is
+# compiled once and prepared by the driver, where an IN list of pairs is a new statement per size.
+_MANY_POSTGRESQL = text(
+    "SELECT a.id, a.student_id, a.series_id, a.exam_id, a.score, a.submitted_at FROM attempts AS a"
+    " JOIN unnest(:students, :series) AS k(student_id, series_id)"
+    " ON a.student_id = k.student_id AND a.series_id = k.series_id ORDER BY a.id"
+).bindparams(bindparam("students", type_=ARRAY(Integer)), bindparam("series", type_=ARRAY(Integer)))
+
+T = TypeVar("T")
+
+
+def read(engine: Engine, query: Callable[[Connection], T]) -> T:
+    """Run a read on a pooled connection in autocommit, retried once on a fresh one if it was lost.
+
+    Autocommit spares a read the BEGIN and ROLLBACK round trips of a transaction. A
+    connection the database dropped (a restart, a terminated backend) fails the
+    first try; the pool then discards every connection it held from before, so the
+    retry gets a new one. A read is idempotent, so retrying it is safe.
+    """
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return query(conn)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return query(conn)
+
+
 def get_all_exam_attempts(engine: Engine, student_id: int, series_id: int) -> tuple[AttemptRow, ...]:
     """Return every attempt of one student in one test series, oldest first."""
     query = (
@@ -93,8 +124,7 @@ def get_all_exam_attempts(engine: Engine, student_id: int, series_id: int) -> tu
         .where(Attempt.student_id == student_id, Attempt.series_id == series_id)
         .order_by(Attempt.id)
     )
-    with engine.connect() as conn:
-        return tuple(_row(row) for row in conn.execute(query))
+    return read(engine, lambda conn: tuple(_row(row) for row in conn.execute(query)))
 
 
 def get_exam_attempts_many(engine: Engine, keys: Sequence[str]) -> dict[str, tuple[AttemptRow, ...]]:
@@ -103,14 +133,22 @@ def get_exam_attempts_many(engine: Engine, keys: Sequence[str]) -> dict[str, tup
     found: dict[str, list[AttemptRow]] = {key: [] for key in keys}
     if not pairs:
         return {}
-    query = (
-        select(*_COLUMNS).where(tuple_(Attempt.student_id, Attempt.series_id).in_(pairs)).order_by(Attempt.id)
-    )
-    with engine.connect() as conn:
-        for row in conn.execute(query):
+
+    def query(conn: Connection) -> None:
+        for rows in found.values():
+            rows.clear()  # a retried read starts again
+        if conn.dialect.name == "postgresql":
+            students, series = (list(column) for column in zip(*pairs, strict=True))
+            result = conn.execute(_MANY_POSTGRESQL, {"students": students, "series": series})
+        else:
+            in_pairs = tuple_(Attempt.student_id, Attempt.series_id).in_(pairs)
+            result = conn.execute(select(*_COLUMNS).where(in_pairs).order_by(Attempt.id))
+        for row in result:
             key = attempts_key(row.student_id, row.series_id)
             if key in found:
                 found[key].append(_row(row))
+
+    read(engine, query)
     return {key: tuple(rows) for key, rows in found.items()}
 
 
@@ -158,14 +196,17 @@ def record_attempt(
 
 def load_catalog(engine: Engine) -> Catalog:
     """Read the series, their exams and the highest student id."""
-    with engine.connect() as conn:
-        series = {row.id: row.name for row in conn.execute(select(TestSeries.id, TestSeries.name))}
-        exams: dict[int, list[int]] = {sid: [] for sid in series}
-        exam_series: dict[int, int] = {}
-        for row in conn.execute(select(Exam.id, Exam.series_id).order_by(Exam.id)):
-            exams.setdefault(row.series_id, []).append(row.id)
-            exam_series[row.id] = row.series_id
-        max_student = conn.execute(select(func.coalesce(func.max(Student.id), 0))).scalar_one()
+    return read(engine, _catalog)
+
+
+def _catalog(conn: Connection) -> Catalog:
+    series = {row.id: row.name for row in conn.execute(select(TestSeries.id, TestSeries.name))}
+    exams: dict[int, list[int]] = {sid: [] for sid in series}
+    exam_series: dict[int, int] = {}
+    for row in conn.execute(select(Exam.id, Exam.series_id).order_by(Exam.id)):
+        exams.setdefault(row.series_id, []).append(row.id)
+        exam_series[row.id] = row.series_id
+    max_student = conn.execute(select(func.coalesce(func.max(Student.id), 0))).scalar_one()
     return Catalog(
         series=dict(sorted(series.items())),
         exams={sid: tuple(ids) for sid, ids in exams.items()},
