@@ -27,9 +27,14 @@ def make_engine(
     pool_size: int = 20,
     pool_overflow: int = 0,
     pool_timeout_s: float = 5.0,
+    idle_ping_s: float | None = None,
     on_query: Callable[[], None] | None = None,
 ) -> Engine:
-    """Create an engine with a bounded QueuePool; `on_query` runs once per statement executed."""
+    """Create an engine with a bounded QueuePool; `on_query` runs once per statement executed.
+
+    On a server database a pooled connection idle for `idle_ping_s` (default
+    `IDLE_PING_S`) is pinged before use (`IdlePing`).
+    """
     parsed = make_url(url)
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -49,7 +54,7 @@ def make_engine(
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        IdlePing(engine)
+        IdlePing(engine, idle_s=IDLE_PING_S if idle_ping_s is None else idle_ping_s)
     if on_query is not None:
         event.listen(engine, "before_cursor_execute", lambda *_args: on_query())
     return engine

@@ -174,22 +174,32 @@ class PgInvalidations:
 
     def _notify_counting_peers(self, message: dict[str, object]) -> int:
         """NOTIFY `message` on the channel; return how many other workers listen (read in the same statement)."""
-        with self._send_lock:
-            if self._sender.closed:
-                self._sender = psycopg.connect(self._dsn, autocommit=True)
-            row = self._sender.execute(
-                "SELECT pg_notify(%s, %s), (SELECT count(*) FROM pg_stat_activity"
-                " WHERE application_name = %s AND datname = current_database())",
-                (self._channel, json.dumps(message), self._app_name),
-            ).fetchone()
+        row = self._send_statement(
+            "SELECT pg_notify(%s, %s), (SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database())",
+            (self._channel, json.dumps(message), self._app_name),
+        )
         # Our own listening connection is one of them.
         return max(int(str(row[1])) - 1, 0) if row else 0
 
     def _notify(self, channel: str, message: dict[str, object]) -> None:
+        self._send_statement("SELECT pg_notify(%s, %s)", (channel, json.dumps(message)))
+
+    def _send_statement(self, statement: str, params: tuple[object, ...]) -> tuple[object, ...] | None:
+        """Run `statement` on the sending connection, once more on a new one if that one was lost.
+
+        A notification may then go out twice; dropping a tag twice is harmless.
+        """
         with self._send_lock:
-            if self._sender.closed:
-                self._sender = psycopg.connect(self._dsn, autocommit=True)
-            self._sender.execute("SELECT pg_notify(%s, %s)", (channel, json.dumps(message)))
+            for attempt in (1, 2):
+                if self._sender.closed:
+                    self._sender = psycopg.connect(self._dsn, autocommit=True)
+                try:
+                    return self._sender.execute(statement, params).fetchone()
+                except psycopg.OperationalError:
+                    if attempt == 2 or not self._sender.closed:
+                        raise
+        return None  # unreachable: the second attempt returns or raises
 
     def _listen(self) -> None:
         while not self._closed.is_set():

@@ -58,7 +58,9 @@ def test_a_group_never_exceeds_max_batch_keys(make_optimizer):
         thread.join(timeout=30)
 
     assert [len(batch) for batch in backend.batches] == [3, 6, 6, 6]
-    assert sorted(k for batch in backend.batches for k in batch) == sorted(k for s in range(7) for k in _keys(s))
+    assert sorted(k for batch in backend.batches for k in batch) == sorted(
+        k for s in range(7) for k in _keys(s)
+    )
 
 
 def test_a_lone_miss_runs_at_once_while_a_call_slot_is_free(make_optimizer):

@@ -6,7 +6,10 @@ import uuid
 
 import httpx
 import pytest
+import sqlalchemy
 
+from portal import data
+from portal.db import make_engine
 from portal.settings import FLAG_KEY
 from tests.portal.conftest import portal, seed_database, start_portal
 from tests.support import free_port, wait_until
@@ -102,3 +105,53 @@ def test_unreachable_flag_service_sends_everyone_direct(make_app):
     assert app.test_client().get("/api/portal/info").get_json()["gate"] == "unleash"
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'optimizer_gate_bypass_total{fn="get_all_exam_attempts",reason="flag_unavailable"}' in metrics
+
+
+def _terminate_backends(postgres_url: str) -> int:
+    """End every server process of this database but our own: what a restart or an operator's kill does."""
+    engine = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            ended = conn.execute(
+                sqlalchemy.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        return int(ended)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "direct"])
+def test_pages_survive_terminated_database_connections(make_app, fresh_postgres_url, optimize):
+    url = seed_database(fresh_postgres_url)
+    app = make_app(database_url=url, optimize=optimize, pool_size=3)
+    client = app.test_client()
+    # Used a moment ago, so handed out without a ping: the read itself finds the connection gone.
+    assert client.get("/api/pages/my-test-series?student_id=3").status_code == 200
+    assert _terminate_backends(url) >= 1
+    page = client.get("/api/pages/my-test-series?student_id=4")
+    assert page.status_code == 200, page.get_json()
+    assert len(page.get_json()["series"]) == 12
+    submitted = client.post("/api/exam/submit", json={"student_id": 4, "exam_id": 12, "score": 5})
+    assert submitted.status_code == 201
+
+
+def test_an_idle_pooled_connection_is_checked_and_replaced_before_use(fresh_postgres_url):
+    url = seed_database(fresh_postgres_url)
+    engine = make_engine(url, pool_size=1, idle_ping_s=0.0)  # every checkout counts as idle
+    statements: list[str] = []
+    replaced: list[object] = []
+    sqlalchemy.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    sqlalchemy.event.listen(engine.pool, "invalidate", lambda *args: replaced.append(args[2]))
+    try:
+        assert data.load_catalog(engine).max_student_id > 0
+        assert _terminate_backends(url) >= 1
+        statements.clear()
+        assert len(data.get_all_exam_attempts(engine, 1, 1)) == 2
+        # The ping found the connection dead and the pool replaced it: the read ran once, not retried.
+        assert len(replaced) == 1
+        assert len(statements) == 1
+    finally:
+        engine.dispose()
