@@ -39,11 +39,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from optimizer.batching import Batcher
-from optimizer.grouping import Grouper
 from optimizer.breaker import CLOSED, OPEN, REASON_FLAG_CHANGED, CircuitBreaker
 from optimizer.cache import Cache, InProcessCache
 from optimizer.errors import FaultInjected, OptimizerClosed
 from optimizer.gate import Decision, Gate, StaticGate
+from optimizer.grouping import Grouper
 from optimizer.ideal import IdealWindows
 from optimizer.loading import BatchFn, Fn, Item, Loader
 from optimizer.metrics import DIRECT, LATENCY_BUCKETS, OPTIMIZED, FnMetrics

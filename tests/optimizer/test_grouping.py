@@ -42,7 +42,7 @@ def test_misses_queued_behind_a_busy_call_share_the_next_one(make_optimizer):
     assert len(backend.batches) == 2
     assert sorted(backend.batches[1]) == sorted(k for s in range(1, 11) for k in _keys(s))
     for student in range(11):
-        assert {k: v["key"] for k, v in results[student].items()} == {k: k for k in _keys(student)}  # type: ignore[index]
+        assert {k: v["key"] for k, v in results[student].items()} == {k: k for k in _keys(student)}
 
 
 def test_a_group_never_exceeds_max_batch_keys(make_optimizer):
