@@ -18,6 +18,7 @@ bench/results/portal_capacity.json.
 
     .venv/bin/python bench/portal_capacity.py [--users 50,200,500,1000,1500,2000] [--duration 20] [--runs 3]
     .venv/bin/python bench/portal_capacity.py --users 500,2000 --duration 10 --runs 1   # a quick look
+    .venv/bin/python bench/portal_capacity.py --users 500,1000 --direct-users 50,100   # direct on its own ladder
 """
 
 from __future__ import annotations
@@ -268,6 +269,11 @@ def main() -> int:
     )
     parser.add_argument("--users", default="50,200,500,1000,1500,2000", help="the ladder of user counts")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of traffic per cell")
+    parser.add_argument(
+        "--direct-users",
+        default=None,
+        help="the direct path's own ladder (it collapses far below the others); default: --users",
+    )
     parser.add_argument("--runs", type=int, default=3, help="repetitions of the whole ladder")
     parser.add_argument("--modes", default=",".join(MODES), help="subset of floor,direct,optimized")
     parser.add_argument(
@@ -290,6 +296,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     ladder = [int(u) for u in args.users.split(",")]
+    direct_ladder = [int(u) for u in args.direct_users.split(",")] if args.direct_users else ladder
     modes = [m for m in args.modes.split(",") if m]
     server_names = [s for s in args.servers.split(",") if s]
     worker_counts = [int(w) for w in args.workers.split(",") if w]
@@ -300,7 +307,9 @@ def main() -> int:
     engine = make_engine(database_url)
     cells: list[dict[str, Any]] = []
     try:
-        plan = SeedPlan(students=max(ladder), series=12, exams_per_series=5, attempts_per_series=2)
+        plan = SeedPlan(
+            students=max(ladder + direct_ladder), series=12, exams_per_series=5, attempts_per_series=2
+        )
         seed(engine, plan)
         with engine.connect() as conn:
             seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
@@ -311,9 +320,11 @@ def main() -> int:
                 for w in worker_counts
             ]
             for _run in range(args.runs):
-                for users in ladder:
+                for users in sorted(set(ladder) | set(direct_ladder)):
                     for stack in stacks:
                         for mode in modes:
+                            if users not in (direct_ladder if mode == "direct" else ladder):
+                                continue
                             cell = run_cell(mode, users, duration=args.duration, stack=stack)
                             if len(stacks) > 1:
                                 cell["mode"] = f"{mode}/{stack.server}" + (
@@ -344,7 +355,8 @@ def main() -> int:
     }
     command = (
         f"python bench/portal_capacity.py --users {args.users} --duration {args.duration:g} "
-        f"--runs {args.runs} --modes {args.modes} --servers {args.servers} --workers {args.workers} --threads {args.threads}"
+        + (f"--direct-users {args.direct_users} " if args.direct_users else "")
+        + f"--runs {args.runs} --modes {args.modes} --servers {args.servers} --workers {args.workers} --threads {args.threads}"
     )
     path = write_result(args.result, figures, command=command + f" --result {args.result}")
     print(f"wrote {path}")
