@@ -2,39 +2,42 @@
 
 Other parts import only what this module declares. The decision rules are pure
 (`decisions`, `latency`, `stages`); `loop.Controller` applies them to the flags
-it reads and changes through the flag service's client; `store.ControlStore`
-keeps scrapes, verdicts and decisions; the metric sources (`open_source`) read
-the embedded store, Prometheus, or the impact metrics SDKs send (through the
-flag service); `command` is the `rollguard control` CLI.
+it reads and changes through the flag service's client and keeps scrapes,
+verdicts and decisions in its own store, which other parts read only through
+the read-only `ControlHistory` (the last check of a flag, the verdict
+timeline, decisions, the lease, the scrapes); the metric sources
+(`open_source`) read the embedded store, Prometheus, or the impact metrics SDKs
+send (through the flag service); `command` is the `rollguard control` CLI.
+Guardrails are judged by the controller alone: other parts show its verdicts.
 """
 
-from control.checks import check_flag
 from control.control_cli import command
-from control.decisions import PastVerdict, Verdict
+from control.decisions import PastVerdict
 from control.defaults import default_guardrails, default_rollback
 from control.errors import ControlError
+from control.history import ControlHistory
+from control.last_check import LastCheck
 from control.metrics import MetricSource, Point, open_source, series_window_s
 from control.notify import Notifier
 from control.portal_metrics import gate_counts
 from control.promql import PATH_AWARE
 from control.settings import ControlSettings
-from control.store import ControllerStatus, ControlStore, DecisionRecord, RawSample, VerdictRecord
+from control.store import ControllerStatus, DecisionRecord, RawSample, VerdictRecord
 
 __all__ = [
     "PATH_AWARE",
     "ControlError",
+    "ControlHistory",
     "ControlSettings",
-    "ControlStore",
     "ControllerStatus",
     "DecisionRecord",
+    "LastCheck",
     "MetricSource",
     "Notifier",
     "PastVerdict",
     "Point",
     "RawSample",
-    "Verdict",
     "VerdictRecord",
-    "check_flag",
     "command",
     "default_guardrails",
     "default_rollback",

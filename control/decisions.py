@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 #: States whose guardrails the controller acts on (paused only records verdicts).
 GUARDED_STATES = ("rolling_out", "complete")
+#: States whose guardrails the controller judges and records: a draft or a killed flag is not judged.
+JUDGED_STATES = (*GUARDED_STATES, "paused")
 #: One-sided significance level of the comparative guardrail's z-test, per check.
 DEFAULT_ALPHA = 0.001
 #: Metrics a comparative guardrail can compare soundly: a proportion per cohort here,
@@ -47,6 +49,11 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
+
+
+def max_gap_s(interval_s: float) -> float:
+    """The longest silence between two checks that still counts as judging: 3 intervals, at least 30 s."""
+    return max(3 * interval_s, 30.0)
 
 
 class Outcome(StrEnum):

@@ -13,10 +13,11 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from control import derive, promql, rollups
 from control.metrics import Histogram, Point, WindowValue, series_times, series_window_s
-from control.store import ControlStore, RawSample
+from control.store import RawSample
 
 SeriesKey = tuple[str, str, str | None, str | None, str | None, str]  # target, name, fn, path, le, labels
 Groups = Mapping[SeriesKey, Sequence[derive.Point]]
@@ -34,10 +35,38 @@ _INPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
-class EmbeddedSource:
-    """A `MetricSource` over a `ControlStore`'s scraped samples."""
+class Samples(Protocol):
+    """The scraped samples the source reads: a `ControlStore`, or a read-only `ControlHistory`."""
 
-    def __init__(self, store: ControlStore, *, clock: Callable[[], datetime] | None = None) -> None:
+    def raw_samples(
+        self,
+        names: Sequence[str],
+        *,
+        start: datetime,
+        end: datetime,
+        fn: str | None = None,
+        path: str | None = None,
+    ) -> list[RawSample]: ...
+
+    def rollup_samples(
+        self,
+        names: Sequence[str],
+        *,
+        resolution_s: int,
+        start: datetime,
+        end: datetime,
+        fn: str | None = None,
+        path: str | None = None,
+        largest: Sequence[str] = (),
+    ) -> list[RawSample]: ...
+
+    def newest_sample_time(self) -> datetime | None: ...
+
+
+class EmbeddedSource:
+    """A `MetricSource` over the scraped samples of the controller's store."""
+
+    def __init__(self, store: Samples, *, clock: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self._clock = clock or (lambda: datetime.now(UTC))
 

@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from control.checks import check_flag
-from control.decisions import DEFAULT_ALPHA, GUARDED_STATES, Action, ActionKind, Verdict, decide
+from control.decisions import (
+    DEFAULT_ALPHA,
+    GUARDED_STATES,
+    JUDGED_STATES,
+    Action,
+    ActionKind,
+    Verdict,
+    decide,
+    max_gap_s,
+)
 from control.metrics import MetricSource
 from control.notify import Notifier
 from control.stages import STAGE_ACTIONS, current_stage_started_at
@@ -69,7 +78,7 @@ class Controller:
         self.dry_run = dry_run
         self.alpha = alpha
         self._clock = clock or (lambda: datetime.now(UTC))
-        self.max_gap_s = max(3 * interval_s, 30.0)
+        self.max_gap_s = max_gap_s(interval_s)
         #: Whether the last tick held the lease; the embedded scraper runs only on the leader.
         self.is_leader = False
         self._last_check: dict[str, datetime] = {}
@@ -114,7 +123,7 @@ class Controller:
             return []
         decisions = []
         for flag in flags:
-            if flag.state not in (*GUARDED_STATES, "paused"):
+            if flag.state not in JUDGED_STATES:
                 continue
             try:
                 decisions.append(self._evaluate(flag))

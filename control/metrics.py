@@ -24,8 +24,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from control.embedded import Samples
     from control.settings import ControlSettings
-    from control.store import ControlStore
 
 #: Default window of each point of `series()`: a point at t covers [t - max(SERIES_WINDOW_S, step_s), t].
 SERIES_WINDOW_S = 60
@@ -159,8 +159,12 @@ def series_window_s(step_s: int, window_s: int | None = None) -> int:
     return max(SERIES_WINDOW_S if window_s is None else int(window_s), int(step_s), 1)
 
 
-def open_source(settings: ControlSettings, *, store: ControlStore | None = None) -> MetricSource:
-    """Open the source `settings.metrics` names: the embedded store (default), Prometheus or impact."""
+def open_source(settings: ControlSettings, *, store: Samples | None = None) -> MetricSource:
+    """Open the source `settings.metrics` names: the embedded store (default), Prometheus or impact.
+
+    The embedded source reads `store` (the controller's `ControlStore`, or a reader's
+    read-only `ControlHistory`); without one it opens the store `settings` name.
+    """
     if settings.metrics == "impact":
         from control.impact_source import ImpactSource
         from flags.client import FlagsClient

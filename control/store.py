@@ -1,9 +1,11 @@
 """The controller's own database: scraped samples, verdicts, decisions and the leader lease.
 
 Written by the embedded scraper (`control.scraper`) and the decision loop
-(`control.loop`); read by the embedded metric source (`control.embedded`), the
-backtest, `rollguard control status` and the dashboard. No other component
-writes it, and the controller writes no other component's database.
+(`control.loop`) through `ControlStore`; read by the embedded metric source
+(`control.embedded`), the backtest and `rollguard control status`, and by other
+parts (the dashboard) only through `control.history.ControlHistory`, which opens
+it read-only. No other component writes it, and the controller writes no other
+component's database.
 
 SQLite (the default, a file under ./var/) or PostgreSQL through SQLAlchemy.
 With SQLite the scraper writes while the dashboard and a second controller
@@ -193,38 +195,20 @@ class ControllerStatus:
     is_live: bool
 
 
-class ControlStore:
-    """The controller's SQLAlchemy database; creates its tables on first use."""
+class StoreReader:
+    """The reads of the controller's database over one engine; `ControlStore` adds the writes.
 
-    def __init__(self, database_url: str, *, clock: Clock | None = None) -> None:
-        url = make_url(database_url)
-        _ensure_sqlite_dir(url)
-        self.url = url
+    `control.history.ControlHistory` offers these reads to other parts over a read-only engine.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
+        self.engine = engine
         self._clock = clock or _utcnow
-        self.engine = _create_engine(url)
-        _create_tables(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
 
     # samples (scraper writes, embedded source reads)
-
-    def add_samples(self, samples: Iterable[Sample]) -> int:
-        """Insert scraped samples in one batch; return how many."""
-        rows = [_sample_row(s) for s in samples]
-        if not rows:
-            return 0
-        with self.engine.begin() as conn:
-            conn.execute(insert(samples_table), rows)
-            rollups.add(conn, rollup_tables, rows)
-        return len(rows)
-
-    def prune_samples(self, *, before: datetime) -> int:
-        """Delete samples older than `before` (retention); return how many went."""
-        with self.engine.begin() as conn:
-            result = conn.execute(delete(samples_table).where(samples_table.c.ts < before.timestamp()))
-            rollups.prune(conn, rollup_tables, before=before)
-        return int(result.rowcount or 0)
 
     def raw_samples(
         self,
@@ -277,8 +261,6 @@ class ControlStore:
 
     def sample_span(self) -> tuple[datetime, datetime] | None:
         """The times of the oldest and newest stored samples, or None when there are none."""
-        from sqlalchemy import func
-
         with self.engine.connect() as conn:
             low, high = conn.execute(select(func.min(samples_table.c.ts), func.max(samples_table.c.ts))).one()
         if low is None:
@@ -287,69 +269,25 @@ class ControlStore:
 
     def newest_sample_time(self) -> datetime | None:
         """The time of the newest stored sample (the latest scrape), or None when there is none."""
-        from sqlalchemy import func
-
         with self.engine.connect() as conn:
             newest = conn.execute(select(func.max(samples_table.c.ts))).scalar()
         return None if newest is None else _dt(newest)
 
     # verdicts and decisions (loop writes; dashboard, status and decide() read)
 
-    def record_verdicts(self, records: Sequence[VerdictRecord]) -> None:
-        if not records:
-            return
-        rows = [
-            {
-                "ts": r.time.timestamp(),
-                "flag": r.flag,
-                "guardrail": r.guardrail,
-                "metric": r.metric,
-                "path": r.path,
-                "verdict": r.verdict,
-                "value": r.value,
-                "threshold": r.threshold,
-                "samples": r.samples,
-                "detail": r.detail,
-            }
-            for r in records
-        ]
-        with self.engine.begin() as conn:
-            conn.execute(insert(verdicts_table), rows)
-
-    def record_decision(self, record: DecisionRecord) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(decisions_table).values(
-                    ts=record.time.timestamp(),
-                    flag=record.flag,
-                    action=record.action,
-                    reason=record.reason,
-                    dry_run=record.dry_run,
-                    rollout=record.rollout,
-                    holder=record.holder,
-                )
-            )
-
     def verdicts(
         self, flag: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> list[VerdictRecord]:
         """Verdicts recorded for `flag`, oldest first, optionally within [since, until]."""
-        rows = self._history(verdicts_table, flag=flag, since=since, until=until)
-        return [
-            VerdictRecord(
-                time=_dt(r["ts"]),
-                flag=r["flag"],
-                guardrail=r["guardrail"],
-                verdict=r["verdict"],
-                value=r["value"],
-                threshold=r["threshold"],
-                samples=r["samples"],
-                metric=r["metric"],
-                path=r["path"],
-                detail=r["detail"],
-            )
-            for r in rows
-        ]
+        return [_verdict(r) for r in self._history(verdicts_table, flag=flag, since=since, until=until)]
+
+    def last_check(self, flag: str) -> list[VerdictRecord]:
+        """The verdicts of the newest check of `flag` (one per guardrail then judged); empty if none."""
+        c = verdicts_table.c
+        newest = select(func.max(c.ts)).where(c.flag == flag).scalar_subquery()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(verdicts_table).where(c.flag == flag, c.ts == newest).order_by(c.id))
+            return [_verdict(r) for r in rows.mappings().all()]
 
     def decisions(
         self, flag: str | None = None, *, since: datetime | None = None, until: datetime | None = None
@@ -391,6 +329,91 @@ class ControlStore:
             query = query.where(c.ts <= until.timestamp())
         with self.engine.connect() as conn:
             return conn.execute(query.order_by(c.ts, c.id)).mappings().all()
+
+    # leader lease (the loop takes it; status and the dashboard read it)
+
+    def controller_status(self) -> ControllerStatus | None:
+        """The lease row, or None when no controller ever ran against this store."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(lease_table).where(lease_table.c.name == LEASE_NAME)).mappings().first()
+        if row is None:
+            return None
+        expires = _dt(row["expires_at"])
+        last = row["last_evaluation_at"]
+        return ControllerStatus(
+            holder=row["holder"],
+            acquired_at=_dt(row["acquired_at"]),
+            expires_at=expires,
+            last_evaluation_at=_dt(last) if last is not None else None,
+            is_live=expires > self._clock(),
+        )
+
+
+class ControlStore(StoreReader):
+    """The controller's SQLAlchemy database, read and written; creates its tables on first use."""
+
+    def __init__(self, database_url: str, *, clock: Clock | None = None) -> None:
+        url = make_url(database_url)
+        _ensure_sqlite_dir(url)
+        self.url = url
+        super().__init__(_create_engine(url), clock=clock)
+        _create_tables(self.engine)
+
+    # samples
+
+    def add_samples(self, samples: Iterable[Sample]) -> int:
+        """Insert scraped samples in one batch; return how many."""
+        rows = [_sample_row(s) for s in samples]
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            conn.execute(insert(samples_table), rows)
+            rollups.add(conn, rollup_tables, rows)
+        return len(rows)
+
+    def prune_samples(self, *, before: datetime) -> int:
+        """Delete samples older than `before` (retention); return how many went."""
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(samples_table).where(samples_table.c.ts < before.timestamp()))
+            rollups.prune(conn, rollup_tables, before=before)
+        return int(result.rowcount or 0)
+
+    # verdicts and decisions
+
+    def record_verdicts(self, records: Sequence[VerdictRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            {
+                "ts": r.time.timestamp(),
+                "flag": r.flag,
+                "guardrail": r.guardrail,
+                "metric": r.metric,
+                "path": r.path,
+                "verdict": r.verdict,
+                "value": r.value,
+                "threshold": r.threshold,
+                "samples": r.samples,
+                "detail": r.detail,
+            }
+            for r in records
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(verdicts_table), rows)
+
+    def record_decision(self, record: DecisionRecord) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(decisions_table).values(
+                    ts=record.time.timestamp(),
+                    flag=record.flag,
+                    action=record.action,
+                    reason=record.reason,
+                    dry_run=record.dry_run,
+                    rollout=record.rollout,
+                    holder=record.holder,
+                )
+            )
 
     # leader lease
 
@@ -462,21 +485,20 @@ class ControlStore:
                 .values(last_evaluation_at=now)
             )
 
-    def controller_status(self) -> ControllerStatus | None:
-        """The lease row, or None when no controller ever ran against this store."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(lease_table).where(lease_table.c.name == LEASE_NAME)).mappings().first()
-        if row is None:
-            return None
-        expires = _dt(row["expires_at"])
-        last = row["last_evaluation_at"]
-        return ControllerStatus(
-            holder=row["holder"],
-            acquired_at=_dt(row["acquired_at"]),
-            expires_at=expires,
-            last_evaluation_at=_dt(last) if last is not None else None,
-            is_live=expires > self._clock(),
-        )
+
+def _verdict(row: RowMapping) -> VerdictRecord:
+    return VerdictRecord(
+        time=_dt(row["ts"]),
+        flag=row["flag"],
+        guardrail=row["guardrail"],
+        verdict=row["verdict"],
+        value=row["value"],
+        threshold=row["threshold"],
+        samples=row["samples"],
+        metric=row["metric"],
+        path=row["path"],
+        detail=row["detail"],
+    )
 
 
 def _case_acquired(holder: str, now: float) -> Any:

@@ -2,10 +2,11 @@
 
 Pages call these functions and never build clients themselves. Flags and
 events come from the flag service's admin API (`FlagsClient`, kept in
-`st.cache_resource`); metrics, verdicts and the controller's status come from
-the controller's own metric source and store, opened from the same settings the
-controller uses. Failures surface as `SourceDown`, which the pages turn into a
-banner.
+`st.cache_resource`); metrics come from the controller's own metric source, and
+its last checks, verdicts, decisions and status from its read-only
+`ControlHistory`, both opened from the same settings the controller uses. The
+dashboard judges no guardrail itself: it shows the controller's verdicts.
+Failures surface as `SourceDown`, which the pages turn into a banner.
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from control import (
     ControlError,
+    ControlHistory,
     ControllerStatus,
     ControlSettings,
-    ControlStore,
     DecisionRecord,
+    LastCheck,
     MetricSource,
     Point,
-    Verdict,
-    VerdictRecord,
-    check_flag,
     open_source,
     series_window_s,
 )
@@ -78,14 +77,14 @@ def client_for(settings: DashboardSettings) -> FlagsClient:
 
 
 @st.cache_resource(show_spinner=False)
-def _control(control_env: tuple[tuple[str, str], ...]) -> tuple[MetricSource, ControlStore]:
-    """The controller's metric source and store, opened once per configuration."""
+def _control(control_env: tuple[tuple[str, str], ...]) -> tuple[MetricSource, ControlHistory]:
+    """The controller's metric source and its history (read-only), opened once per configuration."""
     control_settings = ControlSettings.from_env(dict(control_env))
-    store = ControlStore(control_settings.database_url)
-    return open_source(control_settings, store=store), store
+    history = ControlHistory.from_settings(control_settings)
+    return open_source(control_settings, store=history), history
 
 
-# What a metric source or the store raise when their backend is down or misconfigured;
+# What a metric source or the controller's history raise when their backend is down or misconfigured;
 # requests' errors (Prometheus client) are OSErrors.
 _METRIC_ERRORS: tuple[type[BaseException], ...] = (
     ControlError,
@@ -106,8 +105,8 @@ def _control_call(settings: DashboardSettings, what: str, call: Any) -> Any:
     if failed and time.monotonic() - failed[0] < _RECENT_FAILURE_S:
         raise failed[1]
     try:
-        source, store = _control(settings.control_env)
-        result = call(source, store)
+        source, history = _control(settings.control_env)
+        result = call(source, history)
     except _METRIC_ERRORS as exc:
         logger.warning("metric source failed reading %s: %s", what, exc)
         down = SourceDown("metric source", f"reading {what} failed: {_first_line(exc)}")
@@ -190,9 +189,8 @@ def forget_recent() -> None:
     """Drop every cached read except settled metric chunks: what the next refresh reads again."""
     forget_flags()
     _recent_chunk.clear()
-    live_checks.clear()
+    last_check.clear()
     headline_totals.clear()
-    verdicts.clear()
     _recent_verdicts.clear()
     decisions.clear()
     controller_status.clear()
@@ -287,7 +285,7 @@ def _chunk(
     found: list[Point] = _control_call(
         settings,
         metric,
-        lambda source, _store: source.series(
+        lambda source, _history: source.series(
             metric,
             fn=fn,
             path=path,
@@ -346,8 +344,8 @@ def headline_totals(settings: DashboardSettings, fn: str | None) -> dict[tuple[s
     found: dict[tuple[str, str | None], float] = _control_call(
         settings,
         "the headline",
-        lambda _source, store: headline.totals_from_samples(
-            store.raw_samples(
+        lambda _source, history: headline.totals_from_samples(
+            history.raw_samples(
                 headline.NAMES, start=end - timedelta(seconds=HEADLINE_LOOKBACK_S), end=end, fn=fn
             )
         ),
@@ -356,21 +354,10 @@ def headline_totals(settings: DashboardSettings, fn: str | None) -> dict[tuple[s
 
 
 @st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
-def live_checks(settings: DashboardSettings, flag: Flag) -> list[Verdict]:
-    """Every guardrail of `flag` judged now on the metric source, exactly as the controller judges it."""
-    found: list[Verdict] = _control_call(
-        settings, f"guardrails of {flag.key}", lambda source, _store: check_flag(flag, source, now=now())
-    )
-    return found
-
-
-@st.cache_data(ttl=METRICS_TTL_S, show_spinner=False)
-def verdicts(
-    settings: DashboardSettings, key: str, *, since: datetime | None = None, until: datetime | None = None
-) -> list[VerdictRecord]:
-    """The controller's guardrail verdicts for one flag, oldest first."""
-    found: list[VerdictRecord] = _control_call(
-        settings, "verdicts", lambda _source, store: store.verdicts(key, since=since, until=until)
+def last_check(settings: DashboardSettings, flag: Flag) -> LastCheck:
+    """The controller's newest verdicts of `flag` while recent, else why it is not judged."""
+    found: LastCheck = _control_call(
+        settings, f"the last check of {flag.key}", lambda _source, history: history.last_check(flag)
     )
     return found
 
@@ -408,8 +395,8 @@ def _verdict_stretch(
     found: verdict_timeline.Stretch = _control_call(
         settings,
         "verdicts",
-        lambda _source, store: verdict_timeline.condense(
-            store.verdicts(
+        lambda _source, history: verdict_timeline.condense(
+            history.verdicts(
                 key,
                 since=datetime.fromtimestamp(start, UTC),
                 until=datetime.fromtimestamp(end, UTC) - timedelta(microseconds=1),
@@ -439,7 +426,7 @@ def decisions(
 ) -> list[DecisionRecord]:
     """The controller's decisions, newest first."""
     found: list[DecisionRecord] = _control_call(
-        settings, "decisions", lambda _source, store: store.decisions(key, since=since)
+        settings, "decisions", lambda _source, history: history.decisions(key, since=since)
     )
     return sorted(found, key=lambda d: d.time, reverse=True)
 
@@ -448,7 +435,7 @@ def decisions(
 def controller_status(settings: DashboardSettings) -> ControllerStatus | None:
     """Who holds the controller lease and when it last evaluated, or None if nobody ever did."""
     found: ControllerStatus | None = _control_call(
-        settings, "controller status", lambda _source, store: store.controller_status()
+        settings, "controller status", lambda _source, history: history.controller_status()
     )
     return found
 

@@ -1,9 +1,8 @@
 """Guardrail health as the operator sees it: badges and breaches.
 
-Pure functions over verdicts: the controller's recorded ones (`VerdictRecord`)
-or the dashboard's own live checks, which `data.live_checks` makes with the
-controller's `control.checks.check_flag`, so both judge alike. The overview
-and flag pages call these through `status.py` and `banners.py`.
+Pure functions over the controller's recorded verdicts (`VerdictRecord`): the
+dashboard judges no guardrail itself. The overview and flag pages call these
+through `status.py` and `banners.py`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Protocol
 
-from control import PastVerdict
 from flags.client import Flag, Guardrail
 
 #: How an operator reads each metric's value: rates in %, latency in ms, memory in MB.
@@ -25,6 +23,7 @@ class Health(Enum):
     HEALTHY = "healthy"
     BREACHED = "breached"
     NO_DATA = "no data"
+    NOT_JUDGED = "not judged"
     UNKNOWN = "unknown"
     OFF = "off"
 
@@ -34,6 +33,7 @@ class Health(Enum):
             Health.HEALTHY: "●",
             Health.BREACHED: "▲",
             Health.NO_DATA: "○",
+            Health.NOT_JUDGED: "◌",
             Health.UNKNOWN: "?",
             Health.OFF: "■",
         }[self]
@@ -45,7 +45,7 @@ class Health(Enum):
 
 
 class Judged(Protocol):
-    """A guardrail's verdict as the dashboard shows it (live check or recorded)."""
+    """A guardrail's verdict as the dashboard shows it (the controller's `VerdictRecord`)."""
 
     @property
     def guardrail(self) -> str: ...
@@ -93,16 +93,6 @@ def label(guardrail: Guardrail) -> str:
 def labels(guardrails: Iterable[Guardrail]) -> dict[str, str]:
     """Each guardrail's label by its name."""
     return {g.name: label(g) for g in guardrails}
-
-
-def latest_verdicts(verdicts: Iterable[PastVerdict]) -> dict[str, PastVerdict]:
-    """The newest verdict of each guardrail, by guardrail name."""
-    latest: dict[str, PastVerdict] = {}
-    for record in verdicts:
-        seen = latest.get(record.guardrail)
-        if seen is None or record.time >= seen.time:
-            latest[record.guardrail] = record
-    return latest
 
 
 def badge(flag: Flag, verdicts: Iterable[str]) -> Health:

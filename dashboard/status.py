@@ -1,31 +1,28 @@
 """One row of the overview per flag: state, stage, health and the last change.
 
 The overview page calls `flag_rows`; it gathers what `data.py` fetched and
-judges health with `health.py`. The badge comes from the controller's latest
-verdicts while a controller is running, and from the dashboard's own checks on
-the metric source otherwise, so it means something in both cases.
+sums health up with `health.py`. The badge comes from the controller's last
+check of the flag while it is recent; otherwise the flag is "not judged" and
+the flag page says why. The dashboard never judges a guardrail itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
-from control import Verdict
+from control import LastCheck, VerdictRecord
 from dashboard import data
-from dashboard.health import Health, badge, latest_verdicts
+from dashboard.health import Health, badge
 from dashboard.settings import DashboardSettings
 from flags.client import Event, Flag
-
-VERDICT_HORIZON = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
 class FlagRow:
     flag: Flag
     health: Health
-    checks: tuple[Verdict, ...]
+    checks: tuple[VerdictRecord, ...]
     last_change: Event | None
 
     @property
@@ -45,21 +42,23 @@ class FlagRow:
         return f"{event.action} by {event.actor} at {event.time:%Y-%m-%d %H:%M:%S}{why}"
 
 
-def flag_health(
-    settings: DashboardSettings, flag: Flag, *, controller_live: bool
-) -> tuple[Health, list[Verdict]]:
-    """Health of one flag and the live checks behind it (raises SourceDown)."""
-    checks = data.live_checks(settings, flag) if flag.enabled and flag.guardrails else []
-    if controller_live:
-        recent = data.verdicts(settings, flag.key, since=data.now() - VERDICT_HORIZON)
-        latest = latest_verdicts(recent)
-        if latest:
-            return badge(flag, [v.verdict for v in latest.values()]), checks
-    return badge(flag, [c.verdict for c in checks]), checks
+def flag_health(settings: DashboardSettings, flag: Flag) -> tuple[Health, LastCheck]:
+    """Health of one flag and the controller's last check behind it (raises SourceDown)."""
+    check = data.last_check(settings, flag)
+    return health_of(flag, check), check
+
+
+def health_of(flag: Flag, check: LastCheck) -> Health:
+    """The badge of a flag: off, not judged, or what the verdicts of the controller's last check say."""
+    if not flag.enabled:
+        return Health.OFF
+    if not check.judged:
+        return Health.NOT_JUDGED
+    return badge(flag, [v.verdict for v in check.verdicts])
 
 
 def flag_rows(
-    settings: DashboardSettings, flags: Sequence[Flag], *, controller_live: bool
+    settings: DashboardSettings, flags: Sequence[Flag]
 ) -> tuple[list[FlagRow], data.SourceDown | None]:
     """Rows for every flag; health is UNKNOWN and the error returned when metrics are down."""
     changes = data.last_changes(settings, [f.key for f in flags])
@@ -67,11 +66,12 @@ def flag_rows(
     metric_error: data.SourceDown | None = None
     for flag in flags:
         health = Health.OFF if not flag.enabled else Health.UNKNOWN
-        checks: list[Verdict] = []
+        checks: tuple[VerdictRecord, ...] = ()
         if metric_error is None:
             try:
-                health, checks = flag_health(settings, flag, controller_live=controller_live)
+                health, check = flag_health(settings, flag)
+                checks = check.verdicts
             except data.SourceDown as error:
                 metric_error = error
-        rows.append(FlagRow(flag, health, tuple(checks), changes.get(flag.key)))
+        rows.append(FlagRow(flag, health, checks, changes.get(flag.key)))
     return rows, metric_error

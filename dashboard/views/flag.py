@@ -6,8 +6,19 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import actions, banners, charts, controls, data, headline, session, status, verdicts
-from dashboard.health import Health, describe, labels
+from dashboard import (
+    actions,
+    banners,
+    charts,
+    controls,
+    data,
+    headline,
+    live_checks,
+    session,
+    status,
+    verdicts,
+)
+from dashboard.health import Health, labels
 from dashboard.plots import (
     RANGE_SLUGS,
     RANGES,
@@ -72,16 +83,12 @@ def header(flag: Flag) -> None:
     live = banners.controller_status(settings)
     controller_live = bool(live and live.is_live)
     try:
-        health, checks = status.flag_health(settings, flag, controller_live=controller_live)
+        health, check = status.flag_health(settings, flag)
     except data.SourceDown as error:
         banners.source_down(error)
         return
-    banners.breach(flag, checks, controller_live=controller_live)
-    if checks:
-        st.caption(
-            f"Health: {health.label} · "
-            + " · ".join(f"{describe(c, flag.guardrails)} → {c.verdict}" for c in checks)
-        )
+    banners.breach(flag, check.verdicts, controller_live=controller_live)
+    live_checks.render(flag, health, check, live, now=data.now())
 
 
 def headline_strip(flag: Flag) -> None:

@@ -24,7 +24,7 @@ def overview() -> None:
     if not flags:
         st.info("No flags yet. Create one with `rollguard flags create KEY`.")
         return
-    rows, metric_error = flag_rows(settings, flags, controller_live=controller_live)
+    rows, metric_error = flag_rows(settings, flags)
     if metric_error:
         banners.source_down(metric_error)
     for row in rows:
