@@ -23,8 +23,10 @@ def lines(
 ) -> list[str]:
     """The panel's lines: the health and the check's age, then one line per guardrail, then the notes."""
     if not check.judged:
-        head = f"Health: {health.label} · not judged: {check.not_judged}"
-        if check.not_judged and check.not_judged.startswith("no controller running") and status:
+        # The badge says "not judged" itself unless the flag is off.
+        head = f"Health: {health.label}{':' if health is Health.NOT_JUDGED else ' · not judged:'} "
+        head += str(check.not_judged)
+        if check.not_judged == "no controller running" and status is not None:
             head += f" (last evaluation {age(status.last_evaluation_at, now)})"
         if check.judged_at is not None:
             head += f" · last check {age(check.judged_at, now)}"

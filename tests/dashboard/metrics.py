@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from control.loop import Controller
+from control.loop import Controller, Decision
 from control.metrics import open_source
 from control.scraper import Scraper
 from control.settings import ControlSettings
@@ -95,10 +97,40 @@ def scrape_history(
         store.close()
 
 
-def tick_controller(database_url: str, flags: FlagsClient, *, holder: str = "controller-test") -> None:
-    """Run one evaluation of the real controller (dry run) so the store holds its verdicts and lease."""
+def scrape_now(
+    database_url: str, target: MetricsTarget, *, scrapes: int = 3, error_fraction: float = 0.0
+) -> None:
+    """Scrape `target` a few times now, back to back, each after 20 calls of traffic.
+
+    A stage that began just before (a flag created by the test) then has traffic of its
+    own, which the controller judges: it cuts every guardrail's window at the stage's start.
+    """
     store = ControlStore(database_url)
-    settings = ControlSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": database_url})
+    scraper = Scraper(store, [target.url], interval_s=1, retention_s=86_400)
+    try:
+        for _ in range(scrapes):
+            target.traffic(calls=20, error_fraction=error_fraction, latency_s=0.03)
+            assert scraper.scrape_once() > 0, "the scraper stored nothing"
+    finally:
+        scraper.close()
+        store.close()
+
+
+def tick_controller(
+    database_url: str,
+    flags: FlagsClient,
+    *,
+    holder: str = "controller-test",
+    env: Mapping[str, str] | None = None,
+    stop: bool = False,
+) -> list[Decision]:
+    """Run one evaluation of the real controller (dry run) so the store holds its verdicts and lease.
+
+    `env` configures its metric source as for `rollguard control run`; with `stop` it then
+    stops as that command does on SIGTERM, giving its lease up: no controller is running.
+    """
+    store = ControlStore(database_url)
+    settings = ControlSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": database_url, **(env or {})})
     controller = Controller(
         flags=flags,
         source=open_source(settings, store=store),
@@ -108,6 +140,11 @@ def tick_controller(database_url: str, flags: FlagsClient, *, holder: str = "con
         lease_s=600,
     )
     try:
-        controller.tick()
+        decisions = controller.tick()
+        if stop:
+            stopped = threading.Event()
+            stopped.set()
+            controller.run(stopped)  # returns at once and gives the lease up
+        return decisions
     finally:
         store.close()

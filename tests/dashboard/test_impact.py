@@ -9,6 +9,7 @@ import httpx
 
 from flags.client import Guardrail
 from tests.dashboard.conftest import Dashboard, create_flag
+from tests.dashboard.metrics import tick_controller
 from tests.support import wait_until
 
 NAMES = "requests=portal_requests_total,errors=portal_errors_total,latency=portal_request_seconds"
@@ -80,14 +81,32 @@ def test_flag_page_charts_impact_metrics_per_flag_state(dashboard: Dashboard) ->
     sent = datetime.now(UTC).timestamp()
     wait_until(lambda: datetime.now(UTC).timestamp() // 5 * 5 > sent, timeout=10, what="the next 5 s step")
 
+    # The controller judges the flag on the same impact metrics: 10% errors against none, over 300 calls.
+    [decision] = tick_controller(
+        dashboard.control_database_url,
+        admin,
+        env={
+            "ROLLGUARD_METRICS": "impact",
+            "ROLLGUARD_FLAGS_URL": dashboard.service.url,
+            "ROLLGUARD_ADMIN_TOKEN": dashboard.service.admin_token,
+            "ROLLGUARD_IMPACT_METRIC_NAMES": NAMES,
+        },
+    )
+    [verdict] = decision.verdicts
+    assert verdict.verdict == "fail", verdict
+
     at = dashboard.open(metrics="impact", impact_metric_names=NAMES)
     at.query_params["flag"] = key
     at.query_params["range"] = "5m"
     at.run()
-    assert not at.exception, at.exception  # the overview judges the flag on the impact source too
+    assert not at.exception, at.exception
+    rows = {row["flag"]: row for row in at.table[0].value.to_dict("records")}
+    assert rows[key]["health"] == "▲ BREACHED"  # the controller's verdict, on the overview
     at.switch_page("views/flag.py").run()
 
     assert not at.exception, at.exception
+    panel = next(str(c.value) for c in at.caption if str(c.value).startswith("Health:"))
+    assert "judged" in panel and "error_rate[optimized-direct]<=0.01: 10% (300 samples) → fail" in panel, panel
     figures = {
         spec["layout"]["title"]["text"]: spec
         for spec in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))

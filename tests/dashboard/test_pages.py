@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard.conftest import FN, Dashboard, create_flag
-from tests.dashboard.metrics import MetricsTarget, scrape_history, tick_controller
+from control.history import ControlHistory
+from control.store import ControlStore, VerdictRecord
+from dashboard.health import describe
+from tests.dashboard.conftest import FN, GUARDRAILS, Dashboard, create_flag
+from tests.dashboard.metrics import MetricsTarget, scrape_history, scrape_now, tick_controller
 from tests.support import free_port
 
 
@@ -21,6 +26,13 @@ def _button(at: AppTest, label: str):
 
 def _texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
+
+
+def _live_checks(at: AppTest) -> str:
+    """The live checks panel under the flag's header."""
+    found = [str(c.value) for c in at.caption if str(c.value).startswith("Health:")]
+    assert len(found) == 1, [str(c.value) for c in at.caption]
+    return found[0]
 
 
 def _flag_page(dashboard: Dashboard, **secrets: object) -> AppTest:
@@ -282,7 +294,9 @@ def test_breach_banner_kills_in_one_click(dashboard: Dashboard, metrics_target: 
     key = dashboard.key
     admin = dashboard.service.admin("setup")
     create_flag(admin, key, enabled=True)
-    scrape_history(dashboard.control_database_url, metrics_target, seconds=90, error_fraction=0.25)
+    scrape_now(dashboard.control_database_url, metrics_target, error_fraction=0.25)
+    # The controller judged the breach (dry run: it changed nothing), then stopped.
+    tick_controller(dashboard.control_database_url, admin, holder="controller-breach", stop=True)
 
     at = dashboard.open().run()
 
@@ -441,3 +455,79 @@ def test_a_draft_never_turned_on_is_not_shown_as_killed(dashboard: Dashboard) ->
 
     assert [m.value for m in at.metric if m.label == "Kill switch"] == ["off (draft)"]
     assert "Turn on…" in [b.label for b in at.button]
+
+
+def test_live_checks_show_the_controllers_last_verdicts_and_their_age(
+    dashboard: Dashboard, metrics_target: MetricsTarget
+) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True)
+    scrape_now(dashboard.control_database_url, metrics_target)
+    tick_controller(dashboard.control_database_url, admin, holder="controller-live")
+    history = ControlHistory(dashboard.control_database_url)
+    recorded = history.last_check(admin.get_flag(key))
+    history.close()
+    assert recorded.judged and len(recorded.verdicts) == len(GUARDRAILS)
+
+    at = _flag_page(dashboard)
+
+    panel = _live_checks(at)
+    assert re.search(r"^Health: ● healthy · judged \d+ s ago by the controller", panel), panel
+    # Each guardrail as the controller recorded it: its value, samples and outcome.
+    for verdict in recorded.verdicts:
+        assert f"{describe(verdict, GUARDRAILS)} → {verdict.verdict}" in panel
+    assert [v.verdict for v in recorded.verdicts] == ["pass"] * len(GUARDRAILS)
+    at.switch_page("views/overview.py").run()
+    rows = {row["flag"]: row for row in at.table[0].value.to_dict("records")}
+    assert rows[key]["health"] == "● healthy"
+
+
+def test_without_a_controller_the_live_checks_say_not_judged_and_why(
+    dashboard: Dashboard, metrics_target: MetricsTarget
+) -> None:
+    key = dashboard.key
+    admin = dashboard.service.admin("setup")
+    create_flag(admin, key, enabled=True, auto_promote=True)
+    create_flag(admin, key + "-killed", enabled=True)
+    admin.kill(key + "-killed", reason="bad p95")
+    # A breaching optimized cohort, but no controller to judge it.
+    scrape_now(dashboard.control_database_url, metrics_target, error_fraction=0.25)
+
+    at = _flag_page(dashboard)
+
+    assert _live_checks(at) == "Health: ◌ not judged: no controller has run against this store"
+    assert "Guardrail breached" not in _texts(at.error)
+    at.query_params["flag"] = key + "-killed"
+    at.run()
+    assert (
+        _live_checks(at) == "Health: ■ off · not judged: killed: the controller does not judge a killed flag"
+    )
+    at.switch_page("views/overview.py").run()
+    rows = {row["flag"]: row for row in at.table[0].value.to_dict("records")}
+    assert (rows[key]["health"], rows[key + "-killed"]["health"]) == ("◌ not judged", "■ off")
+    assert "Guardrail breached" not in _texts(at.error)
+
+
+def test_a_controller_that_stopped_long_ago_judges_nothing_now(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    create_flag(dashboard.service.admin("setup"), key, enabled=True)
+    # Ten minutes ago a controller judged the flag failing, then stopped.
+    then = datetime.now(UTC) - timedelta(minutes=10)
+    store = ControlStore(dashboard.control_database_url, clock=lambda: then)
+    assert store.acquire_lease("controller-gone", lease_s=15)
+    store.record_verdicts(
+        [VerdictRecord(then, key, g.name, "fail", 0.5, g.threshold, 100, g.metric) for g in GUARDRAILS]
+    )
+    store.mark_evaluation("controller-gone")
+    store.release_lease("controller-gone")
+    store.close()
+
+    at = _flag_page(dashboard)
+
+    assert _live_checks(at).splitlines() == [
+        "Health: ◌ not judged: no controller running (last evaluation 10 min ago) · last check 10 min ago  ",
+        "auto-promote off: a failing guardrail still rolls it back, promotion is manual",
+    ]
+    assert "Guardrail breached" not in _texts(at.error)
+    assert "No controller is running" in _texts(at.warning)

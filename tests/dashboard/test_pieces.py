@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from control import ControllerStatus, LastCheck, VerdictRecord
 from dashboard.charts import classify, downsample, markers_from_events, metric_figure
 from dashboard.guardrails import GuardrailRow, validate
-from dashboard.health import Health, badge, describe, labels, latest_verdicts
+from dashboard.health import Health, badge, describe, labels
+from dashboard.live_checks import age, lines
 from dashboard.plots import default_range, step_for, story_start
 from dashboard.settings import DashboardSettings
 from dashboard.verdicts import condense, flag_history, join, silence_s, silences, timeline, verdict_runs
@@ -101,16 +103,70 @@ def test_badge() -> None:
     assert badge(_flag(), ["pass", "no_data"]) is Health.HEALTHY
 
 
-def test_latest_verdicts_and_describe() -> None:
-    verdicts = [
-        V(T0, "a", "pass"),
-        V(T0 + timedelta(seconds=5), "a", "fail", 0.25, 0.01, 1200),
-        V(T0, "b", "no_data"),
+def test_describe() -> None:
+    # Which verdict is the latest of each guardrail is the controller's: tests/control/test_history.py.
+    assert describe(V(T0 + timedelta(seconds=5), "a", "fail", 0.25, 0.01, 1200)) == "a: 0.25 (1200 samples)"
+    assert describe(V(T0, "b", "no_data")) == "b: no value (0 samples)"
+
+
+def _check(flag: Flag, *verdicts: VerdictRecord, not_judged: str | None = None, notes=()) -> LastCheck:
+    judged_at = verdicts[0].time if verdicts else None
+    return LastCheck(flag.key, () if not_judged else verdicts, judged_at, not_judged, tuple(notes))
+
+
+def test_live_checks_word_the_controllers_last_check() -> None:
+    memory = Guardrail("cache_bytes", "<=", 15_000_000, window_s=60)
+    errors = Guardrail("error_rate", "<=", 0.01, window_s=60, path="optimized")
+    added = Guardrail("cache_hit_rate", ">=", 0.5, window_s=60)
+    flag = dataclasses.replace(_flag(), guardrails=(errors, memory, added))
+    judged_at = T0 - timedelta(seconds=3)
+    check = _check(
+        flag,
+        VerdictRecord(judged_at, "f", errors.name, "fail", 0.25, 0.01, 1200, "error_rate"),
+        VerdictRecord(judged_at, "f", memory.name, "no_data", None, 15e6, 1, "cache_bytes", None, "1 < 3"),
+        VerdictRecord(judged_at, "f", "rss_bytes<=1e+08", "pass", 8e7, 1e8, 12, "rss_bytes"),
+        notes=["auto-promote off: promotion is manual"],
+    )
+
+    assert lines(flag, Health.BREACHED, check, None, now=T0) == [
+        "Health: ▲ BREACHED · judged 3 s ago by the controller",
+        "error_rate[optimized]<=0.01: 25% (1200 samples) → fail",
+        "cache_bytes<=15 MB: no value (1 samples) → no_data (1 < 3)",
+        "cache_hit_rate>=0.5 → not judged yet (added after this check)",
+        "rss_bytes<=1e+08: 8e+07 (12 samples) → pass (guardrail since removed)",
+        "auto-promote off: promotion is manual",
     ]
-    latest = latest_verdicts(verdicts)
-    assert {k: v.verdict for k, v in latest.items()} == {"a": "fail", "b": "no_data"}
-    assert describe(latest["a"]) == "a: 0.25 (1200 samples)"
-    assert describe(latest["b"]) == "b: no value (0 samples)"
+
+
+def test_live_checks_say_why_nothing_is_judged() -> None:
+    flag = _flag()
+    stopped = ControllerStatus("c", T0 - timedelta(hours=1), T0, T0 - timedelta(minutes=4), is_live=False)
+    old = VerdictRecord(T0 - timedelta(minutes=5), "f", "a", "pass", 0.0, 0.01, 100)
+    check = _check(flag, old, not_judged="no controller running")
+    assert lines(flag, Health.NOT_JUDGED, check, stopped, now=T0) == [
+        "Health: ◌ not judged: no controller running (last evaluation 4 min ago) · last check 5 min ago"
+    ]
+    killed = dataclasses.replace(flag, enabled=False, state="rolled_back")
+    check = _check(killed, not_judged="killed: the controller does not judge a killed flag")
+    assert lines(killed, Health.OFF, check, stopped, now=T0) == [
+        "Health: ■ off · not judged: killed: the controller does not judge a killed flag"
+    ]
+
+
+def test_ages() -> None:
+    assert [
+        age(T0 - timedelta(seconds=s), T0) for s in (-2, 0, 3, 119, 120, 7199, 7200, 2 * 86_400 + 60)
+    ] == [
+        "0 s ago",
+        "0 s ago",
+        "3 s ago",
+        "119 s ago",
+        "2 min ago",
+        "119 min ago",
+        "2 h ago",
+        "at 2025-12-30 11:59 UTC",
+    ]
+    assert age(None, T0) == "never"
 
 
 def test_guardrail_values_are_shown_in_their_units() -> None:

@@ -13,7 +13,7 @@ from dashboard import data
 from dashboard.plots import BASE_STEP_S
 from tests.control.prometheus import LivePrometheus, start_prometheus
 from tests.dashboard.conftest import FN, Dashboard, create_flag
-from tests.dashboard.metrics import MetricsTarget
+from tests.dashboard.metrics import MetricsTarget, tick_controller
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -59,6 +59,17 @@ def test_flag_page_charts_come_from_prometheus(dashboard: Dashboard, prometheus:
         what="Prometheus to hold a few scrapes before the page's newest point",
     )
 
+    # The controller judges the flag on the same Prometheus, on the traffic since the flag's creation.
+    admin = dashboard.service.admin("setup")
+    on_prometheus = {"ROLLGUARD_METRICS": "prometheus", "ROLLGUARD_PROMETHEUS_URL": prometheus.url}
+
+    def errors_judged_passing() -> bool:
+        decisions = tick_controller(dashboard.control_database_url, admin, env=on_prometheus)
+        judged = {v.guardrail: v.verdict for d in decisions for v in d.verdicts}
+        return judged.get("error_rate[optimized]<=0.01") == "pass"
+
+    wait_until(errors_judged_passing, timeout=60, what="the controller to judge the error rate on Prometheus")
+
     at = dashboard.open(metrics="prometheus", prometheus_url=prometheus.url)
     at.query_params["flag"] = key
     at.run()
@@ -75,4 +86,5 @@ def test_flag_page_charts_come_from_prometheus(dashboard: Dashboard, prometheus:
     reduction = next(t for t in specs["Call reduction"]["data"] if t["name"] == "call reduction")
     assert reduction["y"][-1] == pytest.approx(0.4, abs=0.05)
     health = next(str(c.value) for c in at.caption if str(c.value).startswith("Health"))
-    assert "error_rate[optimized]<=0.01" in health and "pass" in health
+    assert "judged" in health and "by the controller" in health
+    assert "error_rate[optimized]<=0.01: 0% (" in health and "samples) → pass" in health
