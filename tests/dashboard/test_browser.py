@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import LiveFlagService
 from tests.dashboard.conftest import FLAG_KEY, FN, create_flag
+from tests.dashboard.controller import RunningController, busy
 from tests.dashboard.metrics import MetricsTarget, scrape_history
 from tests.support import (
     REPO,
@@ -110,6 +111,8 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
     expect(page.get_by_text("Error rate per cohort").first).to_be_visible()
     expect(page.locator(".js-plotly-plot .scatterlayer .trace").first).to_be_visible()
     expect(page.get_by_text("No controller is running").first).to_be_visible()
+    # The dashboard judges nothing itself: with metrics but no controller, the flag is not judged.
+    expect(page.get_by_text("not judged: no controller has run against this store").first).to_be_visible()
 
     page.get_by_role("button", name="50%", exact=True).click()
     wait_until(lambda: admin.get_flag(flag_key).rollout == 50, what="the flag service to say rollout 50")
@@ -145,6 +148,63 @@ def test_operator_sets_rollout_and_kills_in_the_browser(
     )
     expect(page.get_by_text("killed").first).to_be_visible(timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "dashboard-killed.png"), full_page=True)
+
+
+def test_live_checks_follow_a_running_controller(
+    chromium,
+    served_dashboard: str,
+    shared_flag_service: LiveFlagService,
+    control_database_url: str,
+    tmp_path: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    key = "live-checks"
+    admin = shared_flag_service.admin("setup")
+    create_flag(admin, key, enabled=True, auto_promote=True)
+    env = {
+        "ROLLGUARD_FLAGS_URL": shared_flag_service.url,
+        "ROLLGUARD_ADMIN_TOKEN": shared_flag_service.admin_token,
+        "ROLLGUARD_CONTROL_DATABASE_URL": control_database_url,
+        "ROLLGUARD_METRICS": "embedded",
+    }
+    target = MetricsTarget(FN)
+    controller = None
+    try:
+        with busy(target):
+            # A dry run: it judges and records, and leaves the flag as it is.
+            controller = RunningController(
+                tmp_path / "controller.log",
+                {**env, "ROLLGUARD_SCRAPE_TARGETS": target.url},
+                "--interval",
+                "1",
+                "--scrape-interval",
+                "1",
+                "--dry-run",
+            )
+            page = chromium.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(f"{served_dashboard}/flag?flag={key}")
+            panel = page.get_by_text(re.compile(r"^Health: .* · judged \d+ s ago by the controller"))
+            expect(panel).to_be_visible(timeout=60_000)
+            expect(panel).to_contain_text("error_rate[optimized]<=0.01: 0% (", timeout=30_000)
+            expect(panel).to_contain_text("→ pass")
+            expect(page.get_by_text(re.compile(r"Controller \S+ is leader")).first).to_be_visible()
+            # Each refresh shows the controller's newest check: more samples in its window.
+            shown = panel.inner_text()
+            expect(panel).not_to_have_text(shown, timeout=30_000)
+
+            assert controller.stop() == 0, controller.log()
+            assert "Traceback" not in controller.log(), controller.log()
+            # Its last verdicts stay for a few of its intervals (30 s at least), then nothing is judged.
+            expect(page.get_by_text("No controller is running").first).to_be_visible(timeout=30_000)
+            expect(panel).to_contain_text("the controller has stopped: nothing acts on these verdicts")
+            expect(page.get_by_text("Health: ◌ not judged: no controller running").first).to_be_visible(
+                timeout=90_000
+            )
+    finally:
+        if controller is not None:
+            controller.stop()
+        target.stop()
 
 
 def test_stopping_the_command_stops_streamlit(shared_flag_service: LiveFlagService, tmp_path: Path) -> None:

@@ -106,7 +106,9 @@ def test_flag_page_charts_impact_metrics_per_flag_state(dashboard: Dashboard) ->
 
     assert not at.exception, at.exception
     panel = next(str(c.value) for c in at.caption if str(c.value).startswith("Health:"))
-    assert "judged" in panel and "error_rate[optimized-direct]<=0.01: 10% (300 samples) → fail" in panel, panel
+    assert "judged" in panel and "error_rate[optimized-direct]<=0.01: 10% (300 samples) → fail" in panel, (
+        panel
+    )
     figures = {
         spec["layout"]["title"]["text"]: spec
         for spec in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
