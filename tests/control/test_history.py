@@ -33,7 +33,9 @@ FLAG = Flag(
 )
 
 
-def verdict(clock: FakeClock, guardrail: Guardrail, outcome: str, value: float | None = 0.01) -> VerdictRecord:
+def verdict(
+    clock: FakeClock, guardrail: Guardrail, outcome: str, value: float | None = 0.01
+) -> VerdictRecord:
     return VerdictRecord(
         time=clock.now,
         flag="f",
@@ -98,7 +100,9 @@ def test_it_reads_what_the_controller_recorded(
     store.add_samples([Sample(clock.now, "http://app/metrics", "optimizer_requests_total", {"fn": "g"}, 7.0)])
     clock.advance(5)
     store.record_verdicts([verdict(clock, ERRORS, "fail", 0.25), verdict(clock, LATENCY, "pass", 0.12)])
-    store.record_decision(DecisionRecord(clock.now, "f", "hold", "1 of 2 failures", False, 10, "controller-a"))
+    store.record_decision(
+        DecisionRecord(clock.now, "f", "hold", "1 of 2 failures", False, 10, "controller-a")
+    )
     store.mark_evaluation("controller-a")
     clock.advance(2)
 
@@ -131,7 +135,9 @@ def test_it_reads_what_the_controller_recorded(
     store.close()
 
 
-def test_a_reader_cannot_write_the_store(database_url: str, history: ControlHistory, clock: FakeClock) -> None:
+def test_a_reader_cannot_write_the_store(
+    database_url: str, history: ControlHistory, clock: FakeClock
+) -> None:
     ControlStore(database_url, clock=clock).close()
     assert history.verdicts("f") == []  # opens the reader
     reader = history._open()  # the connection every read of the history uses
