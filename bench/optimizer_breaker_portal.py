@@ -80,7 +80,7 @@ def main() -> int:
         supervisor = Supervisor(log_dir=args.logs or tmp / "logs", env=env, cwd=REPO)
         try:
             flags = supervisor.start("flags", [*ROLLGUARD, "flags", "serve", "--port", str(ports["flags"])])
-            supervisor.wait_ready(flags, f"{flags_url}/readyz")
+            flags.wait_ready(url=f"{flags_url}/readyz")
             fields = demo_flag_fields(stage_hold_s=3600)
             fields.update(rollout=args.rollout, auto_promote=False, guardrails=[], reason="bench: start")
             FlagsClient(flags_url, admin_token, actor="bench").create_flag(KEY, **fields)
@@ -88,7 +88,7 @@ def main() -> int:
             portal = supervisor.start(
                 "portal", [*ROLLGUARD, "portal", "serve", "--port", str(ports["portal"])]
             )
-            supervisor.wait_ready(portal, f"{portal_url}/healthz")
+            portal.wait_ready(url=f"{portal_url}/healthz")
             for index in range(args.runs):
                 before = _counts(scrape(portal_url))
                 load_before = os.getloadavg()[0]

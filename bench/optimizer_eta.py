@@ -28,12 +28,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
-from bench.portal_mass_submission import ROLLGUARD, start_portal  # noqa: E402
+from bench.portal_mass_submission import start_portal  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.promtext import Scrape, scrape  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
+from rollguard import ROLLGUARD  # noqa: E402
 
 FN = "get_all_exam_attempts"
 
@@ -96,7 +96,7 @@ def main() -> int:
             )
             after = scrape(url)
         finally:
-            servers.stop(proc)
+            proc.stop()
         summary: dict[str, Any] = json.loads(out.read_text())
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -49,8 +49,8 @@ from portal.db import make_engine  # noqa: E402
 from portal.models import Attempt  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
 from portal.server import DEFAULT_SERVER, SERVERS  # noqa: E402
+from rollguard import ROLLGUARD, Child  # noqa: E402
 
-ROLLGUARD = [sys.executable, "-m", "rollguard"]
 MODES = ("floor", "direct", "optimized")
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -73,29 +73,19 @@ def server_command(mode: str, port: int, stack: Stack) -> list[str]:
     return [*ROLLGUARD, "portal", "serve", "--port", str(port), *sizing]
 
 
-def start_server(mode: str, stack: Stack) -> tuple[subprocess.Popen[bytes], str]:
-    port = servers.free_port()
+def start_server(mode: str, stack: Stack) -> tuple[Child, str]:
     env = {
-        **os.environ,
         "ROLLGUARD_PORTAL_DATABASE_URL": stack.database_url,
         "ROLLGUARD_PORTAL_OPTIMIZE": "on" if mode == "optimized" else "off",
         "ROLLGUARD_VAR_DIR": str(stack.work / "var"),
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
-    log = open(stack.work / f"{mode}-{port}.log", "wb")  # closed with the process at exit
-    proc = subprocess.Popen(
-        server_command(mode, port, stack),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    return servers.serve(
+        lambda port: server_command(mode, port, stack),
+        ready_path="/healthz",
+        log_path=stack.work / f"{mode}-{time.monotonic_ns()}.log",
         env=env,
-        cwd=REPO,
-        start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    if servers.wait_ready(proc, f"{url}/healthz", timeout_s=60):
-        return proc, url
-    servers.stop(proc)
-    raise RuntimeError(f"{mode} server did not become ready; see {log.name}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -145,7 +135,7 @@ def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[st
         )
         server_cpu = cpu_seconds(proc.pid) - server_cpu
     finally:
-        servers.stop(proc)
+        proc.stop()
     summary: dict[str, Any] = json.loads(out.read_text())
     pages = sum(summary["page_loads"].values())
     requests = summary["requests"]

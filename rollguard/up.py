@@ -227,8 +227,7 @@ def command(
     story.save()
 
     def _started(child: Child) -> None:
-        assert child.proc is not None
-        story.processes[child.name] = child.proc.pid
+        story.processes[child.name] = child.pid
         story.save()
 
     supervisor = Supervisor(log_dir=var_dir / "logs", env=env, cwd=Path.cwd(), on_start=_started)
@@ -299,7 +298,7 @@ def _play(
 ) -> None:
     story.add(t0, "starting the flag service")
     flags = supervisor.start("flags", [*ROLLGUARD, "flags", "serve", "--port", str(ports["flags"])])
-    supervisor.wait_ready(flags, f"{urls['flags']}/readyz")
+    flags.wait_ready(url=f"{urls['flags']}/readyz")
     admin = FlagsClient(urls["flags"], tokens["ROLLGUARD_ADMIN_TOKEN"], actor="demo")
     _ensure_flag(admin, stage_hold_s)
     story.add(
@@ -314,8 +313,8 @@ def _play(
     )
     receiver = supervisor.start("alerts", [*ROLLGUARD, "alerts", "serve", "--port", str(ports["alerts"])])
     dashboard = supervisor.start("dashboard", [*ROLLGUARD, "dashboard", "--port", str(ports["dashboard"])])
-    supervisor.wait_ready(portal, f"{urls['portal']}/healthz")
-    supervisor.wait_ready(receiver, f"{urls['alerts']}/healthz")
+    portal.wait_ready(url=f"{urls['portal']}/healthz")
+    receiver.wait_ready(url=f"{urls['alerts']}/healthz")
     metrics = "embedded"
     if with_prometheus and _start_prometheus(
         supervisor, urls=urls, tokens=tokens, ports=ports, var_dir=var_dir, t0=t0, story=story
@@ -327,7 +326,7 @@ def _play(
         env={"ROLLGUARD_PROMETHEUS_URL": urls["prometheus"]},
     )
     story.add(t0, f"controller running on {metrics} metrics, judging every new scrape (every second)")
-    supervisor.wait_ready(dashboard, f"{urls['dashboard']}/_stcore/health", timeout=90)
+    dashboard.wait_ready(url=f"{urls['dashboard']}/_stcore/health", timeout=90)
     click.echo(
         "\n".join(
             [
@@ -408,7 +407,7 @@ def _play(
         ],
     )
     _wait_for(lambda: not spike.running, timeout=90, deadline=deadline, supervisor=supervisor)
-    if spike.proc is not None and spike.proc.returncode not in (0, None):
+    if spike.proc.returncode not in (0, None):
         raise ChildFailed(f"the mass-submission traffic failed:\n{spike.log_tail()}")
 
     if not admin.get_flag(FLAG_KEY).enabled:
@@ -550,7 +549,7 @@ def _start_prometheus(
             f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
         ],
     )
-    supervisor.wait_ready(am, f"{urls['alertmanager']}/-/ready")
-    supervisor.wait_ready(prom, f"{urls['prometheus']}/-/ready")
+    am.wait_ready(url=f"{urls['alertmanager']}/-/ready")
+    prom.wait_ready(url=f"{urls['prometheus']}/-/ready")
     story.add(t0, f"Prometheus at {urls['prometheus']}, Alertmanager at {urls['alertmanager']}")
     return True

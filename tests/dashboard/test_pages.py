@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from rollguard import free_port
 from tests.dashboard.conftest import FN, Dashboard, create_flag
 from tests.dashboard.metrics import MetricsTarget, scrape_history, tick_controller
-from tests.support import free_port
 
 
 def _button(at: AppTest, label: str):

@@ -30,16 +30,17 @@ def test_a_server_left_running_by_a_failed_test_body_is_stopped(pytester: pytest
     pytester.makepyfile(
         test_leaves_server="""
         import sys
-        from tests.support import ServerProcess, free_port
+        from rollguard import free_port
+        from tests.support import start_process
 
         def test_fails_before_cleanup(tmp_path):
             port = free_port()
-            server = ServerProcess(
+            server = start_process(
                 [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
                 ready_url=f"http://127.0.0.1:{port}/",
                 log_path=tmp_path / "server.log",
             )
-            (tmp_path / "pid").write_text(str(server.proc.pid))
+            (tmp_path / "pid").write_text(str(server.pid))
             raise AssertionError("failed before stopping its server")
         """
     )
