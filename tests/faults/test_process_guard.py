@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+import httpcore  # noqa: F401  (see below)
 import pytest
 
 from tests.support import SESSION_MARKER, kill_processes, marked_processes, wait_until
@@ -25,6 +26,9 @@ def test_an_orphaned_grandchild_is_found_by_its_environment() -> None:
     wait_until(lambda: orphan not in marked_processes(marker), what="the orphan killed")
 
 
+# httpcore is imported above, before the in-process run below: pytester drops the modules first
+# imported during that run, and a second copy of httpcore would break httpx's error mapping (a
+# refused connection raising httpcore's error, not httpx's) for every test after this one.
 def test_a_server_left_running_by_a_failed_test_body_is_stopped(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("from tests.conftest import pytest_runtest_call  # noqa: F401\n")
     pytester.makepyfile(
