@@ -56,12 +56,7 @@ def start_flag_service(workdir: Path) -> tuple[Child, str, str]:
     """Run `rollguard flags serve` on a free port; return the process, its URL and admin token."""
     token = "admin-" + secrets.token_hex(12)
     env = {"ROLLGUARD_ADMIN_TOKEN": token, "ROLLGUARD_DATABASE_URL": f"sqlite:///{workdir / 'flags.db'}"}
-    process, url = servers.serve(
-        lambda port: [*ROLLGUARD, "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        ready_path="/readyz",
-        log_path=workdir / "flags.log",
-        env=env,
-    )
+    process, url = servers.serve_flags(workdir / "flags.log", env)
     return process, url, token
 
 

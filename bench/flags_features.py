@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient, Guardrail  # noqa: E402
-from rollguard import ROLLGUARD, Child  # noqa: E402
+from rollguard import Child  # noqa: E402
 
 FLAGS = 20
 
@@ -52,13 +52,7 @@ def _start(config: str, workdir: Path, run: int) -> tuple[Child, str, str, str]:
         "ROLLGUARD_FLAGS_THREADS": rest[0] if rest else "1",
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
-    process, url = servers.serve(
-        lambda port: [*ROLLGUARD, "flags", "serve", "--port", str(port)],
-        ready_path="/readyz",
-        log_path=workdir / f"{stem}.log",
-        env=env,
-        timeout_s=30,
-    )
+    process, url = servers.serve_flags(workdir / f"{stem}.log", env, timeout_s=30)
     return process, url, admin, client
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
-from rollguard import ROLLGUARD, Child, stop_children  # noqa: E402
+from rollguard import Child, stop_children  # noqa: E402
 
 
 def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[Child, str]:
@@ -37,13 +37,7 @@ def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[Child
         "ROLLGUARD_CLIENT_TOKEN": client,
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
-    return servers.serve(
-        lambda port: [*ROLLGUARD, "flags", "serve", "--port", str(port)],
-        ready_path="/readyz",
-        log_path=log,
-        env=env,
-        timeout_s=30,
-    )
+    return servers.serve_flags(log, env, timeout_s=30)
 
 
 def _served_rollout(http: httpx.Client, url: str, client: str) -> str:

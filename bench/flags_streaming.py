@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
-from rollguard import ROLLGUARD, Child, stop_children  # noqa: E402
+from rollguard import Child, stop_children  # noqa: E402
 
 FLAG = "streamed-kill"
 USER = {"userId": "student-1"}
@@ -68,12 +68,7 @@ def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[Child
         "ROLLGUARD_ADMIN_TOKEN": admin,
         "ROLLGUARD_CLIENT_TOKEN": client,
     }
-    return servers.serve(
-        lambda port: [*ROLLGUARD, "flags", "serve", "--port", str(port)],
-        ready_path="/readyz",
-        log_path=log,
-        env=env,
-    )
+    return servers.serve_flags(log, env)
 
 
 def _wait(predicate: Callable[[], bool], what: str) -> float:

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
 from portal.promtext import Scrape, scrape  # noqa: E402
@@ -92,31 +92,14 @@ def main() -> int:
             for index in range(args.runs):
                 before = _counts(scrape(portal_url))
                 load_before = os.getloadavg()[0]
-                out = tmp / f"run-{index}.json"
-                subprocess.run(
-                    [
-                        *ROLLGUARD,
-                        "traffic",
-                        "run",
-                        "--scenario",
-                        "mass-submission",
-                        "--users",
-                        str(args.users),
-                        "--duration",
-                        str(args.duration),
-                        "--target",
-                        portal_url,
-                        "--json-out",
-                        str(out),
-                    ],
-                    cwd=REPO,
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                    timeout=args.duration + 240,
+                summary = servers.run_traffic(
+                    portal_url,
+                    users=args.users,
+                    duration_s=args.duration,
+                    timeout_s=args.duration + 240,
                     env=env,
                 )
                 after = _counts(scrape(portal_url))
-                summary = json.loads(out.read_text())
                 run = {
                     **{name: after[name] - before[name] for name in after},
                     "page_p95_ms": {

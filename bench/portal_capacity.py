@@ -24,11 +24,9 @@ bench/results/portal_capacity.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -104,39 +102,16 @@ def cpu_seconds(pid: int) -> float:
 def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[str, Any]:
     """One traffic run against a fresh server of `mode`; the figures of the cell."""
     proc, url = start_server(mode, stack)
-    out = stack.work / f"{mode}-{users}-{time.monotonic_ns()}.json"
     load = os.getloadavg()[0]
     try:
         server_cpu = cpu_seconds(proc.pid)
         print(f"-- {mode}, {users} users, {duration:g}s (load {load:.2f})", file=sys.stderr, flush=True)
-        subprocess.run(
-            [
-                *ROLLGUARD,
-                "traffic",
-                "run",
-                "--scenario",
-                "mass-submission",
-                "--users",
-                str(users),
-                "--duration",
-                str(duration),
-                "--target",
-                url,
-                "--settle",
-                "15",
-                "--json-out",
-                str(out),
-            ],
-            cwd=REPO,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=duration + 300,
-            env={**os.environ, "ROLLGUARD_LOG_LEVEL": "WARNING"},
+        summary = servers.run_traffic(
+            url, users=users, duration_s=duration, settle_s=15, timeout_s=duration + 300
         )
         server_cpu = cpu_seconds(proc.pid) - server_cpu
     finally:
         proc.stop()
-    summary: dict[str, Any] = json.loads(out.read_text())
     pages = sum(summary["page_loads"].values())
     requests = summary["requests"]
     loadgen_cpu = summary["client_cpu_s"]

@@ -13,10 +13,8 @@ use, cache bytes, errors and stale reads.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -55,34 +53,11 @@ def run_one(
     db = work / f"portal-{mode}-{users}.db"
     shutil.copy(template, db)
     proc, url = start_portal(db, work, optimize=optimize)
-    out = work / f"{mode}-{users}.json"
     try:
         print(f"-- {mode}, {users} users, {duration:g}s", file=sys.stderr, flush=True)
-        subprocess.run(
-            [
-                *ROLLGUARD,
-                "traffic",
-                "run",
-                "--scenario",
-                "mass-submission",
-                "--users",
-                str(users),
-                "--duration",
-                str(duration),
-                "--target",
-                url,
-                "--json-out",
-                str(out),
-            ],
-            cwd=REPO,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=duration + 180,
-            env={**os.environ, "ROLLGUARD_LOG_LEVEL": "WARNING"},
-        )
+        summary = servers.run_traffic(url, users=users, duration_s=duration, timeout_s=duration + 180)
     finally:
         proc.stop()
-    summary: dict[str, Any] = json.loads(out.read_text())
     return summary
 
 

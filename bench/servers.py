@@ -6,13 +6,18 @@ own, logged to a file, stopped (SIGTERM, then SIGKILL) with `Child.stop()`.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 
-from rollguard import Child, free_port, start_child
+from rollguard import ROLLGUARD, Child, free_port, start_child
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,6 +39,46 @@ def serve(
     child = start_child(argv(port), log_path=log_path, env=env, cwd=REPO)
     child.wait_ready(url=f"{url}{ready_path}", timeout=timeout_s)
     return child, url
+
+
+def serve_flags(log_path: Path, env: Mapping[str, str], *, timeout_s: float = 60.0) -> tuple[Child, str]:
+    """`rollguard flags serve` on a free loopback port, once `/readyz` answers: the process and its URL."""
+    return serve(
+        lambda port: [*ROLLGUARD, "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        ready_path="/readyz",
+        log_path=log_path,
+        env=env,
+        timeout_s=timeout_s,
+    )
+
+
+def run_traffic(
+    url: str,
+    *,
+    users: int,
+    duration_s: float,
+    timeout_s: float,
+    scenario: str = "mass-submission",
+    settle_s: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run `rollguard traffic run` against `url` to its end; the summary it writes (`--json-out`)."""
+    argv = [*ROLLGUARD, "traffic", "run", "--scenario", scenario, "--target", url]
+    argv += ["--users", str(users), "--duration", str(duration_s)]
+    if settle_s is not None:
+        argv += ["--settle", str(settle_s)]
+    with tempfile.TemporaryDirectory(prefix="rollguard-traffic-") as tmp:
+        out = Path(tmp) / "summary.json"
+        subprocess.run(
+            [*argv, "--json-out", str(out)],
+            cwd=REPO,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=timeout_s,
+            env={**os.environ, "ROLLGUARD_LOG_LEVEL": "WARNING", **(env or {})},
+        )
+        summary: dict[str, Any] = json.loads(out.read_text())
+    return summary
 
 
 def create_database(postgres_url: str) -> tuple[str, str]:
