@@ -29,6 +29,7 @@ def serve(
     log_path: Path,
     env: Mapping[str, str] | None = None,
     timeout_s: float = 60.0,
+    cwd: Path = REPO,
 ) -> tuple[Child, str]:
     """Start `argv(port)` on a free port; once `ready_path` answers, the process and its URL.
 
@@ -36,12 +37,14 @@ def serve(
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    child = start_child(argv(port), log_path=log_path, env=env, cwd=REPO)
+    child = start_child(argv(port), log_path=log_path, env=env, cwd=cwd)
     child.wait_ready(url=f"{url}{ready_path}", timeout=timeout_s)
     return child, url
 
 
-def serve_flags(log_path: Path, env: Mapping[str, str], *, timeout_s: float = 60.0) -> tuple[Child, str]:
+def serve_flags(
+    log_path: Path, env: Mapping[str, str], *, timeout_s: float = 60.0, cwd: Path = REPO
+) -> tuple[Child, str]:
     """`rollguard flags serve` on a free loopback port, once `/readyz` answers: the process and its URL."""
     return serve(
         lambda port: [*ROLLGUARD, "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -49,6 +52,7 @@ def serve_flags(log_path: Path, env: Mapping[str, str], *, timeout_s: float = 60
         log_path=log_path,
         env=env,
         timeout_s=timeout_s,
+        cwd=cwd,
     )
 
 
