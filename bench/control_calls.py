@@ -35,12 +35,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-# A round imports the checkout it measures; the driver, this one.
+sys.path.insert(0, str(REPO))
+# The processes of a round are started by this checkout's helpers (nothing a round measures
+# imports `bench` or `rollguard`); the code the round measures comes from its checkout.
+from bench import servers  # noqa: E402
+from rollguard import Child  # noqa: E402
+
 sys.path.insert(0, os.environ.get("ROLLGUARD_BENCH_CODE", str(REPO)))
 
 import httpx  # noqa: E402
-
-from bench import servers  # noqa: E402
 
 FLAG_PATH = re.compile(r"^/api/admin/flags/[^/]+")
 
@@ -60,30 +63,17 @@ class CountingTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-def _start_flag_service(workdir: Path, code: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    port = servers.free_port()
+def _start_flag_service(workdir: Path, code: Path) -> tuple[Child, str, str]:
     admin = "admin-" + secrets.token_hex(8)
     env = {
-        **os.environ,
         "PYTHONPATH": str(code),
         "ROLLGUARD_DATABASE_URL": f"sqlite:///{workdir / 'flags.db'}",
         "ROLLGUARD_ADMIN_TOKEN": admin,
         "ROLLGUARD_CLIENT_TOKEN": "client-" + secrets.token_hex(8),
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rollguard", "flags", "serve", "--port", str(port)],
-        env=env,
-        cwd=code,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "flags.log", "wb"),
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    if servers.wait_ready(proc, f"{url}/readyz", timeout_s=60):
-        return proc, url, admin
-    servers.stop(proc)
-    raise SystemExit("the flag service did not become ready")
+    proc, url = servers.serve_flags(workdir / "flags.log", env, cwd=code)
+    return proc, url, admin
 
 
 def run_round(code: Path, flags: int, ticks: int) -> dict[str, Any]:
@@ -121,7 +111,7 @@ def run_round(code: Path, flags: int, ticks: int) -> dict[str, Any]:
     finally:
         client.close()
         store.close()
-        servers.stop(proc)
+        proc.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return {
         "requests_by_route": dict(sorted(counting.counts.items())),

@@ -162,7 +162,7 @@ def _start(
 ) -> FlagsClient:
     flags_url = supervisor.env["ROLLGUARD_FLAGS_URL"]
     flags = supervisor.start("flags", [*ROLLGUARD, "flags", "serve", "--port", str(ports["flags"])])
-    supervisor.wait_ready(flags, f"{flags_url}/readyz")
+    flags.wait_ready(url=f"{flags_url}/readyz")
     admin = FlagsClient(flags_url, supervisor.env["ROLLGUARD_ADMIN_TOKEN"], actor="bench")
     admin.create_flag(
         KEY,
@@ -179,7 +179,7 @@ def _start(
     supervisor.run("seed", [*ROLLGUARD, "portal", "seed", "--students", "2000"], timeout=300)
     for i, url in enumerate(portal_urls):
         argv = [*ROLLGUARD, "portal", "serve", "--port", str(ports[f"portal{i}"])]
-        supervisor.wait_ready(supervisor.start(f"portal{i}", argv), f"{url}/healthz")
+        supervisor.start(f"portal{i}", argv).wait_ready(url=f"{url}/healthz")
     if args.metrics == "prometheus":
         _start_prometheus(supervisor, portal_urls, ports, tmp)
     supervisor.start("controller", [*ROLLGUARD, "control", "run"])
@@ -209,7 +209,7 @@ def _start_prometheus(
             f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
         ],
     )
-    supervisor.wait_ready(prom, f"http://127.0.0.1:{ports['prometheus']}/-/ready")
+    prom.wait_ready(url=f"http://127.0.0.1:{ports['prometheus']}/-/ready")
 
 
 def _traffic(supervisor: Supervisor, name: str, scenario: str, users: int, seconds: float, url: str) -> Any:

@@ -24,9 +24,7 @@ import logging
 import math
 import os
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +38,7 @@ from bench import servers
 from bench.machine import write_result
 from control.store import ControlStore, Sample, VerdictRecord
 from flags.client import FlagsClient, Guardrail
+from rollguard import ROLLGUARD, Child
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "exam-attempts-optimization"
@@ -53,29 +52,12 @@ GUARDRAILS = (
 )
 
 
-def start_flag_service(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_flag_service(workdir: Path) -> tuple[Child, str, str]:
     """Run `rollguard flags serve` on a free port; return the process, its URL and admin token."""
-    port = servers.free_port()
     token = "admin-" + secrets.token_hex(12)
-    env = {
-        **os.environ,
-        "ROLLGUARD_ADMIN_TOKEN": token,
-        "ROLLGUARD_DATABASE_URL": f"sqlite:///{workdir / 'flags.db'}",
-    }
-    log = open(workdir / "flags.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rollguard", "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    if servers.wait_ready(process, f"{url}/readyz", timeout_s=60):
-        return process, url, token
-    process.kill()
-    raise SystemExit(f"flag service did not start:\n{(workdir / 'flags.log').read_text()[-2000:]}")
+    env = {"ROLLGUARD_ADMIN_TOKEN": token, "ROLLGUARD_DATABASE_URL": f"sqlite:///{workdir / 'flags.db'}"}
+    process, url = servers.serve_flags(workdir / "flags.log", env)
+    return process, url, token
 
 
 def fill_store(database_url: str, *, hours: float, end: datetime) -> dict[str, int]:
@@ -245,27 +227,19 @@ def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path)
     chromium = shutil.which("chromium")
     if chromium is None:
         return {}
-    port = servers.free_port()
     env = {
-        **os.environ,
         "ROLLGUARD_FLAGS_URL": flags_url,
         "ROLLGUARD_ADMIN_TOKEN": token,
         "ROLLGUARD_CONTROL_DATABASE_URL": control_url,
         "ROLLGUARD_DASHBOARD_REFRESH_S": "600",
     }
-    log = open(workdir / "dashboard.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rollguard", "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+    process, url = servers.serve(
+        lambda port: [*ROLLGUARD, "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+        ready_path="/_stcore/health",
+        log_path=workdir / "dashboard.log",
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not servers.wait_ready(process, f"{url}/_stcore/health", timeout_s=60):
-            raise SystemExit("the dashboard did not start")
+    with process:
         figures: dict[str, float] = {}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
@@ -280,9 +254,6 @@ def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path)
             figures["refresh_24h"] = round(time.perf_counter() - started, 3)
             browser.close()
         return figures
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
 
 
 # Six charts drawn (each has Plotly's SVG and a height) and the 24-hour caption shown. Checked
@@ -377,8 +348,7 @@ def main() -> int:
             figures["breakdown_24h_auto_s"] = breakdown(control_url, hours=args.hours)
             print(f"where 24 hours / auto goes: {figures['breakdown_24h_auto_s']}", flush=True)
         finally:
-            process.terminate()
-            process.wait(timeout=20)
+            process.stop()
     path = write_result(
         "dashboard_render", figures, command="python bench/dashboard_render.py " + " ".join(sys.argv[1:])
     )

@@ -34,17 +34,16 @@ sys.path.insert(0, str(REPO))
 from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient, Guardrail  # noqa: E402
+from rollguard import Child  # noqa: E402
 
 FLAGS = 20
 
 
-def _start(config: str, workdir: Path, run: int) -> tuple[subprocess.Popen[bytes], str, str, str]:
+def _start(config: str, workdir: Path, run: int) -> tuple[Child, str, str, str]:
     kind, workers, *rest = config.split(":")
     stem = f"{config.replace(':', '_')}_{run}"
-    port = servers.free_port()
     admin, client = "admin-" + secrets.token_hex(8), "client-" + secrets.token_hex(8)
     env = {
-        **os.environ,
         "ROLLGUARD_DATABASE_URL": f"sqlite:///{workdir / (stem + '.db')}",
         "ROLLGUARD_ADMIN_TOKEN": admin,
         "ROLLGUARD_CLIENT_TOKEN": client,
@@ -53,19 +52,8 @@ def _start(config: str, workdir: Path, run: int) -> tuple[subprocess.Popen[bytes
         "ROLLGUARD_FLAGS_THREADS": rest[0] if rest else "1",
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rollguard", "flags", "serve", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / f"{stem}.log", "wb"),
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    if servers.wait_ready(proc, f"{url}/readyz", timeout_s=30):
-        return proc, url, admin, client
-    servers.stop(proc)
-    raise SystemExit(f"flag service ({config}) did not become ready")
+    process, url = servers.serve_flags(workdir / f"{stem}.log", env, timeout_s=30)
+    return process, url, admin, client
 
 
 def _seed(url: str, admin: str) -> None:
@@ -81,7 +69,7 @@ def _seed(url: str, admin: str) -> None:
             )
 
 
-def _server_cpu_s(proc: subprocess.Popen[bytes]) -> float:
+def _server_cpu_s(proc: Child) -> float:
     """CPU seconds used so far by the server: gunicorn's master and its workers."""
     root = psutil.Process(proc.pid)
     total = 0.0
@@ -91,9 +79,7 @@ def _server_cpu_s(proc: subprocess.Popen[bytes]) -> float:
     return total
 
 
-def _wrk(
-    proc: subprocess.Popen[bytes], url: str, headers: dict[str, str], connections: int, duration: int
-) -> dict[str, Any]:
+def _wrk(proc: Child, url: str, headers: dict[str, str], connections: int, duration: int) -> dict[str, Any]:
     cpu_before = _server_cpu_s(proc)
     argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
     for name, value in headers.items():
@@ -189,7 +175,7 @@ def main() -> int:
                             flush=True,
                         )
             finally:
-                servers.stop(proc)
+                proc.stop()
     best = {
         str(status): max((r for r in runs if r["status"] == status), key=lambda r: r["requests_per_s"])
         for status in (200, 304)

@@ -14,7 +14,6 @@ import argparse
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,29 +27,17 @@ sys.path.insert(0, str(REPO))
 from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
+from rollguard import Child, stop_children  # noqa: E402
 
 
-def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = servers.free_port()
+def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[Child, str]:
     env = {
-        **os.environ,
         "ROLLGUARD_DATABASE_URL": database_url,
         "ROLLGUARD_ADMIN_TOKEN": admin,
         "ROLLGUARD_CLIENT_TOKEN": client,
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rollguard", "flags", "serve", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    if servers.wait_ready(proc, f"{url}/readyz", timeout_s=30):
-        return proc, url
-    raise SystemExit(f"flag service did not start; see {log}")
+    return servers.serve_flags(log, env, timeout_s=30)
 
 
 def _served_rollout(http: httpx.Client, url: str, client: str) -> str:
@@ -72,7 +59,7 @@ def main() -> int:
     name, database_url = servers.create_database(args.postgres)
     admin, client = "admin-" + secrets.token_hex(8), "client-" + secrets.token_hex(8)
     delays: list[float] = []
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[Child] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             writer_proc, writer_url = _serve(database_url, admin, client, Path(tmp) / "a.log")
@@ -90,8 +77,7 @@ def main() -> int:
                             raise SystemExit(f"change {i} not served after 10 s")
                     delays.append(time.monotonic() - started)
     finally:
-        for proc in procs:
-            servers.stop(proc)
+        stop_children(procs)
         servers.drop_database(args.postgres, name)
     figures = {
         "changes": len(delays),

@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
+from rollguard import Child, stop_children  # noqa: E402
 
 FLAG = "streamed-kill"
 USER = {"userId": "student-1"}
@@ -61,27 +62,13 @@ def _load() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = servers.free_port()
+def _serve(database_url: str, admin: str, client: str, log: Path) -> tuple[Child, str]:
     env = {
-        **os.environ,
         "ROLLGUARD_DATABASE_URL": database_url,
         "ROLLGUARD_ADMIN_TOKEN": admin,
         "ROLLGUARD_CLIENT_TOKEN": client,
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rollguard", "flags", "serve", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    if servers.wait_ready(proc, f"{url}/readyz", timeout_s=60):
-        return proc, url
-    servers.stop(proc)
-    raise SystemExit(f"flag service did not start; see {log}")
+    return servers.serve_flags(log, env)
 
 
 def _wait(predicate: Callable[[], bool], what: str) -> float:
@@ -242,7 +229,7 @@ async def _hold(stream: RawStream, host: str, port: int, token: str, stop: async
         writer.close()
 
 
-def _processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+def _processes(proc: Child) -> list[psutil.Process]:
     root = psutil.Process(proc.pid)
     return [root, *root.children(recursive=True)]
 
@@ -261,7 +248,7 @@ def _cpu_s(procs: list[psutil.Process]) -> float:
 
 async def measure_streams(
     *,
-    a_proc: subprocess.Popen[bytes],
+    a_proc: Child,
     a_url: str,
     b_url: str,
     admin: str,
@@ -365,7 +352,7 @@ def main() -> int:
     args = parser.parse_args()
     name, database_url = servers.create_database(args.postgres)
     admin, client = "admin-" + secrets.token_hex(8), "client-" + secrets.token_hex(8)
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[Child] = []
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
@@ -402,8 +389,7 @@ def main() -> int:
             for key, value in capacity.items():
                 print(f"streams {key:24} {value}")
     finally:
-        for proc in procs:
-            servers.stop(proc)
+        stop_children(procs)
         servers.drop_database(args.postgres, name)
     figures = {"kill_latency": latency, "streams": capacity}
     path = write_result(

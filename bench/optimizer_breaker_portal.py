@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from flags.client import FlagsClient  # noqa: E402
 from portal.promtext import Scrape, scrape  # noqa: E402
@@ -80,7 +80,7 @@ def main() -> int:
         supervisor = Supervisor(log_dir=args.logs or tmp / "logs", env=env, cwd=REPO)
         try:
             flags = supervisor.start("flags", [*ROLLGUARD, "flags", "serve", "--port", str(ports["flags"])])
-            supervisor.wait_ready(flags, f"{flags_url}/readyz")
+            flags.wait_ready(url=f"{flags_url}/readyz")
             fields = demo_flag_fields(stage_hold_s=3600)
             fields.update(rollout=args.rollout, auto_promote=False, guardrails=[], reason="bench: start")
             FlagsClient(flags_url, admin_token, actor="bench").create_flag(KEY, **fields)
@@ -88,35 +88,18 @@ def main() -> int:
             portal = supervisor.start(
                 "portal", [*ROLLGUARD, "portal", "serve", "--port", str(ports["portal"])]
             )
-            supervisor.wait_ready(portal, f"{portal_url}/healthz")
+            portal.wait_ready(url=f"{portal_url}/healthz")
             for index in range(args.runs):
                 before = _counts(scrape(portal_url))
                 load_before = os.getloadavg()[0]
-                out = tmp / f"run-{index}.json"
-                subprocess.run(
-                    [
-                        *ROLLGUARD,
-                        "traffic",
-                        "run",
-                        "--scenario",
-                        "mass-submission",
-                        "--users",
-                        str(args.users),
-                        "--duration",
-                        str(args.duration),
-                        "--target",
-                        portal_url,
-                        "--json-out",
-                        str(out),
-                    ],
-                    cwd=REPO,
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                    timeout=args.duration + 240,
+                summary = servers.run_traffic(
+                    portal_url,
+                    users=args.users,
+                    duration_s=args.duration,
+                    timeout_s=args.duration + 240,
                     env=env,
                 )
                 after = _counts(scrape(portal_url))
-                summary = json.loads(out.read_text())
                 run = {
                     **{name: after[name] - before[name] for name in after},
                     "page_p95_ms": {

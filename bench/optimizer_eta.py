@@ -19,18 +19,16 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
-from bench.portal_mass_submission import ROLLGUARD, start_portal  # noqa: E402
+from bench.portal_mass_submission import start_portal  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.promtext import Scrape, scrape  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
@@ -69,35 +67,18 @@ def main() -> int:
         seed(engine, SeedPlan(students=args.users, series=12, exams_per_series=5, attempts_per_series=2))
         engine.dispose()
         proc, url = start_portal(db, work, optimize=True)
-        out = work / "summary.json"
         try:
             before = scrape(url)
-            subprocess.run(
-                [
-                    *ROLLGUARD,
-                    "traffic",
-                    "run",
-                    "--scenario",
-                    args.scenario,
-                    "--users",
-                    str(args.users),
-                    "--duration",
-                    str(args.duration),
-                    "--target",
-                    url,
-                    "--json-out",
-                    str(out),
-                ],
-                cwd=REPO,
-                check=True,
-                stdout=subprocess.DEVNULL,
-                timeout=args.duration + 180,
-                env={**os.environ, "ROLLGUARD_LOG_LEVEL": "WARNING"},
+            summary = servers.run_traffic(
+                url,
+                users=args.users,
+                duration_s=args.duration,
+                scenario=args.scenario,
+                timeout_s=args.duration + 180,
             )
             after = scrape(url)
         finally:
-            servers.stop(proc)
-        summary: dict[str, Any] = json.loads(out.read_text())
+            proc.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     live = live_counts(before, after)

@@ -24,11 +24,9 @@ bench/results/portal_capacity.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +47,8 @@ from portal.db import make_engine  # noqa: E402
 from portal.models import Attempt  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
 from portal.server import DEFAULT_SERVER, SERVERS  # noqa: E402
+from rollguard import ROLLGUARD, Child  # noqa: E402
 
-ROLLGUARD = [sys.executable, "-m", "rollguard"]
 MODES = ("floor", "direct", "optimized")
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -73,29 +71,19 @@ def server_command(mode: str, port: int, stack: Stack) -> list[str]:
     return [*ROLLGUARD, "portal", "serve", "--port", str(port), *sizing]
 
 
-def start_server(mode: str, stack: Stack) -> tuple[subprocess.Popen[bytes], str]:
-    port = servers.free_port()
+def start_server(mode: str, stack: Stack) -> tuple[Child, str]:
     env = {
-        **os.environ,
         "ROLLGUARD_PORTAL_DATABASE_URL": stack.database_url,
         "ROLLGUARD_PORTAL_OPTIMIZE": "on" if mode == "optimized" else "off",
         "ROLLGUARD_VAR_DIR": str(stack.work / "var"),
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
-    log = open(stack.work / f"{mode}-{port}.log", "wb")  # closed with the process at exit
-    proc = subprocess.Popen(
-        server_command(mode, port, stack),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    return servers.serve(
+        lambda port: server_command(mode, port, stack),
+        ready_path="/healthz",
+        log_path=stack.work / f"{mode}-{time.monotonic_ns()}.log",
         env=env,
-        cwd=REPO,
-        start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    if servers.wait_ready(proc, f"{url}/healthz", timeout_s=60):
-        return proc, url
-    servers.stop(proc)
-    raise RuntimeError(f"{mode} server did not become ready; see {log.name}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -114,39 +102,16 @@ def cpu_seconds(pid: int) -> float:
 def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[str, Any]:
     """One traffic run against a fresh server of `mode`; the figures of the cell."""
     proc, url = start_server(mode, stack)
-    out = stack.work / f"{mode}-{users}-{time.monotonic_ns()}.json"
     load = os.getloadavg()[0]
     try:
         server_cpu = cpu_seconds(proc.pid)
         print(f"-- {mode}, {users} users, {duration:g}s (load {load:.2f})", file=sys.stderr, flush=True)
-        subprocess.run(
-            [
-                *ROLLGUARD,
-                "traffic",
-                "run",
-                "--scenario",
-                "mass-submission",
-                "--users",
-                str(users),
-                "--duration",
-                str(duration),
-                "--target",
-                url,
-                "--settle",
-                "15",
-                "--json-out",
-                str(out),
-            ],
-            cwd=REPO,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=duration + 300,
-            env={**os.environ, "ROLLGUARD_LOG_LEVEL": "WARNING"},
+        summary = servers.run_traffic(
+            url, users=users, duration_s=duration, settle_s=15, timeout_s=duration + 300
         )
         server_cpu = cpu_seconds(proc.pid) - server_cpu
     finally:
-        servers.stop(proc)
-    summary: dict[str, Any] = json.loads(out.read_text())
+        proc.stop()
     pages = sum(summary["page_loads"].values())
     requests = summary["requests"]
     loadgen_cpu = summary["client_cpu_s"]

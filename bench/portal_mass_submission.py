@@ -13,10 +13,8 @@ use, cache bytes, errors and stale reads.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,35 +27,22 @@ from bench import servers  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
+from rollguard import ROLLGUARD, Child  # noqa: E402
 
-ROLLGUARD = [sys.executable, "-m", "rollguard"]
 
-
-def start_portal(db_path: Path, work: Path, *, optimize: bool) -> tuple[subprocess.Popen[bytes], str]:
-    port = servers.free_port()
+def start_portal(db_path: Path, work: Path, *, optimize: bool) -> tuple[Child, str]:
     env = {
-        **os.environ,
         "ROLLGUARD_PORTAL_DATABASE_URL": f"sqlite:///{db_path}",
         "ROLLGUARD_PORTAL_OPTIMIZE": "on" if optimize else "off",
         "ROLLGUARD_VAR_DIR": str(work / "var"),
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
-    log = open(work / f"portal-{port}.log", "wb")  # closed with the process at exit
-    proc = subprocess.Popen(
-        [*ROLLGUARD, "portal", "serve", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    return servers.serve(
+        lambda port: [*ROLLGUARD, "portal", "serve", "--port", str(port)],
+        ready_path="/healthz",
+        log_path=work / f"{db_path.stem}.log",
         env=env,
-        cwd=REPO,
-        start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    if servers.wait_ready(proc, f"{url}/healthz", timeout_s=60):
-        return proc, url
-    if proc.poll() is not None:
-        raise RuntimeError(f"portal exited with {proc.returncode}; see {log.name}")
-    servers.stop(proc)
-    raise RuntimeError("portal did not become ready")
 
 
 def run_one(
@@ -68,34 +53,11 @@ def run_one(
     db = work / f"portal-{mode}-{users}.db"
     shutil.copy(template, db)
     proc, url = start_portal(db, work, optimize=optimize)
-    out = work / f"{mode}-{users}.json"
     try:
         print(f"-- {mode}, {users} users, {duration:g}s", file=sys.stderr, flush=True)
-        subprocess.run(
-            [
-                *ROLLGUARD,
-                "traffic",
-                "run",
-                "--scenario",
-                "mass-submission",
-                "--users",
-                str(users),
-                "--duration",
-                str(duration),
-                "--target",
-                url,
-                "--json-out",
-                str(out),
-            ],
-            cwd=REPO,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=duration + 180,
-            env={**os.environ, "ROLLGUARD_LOG_LEVEL": "WARNING"},
-        )
+        summary = servers.run_traffic(url, users=users, duration_s=duration, timeout_s=duration + 180)
     finally:
-        servers.stop(proc)
-    summary: dict[str, Any] = json.loads(out.read_text())
+        proc.stop()
     return summary
 
 

@@ -1,53 +1,88 @@
-"""Start and stop the servers a benchmark measures: free ports, readiness, process groups.
+"""The servers a benchmark measures, on free loopback ports, and its throwaway databases.
 
-The flag-service, portal and dashboard benchmarks run `rollguard` servers as
-subprocesses in their own session and call these.
+Processes are `rollguard.processes` children: each in a process group of its
+own, logged to a file, stopped (SIGTERM, then SIGKILL) with `Child.stop()`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
-import time
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-import httpx
 import sqlalchemy
 
+from rollguard import ROLLGUARD, Child, free_port, start_child
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+REPO = Path(__file__).resolve().parent.parent
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, *, timeout_s: float) -> bool:
-    """Poll `url` until it answers 200; False when `proc` exits or `timeout_s` passes first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    return False
+def serve(
+    argv: Callable[[int], Sequence[str]],
+    *,
+    ready_path: str,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 60.0,
+    cwd: Path = REPO,
+) -> tuple[Child, str]:
+    """Start `argv(port)` on a free port; once `ready_path` answers, the process and its URL.
+
+    :raise ChildFailed: it exited or was not ready in time (stopped; the end of its log in the message).
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    child = start_child(argv(port), log_path=log_path, env=env, cwd=cwd)
+    child.wait_ready(url=f"{url}{ready_path}", timeout=timeout_s)
+    return child, url
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the server's process group; kill it when it has not gone after 15 s."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+def serve_flags(
+    log_path: Path, env: Mapping[str, str], *, timeout_s: float = 60.0, cwd: Path = REPO
+) -> tuple[Child, str]:
+    """`rollguard flags serve` on a free loopback port, once `/readyz` answers: the process and its URL."""
+    return serve(
+        lambda port: [*ROLLGUARD, "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        ready_path="/readyz",
+        log_path=log_path,
+        env=env,
+        timeout_s=timeout_s,
+        cwd=cwd,
+    )
+
+
+def run_traffic(
+    url: str,
+    *,
+    users: int,
+    duration_s: float,
+    timeout_s: float,
+    scenario: str = "mass-submission",
+    settle_s: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run `rollguard traffic run` against `url` to its end; the summary it writes (`--json-out`)."""
+    argv = [*ROLLGUARD, "traffic", "run", "--scenario", scenario, "--target", url]
+    argv += ["--users", str(users), "--duration", str(duration_s)]
+    if settle_s is not None:
+        argv += ["--settle", str(settle_s)]
+    with tempfile.TemporaryDirectory(prefix="rollguard-traffic-") as tmp:
+        out = Path(tmp) / "summary.json"
+        subprocess.run(
+            [*argv, "--json-out", str(out)],
+            cwd=REPO,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=timeout_s,
+            env={**os.environ, "ROLLGUARD_LOG_LEVEL": "WARNING", **(env or {})},
+        )
+        summary: dict[str, Any] = json.loads(out.read_text())
+    return summary
 
 
 def create_database(postgres_url: str) -> tuple[str, str]:

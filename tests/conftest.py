@@ -17,15 +17,8 @@ from UnleashClient.cache import FileCache
 from UnleashClient.utils import InstanceAllowType
 
 from flags.client import FlagsClient
-from tests.support import (
-    ROLLGUARD,
-    SESSION_MARKER,
-    ServerProcess,
-    free_port,
-    kill_processes,
-    marked_processes,
-    missing,
-)
+from rollguard import ROLLGUARD, Child, free_port, stop_children
+from tests.support import SESSION_MARKER, STARTED, kill_processes, marked_processes, missing, start_process
 
 pytest_plugins = ["pytester"]
 
@@ -40,16 +33,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Stop the servers a test body started and left running (it failed before its own cleanup)."""
-    before = set(ServerProcess.running)
+    """Stop the processes a test body started and left running (it failed before its own cleanup)."""
+    before = len(STARTED)
     yield
-    for server in ServerProcess.running - before:
-        server.stop()
+    stop_children(child for child in STARTED[before:] if not child.stopping)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if a process a test started outlives it (after a grace for ones still stopping)."""
-    ServerProcess.reap_stopping()
+    for child in STARTED:
+        if child.stopping:
+            child.reap()
     marker = os.environ[SESSION_MARKER]
     deadline = time.monotonic() + _LEAK_GRACE_S
     while (leaked := marked_processes(marker)) and time.monotonic() < deadline:
@@ -129,7 +123,10 @@ class LiveFlagService:
     admin_token: str
     client_token: str
     database_url: str
-    process: ServerProcess
+    process: Child
+
+    def wait_ready(self) -> None:
+        self.process.wait_ready(url=f"{self.url}/readyz", timeout=30)
 
     def admin(self, actor: str | None = None) -> FlagsClient:
         return FlagsClient(self.url, self.admin_token, actor=actor)
@@ -167,14 +164,15 @@ def start_flag_service(
         **(extra_env or {}),
     }
     url = f"http://127.0.0.1:{port}"
-    process = ServerProcess(
+    process = start_process(
         [*ROLLGUARD, "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        ready_url=f"{url}/readyz",
         log_path=tmp_path / f"flags-{port}.log",
         env=env,
-        wait=wait,
     )
-    return LiveFlagService(url, admin_token, client_token, database_url, process)
+    service = LiveFlagService(url, admin_token, client_token, database_url, process)
+    if wait:
+        service.wait_ready()
+    return service
 
 
 class FlagServices:
@@ -195,14 +193,14 @@ class FlagServices:
         if service is None:
             service = self._start(wait=True)
         else:
-            service.process.wait_ready()
+            service.wait_ready()
         if start_next:
             self._spare = self._start(wait=False)
         return service
 
     def close(self) -> None:
         if self._spare is not None:
-            self._spare.process.stop_soon()
+            self._spare.process.terminate()
             self._spare = None
 
     def _start(self, *, wait: bool) -> LiveFlagService:
@@ -230,4 +228,4 @@ def flag_service(request: pytest.FixtureRequest, flag_services: FlagServices) ->
     """A flag service of this test's own (fresh database, tokens and port)."""
     service = flag_services.take(start_next=_a_later_test_uses(request, "flag_service"))
     yield service
-    service.process.stop_soon()
+    service.process.terminate()

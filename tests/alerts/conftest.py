@@ -25,7 +25,7 @@ def flags_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveFlagSer
     """One real flag service for a module's tests; each test uses flags of its own."""
     service = start_flag_service(tmp_path_factory.mktemp("flags"))
     yield service
-    service.process.stop_soon()
+    service.process.terminate()
 
 
 def make_settings(

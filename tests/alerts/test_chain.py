@@ -26,10 +26,11 @@ from prometheus_client.registry import Collector
 
 from alerts.rules import RuleOptions, build_rules, to_yaml
 from flags.client import Guardrail
+from rollguard import ROLLGUARD, free_port
 from tests.alerts.conftest import FN, admin, new_flag
 from tests.conftest import LiveFlagService
 from tests.control.prometheus import serve_prometheus
-from tests.support import REPO, ROLLGUARD, ServerProcess, free_port, require_binary, wait_until
+from tests.support import REPO, require_binary, start_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,7 @@ def chain(tmp_path: Path, flags_live: LiveFlagService) -> Iterator[Chain]:
     token_file.write_text(token + "\n")
     receiver_port = free_port()
     receiver_url = f"http://127.0.0.1:{receiver_port}"
-    receiver = ServerProcess(
+    receiver = start_process(
         [*ROLLGUARD, "alerts", "serve", "--host", "127.0.0.1", "--port", str(receiver_port)],
         ready_url=f"{receiver_url}/healthz",
         log_path=tmp_path / "receiver.log",
@@ -131,7 +132,7 @@ def chain(tmp_path: Path, flags_live: LiveFlagService) -> Iterator[Chain]:
     am_config.write_text(yaml.safe_dump(_alertmanager_config(receiver_url, token_file)))
     am_url = f"http://127.0.0.1:{am_port}"
     try:
-        am = ServerProcess(
+        am = start_process(
             [
                 alertmanager,
                 f"--config.file={am_config}",

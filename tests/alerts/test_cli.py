@@ -7,10 +7,10 @@ import subprocess
 
 import yaml
 
+from rollguard import ROLLGUARD, free_port
 from tests.alerts.conftest import new_flag
 from tests.alerts.test_rules import ERROR_SLO
 from tests.conftest import LiveFlagService
-from tests.support import ROLLGUARD, free_port
 
 
 def _env(**values: str) -> dict[str, str]:

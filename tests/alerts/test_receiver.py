@@ -14,9 +14,9 @@ import pytest
 
 from alerts.errors import ConfigError
 from alerts.receiver import create_app
+from rollguard import free_port
 from tests.alerts.conftest import Receiver, admin, alert, make_settings, new_flag, payload
 from tests.conftest import LiveFlagService
-from tests.support import free_port
 
 
 def test_rejects_delivery_without_bearer_token(receiver: Receiver, flags_live: LiveFlagService) -> None:

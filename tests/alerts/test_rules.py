@@ -14,9 +14,10 @@ import yaml
 from alerts.rules import RuleOptions, build_rules, to_yaml
 from alerts.windows import ROLLOUT_WINDOWS, WORKBOOK_WINDOWS, duration
 from flags.client import Flag, Guardrail, RollbackPolicy
+from rollguard import ROLLGUARD
 from tests.alerts.conftest import FN, new_flag
 from tests.conftest import LiveFlagService
-from tests.support import ROLLGUARD, require_binary
+from tests.support import require_binary
 
 ERROR_SLO = Guardrail("error_rate", "<", 0.01, window_s=60, min_samples=100, path="optimized")
 SLOW_P95 = Guardrail("p95_latency_s", "<", 0.2, window_s=120, min_samples=20, path="optimized")

@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 from flags.client import Guardrail
+from rollguard import ROLLGUARD
 from tests.conftest import start_flag_service
-from tests.support import REPO, ROLLGUARD
+from tests.support import REPO
 
 
 def test_a_guardrail_without_a_rule_is_reported_once(tmp_path: Path) -> None:
@@ -35,7 +36,7 @@ def test_a_guardrail_without_a_rule_is_reported_once(tmp_path: Path) -> None:
             },
         )
     finally:
-        service.process.stop_soon()
+        service.process.terminate()
 
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("payload has no 'fn'") == 1, result.stderr

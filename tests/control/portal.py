@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from rollguard import ROLLGUARD, Child, free_port
 from tests.conftest import LiveFlagService
-from tests.support import REPO, ROLLGUARD, ServerProcess, free_port
+from tests.support import REPO, start_process
 
 
 @dataclass
@@ -20,7 +20,7 @@ class LivePortal:
     url: str
     admin_token: str
     env: dict[str, str]
-    process: ServerProcess
+    process: Child
 
     @property
     def metrics_url(self) -> str:
@@ -60,7 +60,7 @@ def start_portal(tmp_path: Path, flags: LiveFlagService, *, students: int = 200)
         timeout=120,
     )
     url = f"http://127.0.0.1:{port}"
-    process = ServerProcess(
+    process = start_process(
         [*ROLLGUARD, "portal", "serve", "--host", "127.0.0.1", "--port", str(port)],
         ready_url=f"{url}/healthz",
         log_path=tmp_path / "portal.log",
@@ -69,54 +69,24 @@ def start_portal(tmp_path: Path, flags: LiveFlagService, *, students: int = 200)
     return LivePortal(url, token, env, process)
 
 
-class Traffic:
+def start_traffic(
+    portal: LivePortal,
+    log_path: Path,
+    *,
+    users: int = 20,
+    duration_s: int = 120,
+    scenario: str = "steady",
+) -> Child:
     """`rollguard traffic run --scenario steady` (or another scenario) against a portal, in the background."""
-
-    def __init__(
-        self,
-        portal: LivePortal,
-        log_path: Path,
-        *,
-        users: int = 20,
-        duration_s: int = 120,
-        scenario: str = "steady",
-    ) -> None:
-        self._log = open(log_path, "wb")  # closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                *ROLLGUARD,
-                "traffic",
-                "run",
-                "--scenario",
-                scenario,
-                "--users",
-                str(users),
-                "--duration",
-                str(duration_s),
-                "--target",
-                portal.url,
-                "--spawn-rate",
-                str(users),
-                "--settle",
-                "5",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **portal.env},
-            cwd=REPO,
-            start_new_session=True,
-        )
-
-    @property
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self._log.close()
+    argv = [*ROLLGUARD, "traffic", "run", "--scenario", scenario, "--target", portal.url]
+    argv += [
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--duration",
+        str(duration_s),
+        "--settle",
+        "5",
+    ]
+    return start_process(argv, log_path=log_path, env=portal.env)

@@ -11,13 +11,14 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
-from tests.support import ServerProcess, free_port, require_binary
+from rollguard import Child, free_port
+from tests.support import require_binary, start_process
 
 
 @dataclass
 class LivePrometheus:
     url: str
-    process: ServerProcess
+    process: Child
 
     def has_samples(self, query: str, at_least: int, *, at: float | None = None) -> bool:
         """Whether `count_over_time`-style `query`, evaluated now or at epoch `at`, reports at least `at_least`."""
@@ -60,7 +61,7 @@ def serve_prometheus(tmp_path: Path, config: dict[str, Any]) -> LivePrometheus:
     config_file = tmp_path / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config))
     port = free_port()
-    process = ServerProcess(
+    process = start_process(
         [
             binary,
             f"--config.file={config_file}",

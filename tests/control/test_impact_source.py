@@ -25,8 +25,8 @@ from control.settings import ControlSettings
 from flags.app import create_app
 from flags.client import Flag, FlagsClient, Guardrail, RollbackPolicy
 from flags.startup import prepare
+from rollguard import free_port
 from tests.flags.conftest import ADMIN, CLIENT, make_settings
-from tests.support import free_port
 
 FLAG = "portal-cache"
 NAMES = ImpactNames.parse(

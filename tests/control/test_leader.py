@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import threading
 from pathlib import Path
 
@@ -12,43 +10,19 @@ import pytest
 
 from control.store import ControlStore
 from flags.client import Guardrail, RollbackPolicy
+from rollguard import ROLLGUARD, Child
 from tests.control.conftest import FN, MetricsTarget
-from tests.support import REPO, ROLLGUARD, wait_until
+from tests.support import start_process, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY = "leader-test"
 
 
-class ControllerProcess:
+def start_controller(log_path: Path, env: dict[str, str]) -> Child:
     """`rollguard control run` as a subprocess with its own log file."""
-
-    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [*ROLLGUARD, "control", "run", "--interval", "0.5", "--scrape-interval", "0.5"],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            cwd=REPO,
-            start_new_session=True,
-        )
-
-    def signal(self, signum: int) -> int:
-        os.killpg(self.proc.pid, signum)
-        code = self.proc.wait(timeout=20)
-        self._log.close()
-        return code
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGKILL)
-        if not self._log.closed:
-            self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    argv = [*ROLLGUARD, "control", "run", "--interval", "0.5", "--scrape-interval", "0.5"]
+    return start_process(argv, log_path=log_path, env=env)
 
 
 def failing_traffic(target: MetricsTarget, stop: threading.Event) -> None:
@@ -86,12 +60,12 @@ def test_one_controller_acts_and_the_other_takes_over(tmp_path, flag_service, me
     store = ControlStore(database_url)
     stop = threading.Event()
     traffic = threading.Thread(target=failing_traffic, args=(metrics_target, stop))
-    controllers = [ControllerProcess(tmp_path / f"controller-{i}.log", env) for i in (1, 2)]
+    controllers = [start_controller(tmp_path / f"controller-{i}.log", env) for i in (1, 2)]
     traffic.start()
     try:
         wait_until(lambda: not admin.get_flag(KEY).enabled, timeout=60, what="the first rollback")
         leader_holder = store.controller_status().holder
-        by_pid = {c.proc.pid: c for c in controllers}
+        by_pid = {c.pid: c for c in controllers}
         leader = by_pid[int(leader_holder.split(":")[1])]
         standby = next(c for c in controllers if c is not leader)
 
@@ -101,27 +75,28 @@ def test_one_controller_acts_and_the_other_takes_over(tmp_path, flag_service, me
         assert [d.action for d in store.decisions(KEY)].count("rollback") == 1
 
         # The leader dies without releasing its lease: the standby takes over once it expires.
-        leader.signal(signal.SIGKILL)
+        leader.kill()
         wait_until(
             lambda: (s := store.controller_status()) is not None and s.holder != leader_holder and s.is_live,
             timeout=30,
             what="the standby taking the lease",
         )
         new_holder = store.controller_status().holder
-        assert int(new_holder.split(":")[1]) == standby.proc.pid
+        assert int(new_holder.split(":")[1]) == standby.pid
 
         admin.resume(KEY, reason="operator retries")
         wait_until(lambda: not admin.get_flag(KEY).enabled, timeout=60, what="the second rollback")
         rollbacks = [d for d in store.decisions(KEY) if d.action == "rollback"]
         assert [d.holder for d in rollbacks] == [leader_holder, new_holder]
 
-        assert standby.signal(signal.SIGTERM) == 0
-        assert "stopped" in standby.log()
+        standby.signal(signal.SIGTERM)
+        assert standby.proc.wait(timeout=20) == 0
+        assert "stopped" in standby.log_path.read_text(errors="replace")
         assert not store.controller_status().is_live  # released on a clean stop
     finally:
         stop.set()
         traffic.join(timeout=10)
         for c in controllers:
-            c.stop()
+            c.kill()
         store.close()
         admin.close()

@@ -9,9 +9,6 @@ the default guardrails. No timing is asserted: only what happened.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from datetime import datetime
 
 import pytest
@@ -19,8 +16,9 @@ import pytest
 from control.defaults import default_guardrails, default_rollback
 from control.embedded import EmbeddedSource
 from control.store import ControlStore
-from tests.control.portal import Traffic, start_portal
-from tests.support import REPO, ROLLGUARD, wait_until
+from rollguard import ROLLGUARD, stop_children
+from tests.control.portal import start_portal, start_traffic
+from tests.support import start_process, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,24 +51,18 @@ def test_fault_on_the_optimized_path_is_rolled_back_and_a_healthy_spike_is_not(t
         "ROLLGUARD_CONTROL_DATABASE_URL": database_url,
         "ROLLGUARD_SCRAPE_TARGETS": portal.url,
     }
-    log = open(tmp_path / "controller.log", "wb")  # closed in the finally below
-    controller = subprocess.Popen(
-        [*ROLLGUARD, "control", "run"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-        cwd=REPO,
-        start_new_session=True,
-    )
+    controller = start_process([*ROLLGUARD, "control", "run"], log_path=tmp_path / "controller.log", env=env)
     store = ControlStore(database_url)
-    traffic = Traffic(portal, tmp_path / "traffic.log", users=20, duration_s=240)
+    traffic = start_traffic(portal, tmp_path / "traffic.log", users=20, duration_s=240)
     spike = None
     admin = flag_service.admin("operator")
     try:
         # Healthy, noisy traffic: 10 checks with every guardrail judged on data.
         wait_until(lambda: _passing_rounds(store) >= 10, timeout=90, what="10 healthy checks")
         # A mass submission on top: the machine saturates, both cohorts slow down; no rollback.
-        spike = Traffic(portal, tmp_path / "spike.log", users=200, duration_s=15, scenario="mass-submission")
+        spike = start_traffic(
+            portal, tmp_path / "spike.log", users=200, duration_s=15, scenario="mass-submission"
+        )
         wait_until(lambda: not spike.running, timeout=120, what="the mass submission to finish")
         checks_after_spike = _passing_rounds(store) + 5
         wait_until(lambda: _passing_rounds(store) >= checks_after_spike, timeout=60, what="5 more checks")
@@ -91,14 +83,8 @@ def test_fault_on_the_optimized_path_is_rolled_back_and_a_healthy_spike_is_not(t
             what="the portal sending no more calls down the optimized path",
         )
     finally:
-        traffic.stop()
-        if spike is not None:
-            spike.stop()
-        if controller.poll() is None:
-            os.killpg(controller.pid, signal.SIGTERM)
-            controller.wait(timeout=20)
-        log.close()
-        portal.process.stop_soon()
+        stop_children([traffic, *([spike] if spike else []), controller], grace_s=20)
+        portal.process.terminate()
         store.close()
         admin.close()
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from control.scraper import Scraper, parse_samples
 from control.store import ControlStore
+from rollguard import free_port
 from tests.control.conftest import FN, FakeClock, MetricsTarget
-from tests.support import free_port
 
 
 def test_stores_contract_samples_only(store: ControlStore, metrics_target: MetricsTarget, clock: FakeClock):

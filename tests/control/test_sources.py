@@ -31,7 +31,7 @@ from control.scraper import Scraper
 from control.store import ControlStore
 from flags.client import RollbackPolicy
 from tests.control.conftest import MetricsTarget
-from tests.control.portal import Traffic, start_portal
+from tests.control.portal import start_portal, start_traffic
 from tests.control.prometheus import start_prometheus
 from tests.support import wait_until
 
@@ -107,7 +107,7 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
         # Inside the try: a missing Prometheus skips the test, and the portal must still stop.
         prometheus = start_prometheus(tmp_path, targets)
         portal.inject_fault(error_rate=0.2)
-        traffic = Traffic(portal, tmp_path / "traffic.log", users=20, duration_s=120)
+        traffic = start_traffic(portal, tmp_path / "traffic.log", users=20, duration_s=120)
         for t in threads:
             t.start()
         full = f'count_over_time(optimizer_requests_total{{path="optimized"}}[{WINDOW_S + 2}s])'
@@ -187,8 +187,8 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
             if t.is_alive():
                 t.join(timeout=10)
         if prometheus is not None:
-            prometheus.process.stop_soon()
-        portal.process.stop_soon()
+            prometheus.process.terminate()
+        portal.process.terminate()
         scraper.close()
         store.close()
 

@@ -12,8 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from control.store import ControlStore
 from flags.client import Flag, FlagsClient, Guardrail
+from rollguard import ROLLGUARD, free_port
 from tests.conftest import LiveFlagService, start_flag_service
-from tests.support import REPO
+from tests.support import REPO, start_process
 
 APP = str(REPO / "dashboard" / "app.py")
 FLAG_KEY = "exam-attempts-optimization"
@@ -51,6 +52,32 @@ class Dashboard:
         return ControlStore(self.control_database_url)
 
 
+def serve_dashboard(
+    service: LiveFlagService, control_database_url: str, tmp_path: Path, *, refresh_s: int
+) -> Iterator[str]:
+    """For a fixture to `yield from`: `rollguard dashboard` on a free port, its URL; stopped, its log clean."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_process(
+        [*ROLLGUARD, "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+        ready_url=f"{url}/_stcore/health",
+        log_path=tmp_path / "dashboard.log",
+        env={
+            "ROLLGUARD_FLAGS_URL": service.url,
+            "ROLLGUARD_ADMIN_TOKEN": service.admin_token,
+            "ROLLGUARD_DASHBOARD_OPERATOR": "browser",
+            "ROLLGUARD_CONTROL_DATABASE_URL": control_database_url,
+            "ROLLGUARD_METRICS": "embedded",
+            "ROLLGUARD_DASHBOARD_REFRESH_S": str(refresh_s),
+            "ROLLGUARD_DASHBOARD_PASSWORD": "",
+            "ROLLGUARD_DASHBOARD_READ_ONLY": "",
+        },
+    )
+    yield url
+    process.stop()
+    assert "Traceback" not in process.log_tail(400), process.log_tail(400)
+
+
 @pytest.fixture
 def control_database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'control.db'}"
@@ -61,7 +88,7 @@ def shared_flag_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
     """One flag service for a test module; each test works on flags of its own key."""
     service = start_flag_service(tmp_path_factory.mktemp("flags"))
     yield service
-    service.process.stop_soon()
+    service.process.terminate()
 
 
 @pytest.fixture

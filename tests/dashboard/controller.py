@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from rollguard import ROLLGUARD
 from tests.dashboard.metrics import MetricsTarget
-from tests.support import REPO, ROLLGUARD
+from tests.support import start_process
 
 
 class RunningController:
@@ -19,27 +17,14 @@ class RunningController:
 
     def __init__(self, log_path: Path, env: Mapping[str, str], *args: str) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # closed in stop()
-        self.process = subprocess.Popen(
-            [*ROLLGUARD, "control", "run", *args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            cwd=REPO,
-            start_new_session=True,
-        )
+        self.child = start_process([*ROLLGUARD, "control", "run", *args], log_path=log_path, env=env)
 
     def stop(self) -> int:
         """Stop it as a supervisor does (SIGTERM: it gives its lease up), SIGKILL after 20 s; its exit code."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
-        return self.process.returncode
+        self.child.stop(grace_s=20)
+        code = self.child.proc.returncode
+        assert code is not None
+        return code
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

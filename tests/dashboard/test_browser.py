@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from rollguard import ROLLGUARD, free_port, http_ok
 from tests.conftest import LiveFlagService
-from tests.dashboard.conftest import FLAG_KEY, FN, create_flag
+from tests.dashboard.conftest import FLAG_KEY, FN, create_flag, serve_dashboard
 from tests.dashboard.controller import RunningController, busy
 from tests.dashboard.metrics import MetricsTarget, scrape_history
-from tests.support import (
-    REPO,
-    ROLLGUARD,
-    ServerProcess,
-    free_port,
-    http_ok,
-    missing,
-    require_binary,
-    wait_until,
-)
+from tests.support import REPO, missing, require_binary, start_process, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,26 +48,7 @@ def chromium() -> Iterator[object]:
 def served_dashboard(
     shared_flag_service: LiveFlagService, control_database_url: str, tmp_path: Path
 ) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = ServerProcess(
-        [*ROLLGUARD, "dashboard", "--host", "127.0.0.1", "--port", str(port)],
-        ready_url=f"{url}/_stcore/health",
-        log_path=tmp_path / "dashboard.log",
-        env={
-            "ROLLGUARD_FLAGS_URL": shared_flag_service.url,
-            "ROLLGUARD_ADMIN_TOKEN": shared_flag_service.admin_token,
-            "ROLLGUARD_DASHBOARD_OPERATOR": "browser",
-            "ROLLGUARD_CONTROL_DATABASE_URL": control_database_url,
-            "ROLLGUARD_METRICS": "embedded",
-            "ROLLGUARD_DASHBOARD_REFRESH_S": "2",
-            "ROLLGUARD_DASHBOARD_PASSWORD": "",
-            "ROLLGUARD_DASHBOARD_READ_ONLY": "",
-        },
-    )
-    yield url
-    process.stop()
-    assert "Traceback" not in process.log_tail(400), process.log_tail(400)
+    yield from serve_dashboard(shared_flag_service, control_database_url, tmp_path, refresh_s=2)
 
 
 def test_operator_sets_rollout_and_kills_in_the_browser(
@@ -211,24 +182,19 @@ def test_stopping_the_command_stops_streamlit(shared_flag_service: LiveFlagServi
     """A supervisor that stops `rollguard dashboard` must not leave the Streamlit server behind."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "dashboard.log", "wb")
     # Its own process group so the test can clean up whatever is left; the signal itself goes
     # to the command alone, as from a supervisor.
-    process = subprocess.Popen(
+    process = start_process(
         [*ROLLGUARD, "dashboard", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        env={**os.environ, "ROLLGUARD_FLAGS_URL": shared_flag_service.url},
-        start_new_session=True,
+        log_path=tmp_path / "dashboard.log",
+        env={"ROLLGUARD_FLAGS_URL": shared_flag_service.url},
     )
     try:
-        wait_until(lambda: http_ok(f"{url}/_stcore/health"), timeout=60, what="the dashboard to answer")
-        process.terminate()
-        process.wait(timeout=20)
+        process.wait_ready(url=f"{url}/_stcore/health", timeout=60)
+        process.proc.terminate()
+        process.proc.wait(timeout=20)
         wait_until(lambda: not http_ok(f"{url}/_stcore/health"), timeout=20, what="Streamlit to stop")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        log.close()
+        # The group, though its leader is reaped: a Streamlit left behind still holds its id.
+        process.signal(signal.SIGKILL)
+        process.kill()

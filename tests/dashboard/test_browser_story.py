@@ -18,10 +18,10 @@ from control.scraper import Scraper
 from control.store import ControlStore, VerdictRecord
 from dashboard.headline import count, headline, megabytes, percent, totals_from_text
 from tests.conftest import LiveFlagService
-from tests.dashboard.conftest import FLAG_KEY, FN, GUARDRAILS, create_flag
+from tests.dashboard.conftest import FLAG_KEY, FN, GUARDRAILS, create_flag, serve_dashboard
 from tests.dashboard.metrics import MetricsTarget
 from tests.dashboard.test_browser import chromium  # noqa: F401  (fixture)
-from tests.support import ROLLGUARD, ServerProcess, free_port, wait_until
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,26 +63,7 @@ def served_dashboard(
     shared_flag_service: LiveFlagService, control_database_url: str, tmp_path: Path
 ) -> Iterator[str]:
     """`rollguard dashboard` refreshing every 5 s: a busy machine draws the flag page in over 2 s."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = ServerProcess(
-        [*ROLLGUARD, "dashboard", "--host", "127.0.0.1", "--port", str(port)],
-        ready_url=f"{url}/_stcore/health",
-        log_path=tmp_path / "dashboard.log",
-        env={
-            "ROLLGUARD_FLAGS_URL": shared_flag_service.url,
-            "ROLLGUARD_ADMIN_TOKEN": shared_flag_service.admin_token,
-            "ROLLGUARD_DASHBOARD_OPERATOR": "browser",
-            "ROLLGUARD_CONTROL_DATABASE_URL": control_database_url,
-            "ROLLGUARD_METRICS": "embedded",
-            "ROLLGUARD_DASHBOARD_REFRESH_S": "5",
-            "ROLLGUARD_DASHBOARD_PASSWORD": "",
-            "ROLLGUARD_DASHBOARD_READ_ONLY": "",
-        },
-    )
-    yield url
-    process.stop()
-    assert "Traceback" not in process.log_tail(400), process.log_tail(400)
+    yield from serve_dashboard(shared_flag_service, control_database_url, tmp_path, refresh_s=5)
 
 
 def scrape(database_url: str, target: MetricsTarget, phases: list[tuple[int, tuple[str, ...]]]) -> None:

@@ -13,9 +13,9 @@ from streamlit.testing.v1 import AppTest
 from control.history import ControlHistory
 from control.store import ControlStore, VerdictRecord
 from dashboard.health import describe
+from rollguard import free_port
 from tests.dashboard.conftest import FN, GUARDRAILS, Dashboard, create_flag
 from tests.dashboard.metrics import MetricsTarget, scrape_history, scrape_now, tick_controller
-from tests.support import free_port
 
 
 def _button(at: AppTest, label: str):

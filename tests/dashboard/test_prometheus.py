@@ -41,7 +41,7 @@ def busy_target() -> Iterator[MetricsTarget]:
 def prometheus(busy_target: MetricsTarget, tmp_path: Path) -> Iterator[LivePrometheus]:
     live = start_prometheus(tmp_path, [busy_target.url], scrape_interval_s=1)
     yield live
-    live.process.stop_soon()
+    live.process.terminate()
 
 
 def test_flag_page_charts_come_from_prometheus(dashboard: Dashboard, prometheus: LivePrometheus) -> None:

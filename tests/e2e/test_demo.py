@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from rollguard import ROLLGUARD
 from tests.conftest import start_flag_service
-from tests.support import REPO, ROLLGUARD
+from tests.support import REPO
 
 FLAG = "exam-attempts-optimization"
 # The controller judges every scrape (each second) and rolls back after 2 failing
@@ -77,7 +78,7 @@ def test_demo_promotes_then_rolls_back_on_fault(tmp_path: Path) -> None:
             flag = admin.get_flag(FLAG)
             notes = {a.kind for a in admin.annotations(flag=FLAG)}
     finally:
-        service.process.stop_soon()
+        service.process.terminate()
     assert not flag.enabled
     # The fault hit the 50% stage, where the demo holds the flag for the mass submission.
     assert flag.rollout == 50

@@ -8,15 +8,15 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from rollguard import ROLLGUARD, http_ok
 from tests.dashboard.test_browser import README_SCREENSHOT
-from tests.support import REPO, ROLLGUARD, http_ok, wait_until
+from tests.support import start_process, wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -65,10 +65,9 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
     var_dir = tmp_path / "var"
     story_path = var_dir / "story.json"
     output_path = tmp_path / "up.out"
-    output = open(output_path, "wb")
     # Its own session, like a command typed at a terminal: Ctrl-C reaches `rollguard up`
     # alone, and its children (in sessions of their own) only through it.
-    up = subprocess.Popen(
+    up = start_process(
         [
             *ROLLGUARD,
             "up",
@@ -81,18 +80,15 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
             "--stage-hold",
             "20",
         ],
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        start_new_session=True,
+        log_path=output_path,
     )
 
     def printed() -> str:
         return output_path.read_text(errors="replace")
 
     def rolled_back() -> bool:
-        if up.poll() is not None:
-            pytest.fail(f"rollguard up exited with {up.returncode} before the rollback:\n{printed()}")
+        if not up.running:
+            pytest.fail(f"rollguard up exited with {up.proc.returncode} before the rollback:\n{printed()}")
         story = _read_story(story_path)
         # The story ends with the rollback, the fault cleared and the headline, saved together.
         return bool(story and story["completed"])
@@ -223,9 +219,9 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         page.close()
 
         # Ctrl-C, as at the terminal.
-        os.killpg(up.pid, signal.SIGINT)
+        up.signal(signal.SIGINT)
         started = time.monotonic()
-        assert up.wait(timeout=STOP_BOUND_S) == 0, printed()
+        assert up.proc.wait(timeout=STOP_BOUND_S) == 0, printed()
         stopped_cleanly = True
         stop_s = time.monotonic() - started
         story = _read_story(story_path)
@@ -241,15 +237,12 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
     finally:
         if not stopped_cleanly:
             # Leave nothing behind for the next test: the command, then whatever it had started.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(up.pid, signal.SIGKILL)
-            up.wait(timeout=10)
+            up.kill()
             story = _read_story(story_path)
             for pid in (story or {}).get("processes", {}).values():
                 if _group_members(pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGKILL)
-        output.close()
 
 
 def _exports(path: Path) -> dict[str, str]:

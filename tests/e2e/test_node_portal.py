@@ -10,10 +10,8 @@ reason in the audit log. Nothing is timed: only what happened is asserted.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +20,9 @@ import httpx
 import pytest
 
 from flags.client import Guardrail, RollbackPolicy
+from rollguard import ROLLGUARD, Child, free_port, stop_children
 from tests.conftest import LiveFlagService
-from tests.support import REPO, ROLLGUARD, ServerProcess, free_port, missing, wait_until
+from tests.support import REPO, missing, start_process, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,41 +51,16 @@ def node_portal() -> Path:
     return EXAMPLE
 
 
-class Background:
-    """A process of the test (controller, load) in its own group, logged to a file."""
-
-    def __init__(self, argv: list[str], *, log_path: Path, env: dict[str, str], cwd: Path) -> None:
-        self._log = open(log_path, "wb")  # closed in stop()
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            cwd=cwd,
-            start_new_session=True,
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-
-
 @pytest.fixture
-def started(tmp_path: Path) -> Iterator[list[Background]]:
-    processes: list[Background] = []
+def started() -> Iterator[list[Child]]:
+    """The test's background processes (controller, load), stopped together at the end."""
+    processes: list[Child] = []
     yield processes
-    for process in reversed(processes):
-        process.stop()
+    stop_children(processes, grace_s=15)
 
 
 def test_node_portal_is_promoted_on_impact_metrics_and_rolled_back_on_a_fault(
-    tmp_path: Path, flag_service: LiveFlagService, node_portal: Path, started: list[Background]
+    tmp_path: Path, flag_service: LiveFlagService, node_portal: Path, started: list[Child]
 ) -> None:
     with flag_service.admin("operator") as admin:
         admin.create_flag(
@@ -105,7 +79,7 @@ def test_node_portal_is_promoted_on_impact_metrics_and_rolled_back_on_a_fault(
         )
     port, fault_token = free_port(), "fault-" + secrets.token_hex(8)
     portal_url = f"http://127.0.0.1:{port}"
-    portal = ServerProcess(
+    portal = start_process(
         ["node", str(node_portal / "server.js")],
         ready_url=f"{portal_url}/healthz",
         log_path=tmp_path / "node-portal.log",
@@ -118,7 +92,7 @@ def test_node_portal_is_promoted_on_impact_metrics_and_rolled_back_on_a_fault(
         },
     )
     started.append(
-        Background(
+        start_process(
             ["node", str(node_portal / "load.js")],
             log_path=tmp_path / "load.log",
             env={"TARGET": portal_url, "USERS": "6", "DURATION_S": "0"},
@@ -126,7 +100,7 @@ def test_node_portal_is_promoted_on_impact_metrics_and_rolled_back_on_a_fault(
         )
     )
     started.append(
-        Background(
+        start_process(
             [*ROLLGUARD, "control", "run", "--metrics", "impact"],
             log_path=tmp_path / "controller.log",
             env={
@@ -135,7 +109,6 @@ def test_node_portal_is_promoted_on_impact_metrics_and_rolled_back_on_a_fault(
                 "ROLLGUARD_CONTROL_DATABASE_URL": f"sqlite:///{tmp_path / 'control.db'}",
                 "ROLLGUARD_IMPACT_METRIC_NAMES": IMPACT_NAMES,
             },
-            cwd=REPO,
         )
     )
     try:

@@ -21,7 +21,8 @@ from pathlib import Path
 import psycopg
 import redis
 
-from tests.support import free_port, missing, require_binary, wait_until
+from rollguard import Child, free_port
+from tests.support import missing, require_binary, start_process, wait_until
 
 
 def _postgres_bin() -> Path:
@@ -100,7 +101,7 @@ class PrivateRedis:
         self.root = Path(tempfile.mkdtemp(prefix="rg-redis-"))
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process: Child | None = None
         self.start()
 
     def start(self) -> None:
@@ -115,13 +116,8 @@ class PrivateRedis:
             "--appendonly",
             "no",
         ]
-        self.proc = subprocess.Popen(
-            [*argv, "--dir", str(self.root)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        wait_until(self.answers, what="the private redis-server to answer")
+        self.process = start_process([*argv, "--dir", str(self.root)], log_path=self.root / "redis.log")
+        self.process.wait_ready(check=self.answers, timeout=20)
 
     def answers(self) -> bool:
         try:
@@ -130,23 +126,18 @@ class PrivateRedis:
             return False
 
     def pause(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGSTOP)
+        assert self.process is not None
+        self.process.signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGCONT)
+        assert self.process is not None
+        self.process.signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """Kill the server at once (its data is gone: nothing is saved)."""
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=10)
-        self.proc = None
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
 
     def restart(self) -> None:
         """Kill the server and start an empty one on the same port."""
@@ -154,7 +145,7 @@ class PrivateRedis:
         self.start()
 
     def close(self) -> None:
-        if self.proc is not None:
+        if self.process is not None:
             self.resume()
             self.kill()
         shutil.rmtree(self.root, ignore_errors=True)

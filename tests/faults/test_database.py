@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def service(tmp_path: Path, private_postgres: PrivatePostgres) -> Any:
     live = start_flag_service(tmp_path, database_url=private_postgres.url)
     yield live
-    live.process.stop_soon()
+    live.process.terminate()
 
 
 def _headers(service: LiveFlagService) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+import httpcore  # noqa: F401  (see below)
 import pytest
 
 from tests.support import SESSION_MARKER, kill_processes, marked_processes, wait_until
@@ -25,21 +26,25 @@ def test_an_orphaned_grandchild_is_found_by_its_environment() -> None:
     wait_until(lambda: orphan not in marked_processes(marker), what="the orphan killed")
 
 
+# httpcore is imported above, before the in-process run below: pytester drops the modules first
+# imported during that run, and a second copy of httpcore would break httpx's error mapping (a
+# refused connection raising httpcore's error, not httpx's) for every test after this one.
 def test_a_server_left_running_by_a_failed_test_body_is_stopped(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("from tests.conftest import pytest_runtest_call  # noqa: F401\n")
     pytester.makepyfile(
         test_leaves_server="""
         import sys
-        from tests.support import ServerProcess, free_port
+        from rollguard import free_port
+        from tests.support import start_process
 
         def test_fails_before_cleanup(tmp_path):
             port = free_port()
-            server = ServerProcess(
+            server = start_process(
                 [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
                 ready_url=f"http://127.0.0.1:{port}/",
                 log_path=tmp_path / "server.log",
             )
-            (tmp_path / "pid").write_text(str(server.proc.pid))
+            (tmp_path / "pid").write_text(str(server.pid))
             raise AssertionError("failed before stopping its server")
         """
     )

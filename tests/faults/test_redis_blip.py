@@ -39,7 +39,7 @@ def portal(tmp_path: Path, fresh_postgres_url: str, private_redis: PrivateRedis)
         tmp_path, database_url=seed_database(fresh_postgres_url), optimize=True, extra_env=env, workers=2
     )
     yield live
-    live.process.stop_soon()
+    live.process.terminate()
 
 
 def _pause(redis: PrivateRedis) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from portal.gate import build_gate
 from portal.settings import PortalSettings
-from tests.support import free_port, wait_until
+from rollguard import free_port
+from tests.support import wait_until
 
 
 def _unreachable_flags(tmp_path: Path, mode: Literal["streaming", "polling"]) -> PortalSettings:

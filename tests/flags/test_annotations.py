@@ -75,7 +75,7 @@ def test_annotations_need_the_admin_scope(client: FlaskClient) -> None:
 def service(tmp_path: Path) -> Iterator[LiveFlagService]:
     live = start_flag_service(tmp_path)
     yield live
-    live.process.stop_soon()
+    live.process.terminate()
 
 
 def test_the_client_posts_and_reads_annotations(service: LiveFlagService) -> None:

@@ -6,8 +6,9 @@ import json
 import subprocess
 from pathlib import Path
 
+from rollguard import ROLLGUARD, free_port
 from tests.conftest import LiveFlagService
-from tests.support import ROLLGUARD, ServerProcess, free_port
+from tests.support import start_process
 
 UNLEASH8 = Path(__file__).parent / "unleash8"
 
@@ -131,7 +132,7 @@ def test_dev_server_serves_the_same_api(tmp_path) -> None:
         "ROLLGUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'dev' / 'flags.db'}",
         "ROLLGUARD_ADMIN_TOKEN": "dev-admin",
     }
-    server = ServerProcess(
+    server = start_process(
         [*ROLLGUARD, "flags", "serve", "--dev", "--port", str(port)],
         ready_url=f"http://127.0.0.1:{port}/readyz",
         log_path=tmp_path / "dev.log",

@@ -53,7 +53,7 @@ def _cases() -> list[Any]:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveFlagService]:
     service = start_flag_service(tmp_path_factory.mktemp("spec-flags"))
     yield service
-    service.process.stop_soon()
+    service.process.terminate()
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ from UnleashClient import UnleashClient
 from UnleashClient.cache import FileCache
 from UnleashClient.utils import InstanceAllowType
 
+from rollguard import free_port
 from tests.conftest import LiveFlagService, start_flag_service
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 SEGMENT_EU = 7
 
@@ -284,7 +285,7 @@ def _bootstrapped(document: dict[str, Any], cache_dir: Path) -> UnleashClient:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveFlagService]:
     service = start_flag_service(tmp_path_factory.mktemp("import-flags"))
     yield service
-    service.process.stop_soon()
+    service.process.terminate()
 
 
 @pytest.fixture(scope="module")

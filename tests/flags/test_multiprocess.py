@@ -10,27 +10,26 @@ import httpx
 import pytest
 
 from flags.client import FlagsClient, VersionConflict
-from tests.support import ROLLGUARD, ServerProcess, free_port, wait_until
+from rollguard import ROLLGUARD, Child, free_port
+from tests.support import start_process, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def _start_many(
-    tmp_path: Path, database_url: str, admin: str, client: str, count: int
-) -> list[ServerProcess]:
+def _start_many(tmp_path: Path, database_url: str, admin: str, client: str, count: int) -> list[Child]:
     env = {
         "ROLLGUARD_DATABASE_URL": database_url,
         "ROLLGUARD_ADMIN_TOKEN": admin,
         "ROLLGUARD_CLIENT_TOKEN": client,
     }
-    started: list[ServerProcess] = []
+    started: list[Child] = []
     errors: list[BaseException] = []
 
     def start() -> None:
         port = free_port()
         try:
             started.append(
-                ServerProcess(
+                start_process(
                     [*ROLLGUARD, "flags", "serve", "--port", str(port), "--workers", "1"],
                     ready_url=f"http://127.0.0.1:{port}/readyz",
                     log_path=tmp_path / f"flags-{port}.log",
@@ -52,7 +51,7 @@ def _start_many(
     return started
 
 
-def _url(process: ServerProcess) -> str:
+def _url(process: Child) -> str:
     port = process.log_path.stem.split("-")[-1]
     return f"http://127.0.0.1:{port}"
 

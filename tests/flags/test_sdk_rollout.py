@@ -24,7 +24,7 @@ USERS = [f"user-{i}" for i in range(10_000)]
 def one_worker_service(tmp_path: Path) -> Iterator[LiveFlagService]:
     service = start_flag_service(tmp_path, extra_env={"ROLLGUARD_FLAGS_WORKERS": "1"})
     yield service
-    service.process.stop_soon()
+    service.process.terminate()
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ from UnleashClient import UnleashClient
 from flags.client import FlagsClient
 from flags.db import Database, make_engine, migrate
 from flags.notices import PostgresNotices
+from rollguard import ROLLGUARD, Child
 from tests.conftest import LiveFlagService, start_flag_service
-from tests.support import ROLLGUARD, ServerProcess, wait_until
+from tests.support import start_process, wait_until
 
 STREAMING = {"type": "streaming"}
 USER = {"userId": "student-1"}
@@ -109,7 +110,7 @@ def test_revoked_token_ends_its_stream(tmp_path: Path) -> None:
                 for _line in lines:
                     assert time.monotonic() < deadline, "the stream outlived its revoked token"
     finally:
-        service.process.stop_soon()
+        service.process.terminate()
 
 
 def test_streams_beyond_the_limit_get_429(tmp_path: Path) -> None:
@@ -131,7 +132,7 @@ def test_streams_beyond_the_limit_get_429(tmp_path: Path) -> None:
         # The slot is given back when the first stream closes.
         wait_until(lambda: _status_of_new_stream(service) == 200, what="a free stream slot")
     finally:
-        service.process.stop_soon()
+        service.process.terminate()
 
 
 def _status_of_new_stream(service: LiveFlagService) -> int:
@@ -186,9 +187,9 @@ def test_change_through_a_second_process_reaches_a_stream_on_the_first(
             wait_until(lambda: not sdk.is_enabled("opt", USER), what="kill through the second process")
     finally:
         sdk.destroy()
-        first.process.stop_soon()
+        first.process.terminate()
         if second is not None:
-            second.process.stop_soon()
+            second.process.terminate()
 
 
 @pytest.mark.integration
@@ -221,13 +222,13 @@ def _write_once(db: Database) -> None:
         pass
 
 
-def _restart_on_port(service: LiveFlagService, port: int, log_path: Path) -> ServerProcess:
+def _restart_on_port(service: LiveFlagService, port: int, log_path: Path) -> Child:
     env = {
         "ROLLGUARD_ADMIN_TOKEN": service.admin_token,
         "ROLLGUARD_CLIENT_TOKEN": service.client_token,
         "ROLLGUARD_DATABASE_URL": service.database_url,
     }
-    return ServerProcess(
+    return start_process(
         [*ROLLGUARD, "flags", "serve", "--host", "127.0.0.1", "--port", str(port)],
         ready_url=f"http://127.0.0.1:{port}/readyz",
         log_path=log_path,
@@ -238,7 +239,7 @@ def _restart_on_port(service: LiveFlagService, port: int, log_path: Path) -> Ser
 def test_sdk_keeps_its_flags_while_the_service_is_down_and_reconnects(tmp_path: Path) -> None:
     service = start_flag_service(tmp_path)
     port = int(service.url.rsplit(":", 1)[1])
-    restarted: ServerProcess | None = None
+    restarted: Child | None = None
     sdk = _streaming_sdk(service, "stream-outage", tmp_path / "cache")
     try:
         with service.admin("test") as admin:
@@ -257,9 +258,9 @@ def test_sdk_keeps_its_flags_while_the_service_is_down_and_reconnects(tmp_path: 
         wait_until(lambda: not sdk.is_enabled("opt", USER), timeout=60, what="the SDK reconnected")
     finally:
         sdk.destroy()
-        service.process.stop_soon()
+        service.process.terminate()
         if restarted is not None:
-            restarted.stop_soon()
+            restarted.terminate()
 
 
 def test_polling_sdk_still_works_beside_streams(flag_service: LiveFlagService, tmp_path: Path) -> None:

@@ -18,9 +18,10 @@ from UnleashClient.utils import InstanceAllowType
 
 from optimizer import Optimizer, StaticGate, UnleashGate
 from optimizer.gate import REASON_FLAG_UNAVAILABLE, Decision
+from rollguard import free_port
 from tests.conftest import LiveFlagService
 from tests.optimizer.conftest import CountingBackend
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 ROLLOUTS = (0, 1, 37, 50, 99, 100)
 

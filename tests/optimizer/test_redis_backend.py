@@ -16,8 +16,9 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from optimizer import InvalidationUnconfirmed, Optimizer, OptimizerConfig, RedisCache
+from rollguard import free_port
 from tests.optimizer.conftest import CountingBackend, FakeClock
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,8 @@ from portal.db import make_engine
 from portal.runtime import Portal
 from portal.seed import SeedPlan, seed
 from portal.settings import PortalSettings
-from tests.support import ROLLGUARD, ServerProcess, free_port
+from rollguard import ROLLGUARD, Child, free_port
+from tests.support import start_process
 
 SMALL = SeedPlan(students=60, series=12, exams_per_series=5, attempts_per_series=2)
 
@@ -61,7 +62,7 @@ def portal(app: Flask) -> Portal:
 class LivePortal:
     url: str
     admin_token: str
-    process: ServerProcess
+    process: Child
 
 
 def start_portal(
@@ -84,7 +85,7 @@ def start_portal(
         **(extra_env or {}),
     }
     url = f"http://127.0.0.1:{port}"
-    process = ServerProcess(
+    process = start_process(
         [
             *ROLLGUARD,
             "portal",

@@ -11,8 +11,9 @@ import sqlalchemy
 from portal import data
 from portal.db import make_engine
 from portal.settings import FLAG_KEY
+from rollguard import free_port
 from tests.portal.conftest import portal, seed_database, start_portal
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ def test_flag_rollout_moves_every_student_between_paths(tmp_path, flag_service):
         # Every student, not one: at 50% some were direct already.
         wait_until(lambda: _paths(live.url, students) == {"direct"}, timeout=20, what="rollout 0 served")
     finally:
-        live.process.stop_soon()
+        live.process.terminate()
         admin.close()
 
 

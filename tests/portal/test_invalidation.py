@@ -122,4 +122,4 @@ def test_two_workers_on_postgresql_show_a_submission_on_every_fresh_connection(t
                 shown = {a["id"] for s in series if s["series_id"] == 1 for a in s["attempts"]}
                 assert attempt["id"] in shown
     finally:
-        live.process.stop_soon()
+        live.process.terminate()

@@ -14,7 +14,7 @@ from tests.support import wait_until
 @pytest.mark.parametrize("server", SERVERS)
 def test_each_server_serves_pages_that_show_a_fresh_submission(tmp_path, database_url, server):
     live = start_portal(tmp_path, database_url=database_url, optimize=True, server=server)
-    workers = psutil.Process(live.process.proc.pid).children(recursive=True)
+    workers = psutil.Process(live.process.pid).children(recursive=True)
     try:
         before = httpx.get(f"{live.url}/api/pages/my-test-series?student_id=4", timeout=10)
         assert before.status_code == 200 and before.headers["X-Rollguard-Path"] == "optimized"
@@ -23,7 +23,7 @@ def test_each_server_serves_pages_that_show_a_fresh_submission(tmp_path, databas
         ).json()
         after = httpx.get(f"{live.url}/api/pages/my-test-series?student_id=4", timeout=10).json()
     finally:
-        live.process.stop_soon()
+        live.process.terminate()
     series = {s["series_id"]: s["attempts"] for s in after["series"]}
     assert series[submitted["series_id"]][-1] == submitted["attempt"]
     assert len(series[submitted["series_id"]]) == 3

@@ -10,8 +10,9 @@ import uuid
 import httpx
 import pytest
 
+from rollguard import ROLLGUARD
 from tests.portal.conftest import seed_database, start_portal
-from tests.support import REPO, ROLLGUARD
+from tests.support import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +73,7 @@ def test_mass_submission_against_an_optimized_portal(tmp_path):
     try:
         summary, progress = run_traffic(live.url, "mass-submission", 30, 5, tmp_path / "out.json")
     finally:
-        live.process.stop_soon()
+        live.process.terminate()
     assert SUMMARY_KEYS <= set(summary)
     assert re.search(r"\[ *\d+\.\ds\] users \d+/30  requests \d+", progress), progress
     assert summary["errors"] == 0 and summary["requests"] > 30
@@ -97,7 +98,7 @@ def test_steady_traffic_against_a_direct_portal_saves_nothing(tmp_path):
     try:
         summary, _progress = run_traffic(live.url, "steady", 5, 3, tmp_path / "out.json")
     finally:
-        live.process.stop_soon()
+        live.process.terminate()
     assert summary["errors"] == 0 and summary["stale_reads"] == 0
     assert set(summary["page_loads"]) == {"direct"}
     assert summary["backend_calls"] == summary["logical_calls"] == summary["ideal"]["n"] > 0
@@ -117,7 +118,7 @@ def test_two_workers_sharing_redis_serve_no_stale_reads(tmp_path, redis_url):
     try:
         summary, _progress = run_traffic(live.url, "exam-home", 20, 5, tmp_path / "out.json")
     finally:
-        live.process.stop_soon()
+        live.process.terminate()
     # Each worker exports its own /metrics, so only what the client saw is compared here.
     assert summary["errors"] == 0 and summary["submissions"] > 0
     assert summary["stale_reads"] == 0
@@ -152,7 +153,7 @@ def test_traffic_refuses_more_users_than_seeded_students(tmp_path):
             check=False,
         )
     finally:
-        live.process.stop_soon()
+        live.process.terminate()
     assert result.returncode != 0
     assert "60 students" in result.stderr
     assert result.stdout == ""

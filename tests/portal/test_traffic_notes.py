@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rollguard import ROLLGUARD
 from tests.conftest import start_flag_service
 from tests.portal.conftest import seed_database, start_portal
-from tests.support import REPO, ROLLGUARD
+from tests.support import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +46,8 @@ def test_a_mass_submission_is_annotated_at_its_start_and_end(tmp_path: Path) -> 
         with flags.admin() as admin:
             notes = sorted(admin.annotations(), key=lambda a: a.id)
     finally:
-        portal.process.stop_soon()
-        flags.process.stop_soon()
+        portal.process.terminate()
+        flags.process.terminate()
 
     assert [(n.kind, n.actor, n.flag) for n in notes] == [
         ("mass-submission-start", "traffic", None),
