@@ -128,10 +128,12 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         page.get_by_role("link", name=f"Open {FLAG}").click()
         expect(page.get_by_role("heading", name=FLAG)).to_be_visible(timeout=60_000)
         # Off for everyone, rolled back by the controller.
-        expect(page.get_by_text("killed: off for everyone")).to_be_visible()
-        expect(page.get_by_text("rolled_back", exact=True).first).to_be_visible()
+        # The page streams its panels in after the heading; on a busy machine that takes seconds.
+        expect(page.get_by_text("killed: off for everyone")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("rolled_back", exact=True).first).to_be_visible(timeout=30_000)
         # Rolled back from the stage the fault hit: half of the students.
-        expect(page.get_by_test_id("stMetric").filter(has_text="Rollout")).to_contain_text("50%")
+        rollout = page.get_by_test_id("stMetric").filter(has_text="Rollout")
+        expect(rollout).to_contain_text("50%", timeout=30_000)
 
         # The whole story fits in the shortest range.
         page.get_by_test_id("stSelectbox").filter(has_text="Time range").click()

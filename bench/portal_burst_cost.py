@@ -1,0 +1,191 @@
+"""CPU the mass submission's opening burst costs the portal and PostgreSQL, per student, in process.
+
+The capacity benchmark's latency is decided in the first seconds of a mass
+submission, when every student submits and then loads pages with a cold cache.
+This replays that burst without a server or a load generator, so that what it
+measures is the portal's own work and not the shared machine's scheduling: a
+seeded PostgreSQL database of its own (created and dropped here), the optimized
+portal app, and `--threads` threads (the server's request threads) each playing
+students through Flask's test client: submit, MyTestSeries (cold: all its keys
+miss), MyTestSeries again, ExamHome. It reports the CPU seconds of this process
+and of PostgreSQL's processes per student, the wall time, and the batch calls.
+
+Two configurations, interleaved `--repeats` times each, on a fresh app and
+fresh attempts every round:
+
+- grouped: the optimizer's default, where at most `max_batches_in_flight` (4)
+  `get_many` batch calls run at once and the misses of other pages wait and
+  share the next call (`optimizer.grouping`);
+- ungrouped: `max_batches_in_flight` as high as the thread count, so every page
+  makes its own batch call, as before grouping.
+
+Writes bench/results/portal_burst_cost.json.
+
+    .venv/bin/python bench/portal_burst_cost.py [--students 1000] [--threads 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+import sqlalchemy  # noqa: E402
+from flask import Flask  # noqa: E402
+
+from bench import servers  # noqa: E402
+from bench.machine import write_result  # noqa: E402
+from portal.app import create_app  # noqa: E402
+from portal.db import make_engine  # noqa: E402
+from portal.models import Attempt  # noqa: E402
+from portal.runtime import optimizer_config_from_env  # noqa: E402
+from portal.seed import SeedPlan, seed  # noqa: E402
+from portal.settings import PortalSettings  # noqa: E402
+
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL process now, by pid."""
+    found: dict[int, float] = {}
+    for proc in psutil.process_iter(["name"]):
+        if (proc.info["name"] or "").startswith("postgres"):
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            found[proc.pid] = times.user + times.system
+    return found
+
+
+def postgres_cpu_since(before: dict[int, float]) -> float:
+    """CPU PostgreSQL's processes used since `before`; a process that exited meanwhile is not counted.
+
+    The app's pooled connections live through the burst, so their backends are
+    counted whole; other clients' backends on a shared server add to the figure.
+    """
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in postgres_cpu().items())
+
+
+def burst(app: Flask, students: int, threads: int) -> None:
+    """Every student submits, then loads MyTestSeries twice and ExamHome once."""
+    info = app.test_client().get("/api/portal/info").get_json()
+    exams = {int(series): ids for series, ids in info["exams"].items()}
+    local = threading.local()
+
+    def student(student_id: int) -> None:
+        client = getattr(local, "client", None) or app.test_client()
+        local.client = client
+        rng = random.Random(student_id)
+        series = rng.choice(sorted(exams))
+        body = {"student_id": student_id, "exam_id": rng.choice(exams[series]), "score": 50}
+        assert client.post("/api/exam/submit", json=body).status_code == 201
+        for url in (
+            f"/api/pages/my-test-series?student_id={student_id}",
+            f"/api/pages/my-test-series?student_id={student_id}",
+            f"/api/pages/exam-home?student_id={student_id}&series_id={series}&step=0",
+        ):
+            assert client.get(url).status_code == 200, url
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(student, range(1, students + 1)))
+
+
+def one_round(database_url: str, *, grouped: bool, students: int, threads: int, work: Path) -> dict[str, Any]:
+    config = dataclasses.replace(
+        optimizer_config_from_env({}), max_batches_in_flight=4 if grouped else threads
+    )
+    app = create_app(PortalSettings(database_url=database_url, optimize=True, var_dir=work), config)
+    portal = app.extensions["portal"]
+    try:
+        pg0, cpu0, wall0 = postgres_cpu(), time.process_time(), time.perf_counter()
+        burst(app, students, threads)
+        cpu1, wall1 = time.process_time(), time.perf_counter()
+        pg_s = postgres_cpu_since(pg0)
+        batch_calls = portal.optimizer.grouper.calls
+    finally:
+        portal.close()
+    return {
+        "portal_cpu_us_per_student": round(1e6 * (cpu1 - cpu0) / students),
+        "postgres_cpu_us_per_student": round(1e6 * pg_s / students),
+        "wall_s": round(wall1 - wall0, 2),
+        "batch_calls": batch_calls,
+    }
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--students", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get("ROLLGUARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    )
+    args = parser.parse_args()
+    name, url = servers.create_database(args.postgres_url)
+    engine = make_engine(url)
+    rounds: dict[str, list[dict[str, Any]]] = {"grouped": [], "ungrouped": []}
+    loads: list[float] = []
+    try:
+        seed(engine, SeedPlan(students=args.students, series=12, exams_per_series=5, attempts_per_series=2))
+        with engine.connect() as conn:
+            seeded_max_id = conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one()
+        with tempfile.TemporaryDirectory(prefix="rollguard-burst-") as work:
+            for _ in range(args.repeats):
+                for label in rounds:
+                    loads.append(os.getloadavg()[0])
+                    figures = one_round(
+                        url,
+                        grouped=label == "grouped",
+                        students=args.students,
+                        threads=args.threads,
+                        work=Path(work),
+                    )
+                    print(f"{label:10} {figures}", flush=True)
+                    rounds[label].append(figures)
+                    with engine.begin() as conn:
+                        conn.execute(sqlalchemy.delete(Attempt).where(Attempt.id > seeded_max_id))
+    finally:
+        engine.dispose()
+        servers.drop_database(args.postgres_url, name)
+    summary = {
+        label: {key: spread([float(r[key]) for r in runs]) for key in runs[0]}
+        for label, runs in rounds.items()
+    }
+    for label, figures in summary.items():
+        cells = "  ".join(f"{k} {v['min']:g}/{v['median']:g}/{v['max']:g}" for k, v in figures.items())
+        print(f"{label:10} min/median/max: {cells}")
+    result = {
+        "students": args.students,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "load_average_1m": spread(loads),
+        "summary": summary,
+        "rounds": rounds,
+    }
+    command = f"python bench/portal_burst_cost.py --students {args.students} --threads {args.threads} --repeats {args.repeats}"
+    print(f"wrote {write_result('portal_burst_cost', result, command=command)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
