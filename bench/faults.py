@@ -8,6 +8,10 @@ fault suite (`tests/faults/`) uses:
   submit; each acknowledged submission is followed by page loads on fresh
   connections (either worker). Stale read: a page without the student's
   acknowledged attempt. Lost: an acknowledged attempt missing after recovery.
+- portal-postgres-*: two portal workers (no Redis: LISTEN/NOTIFY between
+  them) on a private PostgreSQL cluster that is restarted, or whose backends
+  are terminated every 0.1 s for 2 s, while students submit; stale and lost as
+  for Redis.
 - postgres-*: the flag service (gunicorn) on a private PostgreSQL cluster whose
   backends are terminated in a loop, or which is restarted twice, during 200
   concurrent creates; each acknowledged create is read back on a fresh
@@ -103,36 +107,41 @@ def redis_scenario(tmp: Path, name: str, fault: Callable[[PrivateRedis], None]) 
                 tmp, database_url=seed_database(url), optimize=True, extra_env=env, workers=2
             )
             try:
-                warm = Tally()
-                for student in STUDENTS:
-                    load_pages(portal.url, student, count=4, tally=warm)
-                during = Tally()
-                recovered: list[float] = []
-
-                def faulted() -> None:
-                    fault(redis)
-                    # From the end of the fault: a submit acknowledged and shown on a fresh connection.
-                    recovered.append(recovery_seconds(portal.url, len(STUDENTS) + 1, exam_id=EXAM))
-
-                run_during(
-                    faulted,
-                    lambda s: submit_and_check(portal.url, s, exam_id=EXAM, samples=6, tally=during),
-                    students=STUDENTS,
-                )
-                return _row(
-                    name,
-                    requests=during.requests,
-                    errors=during.errors,
-                    internal=during.internal_errors,
-                    stale=during.stale_reads,
-                    lost=lost_submissions(portal.url, during),
-                    recovery_s=recovered[0],
-                    acknowledged=during.acknowledged,
-                )
+                return _submits_under_fault(portal.url, name, lambda: fault(redis))
             finally:
                 portal.process.stop()
     finally:
         redis.close()
+
+
+def _submits_under_fault(url: str, name: str, fault: Callable[[], None]) -> dict[str, Any]:
+    """Students submit and reload on fresh connections while `fault()` runs; the scenario's row."""
+    warm = Tally()
+    for student in STUDENTS:
+        load_pages(url, student, count=4, tally=warm)
+    during = Tally()
+    recovered: list[float] = []
+
+    def faulted() -> None:
+        fault()
+        # From the end of the fault: a submit acknowledged and shown on a fresh connection.
+        recovered.append(recovery_seconds(url, len(STUDENTS) + 1, exam_id=EXAM))
+
+    run_during(
+        faulted,
+        lambda s: submit_and_check(url, s, exam_id=EXAM, samples=6, tally=during),
+        students=STUDENTS,
+    )
+    return _row(
+        name,
+        requests=during.requests,
+        errors=during.errors,
+        internal=during.internal_errors,
+        stale=during.stale_reads,
+        lost=lost_submissions(url, during),
+        recovery_s=recovered[0],
+        acknowledged=during.acknowledged,
+    )
 
 
 def _pause(redis: PrivateRedis) -> None:
@@ -145,6 +154,29 @@ def _kill_for_a_second(redis: PrivateRedis) -> None:
     redis.kill()
     time.sleep(1.0)
     redis.start()
+
+
+# PostgreSQL under two portal workers
+
+
+def portal_postgres_scenario(
+    tmp: Path, name: str, fault: Callable[[PrivatePostgres], None]
+) -> dict[str, Any]:
+    cluster = PrivatePostgres()
+    try:
+        portal = start_portal(tmp, database_url=seed_database(cluster.url), optimize=True, workers=2)
+        try:
+            return _submits_under_fault(portal.url, name, lambda: fault(cluster))
+        finally:
+            portal.process.stop()
+    finally:
+        cluster.close()
+
+
+def _terminate_for_two_seconds(cluster: PrivatePostgres) -> None:
+    for _ in range(20):
+        cluster.terminate_backends()
+        time.sleep(0.1)
 
 
 # PostgreSQL under the flag service
@@ -205,9 +237,12 @@ def _creates_under_fault(
     breaker = threading.Thread(target=keep_breaking)
     breaker.start()
     keys = [f"bench-{i}" for i in range(count)]
-    threads = [
-        threading.Thread(target=lambda chunk=keys[i::16]: [create(k) for k in chunk]) for i in range(16)
-    ]
+
+    def create_all(chunk: list[str]) -> None:
+        for key in chunk:
+            create(key)
+
+    threads = [threading.Thread(target=create_all, args=(keys[i::16],)) for i in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -376,7 +411,7 @@ def _row(
     }
 
 
-def _spread(values: list[float]) -> dict[str, float]:
+def _spread(values: list[float]) -> dict[str, Any]:
     return {
         "min": round(min(values), 2),
         "median": round(statistics.median(values), 2),
@@ -398,6 +433,14 @@ def main() -> int:
         for name, fault in (("redis-pause-1s", _pause), ("redis-kill-1s-restart-empty", _kill_for_a_second)):
             (root / name).mkdir()
             rows.append(redis_scenario(root / name, name, fault))
+            print(_format(rows[-1]), flush=True)
+        portal_faults: tuple[tuple[str, Callable[[PrivatePostgres], None]], ...] = (
+            ("portal-postgres-restart", PrivatePostgres.restart),
+            ("portal-postgres-terminate-backends", _terminate_for_two_seconds),
+        )
+        for name, portal_fault in portal_faults:
+            (root / name).mkdir()
+            rows.append(portal_postgres_scenario(root / name, name, portal_fault))
             print(_format(rows[-1]), flush=True)
         pg_faults: tuple[tuple[str, Callable[[PrivatePostgres], bool]], ...] = (
             ("postgres-terminate-backends", _terminate_backends),
