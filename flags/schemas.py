@@ -309,6 +309,7 @@ class ImportResultSchema(Schema):
     features = fields.Integer()
     segments = fields.Integer()
     removed_features = fields.Integer()
+    removed_segments = fields.Integer()
     report = fields.List(fields.Nested(LossSchema), metadata={"description": "what was not carried over"})
 
 
