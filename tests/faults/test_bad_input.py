@@ -183,6 +183,21 @@ def test_replace_that_removes_features_needs_an_export(pg: FlaskClient) -> None:
     assert _served(pg) == ["ops.kept"]
 
 
+@pytest.mark.parametrize("name", ["ops.kept\n", "ops\tkept", "\u007fops"])
+def test_imported_feature_name_with_a_control_character_is_refused(pg: FlaskClient, name: str) -> None:
+    before = _state(pg), _served(pg)
+    response = _import(pg, {"features": [{**FEATURE, "name": name}]}, replace=False)
+    _error(response, 422, "validation_failed")
+    assert (_state(pg), _served(pg)) == before
+
+
+def test_imported_feature_name_may_be_any_printable_text(pg: FlaskClient) -> None:
+    # As in Unleash's client specification tests.
+    name = "Feature.UTF-8.Hellø_Wørld 😊"
+    assert _import(pg, {"features": [{**FEATURE, "name": name}]}, replace=False).status_code == 200
+    assert _served(pg) == [name]
+
+
 def test_replace_that_removes_segments_needs_an_export(pg: FlaskClient) -> None:
     on_segment = {**FEATURE, "strategies": [{"name": "default", "parameters": {}, "segments": [1]}]}
     segment = {"id": 1, "name": "beta", "constraints": []}
