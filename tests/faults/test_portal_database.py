@@ -4,13 +4,17 @@ Two portal workers (no Redis: their caches are kept consistent by PostgreSQL
 LISTEN/NOTIFY) serve from a private cluster that the tests really restart, or
 whose backends they terminate, while students submit; every acknowledged
 submission must show on every page load that follows, each on a fresh
-connection, and the same processes must serve again afterwards.
+connection, and the same processes must serve again afterwards. In-process,
+a backend terminated just as one statement is about to run shows a page or a
+batch read run again on a fresh connection, and a submit answer 503 without
+storing its attempt.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,7 +24,7 @@ from flask import Flask
 from portal.app import create_app
 from portal.peercache import PeerCache
 from portal.settings import PortalSettings
-from tests.faults.components import PrivatePostgres
+from tests.faults.components import ConnectionCutter, PrivatePostgres
 from tests.faults.staleness import (
     Tally,
     load_pages,
@@ -156,3 +160,52 @@ def test_a_worker_that_stopped_listening_serves_nothing_cached(
         admin.dispose()
     wait_until(lambda: cache.serving, what="the worker to listen again")
     assert submitted.json["attempt"]["id"] in _attempt_ids(deaf, 7)
+
+
+@pytest.fixture
+def direct_app(tmp_path: Path, fresh_postgres_url: str) -> Iterator[Flask]:
+    """One portal app on PostgreSQL, every page read from the database."""
+    database = seed_database(fresh_postgres_url)
+    app = create_app(PortalSettings(database_url=database, var_dir=tmp_path / "var", optimize=False))
+    yield app
+    portal(app).close()
+
+
+@contextmanager
+def _cut_once(app: Flask, statement: str) -> Iterator[ConnectionCutter]:
+    cutter = ConnectionCutter(portal(app).engine, statement)
+    try:
+        yield cutter
+    finally:
+        cutter.close()
+
+
+def test_a_page_cut_mid_request_is_read_again_on_a_fresh_connection(
+    direct_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    expected = _attempt_ids(direct_app, 3)
+    with _cut_once(direct_app, "FROM attempts") as cutter:
+        assert _attempt_ids(direct_app, 3) == expected
+    assert cutter.cut == 1
+    assert "retrying once" in caplog.text
+
+
+def test_a_batch_read_cut_mid_request_is_read_again(direct_app: Flask) -> None:
+    client = direct_app.test_client()
+    with _cut_once(direct_app, "FROM attempts") as cutter:
+        response = client.post("/api/exam/batch-attempts", json={"student_ids": [3]})
+    assert cutter.cut == 1
+    assert response.status_code == 200, response.json
+
+
+def test_a_submit_cut_mid_request_is_a_503_and_stores_nothing(direct_app: Flask) -> None:
+    before = _attempt_ids(direct_app, 3)
+    with _cut_once(direct_app, "INSERT INTO attempts") as cutter:
+        response = direct_app.test_client().post(
+            "/api/exam/submit", json={"student_id": 3, "exam_id": 1, "score": 50}
+        )
+    assert cutter.cut == 1
+    assert response.status_code == 503, response.json
+    assert response.headers["Retry-After"] == "1"
+    assert response.json["error"]["code"] == "database_unavailable"
+    assert _attempt_ids(direct_app, 3) == before
