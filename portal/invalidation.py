@@ -109,6 +109,9 @@ class PgInvalidations:
         self._sender = psycopg.connect(dsn, autocommit=True)
         self._listener = self._connect_listener()
         self._closed = threading.Event()
+        # Set while the listening connection is up: acknowledgements reach this worker only then.
+        self._hearing = threading.Event()
+        self._hearing.set()
         listening(True)
         self._thread = threading.Thread(target=self._listen, name="portal-invalidations", daemon=True)
         self._thread.start()
@@ -120,6 +123,9 @@ class PgInvalidations:
 
     def publish(self, tag: str) -> int:
         """Tell every other worker to drop `tag`; return once all live ones confirmed (their count)."""
+        # Sent while our own listener is down, the acknowledgements would never reach us.
+        if not self._hearing.wait(self._timeout_s):
+            raise InvalidationUnconfirmed(f"not listening for acknowledgements; {tag} was not sent")
         with self._lock:
             if not self._queue or len(self._queue[-1].tags) >= MAX_BATCH_TAGS:
                 self._queue.append(_Batch())
@@ -227,6 +233,7 @@ class PgInvalidations:
                 # Notifications sent while we were not listening are lost: the cache is not
                 # served until we listen again, and forgotten then (portal.peercache).
                 logger.warning("portal invalidations: listening failed (%s); reconnecting", exc)
+                self._hearing.clear()
                 self._listening(False)
                 self._reconnect()
 
@@ -240,6 +247,7 @@ class PgInvalidations:
                 self._closed.wait(self._poll_s)
                 continue
             self._listening(True)
+            self._hearing.set()
             logger.info("portal invalidations: listening again")
             return
 

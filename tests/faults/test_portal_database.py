@@ -115,7 +115,11 @@ def two_workers(tmp_path: Path, fresh_postgres_url: str) -> Iterator[tuple[Flask
     """Two portal apps (two workers) on one PostgreSQL database, and that database's name."""
     database = seed_database(fresh_postgres_url)
     apps = [
-        create_app(PortalSettings(database_url=database, var_dir=tmp_path / f"var-{i}", optimize=True))
+        create_app(
+            PortalSettings(
+                database_url=database, var_dir=tmp_path / f"var-{i}", optimize=True, invalidation_timeout_s=20
+            )
+        )
         for i in range(2)
     ]
     yield apps[0], apps[1], database.rpartition("/")[2]
@@ -160,6 +164,49 @@ def test_a_worker_that_stopped_listening_serves_nothing_cached(
         admin.dispose()
     wait_until(lambda: cache.serving, what="the worker to listen again")
     assert submitted.json["attempt"]["id"] in _attempt_ids(deaf, 7)
+
+
+@contextmanager
+def _connections_refused(admin_url: str, database: str) -> Iterator[Callable[[], None]]:
+    """Refuse new connections to `database` (open ones keep working); yields what allows them again."""
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+
+    def allow(value: str) -> None:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {value}'))
+
+    allow("false")
+    try:
+        yield lambda: allow("true")
+    finally:
+        allow("true")
+        admin.dispose()
+
+
+def _terminate(admin_url: str, pid: int) -> None:
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
+    admin.dispose()
+
+
+def test_a_worker_sends_an_invalidation_only_while_it_can_hear_the_acknowledgements(
+    two_workers: tuple[Flask, Flask, str], postgres_url: str
+) -> None:
+    submitter, peer, name = two_workers
+    _attempt_ids(peer, 9)
+    with _connections_refused(postgres_url, name) as allow:
+        _terminate(postgres_url, portal(submitter).invalidations.listener_pid)
+        cache = portal(submitter).optimizer.cache
+        assert isinstance(cache, PeerCache)
+        wait_until(lambda: not cache.serving, what="the submitter to notice its lost listener")
+        # Its listener may come back a second into the submit (the length of the fault).
+        threading.Timer(1.0, allow).start()
+        submitted = submitter.test_client().post(
+            "/api/exam/submit", json={"student_id": 9, "exam_id": 1, "score": 5}
+        )
+    assert submitted.status_code == 201, submitted.json
+    assert submitted.json["attempt"]["id"] in _attempt_ids(peer, 9)
 
 
 @pytest.fixture
