@@ -74,7 +74,11 @@ def _warm(url: str, students: range) -> None:
 
 def test_traffic_reports_pages_a_worker_without_the_invalidation_serves(tmp_path: Path) -> None:
     database = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
-    workers = [start_portal(tmp_path, database_url=database, optimize=True) for _ in range(2)]
+    # Cached pages stay fresh for the whole test, however slow the machine is to start the run.
+    long_ttl = {"ROLLGUARD_OPTIMIZER_TTL_S": "600"}
+    workers = [
+        start_portal(tmp_path, database_url=database, optimize=True, extra_env=long_ttl) for _ in range(2)
+    ]
     spreader = ConnectionSpreader([live.url for live in workers])
     try:
         for live in workers:
