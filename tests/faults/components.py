@@ -166,10 +166,15 @@ class ConnectionCutter:
         self._text = text
         self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.cut = 0
+        #: Statements containing `text` that were sent, the one cut included: 2 means it ran again.
+        self.runs = 0
         event.listen(engine, "before_cursor_execute", self._before)
 
     def _before(self, _conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
-        if self.cut or self._text not in statement:
+        if self._text not in statement:
+            return
+        self.runs += 1
+        if self.cut:
             return
         self.cut += 1
         with psycopg.connect(self._dsn, autocommit=True) as admin:

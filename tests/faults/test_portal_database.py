@@ -227,14 +227,12 @@ def _cut_once(app: Flask, statement: str) -> Iterator[ConnectionCutter]:
         cutter.close()
 
 
-def test_a_page_cut_mid_request_is_read_again_on_a_fresh_connection(
-    direct_app: Flask, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_page_cut_mid_request_is_read_again_on_a_fresh_connection(direct_app: Flask) -> None:
     expected = _attempt_ids(direct_app, 3)
     with _cut_once(direct_app, "FROM attempts") as cutter:
         assert _attempt_ids(direct_app, 3) == expected
-    assert cutter.cut == 1
-    assert "retrying once" in caplog.text
+    # Direct, the page reads each of its 12 series on its own: the one cut ran once more.
+    assert cutter.cut == 1 and cutter.runs == 12 + 1, cutter.runs
 
 
 def test_a_batch_read_cut_mid_request_is_read_again(direct_app: Flask) -> None:
