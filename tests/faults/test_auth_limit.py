@@ -159,7 +159,7 @@ def limited_service(tmp_path: Path) -> Iterator[LiveFlagService]:
     }
     live = start_flag_service(tmp_path, extra_env=limits)
     yield live
-    live.process.stop_soon()
+    live.process.terminate()
 
 
 @pytest.fixture

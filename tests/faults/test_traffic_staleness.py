@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from rollguard import ROLLGUARD
 from tests.faults.components import PrivateRedis
 from tests.faults.spreader import ConnectionSpreader
 from tests.portal.conftest import LivePortal, seed_database, start_portal
-from tests.support import REPO, ROLLGUARD, wait_until
+from tests.support import REPO, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,7 +90,7 @@ def test_traffic_reports_pages_a_worker_without_the_invalidation_serves(tmp_path
     finally:
         spreader.close()
         for live in workers:
-            live.process.stop_soon()
+            live.process.terminate()
     assert summary["submissions"] == USERS
     assert summary["fresh_connection_checks"] == USERS
     # About half the fresh connections reach the worker that did not take the submit (random, seeded).
@@ -105,7 +106,7 @@ def redis_workers(tmp_path: Path, private_redis: PrivateRedis) -> Any:
     database = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
     live = start_portal(tmp_path, database_url=database, optimize=True, extra_env=env, workers=2)
     yield live
-    live.process.stop_soon()
+    live.process.terminate()
 
 
 def _submissions(url: str) -> float:
