@@ -8,6 +8,11 @@ fault suite (`tests/faults/`) uses:
   submit; each acknowledged submission is followed by page loads on fresh
   connections (either worker). Stale read: a page without the student's
   acknowledged attempt. Lost: an acknowledged attempt missing after recovery.
+- portal-postgres-*: two portal workers (no Redis: LISTEN/NOTIFY between
+  them) on a private PostgreSQL cluster that is restarted, or whose backends
+  are terminated every 0.1 s for 2 s, 0.5 s after students start submitting
+  (four rounds each, so before, during and after the fault); stale and lost as
+  for Redis.
 - postgres-*: the flag service (gunicorn) on a private PostgreSQL cluster whose
   backends are terminated in a loop, or which is restarted twice, during 200
   concurrent creates; each acknowledged create is read back on a fresh
@@ -16,9 +21,12 @@ fault suite (`tests/faults/`) uses:
   failing flag, with and without a guesser sending 50 bad tokens/s from the
   same address, interleaved (without, with, ...), --repeats each.
 
-Errors: answers other than 2xx (or no answer); "500s" counts those that were
-500 (a bug, not an honest 503 with Retry-After). Recovery: seconds from the end
-of the fault until a write is acknowledged and read back again. Writes bench/results/faults.json with the machine and date.
+Each scenario runs --repeats times, interleaved (every scenario once, then
+again); the table sums the counts over the runs and gives recovery and load
+average as min/median/max. Errors: answers other than 2xx (or no answer);
+"500s" counts those that were 500 (a bug, not an honest 503 with Retry-After).
+Recovery: seconds from the end of the fault until a write is acknowledged and
+read back again. Writes bench/results/faults.json with the machine and date.
 
     .venv/bin/python bench/faults.py [--repeats 3]
 """
@@ -103,36 +111,47 @@ def redis_scenario(tmp: Path, name: str, fault: Callable[[PrivateRedis], None]) 
                 tmp, database_url=seed_database(url), optimize=True, extra_env=env, workers=2
             )
             try:
-                warm = Tally()
-                for student in STUDENTS:
-                    load_pages(portal.url, student, count=4, tally=warm)
-                during = Tally()
-                recovered: list[float] = []
-
-                def faulted() -> None:
-                    fault(redis)
-                    # From the end of the fault: a submit acknowledged and shown on a fresh connection.
-                    recovered.append(recovery_seconds(portal.url, len(STUDENTS) + 1, exam_id=EXAM))
-
-                run_during(
-                    faulted,
-                    lambda s: submit_and_check(portal.url, s, exam_id=EXAM, samples=6, tally=during),
-                    students=STUDENTS,
-                )
-                return _row(
-                    name,
-                    requests=during.requests,
-                    errors=during.errors,
-                    internal=during.internal_errors,
-                    stale=during.stale_reads,
-                    lost=lost_submissions(portal.url, during),
-                    recovery_s=recovered[0],
-                    acknowledged=during.acknowledged,
-                )
+                return _submits_under_fault(portal.url, name, lambda: fault(redis))
             finally:
                 portal.process.stop()
     finally:
         redis.close()
+
+
+def _submits_under_fault(
+    url: str, name: str, fault: Callable[[], None], *, rounds: int = 1, lead_s: float = 0.0
+) -> dict[str, Any]:
+    """Students submit and reload on fresh connections while `fault()` runs; the scenario's row.
+
+    Each student submits `rounds` times; the fault starts `lead_s` after the students.
+    """
+    warm = Tally()
+    for student in STUDENTS:
+        load_pages(url, student, count=4, tally=warm)
+    during = Tally()
+    recovered: list[float] = []
+
+    def faulted() -> None:
+        time.sleep(lead_s)
+        fault()
+        # From the end of the fault: a submit acknowledged and shown on a fresh connection.
+        recovered.append(recovery_seconds(url, len(STUDENTS) + 1, exam_id=EXAM))
+
+    run_during(
+        faulted,
+        lambda s: submit_and_check(url, s, exam_id=EXAM, samples=6, tally=during),
+        students=STUDENTS * rounds,
+    )
+    return _row(
+        name,
+        requests=during.requests,
+        errors=during.errors,
+        internal=during.internal_errors,
+        stale=during.stale_reads,
+        lost=lost_submissions(url, during),
+        recovery_s=recovered[0],
+        acknowledged=during.acknowledged,
+    )
 
 
 def _pause(redis: PrivateRedis) -> None:
@@ -145,6 +164,31 @@ def _kill_for_a_second(redis: PrivateRedis) -> None:
     redis.kill()
     time.sleep(1.0)
     redis.start()
+
+
+# PostgreSQL under two portal workers
+
+
+def portal_postgres_scenario(
+    tmp: Path, name: str, fault: Callable[[PrivatePostgres], None]
+) -> dict[str, Any]:
+    cluster = PrivatePostgres()
+    try:
+        portal = start_portal(tmp, database_url=seed_database(cluster.url), optimize=True, workers=2)
+        try:
+            # Students submit before, during and after the fault: an outage of a second or two
+            # would otherwise take every submit of a single round.
+            return _submits_under_fault(portal.url, name, lambda: fault(cluster), rounds=4, lead_s=0.5)
+        finally:
+            portal.process.stop()
+    finally:
+        cluster.close()
+
+
+def _terminate_for_two_seconds(cluster: PrivatePostgres) -> None:
+    for _ in range(20):
+        cluster.terminate_backends()
+        time.sleep(0.1)
 
 
 # PostgreSQL under the flag service
@@ -205,9 +249,12 @@ def _creates_under_fault(
     breaker = threading.Thread(target=keep_breaking)
     breaker.start()
     keys = [f"bench-{i}" for i in range(count)]
-    threads = [
-        threading.Thread(target=lambda chunk=keys[i::16]: [create(k) for k in chunk]) for i in range(16)
-    ]
+
+    def create_all(chunk: list[str]) -> None:
+        for key in chunk:
+            create(key)
+
+    threads = [threading.Thread(target=create_all, args=(keys[i::16],)) for i in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -376,7 +423,7 @@ def _row(
     }
 
 
-def _spread(values: list[float]) -> dict[str, float]:
+def _spread(values: list[float]) -> dict[str, Any]:
     return {
         "min": round(min(values), 2),
         "median": round(statistics.median(values), 2),
@@ -385,30 +432,74 @@ def _spread(values: list[float]) -> dict[str, float]:
     }
 
 
+def _scenarios(creates: int) -> list[tuple[str, Callable[[Path, str], dict[str, Any]]]]:
+    """Every scenario by name; each call runs it once in a directory of its own."""
+    return [
+        ("redis-pause-1s", lambda tmp, name: redis_scenario(tmp, name, _pause)),
+        ("redis-kill-1s-restart-empty", lambda tmp, name: redis_scenario(tmp, name, _kill_for_a_second)),
+        (
+            "portal-postgres-restart",
+            lambda tmp, name: portal_postgres_scenario(tmp, name, PrivatePostgres.restart),
+        ),
+        (
+            "portal-postgres-terminate-backends",
+            lambda tmp, name: portal_postgres_scenario(tmp, name, _terminate_for_two_seconds),
+        ),
+        (
+            "postgres-terminate-backends",
+            lambda tmp, name: postgres_scenario(tmp, name, _terminate_backends, count=creates),
+        ),
+        (
+            "postgres-restart-twice",
+            lambda tmp, name: postgres_scenario(tmp, name, _RestartTwice(), count=creates),
+        ),
+    ]
+
+
+def _combine(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for a scenario's runs: counts summed, recovery and load as min/median/max."""
+    counts = (
+        "requests",
+        "errors",
+        "errors_500",
+        "stale_reads",
+        "acknowledged_writes",
+        "acknowledged_writes_lost",
+    )
+    return {
+        "scenario": name,
+        "runs": len(runs),
+        **{count: sum(run[count] for run in runs) for count in counts},
+        "recovery_s": _spread([run["recovery_s"] for run in runs]),
+        "load_avg_1m": _spread([run["load_avg_1m"] for run in runs]),
+        "each_run": runs,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each auth-flood mode (interleaved)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of each scenario and of each auth-flood mode (interleaved)",
+    )
     parser.add_argument("--creates", type=int, default=200, help="concurrent creates per PostgreSQL scenario")
     args = parser.parse_args()
     os.environ.setdefault("ROLLGUARD_TEST_SESSION", uuid.uuid4().hex)
     logging.basicConfig(level=logging.ERROR)
-    rows: list[dict[str, Any]] = []
+    scenarios = _scenarios(args.creates)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in scenarios}
     with tempfile.TemporaryDirectory(prefix="rollguard-faults-") as tmp:
         root = Path(tmp)
-        for name, fault in (("redis-pause-1s", _pause), ("redis-kill-1s-restart-empty", _kill_for_a_second)):
-            (root / name).mkdir()
-            rows.append(redis_scenario(root / name, name, fault))
-            print(_format(rows[-1]), flush=True)
-        pg_faults: tuple[tuple[str, Callable[[PrivatePostgres], bool]], ...] = (
-            ("postgres-terminate-backends", _terminate_backends),
-            ("postgres-restart-twice", _RestartTwice()),
-        )
-        for name, pg_fault in pg_faults:
-            (root / name).mkdir()
-            rows.append(postgres_scenario(root / name, name, pg_fault, count=args.creates))
-            print(_format(rows[-1]), flush=True)
+        for repeat in range(args.repeats):
+            for name, scenario in scenarios:
+                (root / f"{name}-{repeat}").mkdir()
+                runs[name].append(scenario(root / f"{name}-{repeat}", name))
+                print(_format_run(runs[name][-1]), flush=True)
         (root / "auth").mkdir()
         flood = auth_flood(root / "auth", args.repeats)
+    rows = [_combine(name, runs[name]) for name, _ in scenarios]
     figures = {"scenarios": rows, "auth_flood": flood}
     path = write_result(
         "faults", figures, command=("python bench/faults.py " + " ".join(sys.argv[1:])).strip()
@@ -418,25 +509,38 @@ def main() -> int:
     for row in rows:
         print(_format(row))
     without, with_ = flood["rollback_s"]["without"], flood["rollback_s"]["with"]
+    loads = flood["load_avg_1m"]
     print(
         f"\nfault -> rollback, controller at 1 s: without guesser min/median/max "
         f"{without['min']}/{without['median']}/{without['max']} s; with 50 bad tokens/s "
-        f"{with_['min']}/{with_['median']}/{with_['max']} s; median delta {flood['median_delta_s']} s"
+        f"{with_['min']}/{with_['median']}/{with_['max']} s; median delta {flood['median_delta_s']} s; "
+        f"load {min(loads):.1f}-{max(loads):.1f}"
     )
     print(f"wrote {path}")
     return 0
 
 
 def _header() -> str:
-    return f"{'scenario':30} {'requests':>8} {'errors':>6} {'500s':>4} {'stale':>5} {'acked':>5} {'lost':>4} {'recovery s':>10} {'load':>5}"
+    return (
+        f"{'scenario':34} {'runs':>4} {'requests':>8} {'errors':>6} {'500s':>4} {'stale':>5} {'acked':>5} "
+        f"{'lost':>4} {'recovery s min/med/max':>22} {'load':>9}"
+    )
 
 
 def _format(row: dict[str, Any]) -> str:
+    recovery, load = row["recovery_s"], row["load_avg_1m"]
     return (
-        f"{row['scenario']:30} {row['requests']:>8} {row['errors']:>6} {row['errors_500']:>4} "
-        f"{row['stale_reads']:>5} "
-        f"{row['acknowledged_writes']:>5} {row['acknowledged_writes_lost']:>4} {row['recovery_s']:>10} "
-        f"{row['load_avg_1m']:>5}"
+        f"{row['scenario']:34} {row['runs']:>4} {row['requests']:>8} {row['errors']:>6} {row['errors_500']:>4} "
+        f"{row['stale_reads']:>5} {row['acknowledged_writes']:>5} {row['acknowledged_writes_lost']:>4} "
+        f"{recovery['min']:>8}/{recovery['median']}/{recovery['max']:<6} {load['min']:>4}-{load['max']}"
+    )
+
+
+def _format_run(row: dict[str, Any]) -> str:
+    return (
+        f"{row['scenario']:34} requests {row['requests']} errors {row['errors']} (500s {row['errors_500']}) "
+        f"stale {row['stale_reads']} acked {row['acknowledged_writes']} lost {row['acknowledged_writes_lost']} "
+        f"recovery {row['recovery_s']} s load {row['load_avg_1m']}"
     )
 
 

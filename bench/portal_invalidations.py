@@ -34,9 +34,12 @@ DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def one_round(dsn: str, channel: str, *, publishes: int, threads: int, peers: int) -> dict[str, Any]:
     others = [
-        PgInvalidations(dsn, channel=channel, apply=lambda _t: None, flush=lambda: None) for _ in range(peers)
+        PgInvalidations(dsn, channel=channel, apply=lambda _t: None, listening=lambda _up: None)
+        for _ in range(peers)
     ]
-    publisher = PgInvalidations(dsn, channel=channel, apply=lambda _t: None, flush=lambda: None, timeout_s=30)
+    publisher = PgInvalidations(
+        dsn, channel=channel, apply=lambda _t: None, listening=lambda _up: None, timeout_s=30
+    )
     try:
         found = timed_burst(lambda n: publisher.publish(f"student:{n}"), count=publishes, threads=threads)
     finally:

@@ -143,8 +143,13 @@ class Controller:
         )
         if stage_started is not None and stage_started > now:
             return Decision(flag.key, Action(ActionKind.HOLD, "no scrape since the stage started"), (), False)
-        self._last_check[flag.key] = now
         verdicts = check_flag(flag, self.source, now=now, since=stage_started, alpha=self.alpha)
+        if not self._still_leading():
+            # Reading the metrics outlasted the lease (a slow Prometheus) or another controller took
+            # it meanwhile: this tick's reading is not recorded, let alone acted on.
+            logger.warning("flag %s: the lease of this tick was lost while reading metrics", flag.key)
+            return Decision(flag.key, Action(ActionKind.HOLD, "lease lost during the check"), (), False)
+        self._last_check[flag.key] = now
         self.store.record_verdicts([_record(flag.key, now, flag, v) for v in verdicts])
         since = now - timedelta(seconds=flag.stage_hold_s + 2 * self.max_gap_s)
         if stage_started is not None:
@@ -201,7 +206,7 @@ class Controller:
     def _apply(self, flag: Flag, action: Action) -> bool:
         # Fenced by the lease the tick started under, never renewed here: a tick that outlasted
         # it (a slow metric source) or lost it to another controller must not act on what it read.
-        if self._lease is None or not self.store.holds_lease(self._lease, margin_s=self.write_margin_s):
+        if not self._still_leading():
             logger.warning(
                 "flag %s: the lease of this tick is lost or about to expire; %s skipped",
                 flag.key,
@@ -222,6 +227,10 @@ class Controller:
             logger.info("flag %s changed meanwhile; %s deferred", flag.key, action.kind.value)
             return False
         return True
+
+    def _still_leading(self) -> bool:
+        """Whether the lease this tick started under still holds, with time left for a write to land."""
+        return self._lease is not None and self.store.holds_lease(self._lease, margin_s=self.write_margin_s)
 
     def _stage_started_at(self, flag: Flag) -> datetime | None:
         """When the current stage began (`control.stages`): the flag's stamp and this store's actions."""

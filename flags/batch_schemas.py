@@ -22,7 +22,13 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-_name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+#: Unleash names may hold any printable character (its specification tests use UTF-8 names), but no
+#: control character: a name like "f\n" would be served to every SDK as given.
+UNLEASH_NAME_RULES = [
+    validate.Length(min=1, max=255),
+    validate.Regexp(r"[^\x00-\x1f\x7f]*\Z", error="a name holds no control characters"),
+]
+_name = fields.String(required=True, validate=UNLEASH_NAME_RULES)
 
 
 class _Lenient(Schema):

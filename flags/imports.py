@@ -36,8 +36,9 @@ def import_document(
     """Store a validated document; with `replace`, drop imported features and segments it lacks.
 
     A document without features, segments or flags is refused (400) and so is a
-    replace that would remove features when the document is not an export
-    (409, with how many): an empty or truncated body must not wipe what SDKs are served.
+    replace that would remove features or segments when the document is not an
+    export (409, with how many of each): an empty, truncated or partial body must
+    not wipe what SDKs are served.
     """
     kind, report = document.pop("format", "rollguard"), document.pop("report", [])
     if not any(name in document for name in ("features", "segments", "flags")):
@@ -58,16 +59,21 @@ def import_document(
         raise Conflict(
             "these features would shadow Rollguard flags", code="feature_is_flag", details=sorted(clashing)
         )
-    removed = 0
+    removed = removed_segments = 0
     if replace:
         stale = select(UnleashFeatureRow.name).where(UnleashFeatureRow.name.not_in(names))
         removed = len(session.scalars(stale).all())
-        if removed and not is_export:
+        kept = [segment["id"] for segment in document["segments"]]
+        removed_segments = len(
+            session.scalars(select(UnleashSegmentRow.id).where(UnleashSegmentRow.id.not_in(kept))).all()
+        )
+        if (removed or removed_segments) and not is_export:
             raise Conflict(
-                f"this replace would remove {removed} features, and the document is not an export "
-                "(it needs `version` and `features`); import without replace, or send a full export",
+                f"this replace would remove {removed} features and {removed_segments} segments, and the "
+                "document is not an export (it needs `version` and `features`); import without replace, "
+                "or send a full export",
                 code="replace_would_remove",
-                details={"removed_features": removed},
+                details={"removed_features": removed, "removed_segments": removed_segments},
             )
         session.execute(delete(UnleashFeatureRow).where(UnleashFeatureRow.name.not_in(names)))
         session.execute(delete(UnleashSegmentRow))
@@ -94,6 +100,7 @@ def import_document(
         "features": len(features),
         "segments": len(document["segments"]),
         "removed_features": removed,
+        "removed_segments": removed_segments,
     }
     audit.record(
         session,

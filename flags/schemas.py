@@ -25,7 +25,7 @@ from marshmallow import (
 )
 
 from flags import from_unleash
-from flags.batch_schemas import BatchExportSchema, BatchImportSchema, StrictBoolean
+from flags.batch_schemas import UNLEASH_NAME_RULES, BatchExportSchema, BatchImportSchema, StrictBoolean
 from flags.model import FLAG_STATES, GUARDRAIL_METRICS, GUARDRAIL_OPS, Guardrail, guardrail_list_problems
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -237,7 +237,7 @@ class UnleashFeatureSchema(Schema):
     class Meta:
         unknown = "include"
 
-    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    name = fields.String(required=True, validate=UNLEASH_NAME_RULES)
     enabled = StrictBoolean(load_default=True)
     strategies = fields.List(fields.Nested(UnleashStrategySchema), load_default=list)
     variants = fields.List(fields.Dict(), allow_none=True)
@@ -309,6 +309,7 @@ class ImportResultSchema(Schema):
     features = fields.Integer()
     segments = fields.Integer()
     removed_features = fields.Integer()
+    removed_segments = fields.Integer()
     report = fields.List(fields.Nested(LossSchema), metadata={"description": "what was not carried over"})
 
 

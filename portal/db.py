@@ -3,7 +3,9 @@
 `create_app`, `rollguard portal seed` and the tests call `make_engine`. The pool is
 bounded on purpose (default 20 + 0 overflow): it stands in for the original
 system's database connection limit, so exhausting it shows up as 503s rather
-than as an unbounded pile of connections.
+than as an unbounded pile of connections. `connection_lost` tells a lost
+connection (a restart, a terminated backend) from a bug: the first answers 503
+with Retry-After (`portal.errors`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ def make_engine(
     if on_query is not None:
         event.listen(engine, "before_cursor_execute", lambda *_args: on_query())
     return engine
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether `error` means the database connection failed (restart, terminated backend, refused connect)."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, exc.OperationalError | exc.InterfaceError | exc.DisconnectionError)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -16,7 +16,10 @@ Error tree::
         +-- InvalidationUnconfirmed  503, a worker did not confirm an invalidation
 
 The optimizer's own errors (an injected fault, its concurrency cap or rate
-limit) and database pool exhaustion become 503 (429 for the rate limit).
+limit), database pool exhaustion and a lost database connection (a restart, a
+terminated backend: `portal.db.connection_lost`) become 503 with Retry-After
+(429 for the rate limit): the client may send the request again. Any other
+database error is a bug, a 500.
 `register_handlers` is called by `create_app`.
 """
 
@@ -31,6 +34,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from optimizer import FaultInjected, OptimizerError, Overloaded, RateLimited
+from optimizer import InvalidationUnconfirmed as CacheInvalidationUnconfirmed
+from portal.db import connection_lost
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +102,17 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+#: Every 503 says when to try again: the failure is one the request may outlive (an outage, a full pool).
+RETRY_AFTER = {"Retry-After": "1"}
+
+
 def register_handlers(app: Flask) -> None:
-    """Turn portal errors, HTTP errors and pool exhaustion into JSON error responses."""
+    """Turn portal errors, HTTP errors, lost connections and pool exhaustion into JSON error responses."""
 
     @app.errorhandler(PortalError)
     def _portal_error(exc: PortalError) -> ResponseReturnValue:
-        return jsonify(error_body(exc.code, exc.message, exc.details)), exc.status
+        headers = RETRY_AFTER if exc.status == 503 else {}
+        return jsonify(error_body(exc.code, exc.message, exc.details)), exc.status, headers
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
@@ -112,13 +122,16 @@ def register_handlers(app: Flask) -> None:
     @app.errorhandler(OptimizerError)
     def _optimizer_error(exc: OptimizerError) -> ResponseReturnValue:
         if isinstance(exc, FaultInjected):
-            return jsonify(error_body("fault_injected", str(exc))), 503
+            return jsonify(error_body("fault_injected", str(exc))), 503, RETRY_AFTER
         if isinstance(exc, RateLimited):
-            return jsonify(error_body("backend_rate_limited", str(exc))), 429, {"Retry-After": "1"}
+            return jsonify(error_body("backend_rate_limited", str(exc))), 429, RETRY_AFTER
         if isinstance(exc, Overloaded):
-            return jsonify(error_body("backend_overloaded", str(exc))), 503, {"Retry-After": "1"}
+            return jsonify(error_body("backend_overloaded", str(exc))), 503, RETRY_AFTER
+        if isinstance(exc, CacheInvalidationUnconfirmed):
+            # The attempt is stored; the shared cache could not confirm every copy of the student's pages gone.
+            return jsonify(error_body("invalidation_unconfirmed", str(exc))), 503, RETRY_AFTER
         logger.warning("optimizer error: %s", exc)
-        return jsonify(error_body("backend_error", str(exc))), 503
+        return jsonify(error_body("backend_error", str(exc))), 503, RETRY_AFTER
 
     @app.errorhandler(sqlalchemy.exc.TimeoutError)
     def _pool_exhausted(exc: sqlalchemy.exc.TimeoutError) -> ResponseReturnValue:
@@ -127,4 +140,14 @@ def register_handlers(app: Flask) -> None:
         if portal is not None:
             portal.metrics.pool_timeouts.inc()
         body = error_body("db_pool_exhausted", "no database connection free within the pool timeout")
-        return jsonify(body), 503, {"Retry-After": "1"}
+        return jsonify(body), 503, RETRY_AFTER
+
+    @app.errorhandler(sqlalchemy.exc.SQLAlchemyError)
+    def _database_error(exc: sqlalchemy.exc.SQLAlchemyError) -> ResponseReturnValue:
+        if not connection_lost(exc):
+            # A bug, not an outage: logged with its traceback, answered 500.
+            logger.error("database error", exc_info=exc)
+            return jsonify(error_body("internal_error", "internal error")), 500
+        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        body = error_body("database_unavailable", "the database is unavailable; retry")
+        return jsonify(body), 503, RETRY_AFTER

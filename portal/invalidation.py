@@ -22,6 +22,13 @@ and needs no acknowledgement; one that dies drops its connection and leaves
 the count. A publish that is not confirmed within `timeout_s` raises
 `portal.errors.InvalidationUnconfirmed` (the submit answers 503).
 
+A worker whose listening connection is lost (a restart, a terminated backend)
+leaves the count too, so submits on other workers stop waiting for it: it is
+told `listening(False)`, and its cache (`portal.peercache`) serves nothing
+until it listens again and is told `listening(True)`. A lost sending connection
+is replaced and its statement sent once more (a notification sent twice is
+harmless: acknowledgements are counted per worker).
+
 Built by `portal.runtime.build_portal`; `close()` stops the thread.
 """
 
@@ -80,7 +87,7 @@ class PgInvalidations:
         *,
         channel: str,
         apply: Callable[[str], None],
-        flush: Callable[[], None],
+        listening: Callable[[bool], None],
         timeout_s: float = 5.0,
         poll_s: float = 0.5,
     ) -> None:
@@ -88,7 +95,7 @@ class PgInvalidations:
         self._channel = channel
         self._acks = f"{channel}_ack"
         self._apply = apply
-        self._flush = flush
+        self._listening = listening
         self._timeout_s = timeout_s
         self._poll_s = poll_s
         self.worker = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -102,11 +109,23 @@ class PgInvalidations:
         self._sender = psycopg.connect(dsn, autocommit=True)
         self._listener = self._connect_listener()
         self._closed = threading.Event()
+        # Set while the listening connection is up: acknowledgements reach this worker only then.
+        self._hearing = threading.Event()
+        self._hearing.set()
+        listening(True)
         self._thread = threading.Thread(target=self._listen, name="portal-invalidations", daemon=True)
         self._thread.start()
 
+    @property
+    def listener_pid(self) -> int:
+        """The backend pid of the listening connection (the latest one), as pg_stat_activity shows it."""
+        return self._listener_pid
+
     def publish(self, tag: str) -> int:
         """Tell every other worker to drop `tag`; return once all live ones confirmed (their count)."""
+        # Sent while our own listener is down, the acknowledgements would never reach us.
+        if not self._hearing.wait(self._timeout_s):
+            raise InvalidationUnconfirmed(f"not listening for acknowledgements; {tag} was not sent")
         with self._lock:
             if not self._queue or len(self._queue[-1].tags) >= MAX_BATCH_TAGS:
                 self._queue.append(_Batch())
@@ -170,17 +189,19 @@ class PgInvalidations:
         conn = psycopg.connect(self._dsn, autocommit=True, application_name=self._app_name)
         for name in (self._channel, self._acks):
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+        # Kept apart: a connection that was lost can no longer be asked for it.
+        self._listener_pid = conn.info.backend_pid
         return conn
 
     def _notify_counting_peers(self, message: dict[str, object]) -> int:
         """NOTIFY `message` on the channel; return how many other workers listen (read in the same statement)."""
         row = self._send_statement(
             "SELECT pg_notify(%s, %s), (SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = %s AND datname = current_database())",
-            (self._channel, json.dumps(message), self._app_name),
+            " WHERE application_name = %s AND datname = current_database() AND pid <> %s)",
+            # Our own listening connection is not a peer (and if it is down, its pid is gone anyway).
+            (self._channel, json.dumps(message), self._app_name, self.listener_pid),
         )
-        # Our own listening connection is one of them.
-        return max(int(str(row[1])) - 1, 0) if row else 0
+        return int(str(row[1])) if row else 0
 
     def _notify(self, channel: str, message: dict[str, object]) -> None:
         self._send_statement("SELECT pg_notify(%s, %s)", (channel, json.dumps(message)))
@@ -206,25 +227,29 @@ class PgInvalidations:
             try:
                 for note in self._listener.notifies(timeout=self._poll_s):
                     self._handle(note.channel, json.loads(note.payload))
-            except psycopg.Error:
+            except psycopg.Error as exc:
                 if self._closed.is_set():
                     return
-                # Notifications sent while we were not listening are lost: forget everything cached.
-                logger.exception(
-                    "portal invalidations: listening failed; flushing the cache and reconnecting"
-                )
-                self._flush()
+                # Notifications sent while we were not listening are lost: the cache is not
+                # served until we listen again, and forgotten then (portal.peercache).
+                logger.warning("portal invalidations: listening failed (%s); reconnecting", exc)
+                self._hearing.clear()
+                self._listening(False)
                 self._reconnect()
 
     def _reconnect(self) -> None:
         self._listener.close()
-        while not self._closed.wait(self._poll_s):
+        while not self._closed.is_set():
             try:
                 self._listener = self._connect_listener()
-                self._flush()  # anything cached while reconnecting may have missed a notification too
-                return
             except psycopg.Error:
                 logger.warning("portal invalidations: PostgreSQL unreachable; retrying")
+                self._closed.wait(self._poll_s)
+                continue
+            self._listening(True)
+            self._hearing.set()
+            logger.info("portal invalidations: listening again")
+            return
 
     def _handle(self, channel: str, message: dict[str, object]) -> None:
         sender = str(message.get("from"))

@@ -27,6 +27,7 @@ from portal.db import PoolWatch, create_schema, make_engine
 from portal.gate import BuiltGate, build_gate
 from portal.invalidation import PgInvalidations
 from portal.metrics import PortalMetrics
+from portal.peercache import PeerCache
 from portal.settings import PortalSettings
 from portal.submits import AttemptWriter
 from portal.throttle import BatchThrottle
@@ -122,18 +123,19 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     create_schema(engine)
     # The optimized path never asks for more connections than the pool has.
     config = with_capacity(optimizer_config or OptimizerConfig(max_entries=PORTAL_MAX_ENTRIES), capacity)
-    cache = (
+    cache: Cache = (
         _redis_cache(settings.redis_url, settings.redis_namespace)
         if settings.redis_url
         else InProcessCache(config, packing=_packing(settings.cache_layout))
     )
+    peers = PeerCache(cache) if not settings.redis_url and engine.dialect.name == "postgresql" else None
     gate = build_gate(settings)
     optimizer = Optimizer(
         partial(_fetch_one, engine),
         name=FUNCTION_NAME,
         batch_fn=partial(_fetch_many, engine),
         config=config,
-        cache=cache,
+        cache=peers or cache,
         gate=gate.gate,
         tags=_tags,
         registry=metrics.registry,
@@ -145,12 +147,12 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
         redis_url=settings.redis_url,
     )
     invalidations = None
-    if not settings.redis_url and engine.dialect.name == "postgresql":
+    if peers is not None:
         invalidations = PgInvalidations(
             engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
             channel=settings.invalidation_channel,
             apply=optimizer.invalidate_tag,
-            flush=optimizer.cache.clear,
+            listening=peers.listening,
             timeout_s=settings.invalidation_timeout_s,
         )
     return Portal(settings, engine, optimizer, metrics, gate, throttle, AttemptWriter(engine), invalidations)

@@ -10,7 +10,10 @@ next group, written by one of them. A lone submit is written at once, as
 before. Several writes in flight keep the disk busy while a group fills.
 
 If a group's write fails, its attempts are written again one by one, so that
-one bad attempt fails only its own submit.
+one bad attempt fails only its own submit; unless the connection was lost
+(`portal.db.connection_lost`): the commit may then have landed, and writing the
+group again could store every attempt twice, so each of its submits fails
+instead (503, Retry-After) and its student decides whether to send it again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy import Engine
 
 from portal import data
 from portal.data import AttemptRow, NewAttempt
+from portal.db import connection_lost
 
 #: Attempts per INSERT: a page of rows, far below any statement-size limit.
 MAX_BATCH = 100
@@ -94,8 +98,9 @@ class AttemptWriter:
         try:
             rows = data.record_attempts(self._engine, [q.attempt for q in group])
         except Exception as exc:  # noqa: BLE001 - every waiting submit must finish; each raises it itself
-            if len(group) == 1:
-                group[0].error, group[0].finished = exc, True
+            if len(group) == 1 or connection_lost(exc):
+                for queued in group:
+                    queued.error, queued.finished = exc, True
             else:
                 for queued in group:
                     self._write_alone(queued)

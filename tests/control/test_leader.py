@@ -31,6 +31,10 @@ def failing_traffic(target: MetricsTarget, stop: threading.Event) -> None:
         target.calls("direct", 90)
 
 
+def _rollbacks(store: ControlStore) -> int:
+    return [d.action for d in store.decisions(KEY)].count("rollback")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path) -> str:
     if request.param == "sqlite":
@@ -64,6 +68,8 @@ def test_one_controller_acts_and_the_other_takes_over(tmp_path, flag_service, me
     traffic.start()
     try:
         wait_until(lambda: not admin.get_flag(KEY).enabled, timeout=60, what="the first rollback")
+        # The controller records its decision once the kill is answered: a moment after the flag is off.
+        wait_until(lambda: _rollbacks(store) == 1, timeout=30, what="the first rollback recorded")
         leader_holder = store.controller_status().holder
         by_pid = {c.pid: c for c in controllers}
         leader = by_pid[int(leader_holder.split(":")[1])]
@@ -86,6 +92,7 @@ def test_one_controller_acts_and_the_other_takes_over(tmp_path, flag_service, me
 
         admin.resume(KEY, reason="operator retries")
         wait_until(lambda: not admin.get_flag(KEY).enabled, timeout=60, what="the second rollback")
+        wait_until(lambda: _rollbacks(store) == 2, timeout=30, what="the second rollback recorded")
         rollbacks = [d for d in store.decisions(KEY) if d.action == "rollback"]
         assert [d.holder for d in rollbacks] == [leader_holder, new_holder]
 

@@ -4,7 +4,8 @@ Each runs on a free loopback port in a directory of its own, so the shared
 servers other tests use are never touched. `PrivatePostgres` is a real cluster
 made with Debian's `initdb`/`pg_ctl` (run as the `postgres` user when the tests
 run as root, which `initdb` refuses); `PrivateRedis` is a `redis-server`
-child in its own process group.
+child in its own process group. `ConnectionCutter` terminates the backend of
+one statement as it is about to run: a connection lost in the middle of a request.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
+from sqlalchemy import Engine, event
 
 from rollguard import Child, free_port
 from tests.support import missing, require_binary, start_process, wait_until
@@ -149,3 +152,34 @@ class PrivateRedis:
             self.resume()
             self.kill()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class ConnectionCutter:
+    """Terminates, once, the backend that is about to run the first statement containing `text`.
+
+    The statement then fails as it would if PostgreSQL restarted or an operator
+    terminated the backend at that moment.
+    """
+
+    def __init__(self, engine: Engine, text: str) -> None:
+        self._engine = engine
+        self._text = text
+        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.cut = 0
+        #: Statements containing `text` that were sent, the one cut included: 2 means it ran again.
+        self.runs = 0
+        event.listen(engine, "before_cursor_execute", self._before)
+
+    def _before(self, _conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if self._text not in statement:
+            return
+        self.runs += 1
+        if self.cut:
+            return
+        self.cut += 1
+        with psycopg.connect(self._dsn, autocommit=True) as admin:
+            # Waits (up to 10 s) until the backend is gone.
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (cursor.connection.info.backend_pid,))
+
+    def close(self) -> None:
+        event.remove(self._engine, "before_cursor_execute", self._before)

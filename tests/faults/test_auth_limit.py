@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from flask.testing import FlaskClient
 
@@ -12,7 +18,12 @@ from alerts.receiver import create_app as create_receiver
 from flags.app import create_app
 from flags.startup import prepare
 from tests.alerts.conftest import make_settings as alerts_settings
+from tests.conftest import LiveFlagService, start_flag_service
+from tests.control.conftest import FakeClock, MetricsTarget, metrics_target, store  # noqa: F401  (fixtures)
+from tests.control.test_loop import KEY, Harness, Webhook
+from tests.control.test_loop import create_flag as create_guarded_flag
 from tests.flags.conftest import admin, create_flag, make_settings, sdk
+from tests.support import wait_until
 
 
 def _client(tmp_path: Path, **overrides: Any) -> FlaskClient:
@@ -113,3 +124,76 @@ def test_alert_receiver_honours_trusted_proxies(tmp_path: Path, proxies: int) ->
 
     assert [get("10.0.0.1"), get("10.0.0.1")] == [401, 429]
     assert get("10.0.0.2") == (401 if proxies else 429)
+
+
+class Guesser:
+    """Sends bad tokens to the admin API from this address, 50 a second, until stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.statuses: Counter[int] = Counter()
+        self._url = url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._guess)
+
+    def __enter__(self) -> Guesser:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _guess(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            while not self._stop.wait(0.02):  # the pace of the guesser, not a synchronisation
+                headers = {"Authorization": "guess-" + secrets.token_hex(8)}
+                self.statuses[http.get(f"{self._url}/api/admin/flags", headers=headers).status_code] += 1
+
+
+@pytest.fixture
+def limited_service(tmp_path: Path) -> Iterator[LiveFlagService]:
+    """A flag service whose failure limit a guesser reaches within a second."""
+    limits = {
+        "ROLLGUARD_FLAGS_AUTH_FAILURES_PER_MINUTE": "5",
+        "ROLLGUARD_FLAGS_AUTH_FAILURES_PER_ADDRESS_PER_MINUTE": "20",
+    }
+    live = start_flag_service(tmp_path, extra_env=limits)
+    yield live
+    live.process.terminate()
+
+
+@pytest.fixture
+def clock(limited_service: LiveFlagService) -> FakeClock:
+    return FakeClock(datetime.now(UTC))
+
+
+@pytest.mark.integration
+def test_a_guesser_at_the_limit_does_not_delay_the_controllers_rollback(
+    limited_service: LiveFlagService,
+    metrics_target: MetricsTarget,  # noqa: F811
+    store: Any,  # noqa: F811
+    clock: FakeClock,
+) -> None:
+    operator = limited_service.admin("operator")
+    harness = Harness(metrics_target, store, clock, limited_service, Webhook())
+    create_guarded_flag(operator)
+    try:
+        with Guesser(limited_service.url) as guesser:
+            wait_until(lambda: guesser.statuses[429] > 0, what="the guesser to reach the failure limit")
+            controller = harness.controller()
+            actions: list[str] = []
+            for _ in range(5):
+                actions += [d.action.kind.value for d in harness.step(controller, error_pct=30)]
+                if not operator.get_flag(KEY).enabled:
+                    break
+            # The same ticks as without a guesser (tests/control/test_loop.py): fail, fail, roll back.
+            assert actions == ["hold", "hold", "rollback"]
+            features = httpx.get(
+                f"{limited_service.url}/api/client/features",
+                headers={"Authorization": limited_service.client_token},
+            )
+            assert features.status_code == 200
+        assert set(guesser.statuses) <= {401, 429}, guesser.statuses
+    finally:
+        harness.close()
+        operator.close()

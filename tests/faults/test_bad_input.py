@@ -172,7 +172,7 @@ def test_replace_that_removes_features_needs_an_export(pg: FlaskClient) -> None:
     assert _import(pg, {"version": 2, "features": [FEATURE, OTHER]}).status_code == 200
     response = _import(pg, {"features": [FEATURE]})
     _error(response, 409, "replace_would_remove")
-    assert response.json["error"]["details"] == {"removed_features": 1}
+    assert response.json["error"]["details"] == {"removed_features": 1, "removed_segments": 0}
     assert _served(pg) == ["ops.kept", "ops.other"]
     # Without replace the same document only adds or overwrites.
     assert _import(pg, {"features": [FEATURE]}, replace=False).json["removed_features"] == 0
@@ -181,6 +181,32 @@ def test_replace_that_removes_features_needs_an_export(pg: FlaskClient) -> None:
     assert response.status_code == 200, response.json
     assert response.json["removed_features"] == 1
     assert _served(pg) == ["ops.kept"]
+
+
+@pytest.mark.parametrize("name", ["ops.kept\n", "ops\tkept", "\u007fops"])
+def test_imported_feature_name_with_a_control_character_is_refused(pg: FlaskClient, name: str) -> None:
+    before = _state(pg), _served(pg)
+    response = _import(pg, {"features": [{**FEATURE, "name": name}]}, replace=False)
+    _error(response, 422, "validation_failed")
+    assert (_state(pg), _served(pg)) == before
+
+
+def test_imported_feature_name_may_be_any_printable_text(pg: FlaskClient) -> None:
+    # As in Unleash's client specification tests.
+    name = "Feature.UTF-8.Hellø_Wørld 😊"
+    assert _import(pg, {"features": [{**FEATURE, "name": name}]}, replace=False).status_code == 200
+    assert _served(pg) == [name]
+
+
+def test_replace_that_removes_segments_needs_an_export(pg: FlaskClient) -> None:
+    on_segment = {**FEATURE, "strategies": [{"name": "default", "parameters": {}, "segments": [1]}]}
+    segment = {"id": 1, "name": "beta", "constraints": []}
+    assert _import(pg, {"version": 2, "features": [on_segment], "segments": [segment]}).status_code == 200
+    # Every feature is kept, but the segment a kept feature uses would go.
+    response = _import(pg, {"features": [on_segment]})
+    _error(response, 409, "replace_would_remove")
+    assert response.json["error"]["details"] == {"removed_features": 0, "removed_segments": 1}
+    assert pg.get("/api/admin/export", headers=admin()).json["segments"] == [segment]
 
 
 def test_export_imports_back_with_replace(pg: FlaskClient) -> None:

@@ -2,22 +2,31 @@
 
 The flag service runs as `rollguard flags serve` (gunicorn) on a private
 PostgreSQL cluster that the tests really restart and whose backends they
-terminate while clients write and read.
+terminate while clients write and read. In-process, a backend terminated just
+as one statement is about to run shows what each kind of request does with a
+connection lost mid-request: a read or a kill runs again on a fresh
+connection, a create answers 503 and stores nothing.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from flask import Flask
 
+from flags.app import create_app
+from flags.startup import prepare
 from tests.conftest import LiveFlagService, start_flag_service
-from tests.faults.components import PrivatePostgres
+from tests.faults.components import ConnectionCutter, PrivatePostgres
+from tests.flags.conftest import admin, create_flag, make_settings
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -148,3 +157,57 @@ def test_reads_during_terminations_are_answered_or_503(
             reader.join()
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[200] > 0
+
+
+@pytest.fixture
+def pg_app(tmp_path: Path, fresh_postgres_url: str) -> Iterator[Flask]:
+    settings = make_settings(tmp_path, database_url=fresh_postgres_url)
+    prepare(settings)
+    app = create_app(settings)
+    yield app
+    app.extensions["rollguard"].db.dispose()
+
+
+@contextmanager
+def _cut_once(app: Flask, statement: str) -> Iterator[ConnectionCutter]:
+    cutter = ConnectionCutter(app.extensions["rollguard"].db.engine, statement)
+    try:
+        yield cutter
+    finally:
+        cutter.close()
+
+
+def test_a_read_cut_mid_request_is_run_again_on_a_fresh_connection(pg_app: Flask) -> None:
+    client = pg_app.test_client()
+    create_flag(client, "opt", enabled=True, rollout=10)
+    with _cut_once(pg_app, "FROM flags") as cutter:
+        response = client.get("/api/admin/flags/opt", headers=admin())
+    assert cutter.cut == 1
+    assert response.status_code == 200, response.json
+    assert response.json["key"] == "opt"
+    assert cutter.runs == 2, "the statement cut ran once more"
+
+
+def test_a_create_cut_mid_request_is_a_503_and_stores_nothing(pg_app: Flask) -> None:
+    client = pg_app.test_client()
+    with _cut_once(pg_app, "INSERT INTO flags") as cutter:
+        response = client.post("/api/admin/flags", json={"key": "opt"}, headers=admin())
+    assert cutter.cut == 1
+    assert response.status_code == 503, response.json
+    assert response.headers["Retry-After"] == "1"
+    assert response.json["error"]["code"] == "database_unavailable"
+    assert client.get("/api/admin/flags/opt", headers=admin()).status_code == 404
+    assert client.get("/api/admin/events", headers=admin()).json["events"] == []
+
+
+def test_a_kill_cut_mid_request_is_run_again_and_recorded_once(pg_app: Flask) -> None:
+    client = pg_app.test_client()
+    create_flag(client, "opt", enabled=True, rollout=10)
+    with _cut_once(pg_app, "UPDATE flags") as cutter:
+        response = client.post("/api/admin/flags/opt/kill", json={"reason": "fault"}, headers=admin())
+    assert cutter.cut == 1
+    assert response.status_code == 200, response.json
+    assert cutter.runs == 2, "the statement cut ran once more"
+    assert client.get("/api/admin/flags/opt", headers=admin()).json["enabled"] is False
+    events = client.get("/api/admin/events", headers=admin(), query_string={"flag": "opt"}).json["events"]
+    assert [event["action"] for event in events].count("kill") == 1

@@ -2,6 +2,8 @@
 
 A slow metric source (a Prometheus that takes longer to answer than the lease
 lasts) is modelled by moving the injected clock while the guardrails are read.
+Such a tick changes no flag and records nothing in the controller's store
+either: its verdicts would otherwise count in the next leader's decisions.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class SlowSource:
         return self._inner.window(*args, **kwargs)
 
 
+def _records(control_store: Any) -> tuple[int, int]:
+    """How many verdicts and decisions the store holds for the flag."""
+    return len(control_store.verdicts(KEY)), len(control_store.decisions(KEY))
+
+
 def _slow(h: Harness, controller: Controller, *, seconds: float, meanwhile: Callable[[], Any]) -> SlowSource:
     assert isinstance(controller.source, EmbeddedSource)
     source = SlowSource(controller.source, h.clock, seconds=seconds, meanwhile=meanwhile)
@@ -61,9 +68,11 @@ def test_a_tick_that_outlasts_its_lease_does_not_act(harness: Harness, admin, st
     harness.step(controller, error_pct=30)  # no data
     harness.step(controller, error_pct=30)  # fail
     source.slow = True
+    before = _records(store)
     (decision,) = harness.step(controller, error_pct=30)
-    assert decision.action.kind.value == "rollback" and not decision.applied
+    assert decision.action.reason == "lease lost during the check" and not decision.applied
     assert admin.get_flag(KEY).enabled and controller_events(admin) == []
+    assert _records(store) == before
     source.slow = False
     (decision,) = harness.step(controller, error_pct=30)
     assert decision.action.kind.value == "rollback" and decision.applied
@@ -89,10 +98,12 @@ def test_a_controller_whose_lease_was_taken_over_mid_tick_does_not_act(
     harness.step(first, error_pct=30)
     harness.step(first, error_pct=30)
     source.slow = True
+    before = _records(store)
     (decision,) = harness.step(first, error_pct=30)
     assert taken == [True]
-    assert decision.action.kind.value == "rollback" and not decision.applied
+    assert decision.action.reason == "lease lost during the check" and not decision.applied
     assert admin.get_flag(KEY).enabled and controller_events(admin) == []
+    assert _records(store) == before
     # The new leader acts on its own reading.
     (decision,) = harness.step(second, error_pct=30)
     assert decision.applied and not admin.get_flag(KEY).enabled

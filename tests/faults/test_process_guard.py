@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import httpcore  # noqa: F401  (see below)
 import pytest
@@ -53,3 +54,37 @@ def test_a_server_left_running_by_a_failed_test_body_is_stopped(pytester: pytest
     (pid_file,) = {path.resolve() for path in (pytester.path / "base").glob("*/pid")}
     pid = int(pid_file.read_text())
     assert pid not in marked_processes(os.environ[SESSION_MARKER])
+
+
+def test_a_run_whose_test_leaves_a_process_behind_fails(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The inner run marks its processes apart, so its check finds only what its own test left.
+    monkeypatch.setenv(SESSION_MARKER, f"inner-{os.getpid()}-{id(pytester)}")
+    pytester.makeconftest("from tests.conftest import pytest_configure, pytest_sessionfinish  # noqa: F401\n")
+    pytester.makepyfile(
+        test_leaves_orphan="""
+        import subprocess
+
+        def test_passes_but_leaves_a_process(tmp_path):
+            shell = subprocess.Popen(
+                ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], stdout=subprocess.PIPE, start_new_session=True
+            )
+            (tmp_path / "pid").write_text(shell.communicate(timeout=10)[0].decode().strip())
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--basetemp={pytester.path / 'base'}")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*processes left behind*", "*sleep 300*"])
+    (pid_file,) = {path.resolve() for path in (pytester.path / "base").glob("*/pid")}
+    orphan = int(pid_file.read_text())
+    assert orphan not in marked_processes(os.environ[SESSION_MARKER])
+    wait_until(lambda: not Path(f"/proc/{orphan}").exists() or _zombie(orphan), what="the orphan killed")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True

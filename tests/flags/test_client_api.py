@@ -124,13 +124,15 @@ def test_import_export_round_trip(client: FlaskClient) -> None:
         "features": 1,
         "segments": 1,
         "removed_features": 0,
+        "removed_segments": 0,
         "report": [],
     }
     assert _feature(client, "opt")["strategies"][0]["parameters"]["rollout"] == "10"
     shadowing = {"features": [{"name": "opt", "enabled": True, "strategies": []}]}
     assert client.post("/api/admin/import", json=shadowing, headers=admin()).status_code == 409
     partial = client.post("/api/admin/import?replace=true", json={"features": []}, headers=admin())
-    assert partial.status_code == 409 and partial.json["error"]["details"] == {"removed_features": 1}
+    assert partial.status_code == 409
+    assert partial.json["error"]["details"] == {"removed_features": 1, "removed_segments": 1}
     emptied = client.post(
         "/api/admin/import?replace=true", json={"version": 2, "features": []}, headers=admin()
     )

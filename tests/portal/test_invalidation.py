@@ -22,13 +22,21 @@ def test_a_publish_returns_after_every_other_worker_applied_it(fresh_postgres_ur
     seen: list[str] = []
     others = [
         PgInvalidations(
-            _dsn(fresh_postgres_url), channel="inv_test", apply=seen.append, flush=lambda: None, timeout_s=10
+            _dsn(fresh_postgres_url),
+            channel="inv_test",
+            apply=seen.append,
+            listening=lambda _up: None,
+            timeout_s=10,
         )
         for _ in range(2)
     ]
     own: list[str] = []
     publisher = PgInvalidations(
-        _dsn(fresh_postgres_url), channel="inv_test", apply=own.append, flush=lambda: None, timeout_s=10
+        _dsn(fresh_postgres_url),
+        channel="inv_test",
+        apply=own.append,
+        listening=lambda _up: None,
+        timeout_s=10,
     )
     try:
         assert publisher.publish("student:7") == 2
@@ -45,7 +53,7 @@ def test_concurrent_publishes_each_return_once_every_worker_applied_their_tag(fr
             _dsn(fresh_postgres_url),
             channel="inv_burst",
             apply=seen[i].append,
-            flush=lambda: None,
+            listening=lambda _up: None,
             timeout_s=10,
         )
         for i in range(2)
@@ -54,7 +62,7 @@ def test_concurrent_publishes_each_return_once_every_worker_applied_their_tag(fr
         _dsn(fresh_postgres_url),
         channel="inv_burst",
         apply=lambda _tag: None,
-        flush=lambda: None,
+        listening=lambda _up: None,
         timeout_s=10,
     )
     tags = [f"student:{n}" for n in range(60)]
@@ -84,12 +92,14 @@ def test_a_worker_that_does_not_confirm_in_time_fails_the_publish(fresh_postgres
     def hang(_tag: str) -> None:
         release.wait(10)
 
-    stuck = PgInvalidations(_dsn(fresh_postgres_url), channel="inv_stuck", apply=hang, flush=lambda: None)
+    stuck = PgInvalidations(
+        _dsn(fresh_postgres_url), channel="inv_stuck", apply=hang, listening=lambda _up: None
+    )
     publisher = PgInvalidations(
         _dsn(fresh_postgres_url),
         channel="inv_stuck",
         apply=lambda _tag: None,
-        flush=lambda: None,
+        listening=lambda _up: None,
         timeout_s=0.5,
     )
     try:

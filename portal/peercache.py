@@ -1,0 +1,96 @@
+"""`PeerCache`: a worker's in-process cache, served only while the worker hears the others' invalidations.
+
+Used by `portal.runtime.build_portal` when the portal's workers keep their
+caches consistent through PostgreSQL LISTEN/NOTIFY (`portal.invalidation`).
+While a worker's listening connection is down (a restart, a terminated
+backend), another worker's submit is acknowledged without waiting for it,
+since it is not there to answer: if it kept serving its cache it could show
+that student a page without the attempt. So while it is not listening, it
+serves and keeps nothing cached; every call goes to the database. On losing
+and on regaining the connection it forgets everything, in-flight loads too
+(through the optimizer's remote-invalidation callback, as `RedisCache` does
+on a resubscribe), since notifications sent meanwhile never reached it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from optimizer import Cache, Entry, OptimizerConfig
+
+# The optimizer's callback for invalidations it did not make: (None, None) means "forget everything".
+RemoteInvalidation = Callable[[str | None, str | None], None]
+
+
+class PeerCache(Cache):
+    """Wraps the worker's cache; `listening(False)` stops serving it, `listening(True)` starts again."""
+
+    def __init__(self, inner: Cache) -> None:
+        self._inner = inner
+        self._serving = False
+        self._callbacks: list[RemoteInvalidation] = []
+        self._lock = threading.Lock()
+
+    def listening(self, up: bool) -> None:
+        """Called by the invalidation listener: whether it hears the other workers now."""
+        with self._lock:
+            if not up:
+                self._serving = False
+            self._inner.clear()
+            for callback in self._callbacks:
+                callback(None, None)
+            if up:
+                self._serving = True
+
+    @property
+    def serving(self) -> bool:
+        return self._serving
+
+    def attach(self, *, name: str, config: OptimizerConfig, clock: Callable[[], float]) -> None:
+        self._inner.attach(name=name, config=config, clock=clock)
+
+    def on_remote_invalidation(self, callback: RemoteInvalidation) -> None:
+        self._callbacks.append(callback)
+
+    def get(self, key: str) -> Entry | None:
+        return self._inner.get(key) if self._serving else None
+
+    def reader(self) -> Callable[[str], Entry | None]:
+        read = self._inner.reader()
+
+        def read_while_serving(key: str) -> Entry | None:
+            return read(key) if self._serving else None
+
+        return read_while_serving
+
+    def put(self, key: str, entry: Entry) -> None:
+        if self._serving:
+            self._inner.put(key, entry)
+
+    def invalidate(self, key: str) -> None:
+        self._inner.invalidate(key)
+
+    def invalidate_tag(self, tag: str) -> None:
+        self._inner.invalidate_tag(tag)
+
+    def clear(self) -> None:
+        self._inner.clear()
+
+    def contains(self, key: str) -> bool:
+        return self._inner.contains(key)
+
+    @property
+    def bytes(self) -> int:
+        return self._inner.bytes
+
+    @property
+    def entries(self) -> int:
+        return self._inner.entries
+
+    @property
+    def evictions(self) -> int:
+        return self._inner.evictions
+
+    def close(self) -> None:
+        self._inner.close()
