@@ -9,9 +9,15 @@ service, then renders the flag page in Streamlit's AppTest over "1 hour" and
 cache emptied, and as an auto-refresh, which reads again only what may have
 changed; then in Chromium served by `rollguard dashboard` (the 24-hour page
 opened cold on a fresh server, then reloaded, each until the charts are
-drawn). Also times the parts of a 24-hour render outside Streamlit.
+drawn; `dashboard_browser.py` says what else it records). Also times the parts
+of a 24-hour render outside Streamlit.
 
-    .venv/bin/python bench/dashboard_render.py [--hours 24] [--repeat 3]
+`--baseline-tree PATH` also times the browser page served from another
+checkout (with its own `make install`), interleaved with this one run by run
+(A, B, A, B, ...) against the same store and flag service: a comparison on a
+shared machine whose load changes from minute to minute.
+
+    .venv/bin/python bench/dashboard_render.py [--hours 24] [--repeat 3] [--baseline-tree ../main]
 
 Writes bench/results/dashboard_render.json.
 """
@@ -34,11 +40,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import servers
+from bench import dashboard_browser, servers
 from bench.machine import write_result
 from control.store import ControlStore, Sample, VerdictRecord
 from flags.client import FlagsClient, Guardrail
-from rollguard import ROLLGUARD, Child
+from rollguard import Child
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "exam-attempts-optimization"
@@ -154,8 +160,11 @@ def render_seconds(app: object, *, time_range: str, resolution: str, refresh: bo
     if at.exception:  # type: ignore[attr-defined]
         raise SystemExit(f"the flag page raised: {at.exception}")  # type: ignore[attr-defined]
     charts = at.get("plotly_chart")  # type: ignore[attr-defined]
-    if len(charts) != 6:
-        raise SystemExit(f"expected 6 charts, got {len(charts)}: {[str(w.value) for w in at.warning]}")  # type: ignore[attr-defined]
+    if len(charts) != 2:
+        raise SystemExit(
+            f"expected the metrics figure and the verdict timeline, got {len(charts)} charts: "
+            f"{[str(w.value) for w in at.warning]}"  # type: ignore[attr-defined]
+        )
     return elapsed
 
 
@@ -181,14 +190,15 @@ def breakdown(database_url: str, *, hours: float) -> dict[str, float]:
     queried = time.perf_counter()
     records = store.verdicts(KEY, since=start, until=end)
     verdicts_read = time.perf_counter()
-    for panel in PANELS:
-        charts.metric_figure(
-            panel.title,
-            {name: lines[(panel.title, name)] for name, _m, _p in panel.lines},
-            guardrails=GUARDRAILS,
-            start=start,
-            end=end,
-        )
+    charts.metric_figure(
+        [
+            charts.Row(panel.title, {name: lines[(panel.title, name)] for name, _m, _p in panel.lines})
+            for panel in PANELS
+        ],
+        start=start,
+        end=end,
+        step_s=step_s,
+    )
     verdicts.timeline(verdicts.verdict_runs(records), start=start, end=end)
     built = time.perf_counter()
     store.close()
@@ -201,87 +211,48 @@ def breakdown(database_url: str, *, hours: float) -> dict[str, float]:
     }
 
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+def browser_figures(
+    trees: dict[str, Path], *, repeat: int, flags_url: str, token: str, control_url: str, workdir: Path
+) -> dict[str, Any]:
+    """Each tree's flag page in Chromium `repeat` times, the trees interleaved; every run and a summary."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    for number in range(repeat):
+        for name, tree in trees.items():
+            measured = dashboard_browser.time_page(
+                tree, flags_url=flags_url, token=token, control_url=control_url, workdir=workdir, key=KEY
+            )
+            measured["load_average_1m"] = round(os.getloadavg()[0], 2)
+            runs[name].append(measured)
+            print(
+                f"in Chromium, {name} run {number + 1}: first {measured['first']['wall_s']:.2f}s, "
+                f"reload {measured['reload']['wall_s']:.2f}s (load {measured['load_average_1m']})",
+                flush=True,
+            )
+    return {name: {"summary": summarize(found), "runs": found} for name, found in runs.items()}
 
 
-def browser_seconds(flags_url: str, token: str, control_url: str, workdir: Path) -> dict[str, float]:
-    """Time the 24-hour flag page in Chromium served by a fresh `rollguard dashboard`.
-
-    `first_24h`: from navigating to `/flag?flag=KEY&range=24h` on a server that has
-    read nothing yet until the six charts and the 24-hour caption are drawn (a
-    dashboard that ignores the range parameter is switched to 24 hours, which
-    counts). `refresh_24h`: a browser reload of the same page right after.
-    """
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        return {}
-    env = {
-        "ROLLGUARD_FLAGS_URL": flags_url,
-        "ROLLGUARD_ADMIN_TOKEN": token,
-        "ROLLGUARD_CONTROL_DATABASE_URL": control_url,
-        "ROLLGUARD_DASHBOARD_REFRESH_S": "600",
-    }
-    process, url = servers.serve(
-        lambda port: [*ROLLGUARD, "dashboard", "--host", "127.0.0.1", "--port", str(port)],
-        ready_path="/_stcore/health",
-        log_path=workdir / "dashboard.log",
-        env=env,
-    )
-    with process:
-        figures: dict[str, float] = {}
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 2400})
-            started = time.perf_counter()
-            page.goto(f"{url}/flag?flag={KEY}&range=24h")
-            _wait_drawn(page)
-            figures["first_24h"] = round(time.perf_counter() - started, 3)
-            started = time.perf_counter()
-            page.reload()
-            _wait_drawn(page)
-            figures["refresh_24h"] = round(time.perf_counter() - started, 3)
-            browser.close()
-        return figures
-
-
-# Six charts drawn (each has Plotly's SVG and a height) and the 24-hour caption shown. Checked
-# every 50 ms in the page: Playwright's expectations, polled as fast as the page paints and building
-# an accessibility snapshot of the page when they fail, took about a second of the page thread's CPU
-# in a profiled first load (load average 8), time the dashboard itself did not spend.
-_DRAWN = """() => {
-  const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  return plots.length === 6
-    && plots.every(p => p.querySelector('.main-svg') && p.getBoundingClientRect().height > 0)
-    && document.body.textContent.includes('24 hours at ');
-}"""
-
-
-def _wait_drawn(page: Any) -> None:
-    """Wait until the flag page shows its six charts over 24 hours (switching to 24 hours if need be)."""
-    page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
-    picker = page.get_by_role("combobox", name="Time range")
-    if picker.input_value() != "24 hours":
-        picker.click()
-        page.get_by_role("option", name="24 hours").click()
-    page.wait_for_function(_DRAWN, polling=50, timeout=300_000)
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Min, median and max of every figure of the first loads and of the reloads."""
+    summary: dict[str, Any] = {}
+    for load in ("first", "reload"):
+        for figure in runs[0][load]:
+            found = [run[load][figure] for run in runs if run[load][figure] is not None]
+            if found:
+                summary[f"{load}.{figure}"] = {
+                    "min": min(found),
+                    "median": statistics.median(found),
+                    "max": max(found),
+                }
+    loads = [run["load_average_1m"] for run in runs]
+    summary["load_average_1m"] = {"min": min(loads), "max": max(loads)}
+    return summary
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline-tree", type=Path, help="another checkout to time in Chromium too")
     args = parser.parse_args()
 
     from streamlit.testing.v1 import AppTest
@@ -343,8 +314,17 @@ def main() -> int:
                     flush=True,
                 )
             figures["load_average_1m_after"] = round(os.getloadavg()[0], 2)
-            figures["browser_s"] = browser_seconds(url, token, control_url, workdir)
-            print(f"in Chromium: {figures['browser_s']}", flush=True)
+            trees = {"this tree": REPO}
+            if args.baseline_tree:
+                trees["baseline"] = args.baseline_tree.resolve()
+            figures["browser"] = browser_figures(
+                trees,
+                repeat=args.repeat,
+                flags_url=url,
+                token=token,
+                control_url=control_url,
+                workdir=workdir,
+            )
             figures["breakdown_24h_auto_s"] = breakdown(control_url, hours=args.hours)
             print(f"where 24 hours / auto goes: {figures['breakdown_24h_auto_s']}", flush=True)
         finally:

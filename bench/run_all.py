@@ -27,6 +27,7 @@ BENCHMARKS = [
     "control_false_alarm.py",
     "control_rollback.py",
     "dashboard_render.py",
+    "dashboard_floor.py",
     "faults.py",
 ]
 

@@ -7,12 +7,14 @@ fetched through `data.py`; the tests and the render benchmark call these directl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import numpy as np
 import pandas  # type: ignore[import-untyped]  # noqa: F401  (see below)
 import plotly.graph_objects as go
+from numpy.typing import NDArray
 
 from dashboard.health import label
 from flags.client import Annotation, Event, Guardrail
@@ -84,19 +86,22 @@ def markers_from_events(events: Iterable[Event]) -> list[Marker]:
     return sorted(found, key=lambda m: m.time)
 
 
-def with_gaps(
-    times: Sequence[datetime], values: Sequence[float], *, max_gap_s: float
-) -> tuple[list[Any], list[Any]]:
-    """Insert a None between points further apart than `max_gap_s`, so Plotly breaks the line there."""
-    out_times: list[Any] = []
-    out_values: list[Any] = []
-    for index, (moment, value) in enumerate(zip(times, values, strict=True)):
-        if index and (moment - times[index - 1]).total_seconds() > max_gap_s:
-            out_times.append(None)
-            out_values.append(None)
-        out_times.append(moment)
-        out_values.append(value)
-    return out_times, out_values
+def line_arrays(
+    times: Sequence[datetime], values: Sequence[float], *, max_gap_s: float, scale: float = 1.0
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Times in epoch milliseconds and scaled values as arrays, with a NaN value where points lie
+    further apart than `max_gap_s`, so Plotly breaks the line there instead of joining the gap.
+
+    Arrays reach the browser as packed binary (base64) instead of a number or a date string per
+    point: a day's figure is half the bytes, and neither side parses dates.
+    """
+    stamps = np.array([moment.timestamp() * 1000 for moment in times], dtype=np.float64)
+    scaled = np.array(values, dtype=np.float64) * scale
+    if len(stamps) < 2:
+        return stamps, scaled
+    gaps = np.flatnonzero(np.diff(stamps) > max_gap_s * 1000) + 1
+    # The break repeats the time before it with no value: a point Plotly cannot draw.
+    return np.insert(stamps, gaps, stamps[gaps - 1]), np.insert(scaled, gaps, np.nan)
 
 
 def markers_from_annotations(annotations: Iterable[Annotation]) -> list[Marker]:
@@ -127,53 +132,138 @@ def downsample(
     return times, values
 
 
+@dataclass(frozen=True)
+class Row:
+    """One panel of the metrics figure: its lines in the metric's own unit, and the guardrails on them.
+
+    `unit` is how the row's axis reads: "%" for a fraction, "MB" for bytes, "ms"
+    for seconds (values and thresholds are scaled to it). `windows` gives, per
+    line name, the seconds each point covers; the hover states it.
+    """
+
+    title: str
+    lines: Mapping[str, Sequence[PointLike]]
+    unit: str = ""
+    guardrails: Sequence[Guardrail] = ()
+    windows: Mapping[str, int] = field(default_factory=dict)
+
+
+#: Pixels of one row's plot, and between two rows (the upper one's time labels, the lower one's title).
+ROW_PX = 210
+ROW_GAP_PX = 90
+MARGIN_TOP_PX = 50
+MARGIN_BOTTOM_PX = 40
+
+
 def metric_figure(
-    title: str,
-    lines: Mapping[str, Sequence[PointLike]],
+    rows: Sequence[Row],
     *,
-    guardrails: Sequence[Guardrail] = (),
     markers: Sequence[Marker] = (),
     start: datetime,
     end: datetime,
-    unit: str = "",
-    windows: Mapping[str, int] | None = None,
     step_s: int = 5,
 ) -> go.Figure:
-    """One metric over time: a line per cohort, guardrail thresholds, change markers.
+    """Every metric panel as a row of one figure: lines, guardrail thresholds, change markers.
 
-    `unit` is how the axis reads: "%" for a fraction, "MB" for bytes, "ms" for
-    seconds (values and thresholds are scaled to it). `windows` gives, per line
-    name, the seconds each point covers; the hover states it.
-    Points are `step_s` apart; where they are further apart (no samples on that
-    path) the line breaks instead of joining across the gap.
+    One figure instead of one per panel: the browser lays out and draws a single
+    plot, and the rows share one time axis, so a zoom on any row zooms them all.
+    Each row has its title above it and its legend on its right. Points are
+    `step_s` apart; where they are further apart (no samples on that path) the
+    line breaks instead of joining across the gap.
     """
-    figure = go.Figure()
-    for name, points in lines.items():
+    traces: list[go.Scatter] = []
+    layout: dict[str, Any] = {}
+    area_px = len(rows) * ROW_PX + (len(rows) - 1) * ROW_GAP_PX
+    annotations = []
+    for index, row in enumerate(rows):
+        axis = "" if index == 0 else str(index + 1)
+        top = 1 - index * (ROW_PX + ROW_GAP_PX) / area_px
+        domain = [max(0.0, top - ROW_PX / area_px), top]
+        row_traces = [*_lines(row, step_s=step_s), *_thresholds(row, start=start, end=end)]
+        row_traces += _markers(markers, overlay=f"y{len(rows) + index + 1}")
+        legend = "legend" if index == 0 else f"legend{index + 1}"
+        for trace in row_traces:
+            trace.update(xaxis=f"x{axis}", yaxis=trace.yaxis or f"y{axis}", legend=legend)
+        traces += row_traces
+        layout[f"xaxis{axis}"] = {
+            "anchor": f"y{axis}",
+            "type": "date",
+            "range": [start, end],
+            # "allow": no measuring of every tick label to hide those past the plot's edge.
+            "ticklabeloverflow": "allow",
+            **({"matches": "x"} if index else {}),
+        }
+        layout[f"yaxis{axis}"] = {
+            "domain": domain,
+            "anchor": f"x{axis}",
+            "title": row.unit,
+            "tickformat": ".2~%" if row.unit == "%" else None,
+            "rangemode": "tozero",
+            "ticklabeloverflow": "allow",
+        }
+        if markers:
+            layout[f"yaxis{len(rows) + index + 1}"] = {
+                "overlaying": f"y{axis}",
+                "anchor": f"x{axis}",
+                "range": [0, 1],
+                "visible": False,
+            }
+        # Right of the plot: above it the legend covered the title, below it the date axis.
+        layout[legend] = {"x": 1.01, "y": top, "yanchor": "top", "font": {"size": 12}}
+        annotations.append(_title(row.title, top))
+        if not any(row.lines.values()):
+            annotations.append(_no_data(axis))
+    figure = go.Figure(data=traces)
+    figure.update_layout(
+        **layout,
+        annotations=annotations,
+        height=MARGIN_TOP_PX + area_px + MARGIN_BOTTOM_PX,
+        # Fixed margins, wide enough for the legends: letting Plotly grow them to fit draws the
+        # figure twice in the browser.
+        margin={
+            "l": 60,
+            "r": legend_width([t.name for t in traces]),
+            "t": MARGIN_TOP_PX,
+            "b": MARGIN_BOTTOM_PX,
+            "autoexpand": False,
+        },
+        showlegend=True,
+        uirevision="metrics",
+    )
+    return figure
+
+
+def _lines(row: Row, *, step_s: int) -> list[go.Scatter]:
+    found = []
+    scale = UNIT_SCALE.get(row.unit, 1.0)
+    y_format = "%{y:.2~%}" if row.unit == "%" else f"%{{y:.3~f}} {row.unit}"
+    for name, points in row.lines.items():
         kept_times, kept_values = downsample(points)
         # Thinning keeps two points per bucket, so kept neighbours may lie a bucket apart.
         bucket_s = step_s * max(1.0, len(points) / (MAX_POINTS // 2))
-        scale = UNIT_SCALE.get(unit, 1.0)
-        times, values = with_gaps(
-            kept_times, [v * scale for v in kept_values], max_gap_s=2 * max(step_s, bucket_s)
-        )
-        colour = COHORT_COLOURS.get(name, None)
-        window = (windows or {}).get(name)
-        y_format = "%{y:.2~%}" if unit == "%" else f"%{{y:.3~f}} {unit}"
+        times, values = line_arrays(kept_times, kept_values, max_gap_s=2 * max(step_s, bucket_s), scale=scale)
+        window = row.windows.get(name)
         hover = (
             {"hovertemplate": f"%{{x}}<br>{y_format} over {window} s<extra>{name}</extra>"} if window else {}
         )
-        figure.add_trace(
+        colour = COHORT_COLOURS.get(name, None)
+        found.append(
             go.Scatter(
                 x=times, y=values, mode="lines", name=name, line={"color": colour, "width": 1.5}, **hover
             )
         )
-    for guardrail in guardrails:
+    return found
+
+
+def _thresholds(row: Row, *, start: datetime, end: datetime) -> list[go.Scatter]:
+    found = []
+    for guardrail in row.guardrails:
         if guardrail.kind == "comparative":
             continue
         dash = "dash" if guardrail.path in (None, "optimized") else "dot"
-        threshold = guardrail.threshold * UNIT_SCALE.get(unit, 1.0)
-        shown = f"{threshold * 100:g}%" if unit == "%" else f"{threshold:g} {unit}".strip()
-        figure.add_trace(
+        threshold = guardrail.threshold * UNIT_SCALE.get(row.unit, 1.0)
+        shown = f"{threshold * 100:g}%" if row.unit == "%" else f"{threshold:g} {row.unit}".strip()
+        found.append(
             go.Scatter(
                 x=[start, end],
                 y=[threshold, threshold],
@@ -183,51 +273,13 @@ def metric_figure(
                 hovertemplate=f"guardrail {label(guardrail)}<extra></extra>",
             )
         )
-    _add_markers(figure, markers)
-    figure.update_layout(
-        title={"text": title, "font": {"size": 15}, "y": 0.97},
-        height=300,
-        # Fixed margins, wide enough for the legend: letting Plotly grow them to fit draws every
-        # chart twice in the browser, and fixed ones line the charts' time axes up with each other.
-        margin={
-            "l": 60,
-            "r": legend_width([t.name for t in figure.data]),
-            "t": 50,
-            "b": 40,
-            "autoexpand": False,
-        },
-        # Right of the plot: above it the legend covered the title, below it the date axis.
-        legend={"orientation": "v", "x": 1.01, "y": 1, "yanchor": "top", "font": {"size": 12}},
-        # "allow": no measuring of every tick label to hide those past the chart's edge.
-        xaxis={"range": [start, end], "type": "date", "ticklabeloverflow": "allow"},
-        yaxis={
-            "title": unit,
-            "tickformat": ".2~%" if unit == "%" else None,
-            "rangemode": "tozero",
-            "ticklabeloverflow": "allow",
-        },
-        uirevision=title,
-    )
-    if not lines or all(not points for points in lines.values()):
-        figure.add_annotation(
-            text="no data in this range", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5
-        )
-    return figure
+    return found
 
 
-#: The right margin of every metric chart unless a legend entry needs more, so that their time axes align.
-LEGEND_WIDTH = 260
-
-
-def legend_width(names: Iterable[str | None]) -> int:
-    """Pixels right of the plot for a legend of these entries (12 px text after a 40 px line sample)."""
-    longest = max((len(name or "") for name in names), default=0)
-    return max(LEGEND_WIDTH, 50 + 7 * longest)
-
-
-def _add_markers(figure: go.Figure, markers: Sequence[Marker]) -> None:
+def _markers(markers: Sequence[Marker], *, overlay: str) -> list[go.Scatter]:
     # One trace per kind: vertical segments as lines broken by None, so a day of
     # changes stays a handful of traces instead of one shape per event.
+    found = []
     for kind, (colour, dash) in MARKER_STYLE.items():
         chosen = [m for m in markers if m.kind == kind]
         if not chosen:
@@ -239,11 +291,11 @@ def _add_markers(figure: go.Figure, markers: Sequence[Marker]) -> None:
             xs += [marker.time, marker.time, None]
             ys += [0, 1, None]
             text += [marker.label, marker.label, None]
-        figure.add_trace(
+        found.append(
             go.Scatter(
                 x=xs,
                 y=ys,
-                yaxis="y2",
+                yaxis=overlay,
                 mode="lines",
                 name=kind,
                 text=text,
@@ -251,5 +303,40 @@ def _add_markers(figure: go.Figure, markers: Sequence[Marker]) -> None:
                 line={"color": colour, "dash": dash, "width": 1},
             )
         )
-    if markers:
-        figure.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
+    return found
+
+
+def _title(text: str, top: float) -> dict[str, Any]:
+    return {
+        "text": text,
+        "font": {"size": 15},
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0,
+        "y": top,
+        "xanchor": "left",
+        "yanchor": "bottom",
+        "yshift": 8,
+        "showarrow": False,
+    }
+
+
+def _no_data(axis: str) -> dict[str, Any]:
+    return {
+        "text": "no data in this range",
+        "showarrow": False,
+        "xref": f"x{axis} domain",
+        "yref": f"y{axis} domain",
+        "x": 0.5,
+        "y": 0.5,
+    }
+
+
+#: The right margin of the metrics figure unless a legend entry needs more.
+LEGEND_WIDTH = 260
+
+
+def legend_width(names: Iterable[str | None]) -> int:
+    """Pixels right of the plot for a legend of these entries (12 px text after a 40 px line sample)."""
+    longest = max((len(name or "") for name in names), default=0)
+    return max(LEGEND_WIDTH, 50 + 7 * longest)

@@ -1,6 +1,8 @@
-"""The flag page's control panel: rollout, kill switch, automation, guardrail editor.
+"""The flag page's control panel: rollout, kill switch, automation, guardrails.
 
-Every widget's callback runs one function of `actions.py` with the flag as the
+The live guardrails show as a read-only table; their editor is drawn only while
+the operator has "Edit guardrails" on (its thirty-odd widgets were half of the
+page's elements, which the browser drew at every load). Every widget's callback runs one function of `actions.py` with the flag as the
 page showed it (its version guards against overwriting a newer change) and
 leaves the outcome for `session.show_outcome`. Forms keep what the operator is
 typing through the page's auto-refresh, which only reruns the data fragments.
@@ -9,13 +11,14 @@ typing through the page's auto-refresh, which only reruns the data fragments.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import streamlit as st
 
 from dashboard import actions, data, session
 from dashboard.guardrails import GuardrailRow, validate
-from dashboard.health import label
-from flags.client import GUARDRAIL_METRICS, GUARDRAIL_OPS, Flag, FlagsClient
+from dashboard.health import label, value_text
+from flags.client import GUARDRAIL_METRICS, GUARDRAIL_OPS, Flag, FlagsClient, Guardrail
 from flags.model import COHORTS as PATHS
 from flags.model import GUARDRAIL_KINDS as KINDS
 
@@ -40,8 +43,8 @@ def render(flag: Flag) -> None:
         _kill_switch(flag, disabled=not settings.can_write)
     with automation:
         _automation(flag, disabled=not settings.can_write)
-    with st.expander("Guardrails", expanded=False):
-        _guardrail_editor(flag, disabled=not settings.can_write)
+    with st.container(border=True):
+        _guardrails(flag, disabled=not settings.can_write)
 
 
 def _client() -> FlagsClient:
@@ -165,7 +168,33 @@ def _resume_automation(flag: Flag) -> None:
     session.remember(actions.resume_automation(_client(), flag))
 
 
-# guardrail editor
+# guardrails
+
+
+def _guardrails(flag: Flag, *, disabled: bool) -> None:
+    st.markdown(f"**Guardrails** · live in version {flag.version}")
+    if flag.guardrails:
+        st.table(guardrail_table(flag.guardrails), hide_index=True)
+    else:
+        st.caption("None: the controller has nothing to judge this flag by.")
+    # Open to anyone (reading the editor changes nothing); saving is what read-only disables.
+    if st.toggle("Edit guardrails", key=f"edit_guardrails_{flag.key}"):
+        _guardrail_editor(flag, disabled=disabled)
+
+
+def guardrail_table(guardrails: Sequence[Guardrail]) -> list[dict[str, str | int]]:
+    """The live guardrails as table rows, thresholds in their units (1%, 200 ms, 15 MB)."""
+    return [
+        {
+            "guardrail": label(g),
+            # The value alone: a cell starting with ">" would read as a quote (cells are Markdown).
+            "threshold": value_text(g.metric, g.threshold),
+            "kind": g.kind,
+            "window": f"{g.window_s} s",
+            "min samples": g.min_samples,
+        }
+        for g in guardrails
+    ]
 
 
 def _guardrail_editor(flag: Flag, *, disabled: bool) -> None:
@@ -174,8 +203,6 @@ def _guardrail_editor(flag: Flag, *, disabled: bool) -> None:
         metric="error_rate", op="<=", threshold=0.01, window_s=60, min_samples=20, path="optimized"
     )
     prefix = f"gr_{flag.key}_{flag.version}"
-    live = " · ".join(f"`{label(g)}`" for g in flag.guardrails) or "none"
-    st.markdown(f"**Live** (version {flag.version}): {live}")
     with st.form(prefix, border=False):
         st.caption(
             "Edit the live guardrails below; tick *remove* to drop one. Nothing changes until you save."

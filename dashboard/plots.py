@@ -1,16 +1,16 @@
-"""The metric charts of the flag page: which series each one shows, fetched and drawn.
+"""The metric panels of the flag page: which series each one shows, fetched and drawn.
 
-`views/flag.py` calls `metric_charts`; it reads series through `data.series`
-(the controller's metric source) and draws them with `charts.metric_figure`.
-A chart whose lines a guardrail of the flag judges is read over that
-guardrail's window (`guardrail_window`; the smallest if several), so it shows
-what the controller saw; the hover states each line's window.
+`views/flag.py` calls `metrics_figure`; it reads series through `data.series`
+(the controller's metric source) and draws every panel as a row of one figure
+with `charts.metric_figure`. A panel whose lines a guardrail of the flag judges
+is read over that guardrail's window (`guardrail_window`; the smallest if
+several), so it shows what the controller saw; the hover states each line's window.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -128,7 +128,7 @@ def guardrail_window(guardrails: Sequence[Guardrail], metric: str, path: str | N
     return min(windows) if windows else None
 
 
-def metric_charts(
+def metrics_figure(
     settings: DashboardSettings,
     flag: Flag,
     *,
@@ -136,43 +136,44 @@ def metric_charts(
     end: datetime,
     step_s: int,
     markers: Sequence[charts.Marker] = (),
-) -> Iterator[go.Figure]:
-    """Every panel for `flag` over [start, end], each as soon as its series are read.
+) -> go.Figure:
+    """Every panel for `flag` over [start, end], one row each. Raises SourceDown when metrics are down."""
+    return charts.metric_figure(
+        [panel_row(settings, flag, panel, start=start, end=end, step_s=step_s) for panel in PANELS],
+        markers=markers,
+        start=start,
+        end=end,
+        step_s=step_s,
+    )
 
-    The page draws each chart as it comes, so the browser loads Plotly and draws
-    the first charts while the others are still being read. Raises SourceDown
-    when metrics are down.
-    """
+
+def panel_row(
+    settings: DashboardSettings, flag: Flag, panel: Panel, *, start: datetime, end: datetime, step_s: int
+) -> charts.Row:
+    """One panel's series, read over the smallest window a guardrail judges any of its lines on,
+    so the lines stay comparable with each other and with the guardrail's threshold."""
     fn = flag.payload.get("fn")
-    for panel in PANELS:
-        # One window per chart, the smallest a guardrail judges any of its lines on, so the
-        # lines stay comparable with each other and with the guardrail's threshold.
-        judged = [guardrail_window(flag.guardrails, metric, path) for _name, metric, path in panel.lines]
-        window_s = min((w for w in judged if w is not None), default=None)
-        lines = {
-            name: data.series(
-                settings,
-                metric,
-                fn=fn,
-                path=path,
-                start=start,
-                end=end,
-                step_s=step_s,
-                window_s=window_s,
-                flag=flag.key,
-            )
-            for name, metric, path in panel.lines
-        }
-        metrics = {metric for _name, metric, _path in panel.lines}
-        guardrails = [g for g in flag.guardrails if g.metric in metrics]
-        yield charts.metric_figure(
-            panel.title,
-            lines,
-            guardrails=guardrails,
-            markers=markers,
+    judged = [guardrail_window(flag.guardrails, metric, path) for _name, metric, path in panel.lines]
+    window_s = min((w for w in judged if w is not None), default=None)
+    lines = {
+        name: data.series(
+            settings,
+            metric,
+            fn=fn,
+            path=path,
             start=start,
             end=end,
-            unit=panel.unit,
-            windows=dict.fromkeys(lines, series_window_s(step_s, window_s)),
             step_s=step_s,
+            window_s=window_s,
+            flag=flag.key,
         )
+        for name, metric, path in panel.lines
+    }
+    metrics = {metric for _name, metric, _path in panel.lines}
+    return charts.Row(
+        panel.title,
+        lines,
+        unit=panel.unit,
+        guardrails=[g for g in flag.guardrails if g.metric in metrics],
+        windows=dict.fromkeys(lines, series_window_s(step_s, window_s)),
+    )

@@ -24,7 +24,7 @@ from dashboard.plots import (
     RANGES,
     RESOLUTIONS,
     default_range,
-    metric_charts,
+    metrics_figure,
     step_for,
     story_start,
 )
@@ -170,10 +170,10 @@ def metrics(flag: Flag) -> None:
     markers = sorted(
         [*charts.markers_from_events(events), *charts.markers_from_annotations(notes)], key=lambda m: m.time
     )
+    # The verdict timeline is read first (its past hours are cached) and sent to its place under
+    # the metric panels: the browser loads Plotly's code while the series are still being read.
+    metrics_place = st.container()
     try:
-        figures = metric_charts(settings, flag, start=start, end=shown_until, step_s=step_s, markers=markers)
-        for index, figure in enumerate(figures):
-            st.plotly_chart(figure, key=f"chart_{index}", config={"displaylogo": False})
         runs, silence_s = data.verdict_runs(settings, key, since=start)
     except data.SourceDown as error:
         banners.source_down(error)
@@ -193,6 +193,13 @@ def metrics(flag: Flag) -> None:
         key="verdicts",
         config={"displaylogo": False},
     )
+    try:
+        figure = metrics_figure(settings, flag, start=start, end=shown_until, step_s=step_s, markers=markers)
+    except data.SourceDown as error:
+        with metrics_place:
+            banners.source_down(error)
+        return
+    metrics_place.plotly_chart(figure, key="metrics", config={"displaylogo": False})
     st.caption(
         f"{range_label} at {step_s}s steps · flag version {flag.version} · updated {data.now():%H:%M:%S} UTC · "
         f"refreshes every {settings.refresh_s:g}s",

@@ -16,6 +16,7 @@ from dashboard.settings import DashboardSettings
 from dashboard.verdicts import silence_s, verdict_runs
 from flags.client import Flag, Guardrail, RollbackPolicy
 from tests.dashboard.conftest import FN
+from tests.dashboard.figures import panels
 from tests.dashboard.metrics import MetricsTarget, scrape_history
 
 
@@ -106,14 +107,13 @@ def test_error_rate_chart_uses_the_guardrails_window(
     settings = DashboardSettings.from_env({"ROLLGUARD_CONTROL_DATABASE_URL": control_database_url})
     start = last - timedelta(seconds=60)
 
-    figures = list(plots.metric_charts(settings, flag, start=start, end=last, step_s=5))
+    rows = panels(plots.metrics_figure(settings, flag, start=start, end=last, step_s=5))
 
-    error_chart = next(f for f in figures if f.layout.title.text == "Error rate per cohort")
-    optimized = next(t for t in error_chart.data if t.name == "optimized")
+    optimized = rows["Error rate per cohort"]["optimized"]
     # What the guardrail judged: the burst alone, not diluted by the minute before it.
-    assert optimized.y[-1] == pytest.approx(0.12)
-    assert "over 20 s" in optimized.hovertemplate
-    assert list(optimized.y) == [
+    assert optimized["y"][-1] == pytest.approx(0.12)
+    assert "over 20 s" in optimized["hovertemplate"]
+    assert optimized["y"] == [
         p.value
         for p in data.series(
             settings, "error_rate", fn=FN, path="optimized", start=start, end=last, step_s=5, window_s=20
@@ -121,8 +121,8 @@ def test_error_rate_chart_uses_the_guardrails_window(
     ]
     diluted = data.series(settings, "error_rate", fn=FN, path="optimized", start=start, end=last, step_s=5)
     assert diluted[-1].value < 0.08
-    latency = next(f for f in figures if f.layout.title.text == "p95 latency per cohort")
-    assert all("over 60 s" in t.hovertemplate for t in latency.data if t.name in ("optimized", "direct"))
+    latency = rows["p95 latency per cohort"]
+    assert all("over 60 s" in latency[name]["hovertemplate"] for name in ("optimized", "direct"))
 
 
 def test_guardrail_window_is_the_smallest_judging_a_line() -> None:

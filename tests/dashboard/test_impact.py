@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import httpx
 
 from flags.client import Guardrail
 from tests.dashboard.conftest import Dashboard, create_flag
+from tests.dashboard.figures import drawn, page_figures, panels
 from tests.dashboard.metrics import tick_controller
 from tests.support import wait_until
 
@@ -109,12 +109,9 @@ def test_flag_page_charts_impact_metrics_per_flag_state(dashboard: Dashboard) ->
     assert "judged" in panel and "error_rate[optimized-direct]<=0.01: 10% (300 samples) → fail" in panel, (
         panel
     )
-    figures = {
-        spec["layout"]["title"]["text"]: spec
-        for spec in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
-    }
-    errors = {trace["name"]: trace for trace in figures["Error rate per cohort"]["data"]}
-    assert errors["optimized"]["y"] and max(errors["optimized"]["y"]) == 0.1
-    assert errors["direct"]["y"] and max(errors["direct"]["y"]) == 0.0
-    latency = {trace["name"]: trace for trace in figures["p95 latency per cohort"]["data"]}
-    assert latency["optimized"]["y"] and latency["direct"]["y"]
+    rows = panels(page_figures(at)[0])
+    errors = rows["Error rate per cohort"]
+    assert drawn(errors["optimized"]["y"]) and max(drawn(errors["optimized"]["y"])) == 0.1
+    assert drawn(errors["direct"]["y"]) and max(drawn(errors["direct"]["y"])) == 0.0
+    latency = rows["p95 latency per cohort"]
+    assert drawn(latency["optimized"]["y"]) and drawn(latency["direct"]["y"])

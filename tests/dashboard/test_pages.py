@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from control.store import ControlStore, VerdictRecord
 from dashboard.health import describe
 from rollguard import free_port
 from tests.dashboard.conftest import FN, GUARDRAILS, Dashboard, create_flag
+from tests.dashboard.figures import drawn, page_figures, panels
 from tests.dashboard.metrics import MetricsTarget, scrape_history, scrape_now, tick_controller
 
 
@@ -160,11 +160,35 @@ def test_a_stale_version_is_refused_with_a_clear_message(dashboard: Dashboard) -
     assert admin.get_flag(key).state == "rolling_out"
 
 
+def _open_guardrail_editor(at: AppTest, key: str) -> AppTest:
+    at.toggle(key=f"edit_guardrails_{key}").set_value(True).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_live_guardrails_show_as_a_table_and_the_editor_only_on_demand(dashboard: Dashboard) -> None:
+    key = dashboard.key
+    flag = create_flag(dashboard.service.admin("setup"), key, enabled=True)
+    at = _flag_page(dashboard)
+
+    rows = at.table[0].value.to_dict("records")
+    assert [(row["guardrail"], row["threshold"], row["window"]) for row in rows] == [
+        (g.name, text, f"{g.window_s} s")
+        for g, text in zip(flag.guardrails, ("1%", "200 ms", "50%"), strict=True)
+    ]
+    assert not [b for b in at.button if b.label == "Save guardrails"]
+
+    _open_guardrail_editor(at, key)
+
+    assert at.number_input(key=f"gr_{key}_{flag.version}_0_threshold").value == pytest.approx(0.01)
+    assert _button(at, "Save guardrails")
+
+
 def test_guardrail_editor_validates_and_saves(dashboard: Dashboard) -> None:
     key = dashboard.key
     admin = dashboard.service.admin("setup")
     flag = create_flag(admin, key, enabled=True)
-    at = _flag_page(dashboard)
+    at = _open_guardrail_editor(_flag_page(dashboard), key)
     prefix = f"gr_{key}_{flag.version}"
     assert at.number_input(key=f"{prefix}_0_threshold").value == pytest.approx(0.01)
 
@@ -195,7 +219,7 @@ def test_the_servers_refusal_is_shown(dashboard: Dashboard) -> None:
     key = dashboard.key
     admin = dashboard.service.admin("setup")
     flag = create_flag(admin, key, enabled=True)
-    at = _flag_page(dashboard)
+    at = _open_guardrail_editor(_flag_page(dashboard), key)
     # Passes the editor's checks but not the flag service's (windows are at most a day).
     at.number_input(key=f"gr_{key}_{flag.version}_0_window").set_value(100_000)
     _button(at, "Save guardrails").click().run()
@@ -212,6 +236,7 @@ def test_read_only_mode_disables_every_write(dashboard: Dashboard) -> None:
 
     assert at.button(key="rollout_50").disabled
     assert at.button(key="kill").disabled
+    _open_guardrail_editor(at, key)
     assert _button(at, "Save guardrails").disabled
     assert "Read-only" in _texts(at.info)
 
@@ -266,27 +291,25 @@ def test_charts_show_metrics_thresholds_and_changes(
 
     at = _flag_page(dashboard)
 
-    charts = at.get("plotly_chart")
-    assert len(charts) == 6  # five metric panels and the verdict timeline
-    figures = {spec["layout"]["title"]["text"]: spec for spec in (json.loads(c.proto.spec) for c in charts)}
-    assert set(figures) == {
+    metrics, timeline = page_figures(at)
+    rows = panels(metrics)
+    assert list(rows) == [
         "Call reduction",
         "Cache hit rate",
         "Cache bytes and process memory",
         "Error rate per cohort",
         "p95 latency per cohort",
-        "Guardrail verdicts",
-    }
-    traces = {trace["name"]: trace for trace in figures["Error rate per cohort"]["data"]}
+    ]
+    traces = rows["Error rate per cohort"]
     assert set(traces) == {"optimized", "direct", "guardrail <= 1% optimized", "rollout"}
-    assert len(traces["optimized"]["y"]) > 10
-    assert max(traces["optimized"]["y"]) == 0.0
+    assert len(drawn(traces["optimized"]["y"])) > 10
+    assert max(drawn(traces["optimized"]["y"])) == 0.0
     assert traces["guardrail <= 1% optimized"]["y"] == [0.01, 0.01]
-    verdict_rows = {name for trace in figures["Guardrail verdicts"]["data"] for name in trace["y"]}
+    verdict_rows = {name for trace in timeline["data"] for name in trace["y"]}
     assert verdict_rows == {g.name for g in admin.get_flag(key).guardrails}
     assert "controller-charts" in _texts(at.info)  # the controller strip names the leader
-    reduction = next(t for t in figures["Call reduction"]["data"] if t["name"] == "call reduction")
-    assert reduction["y"][-1] == pytest.approx(0.4)  # 0.2 backend share optimized, 1.0 direct
+    reduction = rows["Call reduction"]["call reduction"]
+    assert drawn(reduction["y"])[-1] == pytest.approx(0.4)  # 0.2 backend share optimized, 1.0 direct
     assert "breached" not in _texts(at.error)
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from control import ControllerStatus, LastCheck, VerdictRecord
-from dashboard.charts import classify, downsample, markers_from_events, metric_figure
+from dashboard.charts import Row, classify, downsample, markers_from_events, metric_figure
 from dashboard.guardrails import GuardrailRow, validate
 from dashboard.health import Health, badge, describe, labels
 from dashboard.live_checks import age, lines
@@ -17,6 +17,7 @@ from dashboard.plots import default_range, step_for, story_start
 from dashboard.settings import DashboardSettings
 from dashboard.verdicts import condense, flag_history, join, silence_s, silences, timeline, verdict_runs
 from flags.client import Event, Flag, Guardrail, RollbackPolicy
+from tests.dashboard.figures import panels
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
@@ -304,14 +305,12 @@ def test_settings_from_env_and_secrets() -> None:
 def test_a_line_breaks_where_no_samples_came() -> None:
     points = [P(T0 + timedelta(seconds=5 * i), 0.1) for i in range(10)]
     points += [P(T0 + timedelta(seconds=600 + 5 * i), 0.2) for i in range(10)]
-    figure = metric_figure(
-        "error rate", {"optimized": points}, start=T0, end=T0 + timedelta(hours=1), step_s=5
-    )
-    ys = list(figure.data[0].y)
+    figure = metric_figure([Row("error rate", {"optimized": points})], start=T0, end=T0 + timedelta(hours=1))
+    ys = panels(figure)["error rate"]["optimized"]["y"]
     assert ys.count(None) == 1
     assert ys.index(None) == 10
-    steady = metric_figure("x", {"optimized": points[:10]}, start=T0, end=T0 + timedelta(hours=1), step_s=5)
-    assert None not in list(steady.data[0].y)
+    steady = metric_figure([Row("x", {"optimized": points[:10]})], start=T0, end=T0 + timedelta(hours=1))
+    assert None not in panels(steady)["x"]["optimized"]["y"]
 
 
 def test_a_silence_after_a_kill_is_not_judged_and_says_why() -> None:

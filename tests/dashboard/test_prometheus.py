@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from dashboard import data
 from dashboard.plots import BASE_STEP_S
 from tests.control.prometheus import LivePrometheus, start_prometheus
 from tests.dashboard.conftest import FN, Dashboard, create_flag
+from tests.dashboard.figures import drawn, page_figures, panels
 from tests.dashboard.metrics import MetricsTarget, tick_controller
 from tests.support import wait_until
 
@@ -77,14 +77,10 @@ def test_flag_page_charts_come_from_prometheus(dashboard: Dashboard, prometheus:
 
     assert not at.exception
     assert "metric source is unavailable" not in "\n".join(str(w.value) for w in at.warning)
-    specs = {
-        json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
-        for c in at.get("plotly_chart")
-    }
-    optimized = next(t for t in specs["Error rate per cohort"]["data"] if t["name"] == "optimized")
-    assert optimized["y"] and max(optimized["y"]) == 0.0
-    reduction = next(t for t in specs["Call reduction"]["data"] if t["name"] == "call reduction")
-    assert reduction["y"][-1] == pytest.approx(0.4, abs=0.05)
+    rows = panels(page_figures(at)[0])
+    optimized = drawn(rows["Error rate per cohort"]["optimized"]["y"])
+    assert optimized and max(optimized) == 0.0
+    assert drawn(rows["Call reduction"]["call reduction"]["y"])[-1] == pytest.approx(0.4, abs=0.05)
     health = next(str(c.value) for c in at.caption if str(c.value).startswith("Health"))
     assert "judged" in health and "by the controller" in health
     assert "error_rate[optimized]<=0.01: 0% (" in health and "samples) → pass" in health

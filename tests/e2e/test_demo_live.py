@@ -32,6 +32,18 @@ STORY_TIMEOUT_S = 240
 STOP_BOUND_S = 30
 # The children that serve HTTP, by their name in story.json's processes and urls.
 SERVERS = ("flags", "portal", "alerts", "dashboard")
+# In the page: `row(gd, title)` gives the traces and the axes of the metrics figure's row with that title.
+ROW_JS = """const row = (gd, title) => {
+    const titles = gd.layout.annotations.filter(a => a.xref === 'paper' && a.x === 0).map(a => a.text);
+    const index = titles.indexOf(title) + 1;
+    const suffix = index === 1 ? '' : String(index);
+    return {
+        traces: gd._fullData.filter(t => t.xaxis === 'x' + suffix),
+        xa: gd._fullLayout['xaxis' + suffix],
+        ya: gd._fullLayout['yaxis' + suffix],
+    };
+};
+"""
 
 
 def _read_story(path: Path) -> dict[str, Any] | None:
@@ -141,18 +153,19 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         updated = page.get_by_text("15 minutes at").last
         expect(updated).to_be_visible(timeout=60_000)
         charts = page.locator(".js-plotly-plot")
-        expect(charts).to_have_count(6, timeout=60_000)
+        # The metric panels, rows of one figure sharing its time axis, then the verdict timeline.
+        expect(charts).to_have_count(2, timeout=60_000)
         expect(page.get_by_text("Error rate per cohort").first).to_be_visible()
         expect(charts.locator(".scatterlayer .trace").first).to_be_visible()
-        # Every metric chart marks the promotion and the rollback, whose hover says why.
-        legends = [charts.nth(i).locator(".legendtext") for i in range(5)]
-        for legend in legends:
-            expect(legend.filter(has_text="promotion")).to_have_count(1)
-            expect(legend.filter(has_text="rollback")).to_have_count(1)
+        # Every metric panel marks the promotion and the rollback (a legend per row), whose hover says why.
+        metrics = charts.first
+        for kind in ("promotion", "rollback"):
+            expect(metrics.locator(".legendtext").filter(has_text=kind)).to_have_count(5)
         error_chart = charts.filter(has_text="Error rate per cohort")
         plotted = error_chart.evaluate(
-            """gd => gd.data.map(t => ({
-                   name: t.name, points: (t.y || []).filter(v => v !== null).length,
+            ROW_JS
+            + """gd => row(gd, 'Error rate per cohort').traces.map(t => ({
+                   name: t.name, points: Array.from(t.y || []).filter(v => v !== null && !Number.isNaN(v)).length,
                    text: (t.text || []).filter(v => v !== null)}))"""
         )
         by_name = {trace["name"]: trace for trace in plotted}
@@ -163,12 +176,13 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         # Right after a refresh of the charts, so the next one cannot wipe the hover label first.
         before = updated.inner_text()
         expect(updated).not_to_have_text(before, timeout=30_000)
-        # The charts stand one under another at full width: bring this one on screen to hover it.
-        error_chart.scroll_into_view_if_needed()
+        # The panels stand one under another at full width: bring the figure on screen to hover it.
+        error_chart.evaluate("gd => gd.scrollIntoView({block: 'center'})")
         x, y = error_chart.evaluate(
-            """gd => {
-                const marker = gd.data.find(t => t.name === 'rollback');
-                const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            ROW_JS
+            + """gd => {
+                const {traces, xa, ya} = row(gd, 'Error rate per cohort');
+                const marker = traces.find(t => t.name === 'rollback');
                 const box = gd.getBoundingClientRect();
                 // The marker's top end: a line trace hovers at its points.
                 return [box.left + xa._offset + xa.d2p(marker.x[0]), box.top + ya._offset + 1];
@@ -182,11 +196,15 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         # The story takes the last two minutes of the range: for the screenshot the operator
         # drags over it on every chart to zoom in. A refresh resets the zoom (the range's end
         # moves), so zoom right after one and try again if one came in between.
-        since = error_chart.evaluate("gd => Math.min(...gd.data[0].x.map(x => new Date(x).getTime()))")
+        since = error_chart.evaluate(
+            "gd => Math.min(...Array.from(gd._fullData[0].x, x => new Date(x).getTime()))"
+        )
         for _attempt in range(3):
             before = updated.inner_text()
             expect(updated).not_to_have_text(before, timeout=30_000)
-            for index in range(6):
+            # One drag per figure: the metric rows share the time axis of the first.
+            for index in range(2):
+                charts.nth(index).evaluate("gd => gd.scrollIntoView({block: 'center'})")
                 x0, x1, y = charts.nth(index).evaluate(
                     """(gd, since) => {
                         const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
@@ -213,6 +231,10 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
             tip.click()
         expect(page.locator(".plotly-notifier .notifier-note")).to_have_count(0)
         page.evaluate("document.activeElement.blur()")
+        # Back to the top of the page, which the scrolls to each figure moved.
+        page.evaluate(
+            "() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })"
+        )
         page.screenshot(path=str(artifacts_dir / "demo-rolled-back.png"), full_page=True)
         if os.environ.get("ROLLGUARD_UPDATE_SCREENSHOTS") == "1":
             # Only on request: every run rewriting a committed image would leave the tree dirty.
