@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from dashboard.cli import command as dashboard_command
 from dashboard.cli import has_authentication, is_loopback
 from rollguard.secretfile import write_private
+from rollguard.up import DEFAULT_PORTS, environment, new_secrets
 
 
 def _mode(path: Path) -> int:
@@ -63,3 +64,15 @@ def test_dashboard_refuses_a_public_bind_without_authentication(tmp_path: Path) 
     assert result.exit_code == 2
     assert "no authentication" in result.output
     assert "--insecure-no-auth" in result.output
+
+
+def test_the_demo_dashboard_gets_a_new_password_that_its_own_check_accepts(tmp_path: Path) -> None:
+    first, second = new_secrets(), new_secrets()
+    password = first["ROLLGUARD_DASHBOARD_PASSWORD"]
+    assert len(password) >= 16 and password != second["ROLLGUARD_DASHBOARD_PASSWORD"]
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items()}
+    # Every child of `rollguard up`, the dashboard included, starts with it (and demo.env stores it:
+    # tests/e2e/test_demo_live.py reads it back there and logs in with it).
+    children = environment(tmp_path, urls, first)
+    assert children["ROLLGUARD_DASHBOARD_PASSWORD"] == password
+    assert has_authentication(children, tmp_path)
