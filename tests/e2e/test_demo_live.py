@@ -158,9 +158,10 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         expect(page.get_by_text("Error rate per cohort").first).to_be_visible()
         expect(charts.locator(".scatterlayer .trace").first).to_be_visible()
         # Every metric panel marks the promotion and the rollback (a legend per row), whose hover says why.
-        metrics = charts.first
+        # Plotly names a row's legend entries `legendtext`, `legend2text`, ...
+        legend_entries = charts.first.locator("text[class^='legend'][class$='text']")
         for kind in ("promotion", "rollback"):
-            expect(metrics.locator(".legendtext").filter(has_text=kind)).to_have_count(5)
+            expect(legend_entries.filter(has_text=kind)).to_have_count(5)
         error_chart = charts.filter(has_text="Error rate per cohort")
         plotted = error_chart.evaluate(
             ROW_JS
