@@ -128,13 +128,14 @@ def _switch(flag: Flag) -> None:
 
 def _automation(flag: Flag, *, disabled: bool) -> None:
     st.markdown(f"**Automation** · state `{flag.state}`")
+    key = f"auto_promote_{flag.key}_{flag.version}"
     st.toggle(
         "Auto-promote",
         value=flag.auto_promote,
-        key=f"auto_promote_{flag.key}_{flag.version}",
+        key=key,
         disabled=disabled,
         on_change=_toggle_auto_promote,
-        args=(flag,),
+        args=(flag, key),
         help="Let the controller promote through the stages on its own.",
     )
     if flag.state == "paused":
@@ -156,8 +157,12 @@ def _automation(flag: Flag, *, disabled: bool) -> None:
         )
 
 
-def _toggle_auto_promote(flag: Flag) -> None:
-    session.remember(actions.set_auto_promote(_client(), flag, not flag.auto_promote))
+def _toggle_auto_promote(flag: Flag, key: str) -> None:
+    wanted = bool(st.session_state.get(key, not flag.auto_promote))
+    if wanted == flag.auto_promote:
+        # A refresh can re-send a toggle's value unchanged; only an operator's flip is a change.
+        return
+    session.remember(actions.set_auto_promote(_client(), flag, wanted))
 
 
 def _pause_automation(flag: Flag) -> None:
