@@ -21,10 +21,12 @@ from control.metrics import MetricSource, Point, open_source, series_window_s
 from control.notify import Notifier
 from control.portal_metrics import gate_counts
 from control.promql import PATH_AWARE
-from control.settings import ControlSettings
+from control.settings import ControlSettings, from_variables, one_line
 from control.store import ControllerStatus, DecisionRecord, RawSample, VerdictRecord
 
 __all__ = [
+    "from_variables",
+    "one_line",
     "PATH_AWARE",
     "ControlError",
     "ControlHistory",

@@ -134,14 +134,17 @@ class ControlSettings(BaseSettings):
         :raise PermanentError: a value is invalid (the message names the variable and the value).
         """
         try:
-            return _from_variables(cls, environ)
+            return from_variables(cls, environ)
         except ValidationError as exc:
-            raise PermanentError(_one_line(exc)) from exc
+            raise PermanentError(one_line(exc)) from exc
 
 
-def _from_variables(cls: type[_Settings], environ: Mapping[str, str]) -> _Settings:
-    """Validate the non-empty variables of `environ` that name a field of `cls`; defaults for the rest."""
-    given = {}
+def from_variables(cls: type[_Settings], environ: Mapping[str, str], **fields: Any) -> _Settings:
+    """Validate the non-empty variables of `environ` that name a field of `cls`, and `fields`; defaults for the rest.
+
+    The dashboard builds its own settings with it too.
+    """
+    given: dict[str, Any] = dict(fields)
     for field in cls.model_fields.values():
         variable = field.validation_alias
         if isinstance(variable, str) and environ.get(variable):
@@ -154,7 +157,7 @@ def _from_variables(cls: type[_Settings], environ: Mapping[str, str]) -> _Settin
     return settings
 
 
-def _one_line(exc: ValidationError) -> str:
+def one_line(exc: ValidationError) -> str:
     """Say what was wrong with each value in one line: `VARIABLE='value': problem; ...`."""
     return "; ".join(
         f"{'.'.join(str(part) for part in error['loc'])}={error['input']!r}: {error['msg']}"

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Mapping
-from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from control import from_variables, one_line
 from flags.client import DEFAULT_FLAGS_URL
 
 DEFAULT_REFRESH_S = 10.0
@@ -116,9 +116,9 @@ class DashboardSettings(BaseSettings):
                 merged[field.validation_alias] = str(secrets[name])
         control_env = _control_env(environ, secrets, merged)
         try:
-            return _from_variables(cls, merged, control_env=control_env)
+            return from_variables(cls, merged, control_env=control_env)
         except ValidationError as exc:
-            raise ValueError(_one_line(exc)) from exc
+            raise ValueError(one_line(exc)) from exc
 
 
 def _control_env(
@@ -133,27 +133,3 @@ def _control_env(
         {var: merged[var] for var in ("ROLLGUARD_FLAGS_URL", "ROLLGUARD_ADMIN_TOKEN") if merged.get(var)}
     )
     return tuple(sorted(env.items()))
-
-
-def _from_variables(
-    cls: type[DashboardSettings], environ: Mapping[str, str], **fields: Any
-) -> DashboardSettings:
-    """Validate the non-empty variables of `environ` that name a field, and `fields`; defaults for the rest."""
-    given = dict(fields)
-    for field in cls.model_fields.values():
-        variable = field.validation_alias
-        if isinstance(variable, str) and environ.get(variable):
-            given[variable] = environ[variable]
-    # Not cls(**given): BaseSettings.__init__ would take the fields missing here from os.environ,
-    # and it scans os.environ, a .env file and a secrets directory on every call (milliseconds,
-    # which the dashboard would pay on every rerun). BaseModel.__init__ only validates.
-    settings = cls.__new__(cls)
-    BaseModel.__init__(settings, **given)
-    return settings
-
-
-def _one_line(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc'])}={error['input']!r}: {error['msg']}"
-        for error in exc.errors(include_url=False)
-    )
