@@ -64,8 +64,14 @@ def test_fault_on_the_optimized_path_is_rolled_back_and_a_healthy_spike_is_not(t
             portal, tmp_path / "spike.log", users=200, duration_s=15, scenario="mass-submission"
         )
         wait_until(lambda: not spike.running, timeout=120, what="the mass submission to finish")
-        checks_after_spike = _passing_rounds(store) + 5
-        wait_until(lambda: _passing_rounds(store) >= checks_after_spike, timeout=60, what="5 more checks")
+        # Judged rounds, not passing ones: the saturated machine may breach a guardrail for
+        # a round or two; what matters is that the controller kept judging and did not roll back.
+        checks_after_spike = _judged_rounds(store) + 5
+        wait_until(
+            lambda: _judged_rounds(store) >= checks_after_spike or not admin.get_flag(KEY).enabled,
+            timeout=60,
+            what="5 more checks",
+        )
         assert admin.get_flag(KEY).enabled, [e.reason for e in admin.events(flag=KEY) if e.action == "kill"]
         assert [d for d in store.decisions(KEY) if d.action == "rollback"] == []
 
@@ -89,8 +95,16 @@ def test_fault_on_the_optimized_path_is_rolled_back_and_a_healthy_spike_is_not(t
         admin.close()
 
 
-def _passing_rounds(store: ControlStore) -> int:
+def _rounds(store: ControlStore) -> list[list[str]]:
     rounds: dict[datetime, list[str]] = {}
     for v in store.verdicts(KEY):
         rounds.setdefault(v.time, []).append(v.verdict)
-    return sum(1 for verdicts in rounds.values() if len(verdicts) == 4 and set(verdicts) == {"pass"})
+    return [verdicts for verdicts in rounds.values() if len(verdicts) == 4]
+
+
+def _passing_rounds(store: ControlStore) -> int:
+    return sum(1 for verdicts in _rounds(store) if set(verdicts) == {"pass"})
+
+
+def _judged_rounds(store: ControlStore) -> int:
+    return len(_rounds(store))

@@ -121,7 +121,10 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
 
         # Sample counts are call counts: rates, with the same edge error; the portal's
         # are burstier (a page load makes about 12 calls at once), hence the wider band.
-        for fn, expectations, samples_rel in ((STEADY_FN, STEADY, 0.10), (PORTAL_FN, PORTAL, 0.25)):
+        # A MyTestSeries load makes 12 calls at once: at each edge of the window, one such
+        # burst may fall inside one's scrapes and outside the other's.
+        tolerances = ((STEADY_FN, STEADY, 0.10, 2), (PORTAL_FN, PORTAL, 0.25, 2 * 12))
+        for fn, expectations, samples_rel, samples_abs in tolerances:
             for metric, path, rel, abs_ in expectations:
                 mine = ours.window(metric, fn=fn, path=path, window_s=WINDOW_S, end=end)
                 prom = theirs.window(metric, fn=fn, path=path, window_s=WINDOW_S, end=end)
@@ -133,7 +136,7 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
                     earlier = ours.window(metric, fn=fn, window_s=WINDOW_S, end=end - timedelta(seconds=2))
                     abs_ = max(abs_, mine.value - (earlier.value or 0.0))
                 assert mine.value == pytest.approx(prom.value, rel=rel, abs=abs_), where
-                assert mine.samples == pytest.approx(prom.samples, rel=samples_rel, abs=2), where
+                assert mine.samples == pytest.approx(prom.samples, rel=samples_rel, abs=samples_abs), where
         assert ours.window("breaker_bypass_rate", fn=STEADY_FN, window_s=WINDOW_S, end=end).value == (
             pytest.approx(1 / 11, abs=0.01)
         )

@@ -1,5 +1,8 @@
 """End to end, as an operator lives it: follow `rollguard up` while it runs, watch the
-rollback on the dashboard in Chromium, then press Ctrl-C and find nothing left running."""
+rollback on the dashboard in Chromium, then press Ctrl-C and find nothing left running.
+
+One run of the whole story serves every check of it: what `rollguard up` printed and
+recorded, the dashboard, the stop, and the flag service's audit log read back afterwards."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from rollguard import ROLLGUARD, http_ok
+from tests.conftest import start_flag_service
 from tests.dashboard.test_browser import README_SCREENSHOT
 from tests.support import start_process, wait_until
 
@@ -27,6 +31,9 @@ FLAG = "exam-attempts-optimization"
 # Startup (seeding 600 students, Streamlit), 20 s at 10%, the promotion, the
 # 20 s mass submission and the rollback take about 90 s on a loaded 2-CPU machine.
 STORY_TIMEOUT_S = 240
+# The controller judges every scrape (each second) and rolls back after 2 failing
+# checks of a 10 s window: a rollback later than this after the fault means the loop broke.
+ROLLBACK_BOUND_S = 90
 # `rollguard up` gives its children 10 s after SIGTERM and reads the portal's
 # counters first (5 s timeout): anything slower means a child was not stopped.
 STOP_BOUND_S = 30
@@ -117,6 +124,15 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
             "events"
         ]
         assert story["rolled_back_at_s"] is not None and not story["stopped"]
+        assert 0 < story["rolled_back_at_s"] - story["fault_at_s"] <= ROLLBACK_BOUND_S
+        assert [line.split(":")[0] for line in story["headline"]] == [
+            "backend calls saved against direct",
+            "call reduction (optimized path)",
+            "cache hit rate",
+            "eta, live efficiency (optimized path)",
+            "cache memory",
+            "error rate",
+        ]
         # The command printed where everything is and a line per step of the story.
         out = printed()
         for name in SERVERS:
@@ -124,6 +140,7 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         for step in ("seeding the portal", "promoted the flag to 50%", "mass submission", "fault injected"):
             assert step in out, out
         assert "rolled the flag back" in out, out
+        assert "the headline, from the portal's /metrics" in out, out
 
         # The secrets are private, and the dashboard's password was printed once.
         secrets = _exports(var_dir / "demo.env")
@@ -259,6 +276,8 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         assert not any(left.values()), f"still running after {stop_s:.1f}s: {left}"
         for name in SERVERS:
             assert not http_ok(urls[name]), f"{name} still answers at {urls[name]}"
+        _assert_portal_counters(story["portal_metrics"])
+        _assert_audit_log(tmp_path, var_dir)
     finally:
         if not stopped_cleanly:
             # Leave nothing behind for the next test: the command, then whatever it had started.
@@ -268,6 +287,39 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
                 if _group_members(pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGKILL)
+
+
+def _assert_portal_counters(metrics: dict[str, float]) -> None:
+    """Both paths served; the fault was on the optimized path only.
+
+    The direct path's only errors are the incident's own: a page that found no free
+    database connection during the mass submission (counted apart).
+    """
+    assert metrics.get("optimizer_errors_total{path=direct}", 0.0) <= metrics["portal_db_pool_timeouts_total"]
+    assert metrics["optimizer_requests_total{path=direct}"] > 0
+    assert metrics["optimizer_requests_total{path=optimized}"] > 0
+
+
+def _assert_audit_log(tmp_path: Path, var_dir: Path) -> None:
+    """The flag service's audit log, read after a restart on the demo's database, holds the story."""
+    service = start_flag_service(tmp_path, database_url=f"sqlite:///{var_dir / 'flags.db'}")
+    try:
+        with service.admin() as admin:
+            events = admin.events(flag=FLAG, limit=200)
+            flag = admin.get_flag(FLAG)
+            notes = {a.kind for a in admin.annotations(flag=FLAG)}
+    finally:
+        service.process.terminate()
+    assert not flag.enabled
+    # The fault hit the 50% stage, where the demo holds the flag for the mass submission.
+    assert flag.rollout == 50
+    promotions = [e for e in events if e.actor == "controller" and e.after and e.after.get("rollout") == 50]
+    kills = [e for e in events if e.action == "kill"]
+    assert promotions and promotions[0].reason
+    assert kills and kills[0].actor == "controller"
+    assert any(name in (kills[0].reason or "") for name in ("error_rate", "p95", "breaker_bypass_rate"))
+    # The story's marks for the dashboard; the fault is cleared once the story is told.
+    assert {"mass-submission-start", "mass-submission-end", "fault-on", "fault-off"} <= notes
 
 
 def _exports(path: Path) -> dict[str, str]:
