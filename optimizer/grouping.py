@@ -20,58 +20,81 @@ from typing import Any
 from optimizer.batching import BatchRunner
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass(eq=False)
 class _Load:
     keys: list[str]
-    taken: bool = False  # in a call being run
+    # Held until this load's thread is woken, once: its load finished, or a call was handed to it.
+    wake: threading.Lock = field(default_factory=_held_lock)
+    handed: list[_Load] | None = None  # the group this load's thread was handed to run
     finished: bool = False
     results: Mapping[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
 
 
 class Grouper:
-    """Runs `run_batch` for multi-key loads, grouping those that wait for a free call; thread-safe."""
+    """Runs `run_batch` for multi-key loads, grouping those that wait for a free call; thread-safe.
+
+    A finished call hands its slot straight to the thread of the oldest waiting load,
+    with the group it is to run, and wakes only the threads whose loads it finished:
+    each waiting thread is woken once, however many wait.
+    """
 
     def __init__(self, run_batch: BatchRunner) -> None:
         self._run_batch = run_batch
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Load] = []
         self._in_flight = 0
         self.calls = 0  # batch calls made, for tests
 
     def waiting(self) -> int:
         """Loads queued for a call slot (not counting those in a call being run)."""
-        with self._cond:
+        with self._lock:
             return len(self._queue)
 
     def load_many(self, keys: list[str], *, max_batch: int, max_in_flight: int) -> Mapping[str, Any]:
         """Return the values of `keys` from the call they were grouped into; raise its error if it failed."""
         load = _Load(keys)
-        with self._cond:
+        group: list[_Load] | None = None
+        with self._lock:
             self._queue.append(load)
-        while self._take_turn(load, max_batch, max_in_flight):
-            pass
+            if self._in_flight < max_in_flight:
+                self._in_flight += 1
+                group = self._take_group(max_batch)
+        while True:
+            while group is not None:
+                self._run(group)
+                group = self._after_run(group, load, max_batch)
+            if load.finished:
+                break
+            load.wake.acquire()
+            group, load.handed = load.handed, None
         if load.error is not None:
             raise load.error
         return load.results
 
-    def _take_turn(self, load: _Load, max_batch: int, max_in_flight: int) -> bool:
-        """Wait until `load` is done or a call slot is free; run a group then. False once `load` is done."""
-        with self._cond:
-            while not load.finished and (load.taken or self._in_flight >= max_in_flight):
-                self._cond.wait()
-            if load.finished:
-                return False
-            group = self._take_group(max_batch)
-            self._in_flight += 1
-        try:
-            self._run(group)
-        finally:
-            with self._cond:
+    def _after_run(self, group: list[_Load], runner: _Load, max_batch: int) -> list[_Load] | None:
+        """Finish `group`, then pass the slot on; return the group `runner`'s thread runs next, if any."""
+        with self._lock:
+            self.calls += 1
+            for member in group:
+                member.finished = True
+                if member is not runner:
+                    member.wake.release()
+            if not self._queue:
                 self._in_flight -= 1
-                self.calls += 1
-                self._cond.notify_all()
-        return True
+                return None
+            following = self._take_group(max_batch)
+            if runner in following:
+                return following
+            following[0].handed = following
+            following[0].wake.release()
+            return None
 
     def _take_group(self, max_batch: int) -> list[_Load]:
         """The oldest queued loads, as many as fit in `max_batch` keys (at least one); caller holds the lock."""
@@ -84,20 +107,15 @@ class Grouper:
             count += 1
         group = self._queue[:count]
         del self._queue[:count]
-        for member in group:
-            member.taken = True
         return group
 
     def _run(self, group: list[_Load]) -> None:
         keys = list(dict.fromkeys(key for member in group for key in member.keys))
         try:
             results = self._run_batch(keys)
-        except Exception as exc:  # noqa: BLE001 - handed to every load of the group, re-raised there
+        except BaseException as exc:  # noqa: BLE001 - handed to every load of the group, re-raised there
             for member in group:
                 member.error = exc
         else:
             for member in group:
                 member.results = results
-        with self._cond:
-            for member in group:
-                member.finished = True

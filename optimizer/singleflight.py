@@ -11,38 +11,54 @@ flight object itself so no counter outlives the key.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
 
 class Flight:
-    """One in-progress load of one key: a small future that also carries invalidation."""
+    """One in-progress load of one key: a small future that also carries invalidation.
 
-    __slots__ = ("_done", "_error", "_value", "invalidated", "key", "tags")
+    Completion is a plain lock, held from creation until the leader finishes: a waiter
+    acquires and releases it. Most flights of a cold burst are never joined, and a lock
+    costs a tenth of a `threading.Event` (a condition and a lock) to create.
+    """
+
+    __slots__ = ("_done", "_error", "_finished", "_value", "invalidated", "key", "tags")
 
     def __init__(self, key: str, tags: frozenset[str]) -> None:
         self.key = key
         self.tags = tags
         self.invalidated = False
-        self._done = threading.Event()
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._finished = False
         self._value: Any = None
         self._error: BaseException | None = None
 
     def resolve(self, value: Any) -> None:
         self._value = value
-        self._done.set()
+        self._finish()
 
     def fail(self, error: BaseException) -> None:
         self._error = error
-        self._done.set()
+        self._finish()
+
+    def _finish(self) -> None:
+        self._finished = True
+        # Finished twice only when `FlightTable.abandon` races the leader at close: no harm.
+        with contextlib.suppress(RuntimeError):
+            self._done.release()
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._finished
 
     def wait(self) -> Any:
         """Block until the leader finishes; return its value or raise its exception."""
-        self._done.wait()
+        if not self._finished:
+            with self._done:
+                pass
         if self._error is not None:
             raise self._error
         return self._value

@@ -27,8 +27,17 @@ _LEAK_GRACE_S = 15.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Inherited by every process the tests start: see pytest_sessionfinish.
-    os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+    # Inherited by every process the tests start: see pytest_sessionfinish. An xdist worker
+    # marks its own, so that it finds only what its tests left (and not the other workers').
+    if hasattr(config, "workerinput"):
+        os.environ[SESSION_MARKER] = uuid.uuid4().hex
+    else:
+        os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """The process that runs no tests itself and hands them to xdist workers."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -41,6 +50,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if a process a test started outlives it (after a grace for ones still stopping)."""
+    if _is_xdist_controller(session.config):
+        return  # each worker checks its own tests' processes; the workers carry this one's marker
     for child in STARTED:
         if child.stopping:
             child.reap()

@@ -99,3 +99,50 @@ def test_a_failing_grouped_call_raises_to_every_page_in_it(make_optimizer):
     assert [str(e) for e in errors] == ["database down"] * 4
     with pytest.raises(RuntimeError):
         opt.get_many(_keys(9))
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 3])
+def test_many_threads_each_get_their_keys_and_calls_stay_within_the_slots(max_in_flight):
+    from optimizer.grouping import Grouper
+
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def run_batch(keys: list[str]) -> dict[str, str]:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        try:
+            if "fail" in keys:
+                raise RuntimeError("a failed call")
+            return {key: key.upper() for key in keys}
+        finally:
+            with lock:
+                running[0] -= 1
+
+    grouper = Grouper(run_batch)
+    outcomes: dict[int, object] = {}
+
+    def load(n: int) -> None:
+        keys = [f"k{n}-{i}" for i in range(n % 4 + 1)] + (["fail"] if n % 17 == 0 else [])
+        try:
+            outcomes[n] = dict(grouper.load_many(keys, max_batch=10, max_in_flight=max_in_flight))
+        except RuntimeError as exc:
+            outcomes[n] = exc
+
+    threads = [_start(load, n) for n in range(1, 201)]
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert running[1] <= max_in_flight
+    for n in range(1, 201):
+        result = outcomes[n]
+        if n % 17 == 0:
+            assert isinstance(result, RuntimeError)
+        elif isinstance(result, dict):
+            assert {k: result[k] for k in (f"k{n}-{i}" for i in range(n % 4 + 1))} == {
+                f"k{n}-{i}": f"K{n}-{i}" for i in range(n % 4 + 1)
+            }
+        else:  # grouped into a call with a failing load: every load in it gets the error
+            assert isinstance(result, RuntimeError)
+    assert grouper.waiting() == 0

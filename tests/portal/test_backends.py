@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -154,5 +155,38 @@ def test_an_idle_pooled_connection_is_checked_and_replaced_before_use(fresh_post
         # The ping found the connection dead and the pool replaced it: the read ran once, not retried.
         assert len(replaced) == 1
         assert len(statements) == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_a_batch_of_attempts_is_returned_in_the_order_given(
+    backend, fresh_postgres_url, tmp_path
+):
+    url = fresh_postgres_url if backend == "postgresql" else f"sqlite:///{tmp_path / 'portal.db'}"
+    url = seed_database(url)
+    engine = make_engine(url)
+    inserts: list[str] = []
+    sqlalchemy.event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *rest: inserts.append(statement) if "INSERT" in statement else None,
+    )
+    catalog = data.load_catalog(engine)
+    now = datetime.now(UTC)
+    # Students in no particular order, two for one student and series: the order given is kept.
+    wanted = [
+        data.NewAttempt(student, series, catalog.exams[series][0], score, now + timedelta(milliseconds=score))
+        for student, series, score in ((7, 2, 10), (3, 5, 20), (7, 2, 30), (1, 12, 40), (9, 1, 50))
+    ]
+    try:
+        recorded = data.record_attempts(engine, wanted)
+        if backend == "postgresql":
+            assert len(inserts) == 1  # one statement, whatever the batch's size
+        assert [row[2] for row in recorded] == [10, 20, 30, 40, 50]
+        for attempt, row in zip(wanted, recorded, strict=True):
+            stored = data.get_all_exam_attempts(engine, attempt.student_id, attempt.series_id)
+            assert row in stored
+        assert len({row[0] for row in recorded}) == 5
     finally:
         engine.dispose()
