@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import secrets
+import select
 import threading
 from collections.abc import Callable
 
@@ -120,6 +121,24 @@ class PgInvalidations:
     def listener_pid(self) -> int:
         """The backend pid of the listening connection (the latest one), as pg_stat_activity shows it."""
         return self._listener_pid
+
+    def caught_up(self) -> bool:
+        """Whether the listening connection is up and holds nothing unread.
+
+        Unread data is an invalidation not applied yet, or the news that the connection
+        was lost: a terminated backend sends its error and leaves `pg_stat_activity`
+        before this worker's listener thread has read it, and from then on other
+        workers' submits stop waiting for this one. Until the listener has read
+        everything, this worker must not serve its cache (`portal.peercache`).
+        """
+        pgconn = self._listener.pgconn
+        if pgconn.status != psycopg.pq.ConnStatus.OK:
+            return False
+        try:
+            readable, _, _ = select.select([pgconn.socket], [], [], 0)
+        except (psycopg.OperationalError, OSError, ValueError):  # closed meanwhile
+            return False
+        return not readable
 
     def publish(self, tag: str) -> int:
         """Tell every other worker to drop `tag`; return once all live ones confirmed (their count)."""
@@ -232,9 +251,9 @@ class PgInvalidations:
                     return
                 # Notifications sent while we were not listening are lost: the cache is not
                 # served until we listen again, and forgotten then (portal.peercache).
-                logger.warning("portal invalidations: listening failed (%s); reconnecting", exc)
                 self._hearing.clear()
                 self._listening(False)
+                logger.warning("portal invalidations: listening failed (%s); reconnecting", exc)
                 self._reconnect()
 
     def _reconnect(self) -> None:

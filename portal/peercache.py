@@ -10,6 +10,11 @@ serves and keeps nothing cached; every call goes to the database. On losing
 and on regaining the connection it forgets everything, in-flight loads too
 (through the optimizer's remote-invalidation callback, as `RedisCache` does
 on a resubscribe), since notifications sent meanwhile never reached it.
+
+The listener thread learns of a lost connection only when it next reads it, and
+other workers stop waiting for this one as soon as its backend is gone: so each
+read also asks `caught_up` (the listener's connection is up with nothing unread)
+and is a miss when it is not.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ class PeerCache(Cache):
         self._serving = False
         self._callbacks: list[RemoteInvalidation] = []
         self._lock = threading.Lock()
+        self._caught_up: Callable[[], bool] = lambda: True
+
+    def watch(self, caught_up: Callable[[], bool]) -> None:
+        """Serve only while `caught_up()`: the listener has read everything sent to it."""
+        self._caught_up = caught_up
 
     def listening(self, up: bool) -> None:
         """Called by the invalidation listener: whether it hears the other workers now."""
@@ -54,13 +64,13 @@ class PeerCache(Cache):
         self._callbacks.append(callback)
 
     def get(self, key: str) -> Entry | None:
-        return self._inner.get(key) if self._serving else None
+        return self._inner.get(key) if self._serving and self._caught_up() else None
 
     def reader(self) -> Callable[[str], Entry | None]:
         read = self._inner.reader()
 
         def read_while_serving(key: str) -> Entry | None:
-            return read(key) if self._serving else None
+            return read(key) if self._serving and self._caught_up() else None
 
         return read_while_serving
 

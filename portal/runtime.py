@@ -155,6 +155,7 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
             listening=peers.listening,
             timeout_s=settings.invalidation_timeout_s,
         )
+        peers.watch(invalidations.caught_up)
     return Portal(settings, engine, optimizer, metrics, gate, throttle, AttemptWriter(engine), invalidations)
 
 

@@ -176,11 +176,12 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         expect(charts.locator(".scatterlayer .trace").first).to_be_visible()
         # Every metric panel marks the promotion and the rollback (a legend per row), whose hover says why.
         # Plotly names a row's legend entries `legendtext`, `legend2text`, ...
-        legend_entries = charts.first.locator("text[class^='legend'][class$='text']")
+        # Found by its element key: while a rerun replaces it, Streamlit may show the old copy beside it.
+        metrics_chart = page.locator(".st-key-metrics .js-plotly-plot")
+        legend_entries = metrics_chart.locator("text[class^='legend'][class$='text']")
         for kind in ("promotion", "rollback"):
             expect(legend_entries.filter(has_text=kind)).to_have_count(5)
-        error_chart = charts.filter(has_text="Error rate per cohort")
-        plotted = error_chart.evaluate(
+        plotted = metrics_chart.evaluate(
             ROW_JS
             + """gd => row(gd, 'Error rate per cohort').traces.map(t => ({
                    name: t.name, points: Array.from(t.y || []).filter(v => v !== null && !Number.isNaN(v)).length,
@@ -195,8 +196,8 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         before = updated.inner_text()
         expect(updated).not_to_have_text(before, timeout=30_000)
         # The panels stand one under another at full width: bring the figure on screen to hover it.
-        error_chart.evaluate("gd => gd.scrollIntoView({block: 'center'})")
-        x, y = error_chart.evaluate(
+        metrics_chart.evaluate("gd => gd.scrollIntoView({block: 'center'})")
+        x, y = metrics_chart.evaluate(
             ROW_JS
             + """gd => {
                 const {traces, xa, ya} = row(gd, 'Error rate per cohort');
@@ -214,7 +215,7 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
         # The story takes the last two minutes of the range: for the screenshot the operator
         # drags over it on every chart to zoom in. A refresh resets the zoom (the range's end
         # moves), so zoom right after one and try again if one came in between.
-        since = error_chart.evaluate(
+        since = metrics_chart.evaluate(
             "gd => Math.min(...Array.from(gd._fullData[0].x, x => new Date(x).getTime()))"
         )
         for _attempt in range(3):

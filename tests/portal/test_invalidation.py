@@ -133,3 +133,61 @@ def test_two_workers_on_postgresql_show_a_submission_on_every_fresh_connection(t
                 assert attempt["id"] in shown
     finally:
         live.process.terminate()
+
+
+def test_a_worker_is_not_caught_up_once_its_backend_is_gone_even_before_its_listener_noticed(
+    fresh_postgres_url,
+):
+    """The window a submit on another worker no longer waits for this one, but its listener has not read the loss."""
+    import sqlalchemy
+
+    from tests.support import wait_until
+
+    applying, release = threading.Event(), threading.Event()
+    states: list[bool] = []
+
+    def slow_apply(_tag: str) -> None:
+        applying.set()
+        release.wait(30)
+
+    peer = PgInvalidations(
+        _dsn(fresh_postgres_url), channel="inv_lost", apply=slow_apply, listening=states.append, timeout_s=10
+    )
+    publisher = PgInvalidations(
+        _dsn(fresh_postgres_url), channel="inv_lost", apply=lambda _tag: None, listening=lambda _up: None
+    )
+    sending = threading.Thread(target=lambda: _publish_quietly(publisher, "student:1"), daemon=True)
+    admin = sqlalchemy.create_engine(fresh_postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        assert peer.caught_up()
+        sending.start()
+        assert applying.wait(10), "the peer's listener never got the invalidation"
+        listener = peer.listener_pid
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": listener})
+
+        def gone() -> bool:
+            with admin.connect() as conn:
+                query = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+                return conn.execute(query, {"pid": listener}).scalar_one() == 0
+
+        wait_until(gone, what="the terminated backend to leave pg_stat_activity")
+        # Its listener thread is still applying: it has read nothing of the loss.
+        assert states == [True]
+        assert not peer.caught_up()
+        release.set()
+        wait_until(lambda: states == [True, False, True], what="the listener to notice and listen again")
+        wait_until(peer.caught_up, what="the new listening connection to be caught up")
+    finally:
+        release.set()
+        sending.join(timeout=20)
+        for channel in (peer, publisher):
+            channel.close()
+        admin.dispose()
+
+
+def _publish_quietly(publisher: PgInvalidations, tag: str) -> None:
+    try:
+        publisher.publish(tag)
+    except InvalidationUnconfirmed:
+        pass  # the peer lost its connection mid-way: either outcome is fine here
