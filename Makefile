@@ -22,6 +22,9 @@ shell: $(STAMP)
 	@echo "rollguard is on the PATH in this shell; exit to leave it"
 	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(BIN):$$PATH" $${SHELL:-/bin/sh}
 
+# Two pytest-xdist workers, a test file each at a time: most tests wait on servers they start.
+# Override for one file: make test PYTEST_ARGS="tests/flags -x"
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
