@@ -19,18 +19,26 @@ fresh attempts every round:
 - ungrouped: `max_batches_in_flight` as high as the thread count, so every page
   makes its own batch call, as before grouping.
 
-Writes bench/results/portal_burst_cost.json.
+With `--baseline-tree PATH` (another checkout, such as an earlier commit) it
+compares instead this checkout's portal with that one's, both at their default
+configuration, interleaved: each round runs in a child process that imports the
+portal and the optimizer from its tree, against the same seeded database.
+
+Writes bench/results/portal_burst_cost.json (`--result NAME` to name it otherwise).
 
     .venv/bin/python bench/portal_burst_cost.py [--students 1000] [--threads 64] [--repeats 3]
+        [--baseline-tree ../baseline] [--result portal_burst_cost]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +48,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# A child round imports the code under test from the tree it was given (see --baseline-tree).
+CODE_TREE = Path(os.environ.get("ROLLGUARD_BENCH_CODE_TREE", REPO))
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(CODE_TREE))
 
 import psutil  # noqa: E402
 import sqlalchemy  # noqa: E402
@@ -105,9 +116,9 @@ def burst(app: Flask, students: int, threads: int) -> None:
 
 
 def one_round(database_url: str, *, grouped: bool, students: int, threads: int, work: Path) -> dict[str, Any]:
-    config = dataclasses.replace(
-        optimizer_config_from_env({}), max_batches_in_flight=4 if grouped else threads
-    )
+    config = optimizer_config_from_env({})
+    if not grouped:
+        config = dataclasses.replace(config, max_batches_in_flight=threads)
     app = create_app(PortalSettings(database_url=database_url, optimize=True, var_dir=work), config)
     portal = app.extensions["portal"]
     try:
@@ -126,6 +137,24 @@ def one_round(database_url: str, *, grouped: bool, students: int, threads: int, 
     }
 
 
+def round_in_tree(tree: Path, database_url: str, *, students: int, threads: int) -> dict[str, Any]:
+    """One round at the default configuration, in a child process that imports `tree`'s code."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child-round", database_url]
+    argv += ["--students", str(students), "--threads", str(threads)]
+    env = {**os.environ, "ROLLGUARD_BENCH_CODE_TREE": str(tree)}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the round in {tree} failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def child_round(database_url: str, students: int, threads: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="rollguard-burst-") as work:
+        figures = one_round(database_url, grouped=True, students=students, threads=threads, work=Path(work))
+    print(json.dumps(figures))
+    return 0
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
@@ -137,13 +166,19 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-tree", type=Path, help="another checkout to compare with, interleaved")
+    parser.add_argument("--result", default="portal_burst_cost", help="name of the bench/results file")
+    parser.add_argument("--child-round", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument(
         "--postgres-url", default=os.environ.get("ROLLGUARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
     )
     args = parser.parse_args()
+    if args.child_round:
+        return child_round(args.child_round, args.students, args.threads)
     name, url = servers.create_database(args.postgres_url)
     engine = make_engine(url)
-    rounds: dict[str, list[dict[str, Any]]] = {"grouped": [], "ungrouped": []}
+    labels = ("this", "baseline") if args.baseline_tree else ("grouped", "ungrouped")
+    rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     loads: list[float] = []
     try:
         seed(engine, SeedPlan(students=args.students, series=12, exams_per_series=5, attempts_per_series=2))
@@ -153,13 +188,17 @@ def main() -> int:
             for _ in range(args.repeats):
                 for label in rounds:
                     loads.append(os.getloadavg()[0])
-                    figures = one_round(
-                        url,
-                        grouped=label == "grouped",
-                        students=args.students,
-                        threads=args.threads,
-                        work=Path(work),
-                    )
+                    if args.baseline_tree:
+                        tree = REPO if label == "this" else args.baseline_tree.resolve()
+                        figures = round_in_tree(tree, url, students=args.students, threads=args.threads)
+                    else:
+                        figures = one_round(
+                            url,
+                            grouped=label == "grouped",
+                            students=args.students,
+                            threads=args.threads,
+                            work=Path(work),
+                        )
                     print(f"{label:10} {figures}", flush=True)
                     rounds[label].append(figures)
                     with engine.begin() as conn:
@@ -174,17 +213,38 @@ def main() -> int:
     for label, figures in summary.items():
         cells = "  ".join(f"{k} {v['min']:g}/{v['median']:g}/{v['max']:g}" for k, v in figures.items())
         print(f"{label:10} min/median/max: {cells}")
+    first, second = labels
+    # Per repetition (the two rounds of one repetition ran back to back), then the median.
+    ratios = [
+        a["portal_cpu_us_per_student"] / b["portal_cpu_us_per_student"]
+        for a, b in zip(rounds[first], rounds[second], strict=True)
+    ]
+    print(f"portal CPU per student, {first}/{second}: median {statistics.median(ratios):.2f} of {ratios}")
     result = {
         "students": args.students,
+        f"portal_cpu_ratio_{first}_to_{second}": spread([round(r, 3) for r in ratios]),
         "threads": args.threads,
         "repeats": args.repeats,
         "load_average_1m": spread(loads),
         "summary": summary,
         "rounds": rounds,
     }
+    if args.baseline_tree:
+        result["baseline_tree"] = str(args.baseline_tree)
+        result["baseline_commit"] = _commit(args.baseline_tree)
+    result["commit"] = _commit(REPO)
     command = f"python bench/portal_burst_cost.py --students {args.students} --threads {args.threads} --repeats {args.repeats}"
-    print(f"wrote {write_result('portal_burst_cost', result, command=command)}")
+    if args.baseline_tree:
+        command += f" --baseline-tree {args.baseline_tree} --result {args.result}"
+    print(f"wrote {write_result(args.result, result, command=command)}")
     return 0
+
+
+def _commit(tree: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip()
 
 
 if __name__ == "__main__":
