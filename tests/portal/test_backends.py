@@ -160,9 +160,7 @@ def test_an_idle_pooled_connection_is_checked_and_replaced_before_use(fresh_post
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_a_batch_of_attempts_is_returned_in_the_order_given(
-    backend, fresh_postgres_url, tmp_path
-):
+def test_a_batch_of_attempts_is_returned_in_the_order_given(backend, fresh_postgres_url, tmp_path):
     url = fresh_postgres_url if backend == "postgresql" else f"sqlite:///{tmp_path / 'portal.db'}"
     url = seed_database(url)
     engine = make_engine(url)
