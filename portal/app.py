@@ -29,4 +29,8 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(fault.bp)
     errors.register_handlers(app)
+    if portal.peers is not None:
+        peers = portal.peers
+        app.before_request(peers.begin_request)
+        app.teardown_request(lambda _error: peers.end_request())
     return app

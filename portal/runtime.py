@@ -60,6 +60,8 @@ class Portal:
     attempts: AttemptWriter
     #: Invalidations to and from the other worker processes (PostgreSQL without Redis), or None.
     invalidations: PgInvalidations | None = None
+    #: The cache the invalidations keep consistent, checked at the start of each request, or None.
+    peers: PeerCache | None = None
     _catalog: data.Catalog | None = None
     _catalog_read_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -156,7 +158,9 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
             timeout_s=settings.invalidation_timeout_s,
         )
         peers.watch(invalidations.caught_up)
-    return Portal(settings, engine, optimizer, metrics, gate, throttle, AttemptWriter(engine), invalidations)
+    return Portal(
+        settings, engine, optimizer, metrics, gate, throttle, AttemptWriter(engine), invalidations, peers
+    )
 
 
 def _packing(layout: str) -> Packing | None:

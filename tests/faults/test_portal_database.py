@@ -166,6 +166,48 @@ def test_a_worker_that_stopped_listening_serves_nothing_cached(
     assert submitted.json["attempt"]["id"] in _attempt_ids(deaf, 7)
 
 
+def test_a_worker_whose_listener_has_not_yet_read_its_lost_connection_serves_nothing_cached(
+    two_workers: tuple[Flask, Flask, str], postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other worker stops waiting for it once its backend is gone, before its listener thread knows."""
+    submitter, slow, _name = two_workers
+    _attempt_ids(submitter, 7)
+    cached = _attempt_ids(slow, 7)
+    bus = portal(slow).invalidations
+    assert bus is not None
+    applying, release = threading.Event(), threading.Event()
+    apply = bus._apply
+
+    def busy_apply(tag: str) -> None:  # the listener thread, held up applying another invalidation
+        applying.set()
+        release.wait(30)
+        apply(tag)
+
+    monkeypatch.setattr(bus, "_apply", busy_apply)
+    other = threading.Thread(
+        target=lambda: submitter.test_client().post(
+            "/api/exam/submit", json={"student_id": 8, "exam_id": 1, "score": 5}
+        )
+    )
+    other.start()
+    try:
+        assert applying.wait(20), "the slow worker's listener never got the invalidation"
+        _terminate(postgres_url, bus.listener_pid)
+        cache = portal(slow).optimizer.cache
+        assert isinstance(cache, PeerCache) and cache.serving  # its listener has not read the loss
+        submitted = submitter.test_client().post(
+            "/api/exam/submit", json={"student_id": 7, "exam_id": 1, "score": 6}
+        )
+        assert submitted.status_code == 201, submitted.json
+        assert cache.serving
+        seen = _attempt_ids(slow, 7)
+        assert submitted.json["attempt"]["id"] in seen and cached < seen
+    finally:
+        release.set()
+        other.join(timeout=30)
+    wait_until(lambda: cache.serving and bus.caught_up(), what="the worker to listen again")
+
+
 @contextmanager
 def _connections_refused(admin_url: str, database: str) -> Iterator[Callable[[], None]]:
     """Refuse new connections to `database` (open ones keep working); yields what allows them again."""
