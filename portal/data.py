@@ -8,6 +8,7 @@ optimizer uses on its optimized path.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -184,23 +185,13 @@ def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[Atte
         if conn.dialect.name == "postgresql":
             attempt_ids = sorted(conn.execute(_INSERT_POSTGRESQL, _columns(attempts)).scalars())
         else:
-            values = [_values(a) for a in attempts]
+            values = [dataclasses.asdict(a) for a in attempts]  # the fields are the columns
             ids = conn.execute(insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True), values)
             attempt_ids = [int(attempt_id) for attempt_id in ids.scalars()]
     return [
         (attempt_id, a.exam_id, a.score, _epoch_ms(a.submitted_at))
         for attempt_id, a in zip(attempt_ids, attempts, strict=True)
     ]
-
-
-def _values(attempt: NewAttempt) -> dict[str, Any]:
-    return {
-        "student_id": attempt.student_id,
-        "series_id": attempt.series_id,
-        "exam_id": attempt.exam_id,
-        "score": attempt.score,
-        "submitted_at": attempt.submitted_at,
-    }
 
 
 def _columns(attempts: Sequence[NewAttempt]) -> dict[str, list[Any]]:
