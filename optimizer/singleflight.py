@@ -65,16 +65,19 @@ class Flight:
 
 
 class FlightTable:
-    """The flights currently in progress, by key. All methods are thread-safe.
+    """The flights currently in progress, by key and by tag. All methods are thread-safe.
 
     `lock` is shared with the optimizer, which must hold it while it checks
     `flight.invalidated` and stores the result, so that an invalidation either
     happens before the store (and the store is skipped) or after it (and removes it).
+    The tag index makes a tag's invalidation cost its own flights, not a scan of
+    every flight: a burst of submits meets a table of thousands.
     """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._flights: dict[str, Flight] = {}
+        self._by_tag: dict[str, dict[str, Flight]] = {}
 
     def join_or_start(self, key: str, tags: frozenset[str]) -> tuple[Flight, bool]:
         """Return the flight for `key` and whether the caller leads it (True) or joined it (False)."""
@@ -82,47 +85,47 @@ class FlightTable:
             flight = self._flights.get(key)
             if flight is not None:
                 return flight, False
-            flight = Flight(key, tags)
-            self._flights[key] = flight
-            return flight, True
+            return self._add(Flight(key, tags)), True
 
     def start_if_idle(self, key: str, tags: frozenset[str]) -> Flight | None:
         """Start a flight for `key` unless one runs already; for refreshes that nobody waits on."""
         with self.lock:
             if key in self._flights:
                 return None
-            flight = Flight(key, tags)
-            self._flights[key] = flight
-            return flight
+            return self._add(Flight(key, tags))
 
     def finish(self, flight: Flight) -> None:
         """Remove `flight` from the table if it is still the current one for its key."""
         with self.lock:
-            self._detach(flight)
+            if self._flights.get(flight.key) is flight:
+                self._remove(flight)
 
     def invalidate_key(self, key: str) -> None:
         with self.lock:
-            flight = self._flights.pop(key, None)
+            flight = self._flights.get(key)
             if flight is not None:
                 flight.invalidated = True
+                self._remove(flight)
 
     def invalidate_tag(self, tag: str) -> None:
         with self.lock:
-            for flight in [f for f in self._flights.values() if tag in f.tags]:
+            for flight in list(self._by_tag.get(tag, {}).values()):
                 flight.invalidated = True
-                del self._flights[flight.key]
+                self._remove(flight)
 
     def invalidate_all(self) -> None:
         with self.lock:
             for flight in self._flights.values():
                 flight.invalidated = True
             self._flights.clear()
+            self._by_tag.clear()
 
     def abandon(self, error: BaseException) -> None:
         """Fail every flight still in the table with `error`: their loads will never finish (close)."""
         with self.lock:
             flights = list(self._flights.values())
             self._flights.clear()
+            self._by_tag.clear()
         for flight in flights:
             flight.invalidated = True
             if not flight.done:
@@ -132,6 +135,19 @@ class FlightTable:
         with self.lock:
             return len(self._flights)
 
-    def _detach(self, flight: Flight) -> None:
-        if self._flights.get(flight.key) is flight:
-            del self._flights[flight.key]
+    # under the lock
+
+    def _add(self, flight: Flight) -> Flight:
+        self._flights[flight.key] = flight
+        for tag in flight.tags:
+            self._by_tag.setdefault(tag, {})[flight.key] = flight
+        return flight
+
+    def _remove(self, flight: Flight) -> None:
+        del self._flights[flight.key]
+        for tag in flight.tags:
+            flights = self._by_tag.get(tag)
+            if flights is not None and flights.get(flight.key) is flight:
+                del flights[flight.key]
+                if not flights:
+                    del self._by_tag[tag]
