@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FLAG = "exam-attempts-optimization"
-# Startup (seeding 600 students, Streamlit), 20 s at 10%, the promotion, the
+# Startup (seeding 300 students, Streamlit), 20 s at 10%, the promotion, the
 # 20 s mass submission and the rollback take about 90 s on a loaded 2-CPU machine.
 STORY_TIMEOUT_S = 240
 # The controller judges every scrape (each second) and rolls back after 2 failing
@@ -95,7 +95,10 @@ def test_operator_watches_the_rollback_then_ctrl_c_stops_everything(
             "--var-dir",
             str(var_dir),
             "--students",
-            "600",
+            # A mass submission of 300: on a machine shared with the other test worker, 600
+            # students' cold start made the optimized cohort's p95 0.8 s worse than direct's
+            # for two checks, and the controller rolled the healthy flag back (1 run in 4).
+            "300",
             "--stage-hold",
             "20",
         ],

@@ -79,7 +79,7 @@ def test_a_run_whose_test_leaves_a_process_behind_fails(
     result.stdout.fnmatch_lines(["*processes left behind*", "*sleep 300*"])
     (pid_file,) = {path.resolve() for path in (pytester.path / "base").glob("*/pid")}
     orphan = int(pid_file.read_text())
-    assert orphan not in marked_processes(os.environ[SESSION_MARKER])
+    # The run's check sent SIGKILL; the orphan is gone once the kernel has delivered it.
     wait_until(lambda: not Path(f"/proc/{orphan}").exists() or _zombie(orphan), what="the orphan killed")
 
 
