@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, DateTime, Engine, Integer, bindparam, func, insert, select, text, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection, Engine, func, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
+from portal import driver
 from portal.models import Attempt, Exam, Student, TestSeries
 
 # (id, exam_id, score, submitted_at in epoch milliseconds): tuples of ints take half the
@@ -57,10 +57,15 @@ def student_tag(student_id: int) -> str:
     return f"student:{student_id}"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def _epoch_ms(moment: datetime) -> int:
+    """Whole milliseconds since the epoch, rounded down, exactly as PostgreSQL's `floor(extract(epoch ...) * 1000)`."""
     # SQLite hands back naive datetimes; everything is stored as UTC.
-    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return int(aware.timestamp() * 1000)
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return (aware - _EPOCH) // _MILLISECOND
 
 
 def _row(row: Any) -> AttemptRow:
@@ -89,25 +94,25 @@ _COLUMNS = (
 )
 
 
-# The batched read on PostgreSQL: one statement text whatever the number of keys, so it is
-# compiled once and prepared by the driver, where an IN list of pairs is a new statement per size.
-_MANY_POSTGRESQL = text(
-    "SELECT a.id, a.student_id, a.series_id, a.exam_id, a.score, a.submitted_at FROM attempts AS a"
-    " JOIN unnest(:students, :series) AS k(student_id, series_id)"
+# The batched read on PostgreSQL: one statement text whatever the number of keys, so the driver
+# prepares it once, where an IN list of pairs is a new statement per size. Run on the driver
+# (`portal.driver`), with the submission time already in epoch milliseconds.
+_MANY_POSTGRESQL = (
+    "SELECT a.student_id, a.series_id, a.id, a.exam_id, a.score,"
+    " floor(extract(epoch FROM a.submitted_at) * 1000)::bigint FROM attempts AS a"
+    " JOIN unnest(%s::integer[], %s::integer[]) AS k(student_id, series_id)"
     " ON a.student_id = k.student_id AND a.series_id = k.series_id ORDER BY a.id"
-).bindparams(bindparam("students", type_=ARRAY(Integer)), bindparam("series", type_=ARRAY(Integer)))
+)
 
 # The batched insert on PostgreSQL, for the same reason: SQLAlchemy's multi-row VALUES is a new
 # statement per batch size, which psycopg parses anew (a regex over the whole text) every time.
 # The ids come from the table's sequence in the order of the SELECT, so sorted they follow `position`.
-_INSERT_POSTGRESQL = text(
+_INSERT_POSTGRESQL = (
     "INSERT INTO attempts (student_id, series_id, exam_id, score, submitted_at)"
     " SELECT student_id, series_id, exam_id, score, submitted_at"
-    " FROM unnest(:students, :series, :exams, :scores, :times) WITH ORDINALITY"
-    " AS n(student_id, series_id, exam_id, score, submitted_at, position) ORDER BY position RETURNING id"
-).bindparams(
-    *(bindparam(name, type_=ARRAY(Integer)) for name in ("students", "series", "exams", "scores")),
-    bindparam("times", type_=ARRAY(DateTime(timezone=True))),
+    " FROM unnest(%s::integer[], %s::integer[], %s::integer[], %s::integer[], %s::timestamptz[])"
+    " WITH ORDINALITY AS n(student_id, series_id, exam_id, score, submitted_at, position)"
+    " ORDER BY position RETURNING id"
 )
 
 T = TypeVar("T")
@@ -121,14 +126,22 @@ def read(engine: Engine, query: Callable[[Connection], T]) -> T:
     first try; the pool then discards every connection it held from before, so the
     retry gets a new one. A read is idempotent, so retrying it is safe.
     """
-    try:
+
+    def once() -> T:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             return query(conn)
+
+    return retried(once)
+
+
+def retried(attempt: Callable[[], T]) -> T:
+    """Run a read; once more if its connection was lost (the pool has replaced its connections then)."""
+    try:
+        return attempt()
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        return query(conn)
+    return attempt()
 
 
 def get_all_exam_attempts(engine: Engine, student_id: int, series_id: int) -> tuple[AttemptRow, ...]:
@@ -147,22 +160,18 @@ def get_exam_attempts_many(engine: Engine, keys: Sequence[str]) -> dict[str, tup
     found: dict[str, list[AttemptRow]] = {key: [] for key in keys}
     if not pairs:
         return {}
-
-    def query(conn: Connection) -> None:
-        for rows in found.values():
-            rows.clear()  # a retried read starts again
-        if conn.dialect.name == "postgresql":
-            students, series = (list(column) for column in zip(*pairs, strict=True))
-            result = conn.execute(_MANY_POSTGRESQL, {"students": students, "series": series})
-        else:
-            in_pairs = tuple_(Attempt.student_id, Attempt.series_id).in_(pairs)
-            result = conn.execute(select(*_COLUMNS).where(in_pairs).order_by(Attempt.id))
-        for row in result:
+    if engine.dialect.name == "postgresql":
+        students, series = (list(column) for column in zip(*pairs, strict=True))
+        rows = retried(lambda: driver.fetch_all(engine, _MANY_POSTGRESQL, (students, series)))
+        for student_id, series_id, attempt_id, exam_id, score, submitted_ms in rows:
+            found[attempts_key(student_id, series_id)].append((attempt_id, exam_id, score, submitted_ms))
+    else:
+        in_pairs = tuple_(Attempt.student_id, Attempt.series_id).in_(pairs)
+        query = select(*_COLUMNS).where(in_pairs).order_by(Attempt.id)
+        for row in read(engine, lambda conn: list(conn.execute(query))):
             key = attempts_key(row.student_id, row.series_id)
             if key in found:
                 found[key].append(_row(row))
-
-    read(engine, query)
     return {key: tuple(rows) for key, rows in found.items()}
 
 
@@ -181,10 +190,13 @@ def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[Atte
     """Insert attempts in one transaction (one commit) and return them in the same order."""
     if not attempts:
         return []
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            attempt_ids = sorted(conn.execute(_INSERT_POSTGRESQL, _columns(attempts)).scalars())
-        else:
+    if engine.dialect.name == "postgresql":
+        # One statement in autocommit: its own transaction, one commit.
+        attempt_ids = sorted(
+            row[0] for row in driver.fetch_all(engine, _INSERT_POSTGRESQL, _columns(attempts))
+        )
+    else:
+        with engine.begin() as conn:
             values = [dataclasses.asdict(a) for a in attempts]  # the fields are the columns
             ids = conn.execute(insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True), values)
             attempt_ids = [int(attempt_id) for attempt_id in ids.scalars()]
@@ -194,14 +206,14 @@ def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[Atte
     ]
 
 
-def _columns(attempts: Sequence[NewAttempt]) -> dict[str, list[Any]]:
-    return {
-        "students": [a.student_id for a in attempts],
-        "series": [a.series_id for a in attempts],
-        "exams": [a.exam_id for a in attempts],
-        "scores": [a.score for a in attempts],
-        "times": [a.submitted_at for a in attempts],
-    }
+def _columns(attempts: Sequence[NewAttempt]) -> tuple[list[Any], ...]:
+    return (
+        [a.student_id for a in attempts],
+        [a.series_id for a in attempts],
+        [a.exam_id for a in attempts],
+        [a.score for a in attempts],
+        [a.submitted_at for a in attempts],
+    )
 
 
 def record_attempt(
