@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from optimizer.entry import Entry
@@ -65,6 +65,11 @@ class Cache(ABC):
     @abstractmethod
     def put(self, key: str, entry: Entry) -> None:
         """Store `entry` in process."""
+
+    def put_many(self, entries: Sequence[tuple[str, Entry]]) -> None:
+        """`put` each (key, entry); a cache may store them under one acquisition of its lock."""
+        for key, entry in entries:
+            self.put(key, entry)
 
     @abstractmethod
     def invalidate(self, key: str) -> None:
@@ -147,20 +152,13 @@ class LocalStore:
     def put(self, key: str, entry: Entry) -> bool:
         """Store `entry`; return False when it is larger than the whole byte budget."""
         with self._lock:
-            self._drop(key)
-            if entry.size > self._max_bytes:
-                return False
-            entry = self._compact(entry)
-            self._apply_use(entry.size)
-            self._lru[key] = entry
-            self._bytes += entry.size
-            for tag in entry.tags:
-                self._index(tag, key)
-            while len(self._lru) > self._max_entries or self._bytes > self._max_bytes:
-                evicted, old = self._lru.popitem(last=False)
-                self._forget(evicted, old)
-                self.evictions += 1
-            return True
+            return self._put(key, entry)
+
+    def put_many(self, entries: Sequence[tuple[str, Entry]]) -> None:
+        """Store each (key, entry) under one acquisition of the lock; entries over the budget are skipped."""
+        with self._lock:
+            for key, entry in entries:
+                self._put(key, entry)
 
     def delete(self, key: str) -> None:
         with self._lock:
@@ -196,6 +194,22 @@ class LocalStore:
         return len(self._lru)
 
     # under the lock
+
+    def _put(self, key: str, entry: Entry) -> bool:
+        self._drop(key)
+        if entry.size > self._max_bytes:
+            return False
+        entry = self._compact(entry)
+        self._apply_use(entry.size)
+        self._lru[key] = entry
+        self._bytes += entry.size
+        for tag in entry.tags:
+            self._index(tag, key)
+        while len(self._lru) > self._max_entries or self._bytes > self._max_bytes:
+            evicted, old = self._lru.popitem(last=False)
+            self._forget(evicted, old)
+            self.evictions += 1
+        return True
 
     def _apply_use(self, incoming: int) -> None:
         """Before a store that will evict, move the keys read since the last one to the recent end."""
@@ -300,6 +314,9 @@ class InProcessCache(Cache):
 
     def put(self, key: str, entry: Entry) -> None:
         self._store.put(key, entry)
+
+    def put_many(self, entries: Sequence[tuple[str, Entry]]) -> None:
+        self._store.put_many(entries)
 
     def invalidate(self, key: str) -> None:
         self._store.delete(key)

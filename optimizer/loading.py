@@ -85,8 +85,8 @@ class Loader:
         """Return {key: value} for `items`, loading the keys this call leads in batches of `max_batch`."""
         flights: dict[str, Flight] = {}
         leading: list[tuple[str, Flight]] = []
-        for key, versioned, tags in items:
-            flight, leader = self.flights.join_or_start(versioned, tags)
+        joined = self.flights.join_or_start_many([(versioned, tags) for _, versioned, tags in items])
+        for (key, _, _), (flight, leader) in zip(items, joined, strict=True):
             flights[key] = flight
             if leader:
                 leading.append((key, flight))
@@ -167,9 +167,14 @@ class Loader:
                     self.flights.finish(flight)
                     flight.fail(exc)
                 continue
-            for (key, flight), fence in zip(chunk, fences, strict=True):
+            found = [
+                (flight, values[key], fence)
+                for (key, flight), fence in zip(chunk, fences, strict=True)
+                if key in values
+            ]
+            self._store_many(found, config)
+            for key, flight in chunk:
                 if key in values:
-                    self._store(flight, values[key], config, fence)
                     flight.resolve(values[key])
                 else:
                     self.flights.finish(flight)
@@ -209,23 +214,34 @@ class Loader:
     # storing
 
     def _store(self, flight: Flight, value: Any, config: OptimizerConfig, fence: Any) -> None:
+        self._store_many([(flight, value, fence)], config)
+
+    def _store_many(self, loaded: list[tuple[Flight, Any, Any]], config: OptimizerConfig) -> None:
+        """Store each (flight, value, fence) unless its flight was invalidated; finish the flights.
+
+        The flight lock is taken once for all of them: under a cold burst, a dozen
+        acquisitions per page of one lock that every page's loads contend for cost
+        more than the stores themselves.
+        """
         if config.ttl_s <= 0 and config.stale_s <= 0:
-            self.flights.finish(flight)
+            self.flights.finish_many(flight for flight, _, _ in loaded)
             return
         now = self._clock()
-        # Jitter only shortens the TTL, so no entry outlives ttl_s.
-        fresh_until = now + config.ttl_s * (1 - random.random() * config.jitter)
-        entry = Entry(
-            value=value,
-            fresh_until=fresh_until,
-            stale_until=fresh_until + config.stale_s,
-            stored_at=now,
-            size=sizing.measure(flight.key, value),
-            tags=flight.tags,
-        )
-        if not flight.invalidated:
-            self._cache.share(flight.key, entry, fence)
-        with self.flights.lock:
+        stored: list[tuple[Flight, Entry]] = []
+        for flight, value, fence in loaded:
+            # Jitter only shortens the TTL, so no entry outlives ttl_s.
+            fresh_until = now + config.ttl_s * (1 - random.random() * config.jitter)
+            entry = Entry(
+                value=value,
+                fresh_until=fresh_until,
+                stale_until=fresh_until + config.stale_s,
+                stored_at=now,
+                size=sizing.measure(flight.key, value),
+                tags=flight.tags,
+            )
             if not flight.invalidated:
-                self._cache.put(flight.key, entry)
-            self.flights.finish(flight)
+                self._cache.share(flight.key, entry, fence)
+            stored.append((flight, entry))
+        with self.flights.lock:
+            self._cache.put_many([(flight.key, entry) for flight, entry in stored if not flight.invalidated])
+            self.flights.finish_many(flight for flight, _ in stored)

@@ -39,7 +39,7 @@ import sys
 import threading
 import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from optimizer.entry import Entry
@@ -241,6 +241,11 @@ class PackedStore:
             if self._garbage > self._arena.chunk_size and 4 * self._garbage > self._arena.written:
                 self._compact()
         return True
+
+    def put_many(self, entries: Sequence[tuple[str, Entry]]) -> None:
+        """Store each (key, entry): each is compressed outside the lock, so each takes it on its own."""
+        for key, entry in entries:
+            self.put(key, entry)
 
     def delete(self, key: str) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -81,11 +82,16 @@ class FlightTable:
 
     def join_or_start(self, key: str, tags: frozenset[str]) -> tuple[Flight, bool]:
         """Return the flight for `key` and whether the caller leads it (True) or joined it (False)."""
+        return self.join_or_start_many([(key, tags)])[0]
+
+    def join_or_start_many(self, keys: Sequence[tuple[str, frozenset[str]]]) -> list[tuple[Flight, bool]]:
+        """`join_or_start` for each (key, tags), taking the lock once: a cold page's dozen keys contend once."""
+        joined: list[tuple[Flight, bool]] = []
         with self.lock:
-            flight = self._flights.get(key)
-            if flight is not None:
-                return flight, False
-            return self._add(Flight(key, tags)), True
+            for key, tags in keys:
+                flight = self._flights.get(key)
+                joined.append((flight, False) if flight is not None else (self._add(Flight(key, tags)), True))
+        return joined
 
     def start_if_idle(self, key: str, tags: frozenset[str]) -> Flight | None:
         """Start a flight for `key` unless one runs already; for refreshes that nobody waits on."""
@@ -96,9 +102,14 @@ class FlightTable:
 
     def finish(self, flight: Flight) -> None:
         """Remove `flight` from the table if it is still the current one for its key."""
+        self.finish_many([flight])
+
+    def finish_many(self, flights: Iterable[Flight]) -> None:
+        """`finish` each flight, taking the lock once."""
         with self.lock:
-            if self._flights.get(flight.key) is flight:
-                self._remove(flight)
+            for flight in flights:
+                if self._flights.get(flight.key) is flight:
+                    self._remove(flight)
 
     def invalidate_key(self, key: str) -> None:
         with self.lock:

@@ -25,7 +25,7 @@ A read outside a request checks on its own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from optimizer import Cache, Entry, OptimizerConfig
 
@@ -96,6 +96,10 @@ class PeerCache(Cache):
     def put(self, key: str, entry: Entry) -> None:
         if self._serving:
             self._inner.put(key, entry)
+
+    def put_many(self, entries: Sequence[tuple[str, Entry]]) -> None:
+        if self._serving:
+            self._inner.put_many(entries)
 
     def invalidate(self, key: str) -> None:
         self._inner.invalidate(key)
