@@ -18,8 +18,10 @@ def _tags(key: str) -> frozenset[str]:
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("join"), st.sampled_from(KEYS)),
+        st.tuples(st.just("join many"), st.lists(st.sampled_from(KEYS), max_size=4)),
         st.tuples(st.just("refresh"), st.sampled_from(KEYS)),
         st.tuples(st.just("finish"), st.sampled_from(KEYS)),
+        st.tuples(st.just("finish many"), st.lists(st.sampled_from(KEYS), max_size=4)),
         st.tuples(st.just("key"), st.sampled_from(KEYS)),
         st.tuples(st.just("tag"), st.sampled_from(sorted({t for k in KEYS for t in _tags(k)}))),
         st.tuples(st.just("all"), st.just("")),
@@ -30,12 +32,30 @@ operations = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(operations)
-def test_the_table_matches_a_model_of_current_flights(ops: list[tuple[str, str]]) -> None:
+def test_the_table_matches_a_model_of_current_flights(ops: list[tuple[str, str | list[str]]]) -> None:
     table = FlightTable()
     current: dict[str, Flight] = {}  # the model: key -> its current flight
     started: list[Flight] = []
     for op, arg in ops:
-        if op == "join":
+        if op == "join many":
+            # As many joins in a row, made under one acquisition of the lock.
+            assert isinstance(arg, list)
+            joined = table.join_or_start_many([(key, _tags(key)) for key in arg])
+            for key, (flight, leads) in zip(arg, joined, strict=True):
+                assert leads == (key not in current)
+                current.setdefault(key, flight)
+                assert flight is current[key]
+                started += [flight] if leads else []
+        elif op == "finish many":
+            assert isinstance(arg, list)
+            finishing = [f for f in started if f.key in arg]
+            table.finish_many(finishing)
+            for flight in finishing:
+                if current.get(flight.key) is flight:
+                    del current[flight.key]
+        elif not isinstance(arg, str):
+            raise AssertionError(f"{op} takes one key")
+        elif op == "join":
             flight, leads = table.join_or_start(arg, _tags(arg))
             assert leads == (arg not in current)
             current.setdefault(arg, flight)
