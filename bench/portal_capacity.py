@@ -8,7 +8,10 @@ mode in turn (interleaved: floor, direct, optimized, floor, ...) and replays
   constant body of a page's size: what the server stack and the load generator
   cost on their own;
 - direct / optimized: `rollguard portal serve` on a PostgreSQL database of the
-  bench's own (created, seeded and dropped here), the optimizer off / on.
+  bench's own (created, seeded and dropped here), the optimizer off / on;
+- baseline (with `--baseline-tree PATH`, another checkout such as an earlier
+  commit): that tree's portal, optimized, started from that tree, so that a
+  change is measured against the code before it in the same run.
 
 Each cell reports pages/s, p50/p95/p99 of every request, errors, backend calls,
 and the CPU seconds of the server (master and workers) and of the load
@@ -19,6 +22,7 @@ bench/results/portal_capacity.json.
     .venv/bin/python bench/portal_capacity.py [--users 50,200,500,1000,1500,2000] [--duration 20] [--runs 3]
     .venv/bin/python bench/portal_capacity.py --users 500,2000 --duration 10 --runs 1   # a quick look
     .venv/bin/python bench/portal_capacity.py --users 500,1000 --direct-users 50,100   # direct on its own ladder
+    .venv/bin/python bench/portal_capacity.py --users 500 --modes optimized --baseline-tree ../base   # A/B
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import argparse
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +54,7 @@ from portal.seed import SeedPlan, seed  # noqa: E402
 from portal.server import DEFAULT_SERVER, SERVERS  # noqa: E402
 from rollguard import ROLLGUARD, Child  # noqa: E402
 
-MODES = ("floor", "direct", "optimized")
+MODES = ("floor", "direct", "optimized", "baseline")
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -62,6 +67,7 @@ class Stack:
     threads: int
     database_url: str
     work: Path
+    baseline_tree: Path | None = None
 
 
 def server_command(mode: str, port: int, stack: Stack) -> list[str]:
@@ -74,7 +80,7 @@ def server_command(mode: str, port: int, stack: Stack) -> list[str]:
 def start_server(mode: str, stack: Stack) -> tuple[Child, str]:
     env = {
         "ROLLGUARD_PORTAL_DATABASE_URL": stack.database_url,
-        "ROLLGUARD_PORTAL_OPTIMIZE": "on" if mode == "optimized" else "off",
+        "ROLLGUARD_PORTAL_OPTIMIZE": "off" if mode == "direct" else "on",
         "ROLLGUARD_VAR_DIR": str(stack.work / "var"),
         "ROLLGUARD_LOG_LEVEL": "WARNING",
     }
@@ -83,6 +89,8 @@ def start_server(mode: str, stack: Stack) -> tuple[Child, str]:
         ready_path="/healthz",
         log_path=stack.work / f"{mode}-{time.monotonic_ns()}.log",
         env=env,
+        # `python -m rollguard` imports the tree it starts in.
+        cwd=stack.baseline_tree if mode == "baseline" and stack.baseline_tree else REPO,
     )
 
 
@@ -190,7 +198,7 @@ def ratios(capacity: dict[str, int]) -> dict[str, float | None]:
         if mode != "optimized":
             continue
         suffix = f"/{server}" if server else ""
-        for base in ("floor", "direct"):
+        for base in ("floor", "direct", "baseline"):
             if f"{base}{suffix}" in capacity:
                 below = capacity[f"{base}{suffix}"]
                 out[f"optimized_over_{base}{suffix}"] = round(optimized / below, 2) if below else None
@@ -219,6 +227,13 @@ def _med(row: dict[str, Any], name: str, fmt: str = ".0f") -> str:
     return "-" if not value else format(value["median"], fmt)
 
 
+def _commit(tree: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() or "unknown"
+
+
 def create_database(postgres_url: str) -> tuple[str, sqlalchemy.Engine, str]:
     name = f"rg_capacity_{secrets.token_hex(4)}"
     admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
@@ -240,7 +255,11 @@ def main() -> int:
         help="the direct path's own ladder (it collapses far below the others); default: --users",
     )
     parser.add_argument("--runs", type=int, default=3, help="repetitions of the whole ladder")
-    parser.add_argument("--modes", default=",".join(MODES), help="subset of floor,direct,optimized")
+    parser.add_argument(
+        "--modes",
+        default="floor,direct,optimized",
+        help="of floor,direct,optimized (baseline: see --baseline-tree)",
+    )
     parser.add_argument(
         "--servers",
         default=DEFAULT_SERVER,
@@ -252,6 +271,12 @@ def main() -> int:
         help="worker processes of every server; several counts are compared, interleaved",
     )
     parser.add_argument("--threads", type=int, default=64, help="threads per worker")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        help="another checkout whose optimized portal runs as mode 'baseline', interleaved with the others",
+    )
     parser.add_argument("--result", default="portal_capacity", help="name of the bench/results/<name>.json")
     parser.add_argument("--p95-ms", type=float, default=200.0, help="the latency limit of capacity")
     parser.add_argument(
@@ -263,6 +288,12 @@ def main() -> int:
     ladder = [int(u) for u in args.users.split(",")]
     direct_ladder = [int(u) for u in args.direct_users.split(",")] if args.direct_users else ladder
     modes = [m for m in args.modes.split(",") if m]
+    if args.baseline_tree is not None:
+        if not (args.baseline_tree / "rollguard" / "__main__.py").is_file():
+            parser.error(f"--baseline-tree {args.baseline_tree}: not a checkout of this project")
+        modes = [*dict.fromkeys([*modes, "baseline"])]
+    elif "baseline" in modes:
+        parser.error("mode 'baseline' needs --baseline-tree")
     server_names = [s for s in args.servers.split(",") if s]
     worker_counts = [int(w) for w in args.workers.split(",") if w]
     if unknown := set(modes) - set(MODES) | set(server_names) - set(SERVERS):
@@ -280,7 +311,7 @@ def main() -> int:
             seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
         with tempfile.TemporaryDirectory(prefix="rollguard-capacity-") as work:
             stacks = [
-                Stack(s, w, args.threads, database_url, Path(work))
+                Stack(s, w, args.threads, database_url, Path(work), args.baseline_tree)
                 for s in server_names
                 for w in worker_counts
             ]
@@ -322,7 +353,10 @@ def main() -> int:
         f"python bench/portal_capacity.py --users {args.users} --duration {args.duration:g} "
         + (f"--direct-users {args.direct_users} " if args.direct_users else "")
         + f"--runs {args.runs} --modes {args.modes} --servers {args.servers} --workers {args.workers} --threads {args.threads}"
+        + (f" --baseline-tree {args.baseline_tree}" if args.baseline_tree else "")
     )
+    if args.baseline_tree is not None:
+        figures["baseline_commit"] = _commit(args.baseline_tree)
     path = write_result(args.result, figures, command=command + f" --result {args.result}")
     print(f"wrote {path}")
     return 0
