@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from optimizer.entry import Entry
-from optimizer.packing import WBITS, Codec, Packing
+from optimizer.packing import Codec, Packing
 
 _LIVE = 1 << 31  # in `_lengths`: the slot holds an entry
 _MULTI = -2  # in `_tag`: the slot's tags are in `_multi`
@@ -91,6 +91,7 @@ class PackedStore:
         self._codec = Codec(packing)
         self._unpack = self._codec.unpack
         self._zdict = self._codec.zdict
+        self._wbits = self._codec.wbits
         self.evictions = 0
         self._version = 0
         self._reset()
@@ -140,7 +141,7 @@ class PackedStore:
                     packed = chunk[start : start + (self._lengths[slot] & ~_LIVE)]
                     zdict = self._zdict
                     value = (
-                        _decompressobj(WBITS, zdict=zdict).decompress(packed)
+                        _decompressobj(self._wbits, zdict=zdict).decompress(packed)
                         if zdict
                         else self._unpack(packed)
                     )
@@ -292,9 +293,10 @@ class PackedStore:
             self.evictions += 1
 
     def _held(self) -> int:
-        """The budget's measure: live records, the slots' arrays, the hash table and the tag index."""
+        """The budget's measure: live records, the slots' arrays, the hash table, the tag index and the codec."""
         live = self._arena.written - self._garbage
-        return live + SLOT_BYTES * self._count + 4 * len(self._table) + self._tag_bytes()
+        fixed = 4 * len(self._table) + self._codec.bytes_held
+        return live + SLOT_BYTES * self._count + fixed + self._tag_bytes()
 
     def _victim(self) -> int:
         lengths, used = self._lengths, self._used

@@ -101,14 +101,15 @@ def test_an_unread_entry_goes_before_a_read_one():
 
 
 def test_the_byte_budget_holds_while_values_are_replaced_and_the_arena_is_rebuilt():
-    store = _store(max_bytes=60_000)
-    for n in range(5_000):
-        key = f"v1:{n % 700}"
-        store.put(key, _entry(_fragment(n), f"student:{n % 50}"))
-        assert store.bytes <= 1.25 * 60_000
-    assert 0 < store.entries < 700 and store.evictions > 0
-    for n in range(4_300, 5_000):  # what is held is the last value stored for its key
-        found = store.get(f"v1:{n % 700}")
+    # Well above the codec's own fixed state (its primed compressor, about 88 KB), which the budget counts.
+    store = _store(max_bytes=300_000)
+    for n in range(15_000):
+        key = f"v1:{n % 3_000}"
+        store.put(key, _entry(_fragment(n), f"student:{n % 250}"))
+        assert store.bytes <= 1.25 * 300_000
+    assert 0 < store.entries < 3_000 and store.evictions > 0
+    for n in range(12_000, 15_000):  # what is held is the last value stored for its key
+        found = store.get(f"v1:{n % 3_000}")
         assert found is None or found.value == _fragment(n)
 
 
