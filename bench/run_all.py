@@ -20,6 +20,7 @@ BENCHMARKS = [
     "optimizer_gate.py",
     "optimizer_cache.py",
     "optimizer_memory.py",
+    "optimizer_packing.py",
     "portal_mass_submission.py",
     "portal_page_cost.py",
     "portal_capacity.py",
