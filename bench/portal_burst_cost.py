@@ -27,7 +27,7 @@ portal and the optimizer from its tree, against the same seeded database.
 Writes bench/results/portal_burst_cost.json (`--result NAME` to name it otherwise).
 
     .venv/bin/python bench/portal_burst_cost.py [--students 1000] [--threads 64] [--repeats 3]
-        [--baseline-tree ../baseline] [--result portal_burst_cost]
+        [--cache-layout objects|packed] [--baseline-tree ../baseline] [--result portal_burst_cost]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ import sqlalchemy  # noqa: E402
 from flask import Flask  # noqa: E402
 
 from bench import servers  # noqa: E402
-from bench.machine import write_result  # noqa: E402
+from bench.machine import commit_of, write_result  # noqa: E402
 from portal.app import create_app  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.models import Attempt  # noqa: E402
@@ -167,6 +167,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-tree", type=Path, help="another checkout to compare with, interleaved")
+    parser.add_argument(
+        "--cache-layout",
+        choices=("objects", "packed"),
+        default="objects",
+        help="the portal's cache layout in every round (ROLLGUARD_PORTAL_CACHE_LAYOUT)",
+    )
     parser.add_argument("--result", default="portal_burst_cost", help="name of the bench/results file")
     parser.add_argument("--child-round", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -175,6 +181,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.child_round:
         return child_round(args.child_round, args.students, args.threads)
+    # Every round's PortalSettings, and every child round's, reads the layout from the environment.
+    os.environ["ROLLGUARD_PORTAL_CACHE_LAYOUT"] = args.cache_layout
     name, url = servers.create_database(args.postgres_url)
     engine = make_engine(url)
     labels = ("this", "baseline") if args.baseline_tree else ("grouped", "ungrouped")
@@ -225,26 +233,22 @@ def main() -> int:
         f"portal_cpu_ratio_{first}_to_{second}": spread([round(r, 3) for r in ratios]),
         "threads": args.threads,
         "repeats": args.repeats,
+        "cache_layout": args.cache_layout,
         "load_average_1m": spread(loads),
         "summary": summary,
         "rounds": rounds,
     }
     if args.baseline_tree:
         result["baseline_tree"] = str(args.baseline_tree)
-        result["baseline_commit"] = _commit(args.baseline_tree)
-    result["commit"] = _commit(REPO)
+        result["baseline_commit"] = commit_of(args.baseline_tree)
+    result["commit"] = commit_of(REPO)
     command = f"python bench/portal_burst_cost.py --students {args.students} --threads {args.threads} --repeats {args.repeats}"
+    command += f" --cache-layout {args.cache_layout}"
     if args.baseline_tree:
-        command += f" --baseline-tree {args.baseline_tree} --result {args.result}"
+        command += f" --baseline-tree {args.baseline_tree}"
+    command += f" --result {args.result}"
     print(f"wrote {write_result(args.result, result, command=command)}")
     return 0
-
-
-def _commit(tree: Path) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return done.stdout.strip()
 
 
 if __name__ == "__main__":

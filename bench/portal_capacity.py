@@ -31,7 +31,6 @@ import argparse
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ import sqlalchemy  # noqa: E402
 
 from bench import servers  # noqa: E402
 from bench.floor import page_sizes  # noqa: E402
-from bench.machine import write_result  # noqa: E402
+from bench.machine import commit_of, write_result  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.models import Attempt  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
@@ -227,13 +226,6 @@ def _med(row: dict[str, Any], name: str, fmt: str = ".0f") -> str:
     return "-" if not value else format(value["median"], fmt)
 
 
-def _commit(tree: Path) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return done.stdout.strip() or "unknown"
-
-
 def create_database(postgres_url: str) -> tuple[str, sqlalchemy.Engine, str]:
     name = f"rg_capacity_{secrets.token_hex(4)}"
     admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
@@ -356,7 +348,7 @@ def main() -> int:
         + (f" --baseline-tree {args.baseline_tree}" if args.baseline_tree else "")
     )
     if args.baseline_tree is not None:
-        figures["baseline_commit"] = _commit(args.baseline_tree)
+        figures["baseline_commit"] = commit_of(args.baseline_tree)
     path = write_result(args.result, figures, command=command + f" --result {args.result}")
     print(f"wrote {path}")
     return 0
