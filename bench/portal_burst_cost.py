@@ -58,7 +58,7 @@ import sqlalchemy  # noqa: E402
 from flask import Flask  # noqa: E402
 
 from bench import servers  # noqa: E402
-from bench.machine import commit_of, write_result  # noqa: E402
+from bench.machine import write_result  # noqa: E402
 from portal.app import create_app  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.models import Attempt  # noqa: E402
@@ -181,6 +181,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.child_round:
         return child_round(args.child_round, args.students, args.threads)
+    # Not at the top: a child round imports `bench` from the tree it measures, which may predate it.
+    from bench.machine import commit_of
     # Every round's PortalSettings, and every child round's, reads the layout from the environment.
     os.environ["ROLLGUARD_PORTAL_CACHE_LAYOUT"] = args.cache_layout
     name, url = servers.create_database(args.postgres_url)
