@@ -183,6 +183,7 @@ def main() -> int:
         return child_round(args.child_round, args.students, args.threads)
     # Not at the top: a child round imports `bench` from the tree it measures, which may predate it.
     from bench.machine import commit_of
+
     # Every round's PortalSettings, and every child round's, reads the layout from the environment.
     os.environ["ROLLGUARD_PORTAL_CACHE_LAYOUT"] = args.cache_layout
     name, url = servers.create_database(args.postgres_url)
