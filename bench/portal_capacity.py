@@ -13,6 +13,10 @@ mode in turn (interleaved: floor, direct, optimized, floor, ...) and replays
   commit): that tree's portal, optimized, started from that tree, so that a
   change is measured against the code before it in the same run.
 
+With `--warm`, every student's MyTestSeries is loaded once before the traffic
+starts (not measured): the mass submission then meets a cache that holds what
+students had been browsing before the deadline, instead of an empty one.
+
 Each cell reports pages/s, p50/p95/p99 of every request, errors, backend calls,
 and the CPU seconds of the server (master and workers) and of the load
 generator while its users ran. A mode's capacity is the largest user count whose median p95 over
@@ -34,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import httpx  # noqa: E402
 import psutil  # noqa: E402
 import sqlalchemy  # noqa: E402
 
@@ -67,6 +73,7 @@ class Stack:
     database_url: str
     work: Path
     baseline_tree: Path | None = None
+    warm: bool = False
 
 
 def server_command(mode: str, port: int, stack: Stack) -> list[str]:
@@ -93,6 +100,17 @@ def start_server(mode: str, stack: Stack) -> tuple[Child, str]:
     )
 
 
+def warm_pages(url: str, users: int) -> None:
+    """Load MyTestSeries once for students 1..users (the traffic's), 8 at a time."""
+
+    def load(student: int) -> None:
+        response = client.get(f"{url}/api/pages/my-test-series", params={"student_id": student})
+        response.raise_for_status()
+
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
+        list(pool.map(load, range(1, users + 1)))
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its live descendants (the gunicorn master and workers)."""
     root = psutil.Process(pid)
@@ -113,6 +131,8 @@ def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[st
     try:
         server_cpu = cpu_seconds(proc.pid)
         print(f"-- {mode}, {users} users, {duration:g}s (load {load:.2f})", file=sys.stderr, flush=True)
+        if stack.warm:
+            warm_pages(url, users)
         summary = servers.run_traffic(
             url, users=users, duration_s=duration, settle_s=15, timeout_s=duration + 300
         )
@@ -269,6 +289,11 @@ def main() -> int:
         default=None,
         help="another checkout whose optimized portal runs as mode 'baseline', interleaved with the others",
     )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="load every student's MyTestSeries once before each cell's traffic (students were browsing)",
+    )
     parser.add_argument("--result", default="portal_capacity", help="name of the bench/results/<name>.json")
     parser.add_argument("--p95-ms", type=float, default=200.0, help="the latency limit of capacity")
     parser.add_argument(
@@ -303,7 +328,7 @@ def main() -> int:
             seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
         with tempfile.TemporaryDirectory(prefix="rollguard-capacity-") as work:
             stacks = [
-                Stack(s, w, args.threads, database_url, Path(work), args.baseline_tree)
+                Stack(s, w, args.threads, database_url, Path(work), args.baseline_tree, args.warm)
                 for s in server_names
                 for w in worker_counts
             ]
@@ -328,7 +353,8 @@ def main() -> int:
     summary = summarize(cells, p95_ms=args.p95_ms)
     print_table(summary)
     figures = {
-        "scenario": "mass-submission",
+        "scenario": "mass-submission"
+        + (", cache warmed with every student's MyTestSeries" if args.warm else ""),
         "duration_s": args.duration,
         "runs": args.runs,
         "p95_limit_ms": args.p95_ms,
@@ -346,6 +372,7 @@ def main() -> int:
         + (f"--direct-users {args.direct_users} " if args.direct_users else "")
         + f"--runs {args.runs} --modes {args.modes} --servers {args.servers} --workers {args.workers} --threads {args.threads}"
         + (f" --baseline-tree {args.baseline_tree}" if args.baseline_tree else "")
+        + (" --warm" if args.warm else "")
     )
     if args.baseline_tree is not None:
         figures["baseline_commit"] = commit_of(args.baseline_tree)

@@ -1,8 +1,9 @@
 """The portal's JSON API besides the pages: submissions, batch reads, info, health, metrics.
 
-- `POST /api/exam/submit` writes an attempt, then invalidates `student:<id>`
-  before answering, in this worker and (PostgreSQL without Redis) every other
-  worker, so the student's next page shows it (read-your-writes).
+- `POST /api/exam/submit` writes an attempt, then invalidates the one key it
+  changed, `<student_id>:<series_id>`, before answering, in this worker and
+  (PostgreSQL without Redis) every other worker, so the student's next page
+  shows it (read-your-writes) while the student's other series stay cached.
 - `POST /api/exam/batch-attempts` reads many keys through the optimizer's
   batched path; bounded (413), rate limited and concurrency capped (429).
 - `GET /api/portal/info` tells the traffic generator what it needs for the
@@ -27,7 +28,7 @@ bp = Blueprint("api", __name__)
 
 @bp.post("/api/exam/submit")
 def submit() -> ResponseReturnValue:
-    """Record one attempt and drop the student's cached attempts before answering."""
+    """Record one attempt and drop the cached attempts of its series before answering."""
     portal = current_portal()
     body = parse_body(Submission)
     catalog = portal.catalog()
@@ -39,16 +40,17 @@ def submit() -> ResponseReturnValue:
     attempt = portal.attempts.record(
         student_id=body.student_id, series_id=series_id, exam_id=body.exam_id, score=body.score
     )
-    tag = data.student_tag(body.student_id)
-    portal.optimizer.invalidate_tag(tag)
+    # Only this series' attempts changed: the student's other keys stay valid.
+    key = data.attempts_key(body.student_id, series_id)
+    portal.optimizer.invalidate(key)
     if portal.invalidations is not None:
-        portal.invalidations.publish(tag)
+        portal.invalidations.publish(key)
     portal.metrics.submissions.inc()
     result = {
         "student_id": body.student_id,
         "series_id": series_id,
         "attempt": data.render_attempt(attempt),
-        "invalidated": tag,
+        "invalidated": key,
     }
     return jsonify(result), 201
 

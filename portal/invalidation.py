@@ -1,9 +1,10 @@
 """Invalidations between the portal's worker processes through PostgreSQL LISTEN/NOTIFY, acknowledged.
 
 When the portal runs on PostgreSQL without Redis, every worker process keeps
-its own in-process cache. A submission drops the student's keys in the worker
-that took it, then `publish` sends the tag on a NOTIFY channel and waits until
-every other live worker has dropped it too and said so: only then is the
+its own in-process cache. A submission drops the key it changed in the worker
+that took it, then `publish` sends that name on a NOTIFY channel and waits
+until every other live worker has dropped it too (`apply`; the portal's drops
+a key, and the messages call what they carry tags) and said so: only then is the
 submission acknowledged, so the student's next page, on whichever worker,
 shows it (read-your-writes across workers).
 

@@ -58,7 +58,7 @@ class RunRecorder:
     """Accumulates one run's observations; times are seconds since the run began."""
 
     calls: list[Call] = field(default_factory=list)
-    invalidations: list[tuple[float, int]] = field(default_factory=list)
+    invalidations: list[tuple[float, str]] = field(default_factory=list)
     latencies_by_path: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     latencies_by_page: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -107,17 +107,14 @@ class RunRecorder:
         """Record a submission that returned: later pages of this student must show it."""
         student_id = int(body["student_id"])
         self._own[student_id][int(body["series_id"])].add(int(body["attempt"]["id"]))
-        self.invalidations.append((returned_at, student_id))
+        # The one key whose data changed (`portal.data.attempts_key`): what any cache must reload.
+        self.invalidations.append((returned_at, f"{student_id}:{int(body['series_id'])}"))
         self.latencies_by_page["submit"].append(elapsed_s)
         self.submissions += 1
 
-    def invalidation_log(self, series_ids: Sequence[int]) -> list[Invalidation]:
-        """Each submission invalidated every key of its student (the tag `student:<id>`)."""
-        return [
-            Invalidation(t, f"{student}:{series}")
-            for t, student in self.invalidations
-            for series in series_ids
-        ]
+    def invalidation_log(self) -> list[Invalidation]:
+        """Each submission invalidated the key of its student and series, when it returned."""
+        return [Invalidation(t, key) for t, key in self.invalidations]
 
 
 def check_page(page: str, body: Mapping[str, Any], own: Mapping[int, set[int]]) -> list[StaleRead]:

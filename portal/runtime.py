@@ -3,7 +3,8 @@
 `create_app` builds one `Portal` with `build_portal` and stores it in
 `app.extensions["portal"]`; views reach it through `current_portal()`.
 `get_all_exam_attempts` is wrapped here under string keys
-`"<student_id>:<series_id>"` tagged `student:<id>`; its rows are encoded as the
+`"<student_id>:<series_id>"` tagged `student:<id>` (a submit drops its own key only;
+the tag drops all of a student's at once); its rows are encoded as the
 page fragment (`portal.fragments`) the cache holds and the pages splice in.
 """
 
@@ -153,7 +154,7 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
         invalidations = PgInvalidations(
             engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
             channel=settings.invalidation_channel,
-            apply=optimizer.invalidate_tag,
+            apply=optimizer.invalidate,
             listening=peers.listening,
             timeout_s=settings.invalidation_timeout_s,
         )

@@ -334,9 +334,7 @@ def summarize(
             c_min=None, eta=None, note=f"call log over its cap; {recorder.calls_dropped} calls not logged"
         )
     else:
-        c_min = minimum_calls(
-            recorder.calls, recorder.invalidation_log(sorted(int(s) for s in info["series"])), tau
-        )
+        c_min = minimum_calls(recorder.calls, recorder.invalidation_log(), tau)
         n = len(recorder.calls)
         ideal["c_min"] = c_min
         ideal["min_queries"] = minimum_batched_queries(c_min, int(info.get("max_batch") or 1))

@@ -21,7 +21,7 @@ def test_next_page_after_submit_shows_the_attempt(make_app):
     response = client.post("/api/exam/submit", json={"student_id": 4, "exam_id": 7, "score": 88})
     assert response.status_code == 201
     attempt = response.get_json()["attempt"]
-    assert response.get_json()["invalidated"] == "student:4"
+    assert response.get_json()["invalidated"] == "4:2"  # exam 7 is in series 2
 
     after = client.get("/api/pages/exam-home?student_id=4&series_id=2").get_json()
     assert after["attempts"][-1] == attempt
@@ -29,6 +29,20 @@ def test_next_page_after_submit_shows_the_attempt(make_app):
     assert portal(app).optimizer.stats()["misses"] == misses + 1
     series = client.get("/api/pages/my-test-series?student_id=4").get_json()["series"]
     assert attempt in series[1]["attempts"]
+
+
+def test_a_submit_drops_only_its_own_series_and_the_next_page_reloads_just_that_key(make_app):
+    app = make_app(optimize=True)
+    client = app.test_client()
+    client.get("/api/pages/my-test-series?student_id=5")
+    stats = portal(app).optimizer.stats()
+    submitted = client.post("/api/exam/submit", json={"student_id": 5, "exam_id": 7, "score": 91}).get_json()
+    page = client.get("/api/pages/my-test-series?student_id=5").get_json()
+    after = portal(app).optimizer.stats()
+    # Eleven of the twelve series are served from the cache; series 2 is read again and shows the attempt.
+    assert after["misses"] - stats["misses"] == 1
+    assert after["hits"] - stats["hits"] == 11
+    assert submitted["attempt"] in page["series"][1]["attempts"]
 
 
 def test_other_students_stay_cached_after_a_submit(make_app):
