@@ -18,7 +18,6 @@ That halves a 227-byte fragment's compression, same size (bench/optimizer_packin
 
 from __future__ import annotations
 
-import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ _MIN_WINDOW_BITS = 9
 _VALUE_ROOM = 4096
 # zlib's hash table size: 2 ** (level + 7) entries. 5 halves the state a copy moves, same output here.
 _MEM_LEVEL = 5
-# The primed compressor's zlib state at a 16 KiB window and _MEM_LEVEL, by tracemalloc: 88,072 bytes.
-_PRIMED_STATE_BYTES = 88_072
+# zlib's deflate state beyond the window and hash buffers (zconf.h's formula): 6,152 bytes by tracemalloc.
+_DEFLATE_STATE_BYTES = 6_152
 
 
 @dataclass(frozen=True)
@@ -63,19 +62,19 @@ class Codec:
         self._primed = (
             zlib.compressobj(*options, zdict=self._zdict) if self._zdict else zlib.compressobj(*options)
         )
-        self._lock = threading.Lock()
+        # What zlib allocates for it (zconf.h: (1 << (windowBits + 2)) + (1 << (memLevel + 9))).
+        self._primed_bytes = (1 << (-self.wbits + 2)) + (1 << (_MEM_LEVEL + 9)) + _DEFLATE_STATE_BYTES
         self.unpack: Callable[[bytes | bytearray], bytes] = (
             self._unpack_with if self._zdict else self._unpack_plain
         )
 
     @property
     def bytes_held(self) -> int:
-        """What the codec keeps: the dictionary and its primed compressor (about 80 KiB of zlib state)."""
-        return len(self._zdict) + _PRIMED_STATE_BYTES
+        """What the codec keeps: the dictionary and its primed compressor's zlib state."""
+        return len(self._zdict) + self._primed_bytes
 
     def pack(self, value: bytes) -> bytes:
-        with self._lock:  # a copy reads the primed state; zlib objects are not safe across threads
-            compressor = self._primed.copy()
+        compressor = self._primed.copy()  # zlib's copy() holds the object's own lock
         return compressor.compress(value) + compressor.flush()
 
     def _unpack_with(self, data: bytes | bytearray) -> bytes:

@@ -14,10 +14,11 @@ on a resubscribe), since notifications sent meanwhile never reached it.
 The listener thread learns of a lost connection only when it next reads it, and
 other workers stop waiting for this one as soon as its backend is gone: so a
 request also asks `caught_up` (the listener's connection is up with nothing
-unread) once, as it starts (`begin_request`), and its reads miss when it was
-not. Once per request is enough: a submit acknowledged without this worker was
-acknowledged after its backend was gone, so a request that follows it starts
-after that too, and finds the loss unread. (A check per read cost a third more
+unread) once, at its first cache read (after `begin_request`), and its reads
+miss when it was not; a request that reads no cache (a submit, /metrics) never
+asks. Once per request is enough: a submit acknowledged without this worker was
+acknowledged after its backend was gone, so a request that follows it, and its
+first read, come after that too, and find the loss unread. (A check per read cost a third more
 CPU in the mass submission's burst: each one releases the GIL to 64 threads.)
 A read outside a request checks on its own.
 """
@@ -42,24 +43,31 @@ class PeerCache(Cache):
         self._callbacks: list[RemoteInvalidation] = []
         self._lock = threading.Lock()
         self._caught_up: Callable[[], bool] = lambda: True
-        self._request = threading.local()  # .caught_up: the answer for this thread's request
+        # .caught_up: the answer for this thread's request, once asked; .open: inside a request.
+        self._request = threading.local()
 
     def watch(self, caught_up: Callable[[], bool]) -> None:
         """Serve only while `caught_up()`: the listener has read everything sent to it."""
         self._caught_up = caught_up
 
     def begin_request(self) -> None:
-        """Ask `caught_up` once for the calling thread's request: its reads use the answer."""
-        self._request.caught_up = self._caught_up()
+        """Start the calling thread's request: its first cache read asks `caught_up`, the others reuse it."""
+        self._request.open = True
+        self._request.caught_up = None
 
     def end_request(self) -> None:
+        self._request.open = False
         self._request.caught_up = None
 
     def _may_serve(self) -> bool:
         if not self._serving:
             return False
         answer: bool | None = getattr(self._request, "caught_up", None)
-        return self._caught_up() if answer is None else answer
+        if answer is None:
+            answer = self._caught_up()
+            if getattr(self._request, "open", False):
+                self._request.caught_up = answer
+        return answer
 
     def listening(self, up: bool) -> None:
         """Called by the invalidation listener: whether it hears the other workers now."""
