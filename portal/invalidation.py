@@ -8,10 +8,11 @@ a key, and the messages call what they carry tags) and said so: only then is the
 submission acknowledged, so the student's next page, on whichever worker,
 shows it (read-your-writes across workers).
 
-Each worker has one listening connection, named in `application_name` so that
-the publisher counts the live peers it waits for (`pg_stat_activity`), and a
-listener thread that applies the invalidations of others and acknowledges them
-on a second channel.
+Each worker has one listening connection (`portal.listening`), named in
+`application_name` so that the publisher counts the live peers it waits for
+(`pg_stat_activity`), and a listener thread that applies the invalidations of
+others and acknowledges them on a second channel; a request thread that finds
+notifications waiting (`caught_up`) reads and handles them itself.
 
 Publishes are group-committed: the tags of every submit that arrives while a
 NOTIFY is on its way go out together in the next one (at most
@@ -40,14 +41,13 @@ import json
 import logging
 import os
 import secrets
-import select
 import threading
 from collections.abc import Callable
 
 import psycopg
-from psycopg import sql
 
 from portal.errors import InvalidationUnconfirmed
+from portal.listening import Listener
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class PgInvalidations:
     @property
     def listener_pid(self) -> int:
         """The backend pid of the listening connection (the latest one), as pg_stat_activity shows it."""
-        return self._listener_pid
+        return self._listener.pid
 
     def caught_up(self) -> bool:
         """Whether the listening connection is up and holds nothing unread.
@@ -129,17 +129,18 @@ class PgInvalidations:
         Unread data is an invalidation not applied yet, or the news that the connection
         was lost: a terminated backend sends its error and leaves `pg_stat_activity`
         before this worker's listener thread has read it, and from then on other
-        workers' submits stop waiting for this one. Until the listener has read
-        everything, this worker must not serve its cache (`portal.peercache`).
+        workers' submits stop waiting for this one. Until that is read, this worker
+        must not serve its cache (`portal.peercache`). So input waiting is read and
+        handled here, by the calling thread: it is mostly this worker's own NOTIFYs
+        and acknowledgements, and the listener thread may not get the GIL for a while.
         """
-        pgconn = self._listener.pgconn
-        if pgconn.status != psycopg.pq.ConnStatus.OK:
-            return False
+        listener = self._listener
         try:
-            readable, _, _ = select.select([pgconn.socket], [], [], 0)
-        except (psycopg.OperationalError, OSError, ValueError):  # closed meanwhile
+            if listener.wait(0):
+                self._handle_all(listener.read())
+        except psycopg.Error:
             return False
-        return not readable
+        return not listener.lost
 
     def publish(self, tag: str) -> int:
         """Tell every other worker to drop `tag`; return once all live ones confirmed (their count)."""
@@ -205,13 +206,8 @@ class PgInvalidations:
         self._sender.close()
         self._listener.close()
 
-    def _connect_listener(self) -> psycopg.Connection[tuple[object, ...]]:
-        conn = psycopg.connect(self._dsn, autocommit=True, application_name=self._app_name)
-        for name in (self._channel, self._acks):
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
-        # Kept apart: a connection that was lost can no longer be asked for it.
-        self._listener_pid = conn.info.backend_pid
-        return conn
+    def _connect_listener(self) -> Listener:
+        return Listener(self._dsn, application_name=self._app_name, channels=(self._channel, self._acks))
 
     def _notify_counting_peers(self, message: dict[str, object]) -> int:
         """NOTIFY `message` on the channel; return how many other workers listen (read in the same statement)."""
@@ -245,8 +241,8 @@ class PgInvalidations:
     def _listen(self) -> None:
         while not self._closed.is_set():
             try:
-                for note in self._listener.notifies(timeout=self._poll_s):
-                    self._handle(note.channel, json.loads(note.payload))
+                if self._listener.wait(self._poll_s):
+                    self._handle_all(self._listener.read())
             except psycopg.Error as exc:
                 if self._closed.is_set():
                     return
@@ -270,6 +266,10 @@ class PgInvalidations:
             self._hearing.set()
             logger.info("portal invalidations: listening again")
             return
+
+    def _handle_all(self, received: list[tuple[str, str]]) -> None:
+        for channel, payload in received:
+            self._handle(channel, json.loads(payload))
 
     def _handle(self, channel: str, message: dict[str, object]) -> None:
         sender = str(message.get("from"))

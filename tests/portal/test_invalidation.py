@@ -86,6 +86,23 @@ def test_concurrent_publishes_each_return_once_every_worker_applied_their_tag(fr
             channel.close()
 
 
+def test_a_worker_stays_caught_up_while_its_own_notifications_wait_unread(fresh_postgres_url):
+    """Its own NOTIFYs come back to its listening connection: the request that finds them reads them itself."""
+    states: list[bool] = []
+    worker = PgInvalidations(
+        _dsn(fresh_postgres_url), channel="inv_own", apply=lambda _tag: None, listening=states.append
+    )
+    try:
+        answers = []
+        for series in range(200):
+            assert worker.publish(f"1:{series}") == 0
+            answers.append(worker.caught_up())
+        assert answers.count(False) == 0
+        assert states == [True]
+    finally:
+        worker.close()
+
+
 def test_a_worker_that_does_not_confirm_in_time_fails_the_publish(fresh_postgres_url):
     release = threading.Event()
 
