@@ -3,7 +3,8 @@
 `get_all_exam_attempts` is the expensive function of the original incident and
 stays a plain query; `portal.app` wraps it in the optimizer under the key
 `"<student_id>:<series_id>"`. `get_exam_attempts_many` is the batched form the
-optimizer uses on its optimized path.
+optimizer uses on its optimized path on SQLite; on PostgreSQL it reads the
+fragments the database renders (`portal.pgfragments`).
 """
 
 from __future__ import annotations
@@ -94,16 +95,6 @@ _COLUMNS = (
 )
 
 
-# The batched read on PostgreSQL: one statement text whatever the number of keys, so the driver
-# prepares it once, where an IN list of pairs is a new statement per size. Run on the driver
-# (`portal.driver`), with the submission time already in epoch milliseconds.
-_MANY_POSTGRESQL = (
-    "SELECT a.student_id, a.series_id, a.id, a.exam_id, a.score,"
-    " floor(extract(epoch FROM a.submitted_at) * 1000)::bigint FROM attempts AS a"
-    " JOIN unnest(%s::integer[], %s::integer[]) AS k(student_id, series_id)"
-    " ON a.student_id = k.student_id AND a.series_id = k.series_id ORDER BY a.id"
-)
-
 # The batched insert on PostgreSQL, for the same reason: SQLAlchemy's multi-row VALUES is a new
 # statement per batch size, which psycopg parses anew (a regex over the whole text) every time.
 # The ids come from the table's sequence in the order of the SELECT, so sorted they follow `position`.
@@ -155,24 +146,20 @@ def get_all_exam_attempts(engine: Engine, student_id: int, series_id: int) -> tu
 
 
 def get_exam_attempts_many(engine: Engine, keys: Sequence[str]) -> dict[str, tuple[AttemptRow, ...]]:
-    """Return the attempts for many keys in one query; keys without attempts map to ()."""
-    pairs = [parse_key(key) for key in keys]
-    found: dict[str, list[AttemptRow]] = {key: [] for key in keys}
+    """Return the attempts for many keys in one query; keys without attempts map to ().
+
+    On PostgreSQL the portal reads its fragments with `portal.pgfragments` instead.
+    """
+    pairs = {key: parse_key(key) for key in keys}
     if not pairs:
         return {}
-    if engine.dialect.name == "postgresql":
-        students, series = (list(column) for column in zip(*pairs, strict=True))
-        rows = retried(lambda: driver.fetch_all(engine, _MANY_POSTGRESQL, (students, series)))
-        for student_id, series_id, attempt_id, exam_id, score, submitted_ms in rows:
-            found[attempts_key(student_id, series_id)].append((attempt_id, exam_id, score, submitted_ms))
-    else:
-        in_pairs = tuple_(Attempt.student_id, Attempt.series_id).in_(pairs)
-        query = select(*_COLUMNS).where(in_pairs).order_by(Attempt.id)
-        for row in read(engine, lambda conn: list(conn.execute(query))):
-            key = attempts_key(row.student_id, row.series_id)
-            if key in found:
-                found[key].append(_row(row))
-    return {key: tuple(rows) for key, rows in found.items()}
+    found: dict[tuple[int, int], list[AttemptRow]] = {pair: [] for pair in pairs.values()}
+    query = (
+        select(*_COLUMNS).where(tuple_(Attempt.student_id, Attempt.series_id).in_(found)).order_by(Attempt.id)
+    )
+    for row in read(engine, lambda conn: list(conn.execute(query))):
+        found[(row.student_id, row.series_id)].append(_row(row))
+    return {key: tuple(found[pair]) for key, pair in pairs.items()}
 
 
 @dataclass(frozen=True)

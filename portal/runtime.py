@@ -23,7 +23,7 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from optimizer import Cache, InProcessCache, Optimizer, OptimizerConfig, Packing
-from portal import data, fragments
+from portal import data, fragments, pgfragments
 from portal.db import PoolWatch, create_schema, make_engine
 from portal.gate import BuiltGate, build_gate
 from portal.invalidation import PgInvalidations
@@ -198,6 +198,8 @@ def _fetch_one(engine: Engine, key: str) -> fragments.AttemptsFragment:
 
 
 def _fetch_many(engine: Engine, keys: Sequence[str]) -> dict[str, fragments.AttemptsFragment]:
+    if engine.dialect.name == "postgresql":
+        return pgfragments.read_many(engine, keys)
     return {key: fragments.encode(rows) for key, rows in data.get_exam_attempts_many(engine, keys).items()}
 
 

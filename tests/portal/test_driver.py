@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy import Engine, exc
 
-from portal import data, driver
+from portal import data, driver, pgfragments
 from portal.db import PoolWatch, make_engine
 from tests.portal.conftest import seed_database
 from tests.portal.test_backends import _terminate_backends
@@ -81,9 +81,9 @@ def test_a_lost_connection_is_reported_as_invalidated_and_the_pool_replaces_ever
 
 def test_a_batched_read_on_a_lost_connection_is_read_again(engine: Engine, database: str) -> None:
     keys = [data.attempts_key(4, series) for series in range(1, 13)]
-    before = data.get_exam_attempts_many(engine, keys)
+    before = pgfragments.read_many(engine, keys)
     assert _terminate_backends(database) >= 1
-    assert data.get_exam_attempts_many(engine, keys) == before
+    assert pgfragments.read_many(engine, keys) == before
 
 
 def test_a_refused_connection_is_an_operational_error(database: str) -> None:
