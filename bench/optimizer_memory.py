@@ -1,7 +1,7 @@
 """Memory of the optimizer's in-process cache holding N students' working set, by three measures.
 
 The working set is every key of the students' MyTestSeries pages (12 series
-each, keys `"<student>:<series>"` tagged `student:<id>`), loaded page by page
+each, keys `"<student>:<series>"` without tags, as the portal's), loaded page by page
 through `Optimizer.get_many` with a batch backend, the values shaped as the
 portal caches them (`portal.fragments`, 2 attempts per series as `rollguard
 portal seed` makes them). For each student count and budget it reports entries,
@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from optimizer import InProcessCache, Optimizer, OptimizerConfig, Packing, StaticGate  # noqa: E402
 from portal import fragments  # noqa: E402
-from portal.data import attempts_key, parse_key, student_tag  # noqa: E402
+from portal.data import attempts_key, parse_key  # noqa: E402
 from portal.runtime import PORTAL_MAX_ENTRIES  # noqa: E402
 
 SERIES = 12
@@ -99,7 +99,6 @@ def build(config: OptimizerConfig, layout: str, clock: Clock) -> Optimizer:
         config=config,
         cache=InProcessCache(config, packing=LAYOUTS[layout]()),
         gate=StaticGate(True),
-        tags=lambda key: [student_tag(parse_key(key)[0])],
         registry=CollectorRegistry(),
         clock=clock,
     )

@@ -53,11 +53,6 @@ def parse_key(key: str) -> tuple[int, int]:
     return int(student), int(series)
 
 
-def student_tag(student_id: int) -> str:
-    """The invalidation tag shared by all of a student's keys."""
-    return f"student:{student_id}"
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 

@@ -3,9 +3,9 @@
 `create_app` builds one `Portal` with `build_portal` and stores it in
 `app.extensions["portal"]`; views reach it through `current_portal()`.
 `get_all_exam_attempts` is wrapped here under string keys
-`"<student_id>:<series_id>"` tagged `student:<id>` (a submit drops its own key only;
-the tag drops all of a student's at once); its rows are encoded as the
-page fragment (`portal.fragments`) the cache holds and the pages splice in.
+`"<student_id>:<series_id>"`, without tags: a submit drops the one key it
+changed, and nothing drops a group of keys. Its rows are encoded as the page
+fragment (`portal.fragments`) the cache holds and the pages splice in.
 """
 
 from __future__ import annotations
@@ -140,7 +140,6 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
         config=config,
         cache=peers or cache,
         gate=gate.gate,
-        tags=_tags,
         registry=metrics.registry,
     )
     throttle = BatchThrottle(
@@ -201,11 +200,6 @@ def _fetch_many(engine: Engine, keys: Sequence[str]) -> dict[str, fragments.Atte
     if engine.dialect.name == "postgresql":
         return pgfragments.read_many(engine, keys)
     return {key: fragments.encode(rows) for key, rows in data.get_exam_attempts_many(engine, keys).items()}
-
-
-def _tags(key: str) -> list[str]:
-    student_id, _series = data.parse_key(key)
-    return [data.student_tag(student_id)]
 
 
 def current_portal() -> Portal:
