@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from optimizer.entry import Entry
+from optimizer.entry import NO_TAGS, Entry
 from optimizer.packed import PackedStore
 from optimizer.packing import Packing
 from optimizer.settings import OptimizerConfig
@@ -226,7 +226,9 @@ class LocalStore:
 
     def _compact(self, entry: Entry) -> Entry:
         tags = entry.tags
-        if len(tags) == 1:
+        if not tags:
+            tags = NO_TAGS
+        elif len(tags) == 1:
             (tag,) = tags
             tags = self._single_tags.setdefault(tag, tags)
         stale_until = entry.fresh_until if entry.stale_until == entry.fresh_until else entry.stale_until

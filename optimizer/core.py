@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry
 from optimizer.batching import Batcher
 from optimizer.breaker import CLOSED, OPEN, REASON_FLAG_CHANGED, CircuitBreaker
 from optimizer.cache import Cache, InProcessCache
+from optimizer.entry import NO_TAGS
 from optimizer.errors import FaultInjected, OptimizerClosed
 from optimizer.gate import Decision, Gate, StaticGate
 from optimizer.grouping import Grouper
@@ -427,7 +428,7 @@ class Optimizer:
         self._loader.refresh((key, versioned, self._tags_of(key)), config)
 
     def _tags_of(self, key: str) -> frozenset[str]:
-        return frozenset(self._tags(key)) if self._tags is not None else frozenset()
+        return frozenset(self._tags(key)) if self._tags is not None else NO_TAGS
 
     def _on_remote_invalidation(self, key: str | None, tag: str | None) -> None:
         flights = self._loader.flights

@@ -236,7 +236,7 @@ class Loader:
                 fresh_until=fresh_until,
                 stale_until=fresh_until + config.stale_s,
                 stored_at=now,
-                size=sizing.measure(flight.key, value),
+                size=sizing.measure(flight.key, value, len(flight.tags)),
                 tags=flight.tags,
             )
             if not flight.invalidated:

@@ -42,7 +42,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from optimizer.entry import Entry
+from optimizer.entry import NO_TAGS, Entry
 from optimizer.packing import Codec, Packing
 
 _LIVE = 1 << 31  # in `_lengths`: the slot holds an entry
@@ -55,7 +55,6 @@ _CHUNK = 1 << _OFFSET_BITS
 _MAX_CHUNKS = 1 << (32 - _OFFSET_BITS)
 _MAX_VALUE = (1 << 31) - 1
 _LENGTH_BYTE = [bytes((n,)) for n in range(_MAX_KEY + 1)]
-_NO_TAGS: frozenset[str] = frozenset()
 
 # Bytes the arrays spend on one slot: start 4, length 4, fresh 8, stored 4, stale 4, tag 4, bit 1.
 SLOT_BYTES = 29
@@ -152,7 +151,7 @@ class PackedStore:
                     _set_stale(found, fresh + self._stale[slot])
                     _set_stored(found, fresh - self._stored[slot])
                     _set_size(found, 0)
-                    _set_tags(found, _NO_TAGS)
+                    _set_tags(found, NO_TAGS)
                     break
                 bucket = (bucket + 1) & mask
         except (IndexError, ValueError, zlib.error):  # a write moved the arrays under this read
@@ -184,7 +183,7 @@ class PackedStore:
         _set_stale(entry, fresh + self._stale[slot])
         _set_stored(entry, fresh - self._stored[slot])
         _set_size(entry, 0)
-        _set_tags(entry, _NO_TAGS)
+        _set_tags(entry, NO_TAGS)
         return entry
 
     def _find(self, key: str) -> int:

@@ -498,7 +498,7 @@ class RedisCache(Cache):
             fresh_until=fresh_wall + offset,
             stale_until=stale_wall + offset,
             stored_at=stored_wall + offset,
-            size=sizing.measure(key, value),
+            size=sizing.measure(key, value, len(tags)),
             tags=tags,
         )
 

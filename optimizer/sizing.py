@@ -20,18 +20,19 @@ from typing import Any
 from pympler import asizeof
 
 # What `cache.LocalStore` holds for an entry besides its value and key, as tracemalloc sees it on
-# CPython 3.11 (64-bit): the Entry record with its GC header (80 bytes), its fresh/stored-at floats
-# (48; a stale bound that differs adds 24), the size int (32), the OrderedDict's slot and link node
-# (about 90) and the entry's share of the tag index (about 20). bench/optimizer_memory.py compares
-# the total against tracemalloc.
-ENTRY_OVERHEAD = 270
+# CPython 3.11 (64-bit): the Entry record with its GC header (80 bytes), its stored-at float (24;
+# fresh and stale bounds that differ add 24 each), the size int (32) and the OrderedDict's slot and
+# link node (about 94). Each tag adds the entry's share of the tag index (about 40).
+# bench/optimizer_memory.py compares the total against tracemalloc.
+ENTRY_OVERHEAD = 230
+TAG_OVERHEAD = 40
 
 _LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 
 
-def measure(key: str, value: Any) -> int:
-    """Return the bytes an entry for `key` holding `value` keeps alive, overhead included."""
-    return deep_size(value) + ((sys.getsizeof(key) + 15) & ~15) + ENTRY_OVERHEAD
+def measure(key: str, value: Any, tags: int = 0) -> int:
+    """Return the bytes an entry for `key` holding `value` under `tags` tags keeps alive, overhead included."""
+    return deep_size(value) + ((sys.getsizeof(key) + 15) & ~15) + ENTRY_OVERHEAD + TAG_OVERHEAD * tags
 
 
 def deep_size(value: Any) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
+import pytest
+
 from optimizer import Entry, sizing
 from optimizer.cache import LocalStore
 
@@ -15,7 +17,7 @@ def _entry(key: str, value: object, *tags: str, stale: float = 0.0) -> Entry:
         value=value,
         fresh_until=fresh,
         stale_until=fresh + stale,
-        size=sizing.measure(key, value),
+        size=sizing.measure(key, value, len(tags)),
         tags=frozenset(tags),
         stored_at=1.0,
     )
@@ -59,15 +61,17 @@ def test_the_least_recently_read_entry_goes_first_and_the_byte_total_follows():
     assert store.entries == 3
 
 
-def test_the_measured_bytes_agree_with_real_allocations_within_ten_percent():
-    # Portal-shaped entries: a ~230-byte page fragment per key, a dozen keys per student tag.
+@pytest.mark.parametrize("tagged", [True, False], ids=["a-tag-per-student", "untagged"])
+def test_the_measured_bytes_agree_with_real_allocations_within_ten_percent(tagged: bool):
+    # Portal-shaped entries: a ~230-byte page fragment per key, a dozen keys per student tag or none.
     store = LocalStore(max_entries=100_000, max_bytes=10**10)
     gc.collect()
     tracemalloc.start()
     for n in range(6_000):
         key = f"v1:{n // 12}:{n % 12}"
         value = (b'"attempt_count":2\n[' + b"%08d" % n * 24)[:230]
-        store.put(key, _entry(key, value, f"student:{n // 12}"))
+        tags = (f"student:{n // 12}",) if tagged else ()
+        store.put(key, _entry(key, value, *tags))
     gc.collect()
     real, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
