@@ -374,6 +374,7 @@ def main() -> int:
         + (f" --baseline-tree {args.baseline_tree}" if args.baseline_tree else "")
         + (" --warm" if args.warm else "")
     )
+    figures["commit"] = commit_of(REPO)
     if args.baseline_tree is not None:
         figures["baseline_commit"] = commit_of(args.baseline_tree)
     path = write_result(args.result, figures, command=command + f" --result {args.result}")

@@ -276,7 +276,7 @@ class InProcessCache(Cache):
 
     Two layouts, the app's choice: by default entries are Python objects in one
     OrderedDict (`LocalStore`): a hit returns the stored value itself, the fastest
-    hit, about 580 bytes an entry for a 230-byte value. With `packing`, values must
+    hit, about 540 bytes an entry for a 230-byte value. With `packing`, values must
     be `bytes` and are held compressed in arenas (`packed.PackedStore`): about 118
     bytes an entry for the same value, at about 1.7 us more per hit (decompression
     and a new `Entry`; bench/optimizer_memory.py, bench/optimizer_gate.py).

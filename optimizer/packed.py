@@ -2,8 +2,8 @@
 
 `InProcessCache` uses it instead of `cache.LocalStore` when the app gives a
 `Packing`. Same contract as `LocalStore` (bounded by count and bytes, a tag
-index, lock-free reads); the difference is the layout, about 118 bytes an
-entry for the portal's fragments instead of about 580 (bench/optimizer_memory.py):
+index, lock-free reads); the difference is the layout, about 96 bytes an
+entry for the portal's fragments instead of about 540 (bench/optimizer_memory.py):
 
 - every entry is one record in an arena of `bytearray` chunks (64 KiB, less
   for a budget under 2 MiB): a length byte, the key (UTF-8, at most 255

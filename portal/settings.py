@@ -56,8 +56,8 @@ class PortalSettings(BaseSettings):
     invalidation_timeout_s: float = Field(default=5.0, gt=0)
     admin_token: str | None = None
     optimize: bool = False
-    # How the in-process cache holds fragments: "objects" (about 580 bytes a key, the fastest hit) or
-    # "packed" compressed in arenas (about 118 bytes a key, 10,000 students in 15 MB; about 1.7 us more
+    # How the in-process cache holds fragments: "objects" (about 540 bytes a key, the fastest hit) or
+    # "packed" compressed in arenas (about 96 bytes a key, 10,000 students in 11.5 MB; about 1.7 us more
     # a hit, and slower under a mass submission's churn: see portal/README.md). See optimizer.InProcessCache.
     cache_layout: Literal["packed", "objects"] = "objects"
     flag_key: str = FLAG_KEY
