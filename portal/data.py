@@ -64,6 +64,11 @@ def _epoch_ms(moment: datetime) -> int:
     return (aware - _EPOCH) // _MILLISECOND
 
 
+def _utc(moment: datetime) -> datetime:
+    """An aware time in UTC; a naive one is taken as UTC already (as `_epoch_ms` takes it)."""
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment
+
+
 def _row(row: Any) -> AttemptRow:
     return (int(row.id), int(row.exam_id), int(row.score), _epoch_ms(row.submitted_at))
 
@@ -179,7 +184,8 @@ def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[Atte
         )
     else:
         with engine.begin() as conn:
-            values = [dataclasses.asdict(a) for a in attempts]  # the fields are the columns
+            # The fields are the columns. SQLite keeps a time's clock reading and drops its offset: store UTC.
+            values = [dataclasses.asdict(a) | {"submitted_at": _utc(a.submitted_at)} for a in attempts]
             ids = conn.execute(insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True), values)
             attempt_ids = [int(attempt_id) for attempt_id in ids.scalars()]
     return [
@@ -188,14 +194,20 @@ def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[Atte
     ]
 
 
-def _columns(attempts: Sequence[NewAttempt]) -> tuple[list[Any], ...]:
+def _columns(attempts: Sequence[NewAttempt]) -> tuple[str, ...]:
+    """The INSERT's five columns as array literals: psycopg dumps a list element by element in
+    Python, a third of the statement's CPU for a group of ten (70-130 us a statement)."""
     return (
-        [a.student_id for a in attempts],
-        [a.series_id for a in attempts],
-        [a.exam_id for a in attempts],
-        [a.score for a in attempts],
-        [a.submitted_at for a in attempts],
+        _int_array([a.student_id for a in attempts]),
+        _int_array([a.series_id for a in attempts]),
+        _int_array([a.exam_id for a in attempts]),
+        _int_array([a.score for a in attempts]),
+        "{" + ",".join(f'"{a.submitted_at.isoformat()}"' for a in attempts) + "}",
     )
+
+
+def _int_array(values: list[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def record_attempt(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -166,11 +166,25 @@ def test_a_batch_of_attempts_is_returned_in_the_order_given(backend, fresh_postg
     statements: list[None] = []
     engine = make_engine(url, on_query=lambda: statements.append(None))
     catalog = data.load_catalog(engine)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(microsecond=123_999)
+    india = timezone(timedelta(hours=5, minutes=30))
     # Students in no particular order, two for one student and series: the order given is kept.
+    # The times keep their instant whatever their offset, to the millisecond.
     wanted = [
-        data.NewAttempt(student, series, catalog.exams[series][0], score, now + timedelta(milliseconds=score))
-        for student, series, score in ((7, 2, 10), (3, 5, 20), (7, 2, 30), (1, 12, 40), (9, 1, 50))
+        data.NewAttempt(
+            student,
+            series,
+            catalog.exams[series][0],
+            score,
+            (now + timedelta(milliseconds=score)).astimezone(zone),
+        )
+        for student, series, score, zone in (
+            (7, 2, 10, UTC),
+            (3, 5, 20, india),
+            (7, 2, 30, UTC),
+            (1, 12, 40, india),
+            (9, 1, 50, UTC),
+        )
     ]
     try:
         statements.clear()
