@@ -277,7 +277,7 @@ class InProcessCache(Cache):
     Two layouts, the app's choice: by default entries are Python objects in one
     OrderedDict (`LocalStore`): a hit returns the stored value itself, the fastest
     hit, about 540 bytes an entry for a 230-byte value. With `packing`, values must
-    be `bytes` and are held compressed in arenas (`packed.PackedStore`): about 118
+    be `bytes` and are held compressed in arenas (`packed.PackedStore`): about 96
     bytes an entry for the same value, at about 1.7 us more per hit (decompression
     and a new `Entry`; bench/optimizer_memory.py, bench/optimizer_gate.py).
     A value that is not `bytes` is then served but not cached.

@@ -19,6 +19,8 @@ from sqlalchemy import Connection, Engine, func, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from portal import driver
+from portal.keys import attempts_key as attempts_key
+from portal.keys import parse_key as parse_key
 from portal.models import Attempt, Exam, Student, TestSeries
 
 # (id, exam_id, score, submitted_at in epoch milliseconds): tuples of ints take half the
@@ -38,19 +40,6 @@ class Catalog:
     @property
     def empty(self) -> bool:
         return not self.series or self.max_student_id == 0
-
-
-def attempts_key(student_id: int, series_id: int) -> str:
-    """The optimizer key for one student's attempts in one series."""
-    return f"{student_id}:{series_id}"
-
-
-def parse_key(key: str) -> tuple[int, int]:
-    """Split `"<student_id>:<series_id>"`; raise ValueError on anything else."""
-    student, sep, series = key.partition(":")
-    if not sep or not student.isdigit() or not series.isdigit():
-        raise ValueError(f"not an attempts key: {key!r}")
-    return int(student), int(series)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

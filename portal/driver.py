@@ -1,10 +1,11 @@
 """The portal's two hot statements on PostgreSQL, run on the pooled psycopg connection itself.
 
 A cold MyTestSeries page reads a student's keys in one statement
-(`portal.pgfragments`) and a group of submits writes in one (`portal.data`). Through SQLAlchemy Core, building the
-execution context and the `Result` of such a statement cost more CPU than
-psycopg's own work: for 12 keys, 390-650 us of Python against 245 us here
-(`bench/portal_burst_cost.py` measures what that does to the mass submission).
+(`portal.pgfragments`) and a group of submits writes in one (`portal.data`).
+Through SQLAlchemy Core, building the execution context and the `Result` of
+such a statement cost more CPU than psycopg's own work: for 12 keys, 390-650 us
+of Python against 245 us here (`bench/portal_burst_cost.py` measures what that
+does to the mass submission).
 So these statements take the connection from the engine's pool, as everything
 else does (its checkout events, `portal.db.IdlePing`, its bound), fire the
 engine's `before_cursor_execute` event (its listeners get no SQLAlchemy

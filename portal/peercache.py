@@ -18,8 +18,9 @@ unread) once, at its first cache read (after `begin_request`), and its reads
 miss when it was not; a request that reads no cache (a submit, /metrics) never
 asks. Once per request is enough: a submit acknowledged without this worker was
 acknowledged after its backend was gone, so a request that follows it, and its
-first read, come after that too, and find the loss unread. (A check per read cost a third more
-CPU in the mass submission's burst: each one releases the GIL to 64 threads.)
+first read, come after that too, and find the loss unread. (A check per read
+cost a third more CPU in the mass submission's burst: each one releases the GIL
+to 64 threads.)
 A read outside a request checks on its own.
 """
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from sqlalchemy import Engine
 
 from portal import data, driver, fragments
+from portal.keys import PATTERN as KEY_PATTERN
 
 # `fragments.encode` in SQL: the widget fields, a newline, the attempts array ordered by id.
 # The date is `isoformat(timespec="milliseconds")` of the UTC time: to_char's MS truncates to the
@@ -39,8 +40,8 @@ JOIN attempts AS a
   ON a.student_id = split_part(k.key, ':', 1)::integer AND a.series_id = split_part(k.key, ':', 2)::integer
 GROUP BY k.key"""
 
-_KEY = re.compile(r"\d+:\d+")
-_KEYS = re.compile(r"\d+:\d+(?:,\d+:\d+)*")
+_KEY = re.compile(KEY_PATTERN)
+_KEYS = re.compile(f"{KEY_PATTERN}(?:,{KEY_PATTERN})*")
 
 EMPTY = fragments.encode(())
 

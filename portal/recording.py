@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portal.ideal import Call, Invalidation
+from portal.keys import attempts_key
 
 _MAX_EXAMPLES = 10
 # Past this many logical calls (about 80 MB) the log stops growing, as in long background runs;
@@ -107,8 +108,8 @@ class RunRecorder:
         """Record a submission that returned: later pages of this student must show it."""
         student_id = int(body["student_id"])
         self._own[student_id][int(body["series_id"])].add(int(body["attempt"]["id"]))
-        # The one key whose data changed (`portal.data.attempts_key`): what any cache must reload.
-        self.invalidations.append((returned_at, f"{student_id}:{int(body['series_id'])}"))
+        # The one key whose data changed: what any cache must reload.
+        self.invalidations.append((returned_at, attempts_key(student_id, int(body["series_id"]))))
         self.latencies_by_page["submit"].append(elapsed_s)
         self.submissions += 1
 
