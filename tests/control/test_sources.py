@@ -38,6 +38,7 @@ from tests.support import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WINDOW_S = 20
+RAMP_S = 10
 PORTAL_FN = "get_all_exam_attempts"
 STEADY_FN = "steady_mix"
 # metric, path, relative tolerance, absolute tolerance
@@ -111,9 +112,18 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
         for t in threads:
             t.start()
         full = f'count_over_time(optimizer_requests_total{{path="optimized"}}[{WINDOW_S + 2}s])'
+        # All users load MyTestSeries together as the traffic starts: a burst of about 120 calls
+        # that one source may catch at the window's edge and the other not. The window starts
+        # RAMP_S after the portal's first optimized call, when the users' pauses have spread them.
+        served = f'optimizer_requests_total{{path="optimized",fn="{PORTAL_FN}"}} > 0'
+        settled = f"count_over_time(({served})[{WINDOW_S + RAMP_S}s:1s])"
         wait_until(
-            lambda: prometheus.has_samples(full, WINDOW_S + 1) and _span_s(store) >= WINDOW_S + 2,
-            timeout=90,
+            lambda: (
+                prometheus.has_samples(full, WINDOW_S + 1)
+                and prometheus.has_samples(settled, WINDOW_S + RAMP_S)
+                and _span_s(store) >= WINDOW_S + 2
+            ),
+            timeout=120,
             what="a full window of samples from both targets in Prometheus and in the store",
         )
         end = datetime.now(UTC) - timedelta(seconds=1.5)  # both have scraped past this instant
