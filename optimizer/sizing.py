@@ -38,6 +38,8 @@ def measure(key: str, value: Any, tags: int = 0) -> int:
 def deep_size(value: Any) -> int:
     """Return the deep size of `value` as `pympler.asizeof` counts it, faster for JSON-shaped values."""
     getsizeof = sys.getsizeof
+    if type(value) in _LEAVES:  # an encoded value (bytes, str): no walk
+        return (getsizeof(value) + 7) & ~7
     seen: set[int] = set()
     total = 0
     stack = [value]

@@ -37,19 +37,20 @@ def submit() -> ResponseReturnValue:
         raise NotFound(f"no exam {body.exam_id}", code="unknown_exam")
     if body.student_id > catalog.max_student_id and body.student_id > portal.refresh_catalog().max_student_id:
         raise NotFound(f"no student {body.student_id}", code="unknown_student")
-    attempt = portal.attempts.record(
+    recorded = portal.attempts.record(
         student_id=body.student_id, series_id=series_id, exam_id=body.exam_id, score=body.score
     )
     # Only this series' attempts changed: the student's other keys stay valid.
     key = data.attempts_key(body.student_id, series_id)
     portal.optimizer.invalidate(key)
-    if portal.invalidations is not None:
-        portal.invalidations.publish(key)
+    if portal.invalidations is not None and recorded.notice is not None:
+        # The INSERT told the other workers; its answer waits until they have dropped the key too.
+        portal.invalidations.confirm(recorded.notice)
     portal.metrics.submissions.inc()
     result = {
         "student_id": body.student_id,
         "series_id": series_id,
-        "attempt": data.render_attempt(attempt),
+        "attempt": data.render_attempt(recorded.row),
         "invalidated": key,
     }
     return jsonify(result), 201

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from portal import driver
+from portal.invalidation import COUNT_PEERS_SQL, PeerNotice
 from portal.keys import attempts_key as attempts_key
 from portal.keys import parse_key as parse_key
 from portal.models import Attempt, Exam, Student, TestSeries
@@ -93,6 +94,13 @@ _INSERT_POSTGRESQL = (
     " FROM unnest(%s::integer[], %s::integer[], %s::integer[], %s::integer[], %s::timestamptz[])"
     " WITH ORDINALITY AS n(student_id, series_id, exam_id, score, submitted_at, position)"
     " ORDER BY position RETURNING id"
+)
+# The same INSERT, and in its statement the NOTIFY that tells the other workers (delivered when it
+# commits) and their count (`portal.invalidation`): one round trip for both.
+_INSERT_NOTIFYING_POSTGRESQL = (
+    f"WITH inserted AS ({_INSERT_POSTGRESQL}),"
+    f" notified AS (SELECT pg_notify(%s, %s), {COUNT_PEERS_SQL} AS peers)"
+    " SELECT inserted.id, notified.peers FROM inserted CROSS JOIN notified"
 )
 
 T = TypeVar("T")
@@ -177,6 +185,20 @@ def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[Atte
             values = [dataclasses.asdict(a) | {"submitted_at": _utc(a.submitted_at)} for a in attempts]
             ids = conn.execute(insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True), values)
             attempt_ids = [int(attempt_id) for attempt_id in ids.scalars()]
+    return _rows(attempt_ids, attempts)
+
+
+def record_attempts_notifying(
+    engine: Engine, attempts: Sequence[NewAttempt], notice: PeerNotice
+) -> tuple[list[AttemptRow], int]:
+    """PostgreSQL: `record_attempts`, sending `notice` in the same statement; the rows and the peer count."""
+    params = (*_columns(attempts), notice.channel, notice.payload, notice.listeners, notice.own_pid)
+    found = driver.fetch_all(engine, _INSERT_NOTIFYING_POSTGRESQL, params)
+    peers = int(found[0][1]) if found else 0
+    return _rows(sorted(row[0] for row in found), attempts), peers
+
+
+def _rows(attempt_ids: Sequence[int], attempts: Sequence[NewAttempt]) -> list[AttemptRow]:
     return [
         (attempt_id, a.exam_id, a.score, _epoch_ms(a.submitted_at))
         for attempt_id, a in zip(attempt_ids, attempts, strict=True)

@@ -14,14 +14,15 @@ Each worker has one listening connection (`portal.listening`), named in
 others and acknowledges them on a second channel; a request thread that finds
 notifications waiting (`caught_up`) reads and handles them itself.
 
-Publishes are group-committed: the tags of every submit that arrives while a
-NOTIFY is on its way go out together in the next one (at most
-`MAX_BATCH_TAGS`), with the peer count read in the same statement, and each
-peer acknowledges a batch once. A burst of submits then costs one round trip
-to PostgreSQL per batch instead of two per submit, serialised on one
-connection. A peer that started after the count has an empty cache
-and needs no acknowledgement; one that dies drops its connection and leaves
-the count. A publish that is not confirmed within `timeout_s` raises
+A submit's NOTIFY rides in its group's INSERT (`notice`, `sent`, `confirm`;
+`portal.submits`): PostgreSQL delivers it when that statement commits, and the
+same statement reads the peer count, so a group of submits costs one round
+trip for both. `publish` sends a NOTIFY on its own connection instead, group-
+committed: the tags of every publish that arrives while a NOTIFY is on its way
+go out together in the next one (at most `MAX_BATCH_TAGS`). Each peer
+acknowledges a batch once. A peer that started after the count has an empty
+cache and needs no acknowledgement; one that dies drops its connection and
+leaves the count. A batch that is not confirmed within `timeout_s` raises
 `portal.errors.InvalidationUnconfirmed` (the submit answers 503).
 
 A worker whose listening connection is lost (a restart, a terminated backend)
@@ -42,7 +43,8 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -56,6 +58,12 @@ _APP_PREFIX = "rollguard-portal"
 
 #: Tags per NOTIFY: PostgreSQL caps a payload at 8,000 bytes; a tag is about 20 with its JSON quoting.
 MAX_BATCH_TAGS = 200
+
+#: The other workers listening, in SQL: parameters `PeerNotice.listeners` and `PeerNotice.own_pid`.
+COUNT_PEERS_SQL = (
+    "(SELECT count(*) FROM pg_stat_activity"
+    " WHERE application_name = %s AND datname = current_database() AND pid <> %s)"
+)
 
 
 class _Batch:
@@ -78,6 +86,21 @@ class _Batch:
     def fail(self, error: InvalidationUnconfirmed) -> None:
         self.error = error
         self.done.set()
+
+
+@dataclass(frozen=True)
+class PeerNotice:
+    """A NOTIFY for another statement to send (`SELECT pg_notify(channel, payload)`), and its peer count.
+
+    From `PgInvalidations.notice`; that statement also reads `COUNT_PEERS_SQL`
+    with `listeners` and `own_pid`, and its caller reports the count with `sent`.
+    """
+
+    channel: str
+    payload: str
+    listeners: str  # the application_name of the workers' listening connections
+    own_pid: int  # this worker's own listening backend: not a peer
+    batch: _Batch = field(repr=False, compare=False)
 
 
 class PgInvalidations:
@@ -144,15 +167,49 @@ class PgInvalidations:
 
     def publish(self, tag: str) -> int:
         """Tell every other worker to drop `tag`; return once all live ones confirmed (their count)."""
-        # Sent while our own listener is down, the acknowledgements would never reach us.
-        if not self._hearing.wait(self._timeout_s):
-            raise InvalidationUnconfirmed(f"not listening for acknowledgements; {tag} was not sent")
+        self._await_hearing(tag)
         with self._lock:
             if not self._queue or len(self._queue[-1].tags) >= MAX_BATCH_TAGS:
                 self._queue.append(_Batch())
             batch = self._queue[-1]
             batch.tags.add(tag)
         self._send_queued()
+        return self._confirmed(batch, tag)
+
+    def notice(self, tags: Collection[str]) -> PeerNotice:
+        """A NOTIFY of `tags` for the caller's own statement to send; then `sent` (or `withdraw`), `confirm`."""
+        self._await_hearing(", ".join(sorted(tags)))
+        batch = _Batch()
+        batch.tags.update(tags)
+        with self._lock:
+            batch.seq = next(self._seq)
+            self._pending[batch.seq] = batch
+        payload = json.dumps({"tags": sorted(tags), "from": self.worker, "seq": batch.seq})
+        return PeerNotice(self._channel, payload, self._app_name, self.listener_pid, batch)
+
+    def sent(self, notice: PeerNotice, peers: int) -> None:
+        """The statement carrying `notice` committed; `peers` other workers were listening."""
+        batch = notice.batch
+        with self._lock:
+            batch.expected = peers
+            if batch.settle():
+                self._pending.pop(batch.seq, None)
+
+    def withdraw(self, notice: PeerNotice) -> None:
+        """The statement carrying `notice` failed: nothing to wait for."""
+        with self._lock:
+            self._pending.pop(notice.batch.seq, None)
+
+    def confirm(self, notice: PeerNotice) -> int:
+        """Return once every live peer confirmed `notice` (their count); raise if one did not in time."""
+        return self._confirmed(notice.batch, ", ".join(sorted(notice.batch.tags)))
+
+    def _await_hearing(self, what: str) -> None:
+        # Sent while our own listener is down, the acknowledgements would never reach us.
+        if not self._hearing.wait(self._timeout_s):
+            raise InvalidationUnconfirmed(f"not listening for acknowledgements; {what} was not sent")
+
+    def _confirmed(self, batch: _Batch, what: str) -> int:
         confirmed = batch.done.wait(self._timeout_s)
         with self._lock:
             if not confirmed:
@@ -161,7 +218,7 @@ class PgInvalidations:
             raise batch.error
         if not confirmed:
             raise InvalidationUnconfirmed(
-                f"{len(batch.acked)} of {batch.expected} workers confirmed dropping {tag} within {self._timeout_s}s"
+                f"{len(batch.acked)} of {batch.expected} workers confirmed dropping {what} within {self._timeout_s}s"
             )
         return batch.expected or 0
 
@@ -212,8 +269,7 @@ class PgInvalidations:
     def _notify_counting_peers(self, message: dict[str, object]) -> int:
         """NOTIFY `message` on the channel; return how many other workers listen (read in the same statement)."""
         row = self._send_statement(
-            "SELECT pg_notify(%s, %s), (SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = %s AND datname = current_database() AND pid <> %s)",
+            "SELECT pg_notify(%s, %s), " + COUNT_PEERS_SQL,
             # Our own listening connection is not a peer (and if it is down, its pid is gone anyway).
             (self._channel, json.dumps(message), self._app_name, self.listener_pid),
         )

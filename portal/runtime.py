@@ -158,9 +158,8 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
             timeout_s=settings.invalidation_timeout_s,
         )
         peers.watch(invalidations.caught_up)
-    return Portal(
-        settings, engine, optimizer, metrics, gate, throttle, AttemptWriter(engine), invalidations, peers
-    )
+    attempts = AttemptWriter(engine, invalidations=invalidations)
+    return Portal(settings, engine, optimizer, metrics, gate, throttle, attempts, invalidations, peers)
 
 
 def _packing(layout: str) -> Packing | None:

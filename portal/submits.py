@@ -14,6 +14,13 @@ one bad attempt fails only its own submit; unless the connection was lost
 (`portal.db.connection_lost`): the commit may then have landed, and writing the
 group again could store every attempt twice, so each of its submits fails
 instead (503, Retry-After) and its student decides whether to send it again.
+
+With `invalidations` (workers on PostgreSQL without Redis), a group's INSERT
+also carries the NOTIFY that tells the other workers which keys it changed
+(`portal.invalidation`): one round trip for both. Each submit then confirms
+that notice (`Recorded.notice`) once it has dropped its key in its own worker.
+While this worker cannot hear the acknowledgements, nothing is written and the
+group's submits fail (503).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from sqlalchemy import Engine
 from portal import data
 from portal.data import AttemptRow, NewAttempt
 from portal.db import connection_lost
+from portal.errors import InvalidationUnconfirmed
+from portal.invalidation import PeerNotice, PgInvalidations
 
 #: Attempts per INSERT: a page of rows, far below any statement-size limit.
 MAX_BATCH = 100
@@ -40,14 +49,31 @@ class _Queued:
     taken: bool = False  # in a group being written
     finished: bool = False
     row: AttemptRow | None = None
+    notice: PeerNotice | None = None
     error: Exception | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A committed attempt, and the NOTIFY that carried its key to the other workers (to `confirm`), if any."""
+
+    row: AttemptRow
+    notice: PeerNotice | None
 
 
 class AttemptWriter:
     """Records attempts, grouping the submits that arrive while a write is in flight; thread-safe."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH, max_writers: int = MAX_WRITERS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        invalidations: PgInvalidations | None = None,
+        max_batch: int = MAX_BATCH,
+        max_writers: int = MAX_WRITERS,
+    ) -> None:
         self._engine = engine
+        self._invalidations = invalidations
         self._max_batch = max_batch
         self._max_writers = max_writers
         self._cond = threading.Condition()
@@ -61,7 +87,7 @@ class AttemptWriter:
         with self._cond:
             return len(self._queue)
 
-    def record(self, *, student_id: int, series_id: int, exam_id: int, score: int) -> AttemptRow:
+    def record(self, *, student_id: int, series_id: int, exam_id: int, score: int) -> Recorded:
         """Insert one attempt (its own submission time) and return it once it is committed."""
         queued = _Queued(NewAttempt(student_id, series_id, exam_id, score, datetime.now(UTC)))
         with self._cond:
@@ -71,7 +97,7 @@ class AttemptWriter:
         if queued.error is not None:
             raise queued.error
         assert queued.row is not None
-        return queued.row
+        return Recorded(queued.row, queued.notice)
 
     def _take_turn(self, queued: _Queued) -> bool:
         """Wait for `queued` to be written or for the writer's turn; write a group then. False once written."""
@@ -96,9 +122,9 @@ class AttemptWriter:
 
     def _write(self, group: list[_Queued]) -> None:
         try:
-            rows = data.record_attempts(self._engine, [q.attempt for q in group])
+            rows, notice = self._insert(group)
         except Exception as exc:  # noqa: BLE001 - every waiting submit must finish; each raises it itself
-            if len(group) == 1 or connection_lost(exc):
+            if len(group) == 1 or connection_lost(exc) or isinstance(exc, InvalidationUnconfirmed):
                 for queued in group:
                     queued.error, queued.finished = exc, True
             else:
@@ -106,11 +132,26 @@ class AttemptWriter:
                     self._write_alone(queued)
             return
         for queued, row in zip(group, rows, strict=True):
-            queued.row, queued.finished = row, True
+            queued.row, queued.notice, queued.finished = row, notice, True
 
     def _write_alone(self, queued: _Queued) -> None:
         try:
-            queued.row = data.record_attempts(self._engine, [queued.attempt])[0]
+            rows, queued.notice = self._insert([queued])
+            queued.row = rows[0]
         except Exception as exc:  # noqa: BLE001 - raised by the submit that made it
             queued.error = exc
         queued.finished = True
+
+    def _insert(self, group: list[_Queued]) -> tuple[list[AttemptRow], PeerNotice | None]:
+        attempts = [q.attempt for q in group]
+        invalidations = self._invalidations
+        if invalidations is None:
+            return data.record_attempts(self._engine, attempts), None
+        notice = invalidations.notice({data.attempts_key(a.student_id, a.series_id) for a in attempts})
+        try:
+            rows, peers = data.record_attempts_notifying(self._engine, attempts, notice)
+        except BaseException:
+            invalidations.withdraw(notice)
+            raise
+        invalidations.sent(notice, peers)
+        return rows, notice

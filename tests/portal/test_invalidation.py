@@ -208,3 +208,74 @@ def _publish_quietly(publisher: PgInvalidations, tag: str) -> None:
         publisher.publish(tag)
     except InvalidationUnconfirmed:
         pass  # the peer lost its connection mid-way: either outcome is fine here
+
+
+def test_a_group_of_submits_tells_the_other_workers_in_its_own_insert(fresh_postgres_url):
+    """One statement writes the attempt and sends the NOTIFY; the submit's confirmation waits for both peers."""
+    import sqlalchemy
+
+    from portal.data import get_all_exam_attempts
+    from portal.db import make_engine
+    from portal.submits import AttemptWriter
+
+    url = seed_database(fresh_postgres_url)
+    engine = make_engine(url)
+    statements: list[str] = []
+    sqlalchemy.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    seen: list[str] = []
+    peers = [
+        PgInvalidations(_dsn(url), channel="inv_insert", apply=seen.append, listening=lambda _up: None)
+        for _ in range(2)
+    ]
+    worker = PgInvalidations(_dsn(url), channel="inv_insert", apply=seen.append, listening=lambda _up: None)
+    try:
+        recorded = AttemptWriter(engine, invalidations=worker).record(
+            student_id=2, series_id=1, exam_id=1, score=77
+        )
+        assert recorded.notice is not None
+        assert worker.confirm(recorded.notice) == 2
+        assert seen == ["2:1", "2:1"]  # each peer dropped the key once; the sender not at all
+        assert len(statements) == 1
+        assert "INSERT INTO attempts" in statements[0] and "pg_notify" in statements[0]
+        assert recorded.row in get_all_exam_attempts(engine, 2, 1)
+    finally:
+        for channel in [worker, *peers]:
+            channel.close()
+        engine.dispose()
+
+
+def test_a_worker_that_cannot_hear_acknowledgements_writes_no_attempt(fresh_postgres_url):
+    """Its peers' confirmations would never reach it: the submit fails before anything is stored."""
+    import sqlalchemy
+
+    from portal.data import count_attempts
+    from portal.db import make_engine
+    from portal.submits import AttemptWriter
+    from tests.support import wait_until
+
+    url = seed_database(fresh_postgres_url)
+    engine = make_engine(url)
+    deaf, release = threading.Event(), threading.Event()
+
+    def listening(up: bool) -> None:
+        if not up:  # hold the listener thread here, between losing its connection and reconnecting
+            deaf.set()
+            release.wait(30)
+
+    worker = PgInvalidations(
+        _dsn(url), channel="inv_deaf", apply=lambda _t: None, listening=listening, timeout_s=0.5
+    )
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": worker.listener_pid})
+        wait_until(deaf.is_set, what="the listener to notice its connection is gone")
+        before = count_attempts(engine)
+        with pytest.raises(InvalidationUnconfirmed, match="not listening"):
+            AttemptWriter(engine, invalidations=worker).record(student_id=2, series_id=1, exam_id=1, score=77)
+        assert count_attempts(engine) == before
+    finally:
+        release.set()
+        worker.close()
+        admin.dispose()
+        engine.dispose()
