@@ -53,7 +53,9 @@ def submit() -> ResponseReturnValue:
         "attempt": data.render_attempt(recorded.row),
         "invalidated": key,
     }
-    return jsonify(result), 201
+    return Response(
+        fragments.json_object(result), status=201, content_type="application/json", direct_passthrough=True
+    )
 
 
 @bp.post("/api/exam/batch-attempts")

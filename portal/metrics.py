@@ -54,6 +54,15 @@ class PortalMetrics:
         self.batch_rejected = Counter(
             "portal_batch_rejected", "Batch requests refused", ["reason"], registry=self.registry
         )
+        # Looking a labeled child up costs more than counting on it: once per (page, path).
+        self._page_loads_by_labels: dict[tuple[str, str], Counter] = {}
+
+    def page_loaded(self, page: str, path: str) -> None:
+        """Count one load of `page` served by `path`."""
+        child = self._page_loads_by_labels.get((page, path))
+        if child is None:
+            child = self._page_loads_by_labels.setdefault((page, path), self.page_loads.labels(page, path))
+        child.inc()
 
     def watch_pool(self, in_use: Callable[[], int], peak: Callable[[], int], capacity: int) -> None:
         """Report the pool's checked-out count and its high-water mark at every scrape."""

@@ -53,10 +53,10 @@ def _student(portal: Portal) -> int:
 
 
 def _page(portal: Portal, page: str, path: str, body: bytes) -> Response:
-    portal.metrics.page_loads.labels(page=page, path=path).inc()
-    response = Response(body, content_type="application/json")
-    response.headers[PATH_HEADER] = path
-    return response
+    portal.metrics.page_loaded(page, path)
+    return Response(
+        body, content_type="application/json", headers={PATH_HEADER: path}, direct_passthrough=True
+    )
 
 
 @functools.lru_cache(maxsize=1024)
