@@ -13,7 +13,7 @@ from portal import data
 from portal.db import make_engine
 from portal.settings import FLAG_KEY
 from rollguard import free_port
-from tests.portal.conftest import portal, seed_database, start_portal
+from tests.portal.conftest import SMALL, portal, seed_database, start_portal
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -196,5 +196,29 @@ def test_a_batch_of_attempts_is_returned_in_the_order_given(backend, fresh_postg
             stored = data.get_all_exam_attempts(engine, attempt.student_id, attempt.series_id)
             assert row in stored
         assert len({row[0] for row in recorded}) == 5
+    finally:
+        engine.dispose()
+
+
+def test_a_batched_read_on_sqlite_equals_the_reads_one_by_one_and_searches_the_index(tmp_path):
+    url = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
+    engine = make_engine(url)
+    sent: list[tuple[str, object]] = []
+    sqlalchemy.event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, params, *_: sent.append((statement, params)),
+    )
+    # Keys out of order, one repeated, one of a student with no attempts in that series.
+    keys = ["7:2", "3:5", "7:2", "1:12", "9:1", "4:3", f"{SMALL.students + 5}:1"]
+    try:
+        batched = data.get_exam_attempts_many(engine, keys)
+        assert len(sent) == 1
+        statement, params = sent[0]
+        assert batched == {key: data.get_all_exam_attempts(engine, *data.parse_key(key)) for key in keys}
+        assert batched[f"{SMALL.students + 5}:1"] == ()
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()  # type: ignore[arg-type]
+        assert any("USING INDEX ix_attempts_student_series" in str(row) for row in plan), plan
     finally:
         engine.dispose()
