@@ -153,6 +153,8 @@ def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[st
         "p50_ms": summary["latency"]["p50_ms"],
         "p95_ms": summary["latency"]["p95_ms"],
         "p99_ms": summary["latency"]["p99_ms"],
+        # Which requests make the tail: the floor answers every page alike, the portal does not.
+        "p95_ms_by_page": {page: figures["p95_ms"] for page, figures in summary["latency_by_page"].items()},
         "errors": summary["errors"],
         "stale_reads": summary["stale_reads"],
         "fresh_connection_stale_reads": summary["fresh_connection_stale_reads"],
