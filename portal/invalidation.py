@@ -1,36 +1,33 @@
 """Invalidations between the portal's worker processes through PostgreSQL LISTEN/NOTIFY, acknowledged.
 
 When the portal runs on PostgreSQL without Redis, every worker process keeps
-its own in-process cache. A submission drops the key it changed in the worker
-that took it, then `publish` sends that name on a NOTIFY channel and waits
-until every other live worker has dropped it too (`apply`; the portal's drops
-a key, and the messages call what they carry tags) and said so: only then is the
-submission acknowledged, so the student's next page, on whichever worker,
-shows it (read-your-writes across workers).
+its own in-process cache. A submission must drop the key it changed in every
+worker before it is acknowledged (read-your-writes across workers). The
+group's INSERT carries a NOTIFY of its keys (`notice`; `portal.submits`):
+PostgreSQL delivers it to every listening worker when the attempts commit, and
+the same statement counts the workers listening (`COUNT_PEERS_SQL`), so a group
+of submits costs one round trip for both. Each other worker drops the keys
+(`apply`; the messages call them tags) and acknowledges the batch once, on a
+second channel (every batch it read at once from one sender in one message); a
+submit answers once every worker counted has (`confirm`). A
+peer that started after the count has an empty cache and needs no
+acknowledgement; one that dies drops its connection and leaves the count. A
+batch that is not confirmed within `timeout_s` raises
+`portal.errors.InvalidationUnconfirmed` (the submit answers 503).
 
 Each worker has one listening connection (`portal.listening`), named in
-`application_name` so that the publisher counts the live peers it waits for
-(`pg_stat_activity`), and a listener thread that applies the invalidations of
-others and acknowledges them on a second channel; a request thread that finds
+`application_name` so that the count finds it in `pg_stat_activity`, and a
+listener thread that applies the invalidations of others and acknowledges them
+over a sending connection of its own; a request thread that finds
 notifications waiting (`caught_up`) reads and handles them itself.
-
-A submit's NOTIFY rides in its group's INSERT (`notice`, `sent`, `confirm`;
-`portal.submits`): PostgreSQL delivers it when that statement commits, and the
-same statement reads the peer count, so a group of submits costs one round
-trip for both. `publish` sends a NOTIFY on its own connection instead, group-
-committed: the tags of every publish that arrives while a NOTIFY is on its way
-go out together in the next one (at most `MAX_BATCH_TAGS`). Each peer
-acknowledges a batch once. A peer that started after the count has an empty
-cache and needs no acknowledgement; one that dies drops its connection and
-leaves the count. A batch that is not confirmed within `timeout_s` raises
-`portal.errors.InvalidationUnconfirmed` (the submit answers 503).
 
 A worker whose listening connection is lost (a restart, a terminated backend)
 leaves the count too, so submits on other workers stop waiting for it: it is
 told `listening(False)`, and its cache (`portal.peercache`) serves nothing
-until it listens again and is told `listening(True)`. A lost sending connection
-is replaced and its statement sent once more (a notification sent twice is
-harmless: acknowledgements are counted per worker).
+until it listens again and is told `listening(True)`. While it is not
+listening it cannot hear acknowledgements either, so `notice` refuses and its
+own submits write nothing. A lost sending connection is replaced and its
+acknowledgement sent once more (acknowledgements are counted per worker).
 
 Built by `portal.runtime.build_portal`; `close()` stops the thread.
 """
@@ -56,9 +53,6 @@ logger = logging.getLogger(__name__)
 _APP_PREFIX = "rollguard-portal"
 
 
-#: Tags per NOTIFY: PostgreSQL caps a payload at 8,000 bytes; a tag is about 20 with its JSON quoting.
-MAX_BATCH_TAGS = 200
-
 #: The other workers listening, in SQL: parameters `PeerNotice.listeners` and `PeerNotice.own_pid`.
 COUNT_PEERS_SQL = (
     "(SELECT count(*) FROM pg_stat_activity"
@@ -75,17 +69,12 @@ class _Batch:
         self.expected: int | None = None
         self.acked: set[str] = set()
         self.done = threading.Event()
-        self.error: InvalidationUnconfirmed | None = None
 
     def settle(self) -> bool:
         """Mark the batch done if every expected peer confirmed; return whether it is."""
         if self.expected is not None and len(self.acked) >= self.expected:
             self.done.set()
         return self.done.is_set()
-
-    def fail(self, error: InvalidationUnconfirmed) -> None:
-        self.error = error
-        self.done.set()
 
 
 @dataclass(frozen=True)
@@ -127,8 +116,6 @@ class PgInvalidations:
         self._app_name = f"{_APP_PREFIX}:{channel}"
         self._seq = itertools.count(1)
         self._pending: dict[int, _Batch] = {}  # sent, awaiting acknowledgements, by seq
-        self._queue: list[_Batch] = []  # not sent yet; the last one still takes tags
-        self._sending = False
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._sender = psycopg.connect(dsn, autocommit=True)
@@ -165,17 +152,6 @@ class PgInvalidations:
             return False
         return not listener.lost
 
-    def publish(self, tag: str) -> int:
-        """Tell every other worker to drop `tag`; return once all live ones confirmed (their count)."""
-        self._await_hearing(tag)
-        with self._lock:
-            if not self._queue or len(self._queue[-1].tags) >= MAX_BATCH_TAGS:
-                self._queue.append(_Batch())
-            batch = self._queue[-1]
-            batch.tags.add(tag)
-        self._send_queued()
-        return self._confirmed(batch, tag)
-
     def notice(self, tags: Collection[str]) -> PeerNotice:
         """A NOTIFY of `tags` for the caller's own statement to send; then `sent` (or `withdraw`), `confirm`."""
         self._await_hearing(", ".join(sorted(tags)))
@@ -202,57 +178,21 @@ class PgInvalidations:
 
     def confirm(self, notice: PeerNotice) -> int:
         """Return once every live peer confirmed `notice` (their count); raise if one did not in time."""
-        return self._confirmed(notice.batch, ", ".join(sorted(notice.batch.tags)))
+        batch = notice.batch
+        confirmed = batch.done.wait(self._timeout_s)
+        if not confirmed:
+            with self._lock:
+                self._pending.pop(batch.seq, None)
+            raise InvalidationUnconfirmed(
+                f"{len(batch.acked)} of {batch.expected} workers confirmed dropping"
+                f" {', '.join(sorted(batch.tags))} within {self._timeout_s}s"
+            )
+        return batch.expected or 0
 
     def _await_hearing(self, what: str) -> None:
         # Sent while our own listener is down, the acknowledgements would never reach us.
         if not self._hearing.wait(self._timeout_s):
             raise InvalidationUnconfirmed(f"not listening for acknowledgements; {what} was not sent")
-
-    def _confirmed(self, batch: _Batch, what: str) -> int:
-        confirmed = batch.done.wait(self._timeout_s)
-        with self._lock:
-            if not confirmed:
-                self._pending.pop(batch.seq, None)
-        if batch.error is not None:
-            raise batch.error
-        if not confirmed:
-            raise InvalidationUnconfirmed(
-                f"{len(batch.acked)} of {batch.expected} workers confirmed dropping {what} within {self._timeout_s}s"
-            )
-        return batch.expected or 0
-
-    def _send_queued(self) -> None:
-        """Send the queued batches, one NOTIFY each, unless another thread is sending them already."""
-        while True:
-            with self._lock:
-                if self._sending or not self._queue:
-                    return
-                self._sending = True
-                batch = self._queue.pop(0)
-                batch.seq = next(self._seq)
-                self._pending[batch.seq] = batch
-            try:
-                self._send(batch)
-            finally:
-                with self._lock:
-                    self._sending = False
-
-    def _send(self, batch: _Batch) -> None:
-        tags = sorted(batch.tags)
-        try:
-            peers = self._notify_counting_peers({"tags": tags, "from": self.worker, "seq": batch.seq})
-        except psycopg.Error as exc:
-            with self._lock:
-                self._pending.pop(batch.seq, None)
-            batch.fail(
-                InvalidationUnconfirmed(f"could not send the invalidation of {', '.join(tags)}: {exc}")
-            )
-            return
-        with self._lock:
-            batch.expected = peers
-            if batch.settle():
-                self._pending.pop(batch.seq, None)
 
     def close(self) -> None:
         """Stop listening and close both connections."""
@@ -266,33 +206,24 @@ class PgInvalidations:
     def _connect_listener(self) -> Listener:
         return Listener(self._dsn, application_name=self._app_name, channels=(self._channel, self._acks))
 
-    def _notify_counting_peers(self, message: dict[str, object]) -> int:
-        """NOTIFY `message` on the channel; return how many other workers listen (read in the same statement)."""
-        row = self._send_statement(
-            "SELECT pg_notify(%s, %s), " + COUNT_PEERS_SQL,
-            # Our own listening connection is not a peer (and if it is down, its pid is gone anyway).
-            (self._channel, json.dumps(message), self._app_name, self.listener_pid),
-        )
-        return int(str(row[1])) if row else 0
-
     def _notify(self, channel: str, message: dict[str, object]) -> None:
         self._send_statement("SELECT pg_notify(%s, %s)", (channel, json.dumps(message)))
 
-    def _send_statement(self, statement: str, params: tuple[object, ...]) -> tuple[object, ...] | None:
+    def _send_statement(self, statement: str, params: tuple[object, ...]) -> None:
         """Run `statement` on the sending connection, once more on a new one if that one was lost.
 
-        A notification may then go out twice; dropping a tag twice is harmless.
+        An acknowledgement may then go out twice; they are counted per worker.
         """
         with self._send_lock:
             for attempt in (1, 2):
                 if self._sender.closed:
                     self._sender = psycopg.connect(self._dsn, autocommit=True)
                 try:
-                    return self._sender.execute(statement, params).fetchone()
+                    self._sender.execute(statement, params)
+                    return
                 except psycopg.OperationalError:
                     if attempt == 2 or not self._sender.closed:
                         raise
-        return None  # unreachable: the second attempt returns or raises
 
     def _listen(self) -> None:
         while not self._closed.is_set():
@@ -324,23 +255,26 @@ class PgInvalidations:
             return
 
     def _handle_all(self, received: list[tuple[str, str]]) -> None:
+        """Apply the others' invalidations and acknowledge them, one NOTIFY per sender for all read at once."""
+        owed: dict[str, list[int]] = {}
         for channel, payload in received:
-            self._handle(channel, json.loads(payload))
+            message = json.loads(payload)
+            sender = str(message.get("from"))
+            if channel == self._channel and sender != self.worker:
+                tags = message["tags"]
+                for tag in tags if isinstance(tags, list) else ():
+                    self._apply(str(tag))
+                owed.setdefault(sender, []).append(int(message["seq"]))
+            elif channel == self._acks and message.get("to") == self.worker:
+                self._acknowledged(sender, message["seqs"])
+        for sender, seqs in owed.items():
+            self._notify(self._acks, {"to": sender, "seqs": seqs, "from": self.worker})
 
-    def _handle(self, channel: str, message: dict[str, object]) -> None:
-        sender = str(message.get("from"))
-        if channel == self._channel:
-            if sender == self.worker:
-                return
-            tags = message["tags"]
-            for tag in tags if isinstance(tags, list) else ():
-                self._apply(str(tag))
-            self._notify(self._acks, {"to": sender, "seq": message["seq"], "from": self.worker})
-        elif channel == self._acks and message.get("to") == self.worker:
-            with self._lock:
-                batch = self._pending.get(int(str(message["seq"])))
-                if batch is None:
-                    return
-                batch.acked.add(sender)
-                if batch.settle():
-                    del self._pending[batch.seq]
+    def _acknowledged(self, peer: str, seqs: list[int]) -> None:
+        with self._lock:
+            for seq in seqs:
+                batch = self._pending.get(seq)
+                if batch is not None:
+                    batch.acked.add(peer)
+                    if batch.settle():
+                        del self._pending[seq]

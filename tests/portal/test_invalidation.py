@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 
 import httpx
+import psycopg
 import pytest
 
 from portal.errors import InvalidationUnconfirmed
-from portal.invalidation import PgInvalidations
+from portal.invalidation import COUNT_PEERS_SQL, PgInvalidations
 from tests.portal.conftest import seed_database, start_portal
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,18 @@ def _dsn(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def test_a_publish_returns_after_every_other_worker_applied_it(fresh_postgres_url):
+def _publish(worker: PgInvalidations, tag: str, dsn: str) -> int:
+    """Send `tag` in a statement of its own, as a group's INSERT sends its keys; the peers that confirmed."""
+    notice = worker.notice([tag])
+    params = (notice.channel, notice.payload, notice.listeners, notice.own_pid)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_notify(%s, %s), " + COUNT_PEERS_SQL, params).fetchone()
+    assert row is not None
+    worker.sent(notice, int(row[1]))
+    return worker.confirm(notice)
+
+
+def test_a_notice_is_confirmed_after_every_other_worker_applied_it(fresh_postgres_url):
     seen: list[str] = []
     others = [
         PgInvalidations(
@@ -39,14 +51,14 @@ def test_a_publish_returns_after_every_other_worker_applied_it(fresh_postgres_ur
         timeout_s=10,
     )
     try:
-        assert publisher.publish("student:7") == 2
+        assert _publish(publisher, "student:7", _dsn(fresh_postgres_url)) == 2
         assert seen == ["student:7", "student:7"] and own == []
     finally:
         for channel in [publisher, *others]:
             channel.close()
 
 
-def test_concurrent_publishes_each_return_once_every_worker_applied_their_tag(fresh_postgres_url):
+def test_concurrent_notices_are_each_confirmed_once_every_worker_applied_their_tag(fresh_postgres_url):
     seen: list[list[str]] = [[], []]
     others = [
         PgInvalidations(
@@ -69,8 +81,8 @@ def test_concurrent_publishes_each_return_once_every_worker_applied_their_tag(fr
     returned: dict[str, set[str]] = {}
 
     def submit(tag: str) -> None:
-        assert publisher.publish(tag) == 2
-        # Once publish returned, both other workers have dropped the tag.
+        assert _publish(publisher, tag, _dsn(fresh_postgres_url)) == 2
+        # Once confirmed, both other workers have dropped the tag.
         returned[tag] = {tag} & set(seen[0]) & set(seen[1])
 
     try:
@@ -95,7 +107,7 @@ def test_a_worker_stays_caught_up_while_its_own_notifications_wait_unread(fresh_
     try:
         answers = []
         for series in range(200):
-            assert worker.publish(f"1:{series}") == 0
+            assert _publish(worker, f"1:{series}", _dsn(fresh_postgres_url)) == 0
             answers.append(worker.caught_up())
         assert answers.count(False) == 0
         assert states == [True]
@@ -103,7 +115,7 @@ def test_a_worker_stays_caught_up_while_its_own_notifications_wait_unread(fresh_
         worker.close()
 
 
-def test_a_worker_that_does_not_confirm_in_time_fails_the_publish(fresh_postgres_url):
+def test_a_worker_that_does_not_confirm_in_time_fails_the_confirmation(fresh_postgres_url):
     release = threading.Event()
 
     def hang(_tag: str) -> None:
@@ -121,7 +133,7 @@ def test_a_worker_that_does_not_confirm_in_time_fails_the_publish(fresh_postgres
     )
     try:
         with pytest.raises(InvalidationUnconfirmed, match="0 of 1 workers"):
-            publisher.publish("student:1")
+            _publish(publisher, "student:1", _dsn(fresh_postgres_url))
     finally:
         release.set()
         publisher.close()
@@ -173,7 +185,9 @@ def test_a_worker_is_not_caught_up_once_its_backend_is_gone_even_before_its_list
     publisher = PgInvalidations(
         _dsn(fresh_postgres_url), channel="inv_lost", apply=lambda _tag: None, listening=lambda _up: None
     )
-    sending = threading.Thread(target=lambda: _publish_quietly(publisher, "student:1"), daemon=True)
+    sending = threading.Thread(
+        target=lambda: _publish_quietly(publisher, "student:1", _dsn(fresh_postgres_url)), daemon=True
+    )
     admin = sqlalchemy.create_engine(fresh_postgres_url, isolation_level="AUTOCOMMIT")
     try:
         assert peer.caught_up()
@@ -203,9 +217,9 @@ def test_a_worker_is_not_caught_up_once_its_backend_is_gone_even_before_its_list
         admin.dispose()
 
 
-def _publish_quietly(publisher: PgInvalidations, tag: str) -> None:
+def _publish_quietly(publisher: PgInvalidations, tag: str, dsn: str) -> None:
     try:
-        publisher.publish(tag)
+        _publish(publisher, tag, dsn)
     except InvalidationUnconfirmed:
         pass  # the peer lost its connection mid-way: either outcome is fine here
 
