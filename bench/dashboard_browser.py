@@ -2,8 +2,11 @@
 
 `dashboard_render.py` calls `time_page` once per repetition and dashboard tree:
 a fresh `rollguard dashboard` served from the tree, a fresh Chromium, the
-24-hour flag page opened until its charts are drawn, then reloaded. Besides the
-two wall times it records, from probes in the page and the DevTools protocol,
+24-hour flag page opened until its charts are drawn, then left open until its
+data refreshes by itself (the page's `ROLLGUARD_DASHBOARD_REFRESH_S`, set to
+`REFRESH_S` here), then reloaded. The refresh is timed in the page: from the
+request the page sends for it to the last change any chart makes for it (once
+the charts have been still for a second). Besides the wall times it records, from probes in the page and the DevTools protocol,
 when the page's websocket opened, when its first and last messages arrived,
 when Plotly's code had loaded and when the charts were drawn (milliseconds
 after navigation), and the CPU seconds the browser's processes and the
@@ -66,6 +69,33 @@ _PROBE = """(() => {
   requestAnimationFrame(poll);
 })();"""
 
+# Installed once the first load is drawn: when the page next asks the server for a rerun (an
+# auto-refresh sends one over the websocket) and when a chart last changed after that.
+_WATCH_REFRESH = """() => {
+  const watch = window.__refresh = {sent: null, changed: null};
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (watch.sent === null) watch.sent = performance.now();
+    return send.call(this, data);
+  };
+  const inChart = (node) => {
+    const element = node.nodeType === 1 ? node : node.parentElement;
+    return element !== null && element.closest('.js-plotly-plot') !== null;
+  };
+  new MutationObserver((records) => {
+    if (watch.sent !== null && records.some((r) => inChart(r.target))) watch.changed = performance.now();
+  }).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+
+# The refresh is over once a chart changed after the request and none has for a second.
+_REFRESHED = """() => {
+  const watch = window.__refresh;
+  return watch.changed !== null && performance.now() - watch.changed > 1000;
+}"""
+
+#: The page's auto-refresh in seconds while it is timed: long enough that none starts during a load.
+REFRESH_S = 30
+
 _RESOURCES = """() => performance.getEntriesByType('resource')
   .filter(r => r.name.includes('/PlotlyChart.'))
   .map(r => r.responseEnd)"""
@@ -79,7 +109,7 @@ def start_dashboard(
         "ROLLGUARD_FLAGS_URL": flags_url,
         "ROLLGUARD_ADMIN_TOKEN": token,
         "ROLLGUARD_CONTROL_DATABASE_URL": control_url,
-        "ROLLGUARD_DASHBOARD_REFRESH_S": "600",
+        "ROLLGUARD_DASHBOARD_REFRESH_S": str(REFRESH_S),
     }
     python = tree / ".venv" / "bin" / "python"
     return servers.serve(
@@ -98,7 +128,7 @@ def start_dashboard(
 def time_page(
     tree: Path, *, flags_url: str, token: str, control_url: str, workdir: Path, key: str
 ) -> dict[str, Any]:
-    """The 24-hour flag page served from `tree`, opened on a fresh server and browser, then reloaded."""
+    """The 24-hour flag page served from `tree`: opened on a fresh server and browser, refreshed, reloaded."""
     import shutil
 
     from playwright.sync_api import sync_playwright
@@ -119,11 +149,12 @@ def time_page(
             first = _load(
                 page, timeline, lambda: page.goto(f"{url}/flag?flag={key}&range=24h"), server=process
             )
+            refresh = _refresh(page, timeline, server=process)
             reload = _load(page, timeline, page.reload, server=process)
             browser.close()
     finally:
         process.stop()
-    return {"first": first, "reload": reload}
+    return {"first": first, "refresh": refresh, "reload": reload}
 
 
 class _Timeline:
@@ -163,6 +194,21 @@ def _load(page: Any, timeline: _Timeline, navigate: Any, *, server: Child) -> di
         "plotly_code_loaded_ms": round(plotly_loaded[0]) if plotly_loaded else None,
         "first_chart_drawn_ms": round(probe["first_chart_ms"]) if probe.get("first_chart_ms") else None,
         "all_drawn_ms": round(drawn_ms),
+        "browser_cpu_s": round(chromium_cpu_s() - browser_cpu, 2),
+        "server_cpu_s": round(group_cpu_s(server.pid) - server_cpu, 2),
+    }
+
+
+def _refresh(page: Any, timeline: _Timeline, *, server: Child) -> dict[str, float]:
+    """Wait for the page's next auto-refresh; time it from its request to the charts' last change."""
+    page.evaluate(_WATCH_REFRESH)
+    received = len(timeline.messages)
+    browser_cpu, server_cpu = chromium_cpu_s(), group_cpu_s(server.pid)
+    page.wait_for_function(_REFRESHED, polling=50, timeout=(REFRESH_S + 120) * 1000)
+    watch = page.evaluate("() => window.__refresh")
+    return {
+        "charts_changed_ms": round(watch["changed"] - watch["sent"]),
+        "messages": len(timeline.messages) - received,
         "browser_cpu_s": round(chromium_cpu_s() - browser_cpu, 2),
         "server_cpu_s": round(group_cpu_s(server.pid) - server_cpu, 2),
     }

@@ -8,8 +8,9 @@ service, then renders the flag page in Streamlit's AppTest over "1 hour" and
 "24 hours" (automatic step and the full 5 s resolution): cold, with every data
 cache emptied, and as an auto-refresh, which reads again only what may have
 changed; then in Chromium served by `rollguard dashboard` (the 24-hour page
-opened cold on a fresh server, then reloaded, each until the charts are
-drawn; `dashboard_browser.py` says what else it records). Also times the parts
+opened cold on a fresh server until the charts are drawn, then its own
+auto-refresh, then a reload; `dashboard_browser.py` says how each is timed and
+what else it records). Also times the parts
 of a 24-hour render outside Streamlit.
 
 `--baseline-tree PATH` also times the browser page served from another
@@ -17,9 +18,9 @@ checkout (with its own `make install`), interleaved with this one run by run
 (A, B, A, B, ...) against the same store and flag service: a comparison on a
 shared machine whose load changes from minute to minute.
 
-    .venv/bin/python bench/dashboard_render.py [--hours 24] [--repeat 3] [--baseline-tree ../main]
+    .venv/bin/python bench/dashboard_render.py [--hours 24] [--repeat 3] [--baseline-tree ../main] [--result NAME]
 
-Writes bench/results/dashboard_render.json.
+Writes bench/results/dashboard_render.json (`--result NAME` to name it otherwise).
 """
 
 from __future__ import annotations
@@ -225,6 +226,7 @@ def browser_figures(
             runs[name].append(measured)
             print(
                 f"in Chromium, {name} run {number + 1}: first {measured['first']['wall_s']:.2f}s, "
+                f"refresh {measured['refresh']['charts_changed_ms']} ms, "
                 f"reload {measured['reload']['wall_s']:.2f}s (load {measured['load_average_1m']})",
                 flush=True,
             )
@@ -232,9 +234,9 @@ def browser_figures(
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Min, median and max of every figure of the first loads and of the reloads."""
+    """Min, median and max of every figure of the first loads, the auto-refreshes and the reloads."""
     summary: dict[str, Any] = {}
-    for load in ("first", "reload"):
+    for load in ("first", "refresh", "reload"):
         for figure in runs[0][load]:
             found = [run[load][figure] for run in runs if run[load][figure] is not None]
             if found:
@@ -253,6 +255,7 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline-tree", type=Path, help="another checkout to time in Chromium too")
+    parser.add_argument("--result", default="dashboard_render", help="name of the bench/results/<name>.json")
     args = parser.parse_args()
 
     from streamlit.testing.v1 import AppTest
@@ -330,7 +333,7 @@ def main() -> int:
         finally:
             process.stop()
     path = write_result(
-        "dashboard_render", figures, command="python bench/dashboard_render.py " + " ".join(sys.argv[1:])
+        args.result, figures, command="python bench/dashboard_render.py " + " ".join(sys.argv[1:])
     )
     print(f"wrote {path}")
     return 0
