@@ -19,7 +19,7 @@ from flask.typing import ResponseReturnValue
 from portal import data, fragments
 from portal.errors import BadRequest, NotFound, TooLarge
 from portal.metrics import CONTENT_TYPE_LATEST
-from portal.pages import PATH_HEADER, user_id_for
+from portal.pages import json_response, user_id_for
 from portal.runtime import current_portal
 from portal.schemas import BatchRequest, Submission, parse_body
 
@@ -43,9 +43,8 @@ def submit() -> ResponseReturnValue:
     # Only this series' attempts changed: the student's other keys stay valid.
     key = data.attempts_key(body.student_id, series_id)
     portal.optimizer.invalidate(key)
-    if portal.invalidations is not None and recorded.notice is not None:
-        # The INSERT told the other workers; its answer waits until they have dropped the key too.
-        portal.invalidations.confirm(recorded.notice)
+    # The INSERT told the other workers (if any); the answer waits until they have dropped the key too.
+    portal.attempts.confirm(recorded)
     portal.metrics.submissions.inc()
     result = {
         "student_id": body.student_id,
@@ -53,9 +52,7 @@ def submit() -> ResponseReturnValue:
         "attempt": data.render_attempt(recorded.row),
         "invalidated": key,
     }
-    return Response(
-        fragments.json_object(result), status=201, content_type="application/json", direct_passthrough=True
-    )
+    return json_response(fragments.json_object(result), status=201)
 
 
 @bp.post("/api/exam/batch-attempts")
@@ -88,11 +85,7 @@ def batch_attempts() -> Response:
         path = portal.path_for(user)
         values = portal.optimizer.get_many(keys, user_id=user)
     attempts = fragments.json_object({}, {key: fragments.attempts_json(values[key]) for key in keys})
-    response = Response(
-        fragments.json_object({"path": path}, {"attempts": attempts}), content_type="application/json"
-    )
-    response.headers[PATH_HEADER] = path
-    return response
+    return json_response(fragments.json_object({"path": path}, {"attempts": attempts}), path=path)
 
 
 @bp.get("/api/portal/info")

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from portal import driver
-from portal.invalidation import COUNT_PEERS_SQL, PeerNotice
+from portal.invalidation import NOTIFY_SQL, PeerNotice
 from portal.keys import attempts_key as attempts_key
 from portal.keys import parse_key as parse_key
 from portal.models import Attempt, Exam, Student, TestSeries
@@ -99,7 +99,7 @@ _INSERT_POSTGRESQL = (
 # commits) and their count (`portal.invalidation`): one round trip for both.
 _INSERT_NOTIFYING_POSTGRESQL = (
     f"WITH inserted AS ({_INSERT_POSTGRESQL}),"
-    f" notified AS (SELECT pg_notify(%s, %s), {COUNT_PEERS_SQL} AS peers)"
+    f" notified AS (SELECT {NOTIFY_SQL})"
     " SELECT inserted.id, notified.peers FROM inserted CROSS JOIN notified"
 )
 
@@ -197,8 +197,7 @@ def record_attempts_notifying(
     engine: Engine, attempts: Sequence[NewAttempt], notice: PeerNotice
 ) -> tuple[list[AttemptRow], int]:
     """PostgreSQL: `record_attempts`, sending `notice` in the same statement; the rows and the peer count."""
-    params = (*_columns(attempts), notice.channel, notice.payload, notice.listeners, notice.own_pid)
-    found = driver.fetch_all(engine, _INSERT_NOTIFYING_POSTGRESQL, params)
+    found = driver.fetch_all(engine, _INSERT_NOTIFYING_POSTGRESQL, (*_columns(attempts), *notice.params))
     peers = int(found[0][1]) if found else 0
     return _rows(sorted(row[0] for row in found), attempts), peers
 

@@ -5,7 +5,7 @@ its own in-process cache. A submission must drop the key it changed in every
 worker before it is acknowledged (read-your-writes across workers). The
 group's INSERT carries a NOTIFY of its keys (`notice`; `portal.submits`):
 PostgreSQL delivers it to every listening worker when the attempts commit, and
-the same statement counts the workers listening (`COUNT_PEERS_SQL`), so a group
+the same statement counts the workers listening (`NOTIFY_SQL`), so a group
 of submits costs one round trip for both. Each other worker drops the keys
 (`apply`; the messages call them tags) and acknowledges the batch once, on a
 second channel (every batch it read at once from one sender in one message); a
@@ -53,10 +53,11 @@ logger = logging.getLogger(__name__)
 _APP_PREFIX = "rollguard-portal"
 
 
-#: The other workers listening, in SQL: parameters `PeerNotice.listeners` and `PeerNotice.own_pid`.
-COUNT_PEERS_SQL = (
-    "(SELECT count(*) FROM pg_stat_activity"
-    " WHERE application_name = %s AND datname = current_database() AND pid <> %s)"
+#: What a statement selects to send a `PeerNotice` (its `params`) and count the other workers listening
+#: (`peers`): the notification goes out when that statement commits.
+NOTIFY_SQL = (
+    "pg_notify(%s, %s), (SELECT count(*) FROM pg_stat_activity"
+    " WHERE application_name = %s AND datname = current_database() AND pid <> %s) AS peers"
 )
 
 
@@ -79,16 +80,13 @@ class _Batch:
 
 @dataclass(frozen=True)
 class PeerNotice:
-    """A NOTIFY for another statement to send (`SELECT pg_notify(channel, payload)`), and its peer count.
+    """A NOTIFY for another statement to send: `NOTIFY_SQL` with `params`; its caller reports `peers` to `sent`.
 
-    From `PgInvalidations.notice`; that statement also reads `COUNT_PEERS_SQL`
-    with `listeners` and `own_pid`, and its caller reports the count with `sent`.
+    `params`: the channel, the payload, the workers' listening `application_name`
+    and this worker's own listening backend (not a peer). From `PgInvalidations.notice`.
     """
 
-    channel: str
-    payload: str
-    listeners: str  # the application_name of the workers' listening connections
-    own_pid: int  # this worker's own listening backend: not a peer
+    params: tuple[str, str, str, int]
     batch: _Batch = field(repr=False, compare=False)
 
 
@@ -154,14 +152,14 @@ class PgInvalidations:
 
     def notice(self, tags: Collection[str]) -> PeerNotice:
         """A NOTIFY of `tags` for the caller's own statement to send; then `sent` (or `withdraw`), `confirm`."""
-        self._await_hearing(", ".join(sorted(tags)))
+        self._await_hearing(tags)
         batch = _Batch()
         batch.tags.update(tags)
         with self._lock:
             batch.seq = next(self._seq)
             self._pending[batch.seq] = batch
         payload = json.dumps({"tags": sorted(tags), "from": self.worker, "seq": batch.seq})
-        return PeerNotice(self._channel, payload, self._app_name, self.listener_pid, batch)
+        return PeerNotice((self._channel, payload, self._app_name, self.listener_pid), batch)
 
     def sent(self, notice: PeerNotice, peers: int) -> None:
         """The statement carrying `notice` committed; `peers` other workers were listening."""
@@ -189,10 +187,12 @@ class PgInvalidations:
             )
         return batch.expected or 0
 
-    def _await_hearing(self, what: str) -> None:
+    def _await_hearing(self, tags: Collection[str]) -> None:
         # Sent while our own listener is down, the acknowledgements would never reach us.
         if not self._hearing.wait(self._timeout_s):
-            raise InvalidationUnconfirmed(f"not listening for acknowledgements; {what} was not sent")
+            raise InvalidationUnconfirmed(
+                f"not listening for acknowledgements; {', '.join(sorted(tags))} was not sent"
+            )
 
     def close(self) -> None:
         """Stop listening and close both connections."""

@@ -52,11 +52,17 @@ def _student(portal: Portal) -> int:
     return student_id
 
 
+def json_response(body: bytes, *, status: int = 200, path: str | None = None) -> Response:
+    """A response of JSON encoded already, passed to the server as it is; `path` in `PATH_HEADER`."""
+    headers = {PATH_HEADER: path} if path is not None else None
+    return Response(
+        body, status=status, content_type="application/json", headers=headers, direct_passthrough=True
+    )
+
+
 def _page(portal: Portal, page: str, path: str, body: bytes) -> Response:
     portal.metrics.page_loaded(page, path)
-    return Response(
-        body, content_type="application/json", headers={PATH_HEADER: path}, direct_passthrough=True
-    )
+    return json_response(body, path=path)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -18,7 +18,7 @@ instead (503, Retry-After) and its student decides whether to send it again.
 With `invalidations` (workers on PostgreSQL without Redis), a group's INSERT
 also carries the NOTIFY that tells the other workers which keys it changed
 (`portal.invalidation`): one round trip for both. Each submit then confirms
-that notice (`Recorded.notice`) once it has dropped its key in its own worker.
+that notice (`confirm`) once it has dropped its key in its own worker.
 While this worker cannot hear the acknowledgements, nothing is written and the
 group's submits fail (503).
 """
@@ -98,6 +98,16 @@ class AttemptWriter:
             raise queued.error
         assert queued.row is not None
         return Recorded(queued.row, queued.notice)
+
+    def confirm(self, recorded: Recorded) -> int:
+        """Return once every other worker dropped `recorded`'s key (their count; 0 with no invalidations).
+
+        :raise portal.errors.InvalidationUnconfirmed: a worker did not confirm in time.
+        """
+        if recorded.notice is None:
+            return 0
+        assert self._invalidations is not None  # a notice comes only from them
+        return self._invalidations.confirm(recorded.notice)
 
     def _take_turn(self, queued: _Queued) -> bool:
         """Wait for `queued` to be written or for the writer's turn; write a group then. False once written."""

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from portal.errors import InvalidationUnconfirmed
-from portal.invalidation import COUNT_PEERS_SQL, PgInvalidations
+from portal.invalidation import NOTIFY_SQL, PgInvalidations
 from tests.portal.conftest import seed_database, start_portal
 
 pytestmark = pytest.mark.integration
@@ -22,9 +22,8 @@ def _dsn(url: str) -> str:
 def _publish(worker: PgInvalidations, tag: str, dsn: str) -> int:
     """Send `tag` in a statement of its own, as a group's INSERT sends its keys; the peers that confirmed."""
     notice = worker.notice([tag])
-    params = (notice.channel, notice.payload, notice.listeners, notice.own_pid)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_notify(%s, %s), " + COUNT_PEERS_SQL, params).fetchone()
+        row = conn.execute(f"SELECT {NOTIFY_SQL}", notice.params).fetchone()
     assert row is not None
     worker.sent(notice, int(row[1]))
     return worker.confirm(notice)
