@@ -8,9 +8,11 @@ serves (flexibleRollout on userId, payload variant) and times, per call, over
 its own bucketing path and on its SDK fallback path, and a whole
 `Optimizer` call served from the cache through each gate, beside a
 `cachetools.TTLCache` hit; the optimizer hits both with the default cache layout
-(objects) and with the packed layout the portal uses (`InProcessCache(packing=...)`,
-a portal fragment decompressed on every hit; a third of the calls a round, so that
-its rounds last about as long as the others'). Single thread; the three hit cases run
+(objects), with the packed layout (`InProcessCache(packing=...)`, a portal
+fragment decompressed on every hit; a third of the calls a round, so that its
+rounds last about as long as the others') and with the tiered layout the portal
+uses by default (`InProcessCache(packing=..., hot_share=...)`; a key read again
+is served from its hot tier). Single thread; the three hit cases run
 `--hit-rounds` short rounds of `--hit-calls` calls, interleaved round by
 round, the gate cases `--repeats` rounds of `--calls`; each reports min /
 median / max ns per call. The hit-path ratio is the optimizer hit over the
@@ -46,8 +48,10 @@ from UnleashClient.utils import InstanceAllowType  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from optimizer import InProcessCache, Optimizer, OptimizerConfig, Packing, StaticGate, UnleashGate  # noqa: E402
 from portal import fragments  # noqa: E402
+from portal.settings import PortalSettings  # noqa: E402
 
 FLAG = "exam-attempts-optimization"
+HOT_SHARE: float = PortalSettings.model_fields["cache_hot_share"].default
 USERS = [f"student-{i}" for i in range(1000)]
 
 
@@ -163,8 +167,20 @@ def main() -> int:
             )
             for name, chosen in (("unleash", gate), ("static", StaticGate(True)))
         }
+        # The portal's default layout: every fragment packed, the latest also as objects in a hot tier.
+        tiered_opt = Optimizer(
+            lambda k: fragment,
+            name="bench_unleash_tiered",
+            config=config,
+            cache=InProcessCache(
+                config, packing=Packing(zdict=fragments.preset_dictionary()), hot_share=HOT_SHARE
+            ),
+            gate=gate,
+            registry=CollectorRegistry(),
+        )
         unleash_opt("exam-1", user_id="student-1")
         static_opt("exam-1")
+        tiered_opt("exam-1", user_id="student-1")
         packed["unleash"]("exam-1", user_id="student-1")
         packed["static"]("exam-1")
         assert packed["static"]("exam-1") == fragment
@@ -180,6 +196,7 @@ def main() -> int:
                 "cache_hit_static_gate": lambda u: static_opt("exam-1"),
                 "cache_hit_unleash_gate_packed": lambda u: packed["unleash"]("exam-1", user_id=u),
                 "cache_hit_static_gate_packed": lambda u: packed["static"]("exam-1"),
+                "cache_hit_unleash_gate_tiered": lambda u: tiered_opt("exam-1", user_id=u),
             },
             hit_calls,
             hit_rounds,
@@ -205,7 +222,13 @@ def main() -> int:
             "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "ns_per_call": times,
         }
-        for gate_name in ("unleash_gate", "static_gate", "unleash_gate_packed", "static_gate_packed"):
+        for gate_name in (
+            "unleash_gate",
+            "static_gate",
+            "unleash_gate_packed",
+            "static_gate_packed",
+            "unleash_gate_tiered",
+        ):
             ratios = [
                 hit / ttl
                 for hit, ttl in zip(hits[f"cache_hit_{gate_name}"], hits["ttlcache_hit"], strict=True)
@@ -216,7 +239,7 @@ def main() -> int:
                     min(hits[f"cache_hit_{gate_name}"]) / min(hits["ttlcache_hit"]), 2
                 ),
             }
-        for opt in (unleash_opt, static_opt, *packed.values()):
+        for opt in (unleash_opt, static_opt, tiered_opt, *packed.values()):
             opt.close()
         client.destroy()
 

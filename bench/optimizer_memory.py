@@ -12,9 +12,11 @@ the RSS growth of the same load in a fresh process without tracemalloc.
 Budgets: `default` is the portal's configuration (OptimizerConfig's byte budget,
 the portal's entry bound); `unbounded` lifts both so the whole set is held.
 Layouts, measured one after the other for each student count and budget:
-`objects` (`InProcessCache()`, entries as Python objects, the fastest hit) and
+`objects` (`InProcessCache()`, entries as Python objects, the fastest hit),
 `packed` (`InProcessCache(packing=...)` with the portal's preset dictionary,
-values compressed in arenas, what the portal uses by default). For the
+values compressed in arenas) and `tiered` (`InProcessCache(packing=...,
+hot_share=...)`, every value packed and the latest also as objects in a hot
+tier of the portal's default share of the budget; the portal's default). For the
 unbounded runs it also lists where the traced bytes were allocated (file:line,
 bytes an entry), which says what each byte is. The clock stands still during the
 load and then moves past the freshness window: `tracemalloc_bytes` is what is
@@ -22,7 +24,7 @@ held once the live eta's windows (`optimizer/ideal.py`, one per key called in
 the last ttl + stale seconds) closed, `..._with_ideal_windows_open` before. Writes
 bench/results/optimizer_memory.json.
 
-    .venv/bin/python bench/optimizer_memory.py [--students 2000,10000] [--layouts objects,packed]
+    .venv/bin/python bench/optimizer_memory.py [--students 2000,10000] [--layouts objects,packed,tiered]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from optimizer import InProcessCache, Optimizer, OptimizerConfig, Packing, Stati
 from portal import fragments  # noqa: E402
 from portal.data import attempts_key, parse_key  # noqa: E402
 from portal.runtime import PORTAL_MAX_ENTRIES  # noqa: E402
+from portal.settings import PortalSettings  # noqa: E402
 
 SERIES = 12
 EXAMS_PER_SERIES = 5
@@ -75,9 +78,17 @@ def fetch_many(keys: Sequence[str]) -> dict[str, bytes]:
     return {key: fragments.encode(rows(*parse_key(key))) for key in keys}
 
 
-LAYOUTS: dict[str, Callable[[], Packing | None]] = {
-    "objects": lambda: None,
-    "packed": lambda: Packing(zdict=fragments.preset_dictionary()),
+HOT_SHARE: float = PortalSettings.model_fields["cache_hot_share"].default
+
+
+def _packing() -> Packing:
+    return Packing(zdict=fragments.preset_dictionary())
+
+
+LAYOUTS: dict[str, Callable[[OptimizerConfig], InProcessCache]] = {
+    "objects": lambda config: InProcessCache(config),
+    "packed": lambda config: InProcessCache(config, packing=_packing()),
+    "tiered": lambda config: InProcessCache(config, packing=_packing(), hot_share=HOT_SHARE),
 }
 
 
@@ -97,7 +108,7 @@ def build(config: OptimizerConfig, layout: str, clock: Clock) -> Optimizer:
         name="get_all_exam_attempts",
         batch_fn=fetch_many,
         config=config,
-        cache=InProcessCache(config, packing=LAYOUTS[layout]()),
+        cache=LAYOUTS[layout](config),
         gate=StaticGate(True),
         registry=CollectorRegistry(),
         clock=clock,
@@ -204,7 +215,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--students", default="2000,10000", help="comma-separated student counts")
-    parser.add_argument("--layouts", default="objects,packed", help=f"comma-separated: {','.join(LAYOUTS)}")
+    parser.add_argument(
+        "--layouts", default="objects,packed,tiered", help=f"comma-separated: {','.join(LAYOUTS)}"
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     portal_config = OptimizerConfig(max_entries=PORTAL_MAX_ENTRIES)

@@ -24,10 +24,13 @@ compares instead this checkout's portal with that one's, both at their default
 configuration, interleaved: each round runs in a child process that imports the
 portal and the optimizer from its tree, against the same seeded database.
 
+With `--compare-layouts A,B` it compares two cache layouts of this checkout
+instead, each round in a child process as above.
+
 Writes bench/results/portal_burst_cost.json (`--result NAME` to name it otherwise).
 
     .venv/bin/python bench/portal_burst_cost.py [--students 1000] [--threads 64] [--repeats 3]
-        [--cache-layout objects|packed] [--baseline-tree ../baseline] [--result portal_burst_cost]
+        [--cache-layout tiered|objects|packed | --compare-layouts objects,tiered] [--baseline-tree ../baseline] [--result portal_burst_cost]
 """
 
 from __future__ import annotations
@@ -137,11 +140,15 @@ def one_round(database_url: str, *, grouped: bool, students: int, threads: int, 
     }
 
 
-def round_in_tree(tree: Path, database_url: str, *, students: int, threads: int) -> dict[str, Any]:
-    """One round at the default configuration, in a child process that imports `tree`'s code."""
+def round_in_tree(
+    tree: Path, database_url: str, *, students: int, threads: int, layout: str | None = None
+) -> dict[str, Any]:
+    """One round at the default configuration (or `layout`), in a child process that imports `tree`'s code."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--child-round", database_url]
     argv += ["--students", str(students), "--threads", str(threads)]
     env = {**os.environ, "ROLLGUARD_BENCH_CODE_TREE": str(tree)}
+    if layout:
+        env["ROLLGUARD_PORTAL_CACHE_LAYOUT"] = layout
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the round in {tree} failed:\n{done.stderr[-3000:]}")
@@ -169,9 +176,14 @@ def main() -> int:
     parser.add_argument("--baseline-tree", type=Path, help="another checkout to compare with, interleaved")
     parser.add_argument(
         "--cache-layout",
-        choices=("objects", "packed"),
-        default="objects",
+        choices=("tiered", "objects", "packed"),
+        default="tiered",
         help="the portal's cache layout in every round (ROLLGUARD_PORTAL_CACHE_LAYOUT)",
+    )
+    parser.add_argument(
+        "--compare-layouts",
+        metavar="A,B",
+        help="compare two cache layouts of this checkout instead, interleaved, each round in a child process",
     )
     parser.add_argument("--result", default="portal_burst_cost", help="name of the bench/results file")
     parser.add_argument("--child-round", metavar="DATABASE_URL", help=argparse.SUPPRESS)
@@ -188,7 +200,10 @@ def main() -> int:
     os.environ["ROLLGUARD_PORTAL_CACHE_LAYOUT"] = args.cache_layout
     name, url = servers.create_database(args.postgres_url)
     engine = make_engine(url)
-    labels = ("this", "baseline") if args.baseline_tree else ("grouped", "ungrouped")
+    compared = tuple(args.compare_layouts.split(",")) if args.compare_layouts else ()
+    if compared and (len(compared) != 2 or args.baseline_tree):
+        parser.error("--compare-layouts takes two layouts, and not with --baseline-tree")
+    labels = compared or (("this", "baseline") if args.baseline_tree else ("grouped", "ungrouped"))
     rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     loads: list[float] = []
     try:
@@ -199,7 +214,11 @@ def main() -> int:
             for _ in range(args.repeats):
                 for label in rounds:
                     loads.append(os.getloadavg()[0])
-                    if args.baseline_tree:
+                    if compared:
+                        figures = round_in_tree(
+                            REPO, url, students=args.students, threads=args.threads, layout=label
+                        )
+                    elif args.baseline_tree:
                         tree = REPO if label == "this" else args.baseline_tree.resolve()
                         figures = round_in_tree(tree, url, students=args.students, threads=args.threads)
                     else:
@@ -236,7 +255,7 @@ def main() -> int:
         f"portal_cpu_ratio_{first}_to_{second}": spread([round(r, 3) for r in ratios]),
         "threads": args.threads,
         "repeats": args.repeats,
-        "cache_layout": args.cache_layout,
+        "cache_layout": args.compare_layouts or args.cache_layout,
         "load_average_1m": spread(loads),
         "summary": summary,
         "rounds": rounds,
@@ -246,7 +265,9 @@ def main() -> int:
         result["baseline_commit"] = commit_of(args.baseline_tree)
     result["commit"] = commit_of(REPO)
     command = f"python bench/portal_burst_cost.py --students {args.students} --threads {args.threads} --repeats {args.repeats}"
-    command += f" --cache-layout {args.cache_layout}"
+    command += (
+        f" --compare-layouts {args.compare_layouts}" if compared else f" --cache-layout {args.cache_layout}"
+    )
     if args.baseline_tree:
         command += f" --baseline-tree {args.baseline_tree}"
     command += f" --result {args.result}"

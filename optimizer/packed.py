@@ -40,7 +40,7 @@ import threading
 import zlib
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from optimizer.entry import NO_TAGS, Entry
 from optimizer.packing import Codec, Packing
@@ -78,6 +78,13 @@ def _setter(field: str) -> Callable[[Entry, Any], None]:
 _set_value, _set_fresh, _set_stale, _set_stored, _set_size, _set_tags = map(
     _setter, ("value", "fresh_until", "stale_until", "stored_at", "size", "tags")
 )
+
+
+class Record(NamedTuple):
+    """An entry compressed for the arena: length byte, key and packed value, and the packed value's length."""
+
+    data: bytes
+    value_length: int
 
 
 class PackedStore:
@@ -216,16 +223,26 @@ class PackedStore:
 
     def put(self, key: str, entry: Entry) -> bool:
         """Store `entry`; return False when it cannot be held (not bytes, key too long, over the budget)."""
+        record = self.pack(key, entry)
+        if record is None:
+            self.delete(key)
+            return False
+        return self.store(key, record, entry)
+
+    def pack(self, key: str, entry: Entry) -> Record | None:
+        """Compress `entry` into the record `store` keeps; None when it cannot be held. Takes no lock."""
         value = entry.value
         encoded = key.encode()
         if not isinstance(value, bytes) or len(encoded) > _MAX_KEY:
-            self.delete(key)
-            return False
+            return None
         packed = self._codec.pack(value)
         record = _LENGTH_BYTE[len(encoded)] + encoded + packed
         if len(record) + SLOT_BYTES > self._max_bytes or len(packed) > _MAX_VALUE:
-            self.delete(key)
-            return False
+            return None
+        return Record(record, len(packed))
+
+    def store(self, key: str, record: Record, entry: Entry, evicted: list[str] | None = None) -> bool:
+        """Store the record `pack` made of `entry`; the keys it evicts are added to `evicted`."""
         with self._lock:
             if not self._arena.has_room():
                 self._compact()
@@ -234,8 +251,8 @@ class PackedStore:
                 self._remove(key)
                 if not self._arena.has_room():
                     return False
-                self._make_room(len(record))
-                self._insert(key, record, len(packed), entry)
+                self._make_room(len(record.data), evicted)
+                self._insert(key, record.data, record.value_length, entry)
             finally:
                 self._version += 1
             if self._garbage > self._arena.chunk_size and 4 * self._garbage > self._arena.written:
@@ -284,11 +301,14 @@ class PackedStore:
         if slot >= 0:
             self._drop(slot)
 
-    def _make_room(self, incoming: int) -> None:
+    def _make_room(self, incoming: int, evicted: list[str] | None) -> None:
         while self._count and (
             self._count >= self._max_entries or self._held() + incoming + SLOT_BYTES > self._max_bytes
         ):
-            self._drop(self._victim())
+            victim = self._victim()
+            if evicted is not None:
+                evicted.append(self._key_at(victim))
+            self._drop(victim)
             self.evictions += 1
 
     def _held(self) -> int:

@@ -129,7 +129,7 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     cache: Cache = (
         _redis_cache(settings.redis_url, settings.redis_namespace)
         if settings.redis_url
-        else InProcessCache(config, packing=_packing(settings.cache_layout))
+        else _in_process_cache(config, settings)
     )
     peers = PeerCache(cache) if not settings.redis_url and engine.dialect.name == "postgresql" else None
     gate = build_gate(settings)
@@ -162,8 +162,12 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     return Portal(settings, engine, optimizer, metrics, gate, throttle, attempts, invalidations, peers)
 
 
-def _packing(layout: str) -> Packing | None:
-    return Packing(zdict=fragments.preset_dictionary()) if layout == "packed" else None
+def _in_process_cache(config: OptimizerConfig, settings: PortalSettings) -> InProcessCache:
+    if settings.cache_layout == "objects":
+        return InProcessCache(config)
+    packing = Packing(zdict=fragments.preset_dictionary())
+    hot_share = settings.cache_hot_share if settings.cache_layout == "tiered" else 0.0
+    return InProcessCache(config, packing=packing, hot_share=hot_share)
 
 
 def _redis_cache(url: str, namespace: str) -> Cache:

@@ -56,10 +56,11 @@ class PortalSettings(BaseSettings):
     invalidation_timeout_s: float = Field(default=5.0, gt=0)
     admin_token: str | None = None
     optimize: bool = False
-    # How the in-process cache holds fragments: "objects" (about 540 bytes a key, the fastest hit) or
-    # "packed" compressed in arenas (about 96 bytes a key, 10,000 students in 11.5 MB; about 1.7 us more
-    # a hit, and slower under a mass submission's churn: see portal/README.md). See optimizer.InProcessCache.
-    cache_layout: Literal["packed", "objects"] = "objects"
+    # How the in-process cache holds fragments: "tiered" (every key packed, the ones used lately also as
+    # objects in a hot tier of cache_hot_share of the budget), "objects" (about 540 bytes a key, the
+    # fastest hit) or "packed" (about 96 bytes a key, about 1.7 us more a hit). See portal/README.md.
+    cache_layout: Literal["tiered", "packed", "objects"] = "tiered"
+    cache_hot_share: float = Field(default=0.125, gt=0, lt=1)
     flag_key: str = FLAG_KEY
 
     # The bounded pool stands in for the original system's database connection limit.
