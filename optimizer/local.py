@@ -59,10 +59,13 @@ class LocalStore:
             self._used[key] = None
         return entry
 
-    def put(self, key: str, entry: Entry) -> bool:
-        """Store `entry`; return False when it is larger than the whole byte budget."""
+    def put(self, key: str, entry: Entry, evicted: list[tuple[str, Entry]] | None = None) -> bool:
+        """Store `entry`; return False when it is larger than the whole byte budget.
+
+        The entries it evicts to make room are added to `evicted` when given.
+        """
         with self._lock:
-            return self._put(key, entry)
+            return self._put(key, entry, evicted)
 
     def put_many(self, entries: Sequence[tuple[str, Entry]]) -> None:
         """Store each (key, entry) under one acquisition of the lock; entries over the budget are skipped."""
@@ -105,7 +108,7 @@ class LocalStore:
 
     # under the lock
 
-    def _put(self, key: str, entry: Entry) -> bool:
+    def _put(self, key: str, entry: Entry, evicted: list[tuple[str, Entry]] | None = None) -> bool:
         self._drop(key)
         if entry.size > self._max_bytes:
             return False
@@ -116,9 +119,11 @@ class LocalStore:
         for tag in entry.tags:
             self._index(tag, key)
         while len(self._lru) > self._max_entries or self._bytes > self._max_bytes:
-            evicted, old = self._lru.popitem(last=False)
-            self._forget(evicted, old)
+            gone, old = self._lru.popitem(last=False)
+            self._forget(gone, old)
             self.evictions += 1
+            if evicted is not None:
+                evicted.append((gone, old))
         return True
 
     def _apply_use(self, incoming: int) -> None:

@@ -229,6 +229,10 @@ class PackedStore:
             return False
         return self.store(key, record, entry)
 
+    def can_hold(self, key: str, value: object) -> bool:
+        """Whether `value` under `key` is of a kind the store takes: `bytes`, a key of at most 255 bytes."""
+        return isinstance(value, bytes) and (len(key) <= _MAX_KEY // 4 or len(key.encode()) <= _MAX_KEY)
+
     def pack(self, key: str, entry: Entry) -> Record | None:
         """Compress `entry` into the record `store` keeps; None when it cannot be held. Takes no lock."""
         value = entry.value
