@@ -140,7 +140,7 @@ class TieredStore:
 
     def _store(self, key: str, entry: Entry) -> None:
         self._writes += 1
-        if key not in self._unpacked:
+        if self._packed.entries and key not in self._unpacked:
             self._packed.delete(key)  # an older value's packed copy
         self._put_hot(key, entry, packed=False)
 

@@ -20,10 +20,20 @@ def _without_path(body):
     return {k: v for k, v in body.items() if k != "path"}
 
 
-@pytest.mark.parametrize("layout", ["packed", "objects"])
+# The tiered layout twice: at the default share every key stays hot; at 1/2000 of the budget (about
+# 15 fragments) the keys keep moving between the tiers.
+LAYOUTS = {
+    "tiered": {"cache_layout": "tiered"},
+    "tiered-small-hot": {"cache_layout": "tiered", "cache_hot_share": 0.0005},
+    "packed": {"cache_layout": "packed"},
+    "objects": {"cache_layout": "objects"},
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_every_request_of_a_scenario_reads_the_same_data_on_both_paths(make_app, scenario, layout):
-    optimized = make_app(optimize=True, cache_layout=layout)
+    optimized = make_app(optimize=True, **LAYOUTS[layout])
     direct = make_app(optimize=False)
     fast, slow = optimized.test_client(), direct.test_client()
     catalog = load_catalog(portal(optimized).engine)
