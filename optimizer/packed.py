@@ -1,6 +1,6 @@
 """The packed in-process store: a large working set of small `bytes` values with no Python object per entry.
 
-`InProcessCache` uses it instead of `cache.LocalStore` when the app gives a
+`InProcessCache` uses it instead of `local.LocalStore` when the app gives a
 `Packing`. Same contract as `LocalStore` (bounded by count and bytes, a tag
 index, lock-free reads); the difference is the layout, about 96 bytes an
 entry for the portal's fragments instead of about 540 (bench/optimizer_memory.py):

@@ -19,7 +19,7 @@ from typing import Any
 
 from pympler import asizeof
 
-# What `cache.LocalStore` holds for an entry besides its value and key, as tracemalloc sees it on
+# What `local.LocalStore` holds for an entry besides its value and key, as tracemalloc sees it on
 # CPython 3.11 (64-bit): the Entry record with its GC header (80 bytes), its stored-at float (24;
 # fresh and stale bounds that differ add 24 each), the size int (32) and the OrderedDict's slot and
 # link node (about 94). Each tag adds the entry's share of the tag index (about 40).
