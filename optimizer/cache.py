@@ -121,10 +121,11 @@ class InProcessCache(Cache):
     - packed, with `packing`: values must be `bytes` and are held compressed in
       arenas (`packed.PackedStore`), about 96 bytes an entry for the same value,
       at about 1.7 us more per hit (decompression and a new `Entry`);
-    - tiered, with `packing` and `hot_share`: every entry packed, and the ones
-      stored or read lately also as objects in a hot tier given that share of
-      the byte budget (`tiered.TieredStore`): a hit on them costs what an
-      objects hit costs, the rest what a packed hit costs.
+    - tiered, with `packing` and `hot_share`: the entries stored or read lately
+      as objects in a hot tier given that share of the byte budget, the others
+      packed; an entry is compressed when the hot tier pushes it out
+      (`tiered.TieredStore`). A hit in the hot tier costs what an objects hit
+      costs, one in the packed tier what a packed hit costs plus its copy back.
 
     With `packing`, a value that is not `bytes` is served but not cached.
     """

@@ -236,9 +236,9 @@ class PackedStore:
     def pack(self, key: str, entry: Entry) -> Record | None:
         """Compress `entry` into the record `store` keeps; None when it cannot be held. Takes no lock."""
         value = entry.value
-        encoded = key.encode()
-        if not isinstance(value, bytes) or len(encoded) > _MAX_KEY:
+        if not self.can_hold(key, value):
             return None
+        encoded = key.encode()
         packed = self._codec.pack(value)
         record = _LENGTH_BYTE[len(encoded)] + encoded + packed
         if len(record) + SLOT_BYTES > self._max_bytes or len(packed) > _MAX_VALUE:
