@@ -121,11 +121,11 @@ class InProcessCache(Cache):
     - packed, with `packing`: values must be `bytes` and are held compressed in
       arenas (`packed.PackedStore`), about 96 bytes an entry for the same value,
       at about 1.7 us more per hit (decompression and a new `Entry`);
-    - tiered, with `packing` and `hot_share`: the entries stored or read lately
-      as objects in a hot tier given that share of the byte budget, the others
+    - tiered, with `packing` and `hot_share`: the entries stored lately as
+      objects in a hot tier given that share of the byte budget, the older ones
       packed; an entry is compressed when the hot tier pushes it out
       (`tiered.TieredStore`). A hit in the hot tier costs what an objects hit
-      costs, one in the packed tier what a packed hit costs plus its copy back.
+      costs, one in the packed tier what a packed hit costs.
 
     With `packing`, a value that is not `bytes` is served but not cached.
     """

@@ -56,8 +56,8 @@ class PortalSettings(BaseSettings):
     invalidation_timeout_s: float = Field(default=5.0, gt=0)
     admin_token: str | None = None
     optimize: bool = False
-    # How the in-process cache holds fragments: "tiered" (every key packed, the ones used lately also as
-    # objects in a hot tier of cache_hot_share of the budget), "objects" (about 540 bytes a key, the
+    # How the in-process cache holds fragments: "tiered" (the keys stored lately as objects in a hot tier
+    # of cache_hot_share of the budget, the older ones packed), "objects" (about 540 bytes a key, the
     # fastest hit) or "packed" (about 96 bytes a key, about 1.7 us more a hit). See portal/README.md.
     cache_layout: Literal["tiered", "packed", "objects"] = "tiered"
     cache_hot_share: float = Field(default=0.125, gt=0, lt=1)

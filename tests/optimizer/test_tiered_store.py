@@ -1,6 +1,6 @@
-"""The tiered in-process store: packed hits copied into the hot tier, the hot tier never holding a key
-the packed tier dropped, no copy bringing back an invalidated value, and byte counts that match real
-allocations."""
+"""The tiered in-process store: stores served from the hot tier as given, what it pushes out packed and
+served from there, a key in one tier at a time, invalidations reaching both, and byte counts that match
+real allocations."""
 
 from __future__ import annotations
 
@@ -47,52 +47,53 @@ def test_a_stored_entry_is_served_from_the_hot_tier_as_it_was_given():
     assert store.entries == 1 and store.hot_entries == 1
 
 
-def test_a_packed_hit_is_copied_into_the_hot_tier_with_its_bounds():
+def test_what_the_hot_tier_pushes_out_is_packed_and_served_from_there_with_its_bounds():
     # A hot tier that holds about two entries: the third store pushes the first out of it.
     store = _store(max_bytes=2_000_000, hot_share=(2.5 * measure("v1:0", _fragment(0))) / 2_000_000)
-    for n in range(3):
-        _put(store, f"v1:{n}", _fragment(n))
+    hot = [_entry(f"v1:{n}", _fragment(n)) for n in range(3)]
+    for n, entry in enumerate(hot):
+        store.put(f"v1:{n}", entry)
     assert store.entries == 3 and store.hot_entries == 2
     first = store.get("v1:0")  # from the packed tier
     assert first is not None and first.value == _fragment(0)
     assert (first.fresh_until, first.stale_until, first.stored_at) == (100.0, 105.0, 70.0)
-    again = store.get("v1:0")
-    assert again is not None and again.value == _fragment(0) and again.fresh_until == 100.0
-    assert store.get("v1:0") is again  # now a hot hit: the same object
-    assert store.hot_entries == 2 and store.evictions == 0
-    _put(store, "v1:0", _fragment(7))  # a new value replaces the packed copy too
-    assert store.entries == 3
-    for n in (1, 2):
-        store.get(f"v1:{n}")  # pushes the new value out of the hot tier, packed
+    # A packed hit stays packed: the hot entries are not pushed out by reads.
+    assert store.get("v1:0") is not first and store.hot_entries == 2
+    assert all(store.get(f"v1:{n}").value is hot[n].value for n in (1, 2))
+    _put(store, "v1:0", _fragment(7))  # a new value replaces the packed one
     found = store.get("v1:0")
-    assert found is not None and found.value == _fragment(7) and store.entries == 3
+    assert found is not None and found.value == _fragment(7)
+    assert store.entries == 3 and store.evictions == 0
+    _put(store, "v1:3", _fragment(3))  # pushes v1:1 out
+    assert store.entries == 4 and [store.get(f"v1:{n}").value for n in range(4)] == [
+        _fragment(7),
+        _fragment(1),
+        _fragment(2),
+        _fragment(3),
+    ]
 
 
-def test_an_invalidated_key_or_tag_leaves_both_tiers_even_after_a_copy_without_tags():
+def test_an_invalidated_key_or_tag_leaves_whichever_tier_holds_it():
     store = _store(max_bytes=2_000_000, hot_share=(1.5 * measure("v1:0", _fragment(0), 1)) / 2_000_000)
     _put(store, "v1:a", _fragment(1), "student:1")
-    _put(store, "v1:b", _fragment(2), "student:2")
-    assert store.get("v1:a") is not None  # copied back into the hot tier, tags not read
-    assert store.delete_tag("student:1") == ["v1:a"]
-    assert store.get("v1:a") is None and not store.contains("v1:a")
-    store.delete("v1:b")
-    assert store.get("v1:b") is None and store.entries == 0 and store.hot_entries == 0
+    _put(store, "v1:b", _fragment(2), "student:1")  # pushes v1:a into the packed tier
+    _put(store, "v1:c", _fragment(3), "student:2")  # pushes v1:b too
+    _put(store, "v1:d", _fragment(4), "student:1")
+    assert store.hot_entries == 1 and store.entries == 4
+    assert sorted(store.delete_tag("student:1")) == ["v1:a", "v1:b", "v1:d"]
+    assert [store.get(k) for k in ("v1:a", "v1:b", "v1:d")] == [None, None, None]
+    store.delete("v1:c")
+    assert store.get("v1:c") is None and store.entries == 0
 
 
-def test_a_key_the_packed_tier_evicts_leaves_the_hot_tier_too():
-    # "x" is read often enough to stay in the hot tier, whose hits the packed tier does not see: when
-    # the packed tier evicts its copy, the hot copy must go too.
-    store = _store(max_bytes=200_000, hot_share=0.5)
-    _put(store, "x", _fragment(0))
-    filler = iter(range(1, 100_000))
-    for _ in range(600):  # the hot tier holds about 250: "x" is pushed out, packed
-        _put(store, f"v1:{next(filler)}", _fragment(1))
-    assert store.evictions == 0 and store.hot_entries < 500
-    assert store.get("x") is not None and store.get("x") is store.get("x")  # now a hot copy of a packed entry
-    while store.contains("x"):
-        _put(store, f"v1:{next(filler)}", _fragment(2))
-        assert store.get("x") is not None or not store.contains("x")
-    assert store.get("x") is None and store.evictions > 0
+def test_the_packed_tiers_evictions_are_the_stores_and_what_is_served_is_what_is_held():
+    store = _store(max_bytes=200_000, hot_share=0.5)  # the packed tier holds fewer than 1,000 fragments
+    for n in range(3_000):
+        _put(store, f"v1:{n}", _fragment(n))
+    assert 0 < store.entries < 3_000 and store.evictions == 3_000 - store.entries
+    served = [n for n in range(3_000) if store.get(f"v1:{n}") is not None]
+    assert len(served) == store.entries and all(store.contains(f"v1:{n}") for n in served)
+    assert all(store.get(f"v1:{n}").value == _fragment(n) for n in served)
 
 
 def test_what_the_packed_tier_refuses_is_not_held_in_either_tier():
@@ -101,23 +102,6 @@ def test_what_the_packed_tier_refuses_is_not_held_in_either_tier():
     assert store.put("k", Entry({"not": "bytes"}, 100.0, 100.0, 500)) is False
     assert store.get("k") is None and store.entries == 0 and store.hot_entries == 0
     assert _put(store, "x" * 256, b"long key") is False and store.get("x" * 256) is None
-
-
-def test_an_invalidation_between_a_packed_read_and_its_copy_is_not_undone():
-    store = _store(max_bytes=2_000_000, hot_share=(1.5 * measure("v1:a", _fragment(0))) / 2_000_000)
-    _put(store, "v1:a", _fragment(1))
-    _put(store, "v1:b", _fragment(2))  # pushes v1:a out of the hot tier
-    read_packed = store._packed_get
-
-    def read_then_invalidate(key: str) -> Entry | None:
-        found = read_packed(key)
-        store.delete(key)  # another thread's invalidation lands right after the read
-        return found
-
-    store._packed_get = read_then_invalidate
-    assert store.get("v1:a") is not None  # that read began before the invalidation
-    store._packed_get = read_packed
-    assert store.get("v1:a") is None and store.hot_entries <= 1
 
 
 def test_hot_share_must_leave_room_for_both_tiers():
@@ -157,12 +141,10 @@ def test_a_read_returns_exactly_what_the_store_holds(ops, max_entries):
             store.delete_tag(f"t{n % 3}")
         for probe in range(13):
             name = f"k{probe}"
-            contained = store.contains(name)
-            found = store.get(name)  # may itself push an entry out of both tiers, even this one
+            found = store.get(name)
+            assert (found is not None) is store.contains(name)
             assert found is None or found.value == held[name]
-            assert found is not None or not contained
         assert store.entries == sum(store.contains(f"k{probe}") for probe in range(13))
-        assert store.hot_entries <= max_entries and store._packed.entries <= max_entries
 
 
 def test_reads_beside_writers_never_see_another_keys_value():

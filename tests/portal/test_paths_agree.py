@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ def _without_path(body):
 
 # The tiered layout twice: at the default share every key stays hot; at 1/2000 of the budget (about
 # 15 fragments) the keys keep moving between the tiers.
-LAYOUTS = {
+LAYOUTS: dict[str, dict[str, Any]] = {
     "tiered": {"cache_layout": "tiered"},
     "tiered-small-hot": {"cache_layout": "tiered", "cache_hot_share": 0.0005},
     "packed": {"cache_layout": "packed"},
