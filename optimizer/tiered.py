@@ -12,10 +12,10 @@ evicts it to make room (least recently used first): it moves to the packed
 tier, where it stays until it is stored again, invalidated or evicted. So a
 working set that fits the hot tier is never compressed, and a larger one is
 compressed once an entry. A hit in the packed tier decompresses the value
-(about 5 us) and leaves the entry where it is: copying it back would evict
-another entry the next reads may need, and a working set that cycles through
-a hot tier too small for it (a mass submission's reloads) would be
-compressed and decompressed on every read.
+(about 4 us more than a hot hit) and leaves the entry where it is: copying
+it back would evict another entry the next reads may need, and a working set
+that cycles through a hot tier too small for it (a mass submission's
+reloads) would be compressed and decompressed on every read.
 
 A key is in one tier at a time; an invalidation drops it from both. Writes
 hold one lock across both tiers; reads take none, and an entry read while it
