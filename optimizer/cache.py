@@ -70,6 +70,9 @@ class Cache(ABC):
         for key, entry in entries:
             self.put(key, entry)
 
+    def settle(self) -> None:  # noqa: B027
+        """Do the work `put_many` left for later; the optimizer calls it after each store, outside its locks."""
+
     @abstractmethod
     def invalidate(self, key: str) -> None:
         """Drop `key` everywhere this cache reaches before returning; never raises."""
@@ -174,6 +177,10 @@ class InProcessCache(Cache):
 
     def put_many(self, entries: Sequence[tuple[str, Entry]]) -> None:
         self._store.put_many(entries)
+
+    def settle(self) -> None:
+        if isinstance(self._store, TieredStore):
+            self._store.settle()
 
     def invalidate(self, key: str) -> None:
         self._store.delete(key)

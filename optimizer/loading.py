@@ -245,3 +245,4 @@ class Loader:
         with self.flights.lock:
             self._cache.put_many([(flight.key, entry) for flight, entry in stored if not flight.invalidated])
             self.flights.finish_many(flight for flight, _ in stored)
+        self._cache.settle()

@@ -17,10 +17,12 @@ it back would evict another entry the next reads may need, and a working set
 that cycles through a hot tier too small for it (a mass submission's
 reloads) would be compressed and decompressed on every read.
 
-A key is in one tier at a time; an invalidation drops it from both. Writes
-hold one lock across both tiers; reads take none, and an entry read while it
-moves between the tiers may be missed, which costs a backend call, never a
-stale value.
+The optimizer stores under its flight lock, so a store does not compress:
+what it pushes out of the hot tier waits, still served, until `settle` (which
+the optimizer calls once the flight lock is released) compresses it outside
+every lock and moves it to the packed tier unless it was stored again or
+invalidated meanwhile. A key is in one place at a time; an invalidation drops
+it from all. Writes hold one lock; reads take none.
 """
 
 from __future__ import annotations
@@ -46,33 +48,57 @@ class TieredStore:
         self._lock = threading.Lock()
         self._hot = LocalStore(max_entries=max_entries, max_bytes=hot_bytes)
         self._packed = PackedStore(max_entries=max_entries, max_bytes=max_bytes - hot_bytes, packing=packing)
+        # Pushed out of the hot tier, not yet packed: still served from here until `settle` packs them.
+        self._leaving: dict[str, Entry] = {}
+        self._leaving_bytes = 0
+        self._to_pack: list[str] = []
         self._refused = 0  # entries the packed tier could not take when they left the hot tier
         self._hot_get = self._hot.get
+        self._leaving_get = self._leaving.get
         self._packed_get = self._packed.get
 
     def get(self, key: str) -> Entry | None:
         entry = self._hot_get(key)
         if entry is None:
-            return self._packed_get(key)
+            entry = self._leaving_get(key)
+            if entry is None:
+                return self._packed_get(key)
         return entry
 
     def put(self, key: str, entry: Entry) -> bool:
-        """Store `entry`; return False (and hold no entry for `key`) when the packed tier could never take it."""
+        """Store `entry` and pack what that pushes out; return False when the packed tier could never take it."""
         if not self._packed.can_hold(key, entry.value):
             self.delete(key)
             return False
         with self._lock:
             self._store(key, entry)
+        self.settle()
         return True
 
     def put_many(self, entries: Sequence[tuple[str, Entry]]) -> None:
-        """Store each (key, entry) under one acquisition of the lock; what the packed tier could never take is dropped."""
+        """Store each (key, entry) under one acquisition of the lock; what it pushes out waits for `settle`."""
         with self._lock:
             for key, entry in entries:
                 if self._packed.can_hold(key, entry.value):
                     self._store(key, entry)
                 else:
                     self._drop(key)
+
+    def settle(self) -> None:
+        """Pack what the hot tier pushed out: compressed outside the lock, stored unless replaced meanwhile."""
+        with self._lock:
+            keys, self._to_pack = self._to_pack, []
+            batch = [(key, entry) for key in keys if (entry := self._leaving.get(key)) is not None]
+        if not batch:
+            return
+        packed = [(key, entry, self._packed.pack(key, entry)) for key, entry in batch]
+        with self._lock:
+            for key, entry, record in packed:
+                if self._leaving.get(key) is not entry:
+                    continue  # stored again or invalidated since it was pushed out
+                if record is None or not self._packed.store(key, record, entry):
+                    self._refused += 1
+                self._forget_leaving(key)
 
     def delete(self, key: str) -> None:
         with self._lock:
@@ -81,24 +107,30 @@ class TieredStore:
     def delete_tag(self, tag: str) -> list[str]:
         """Drop every entry tagged `tag`; return their keys."""
         with self._lock:
-            return self._hot.delete_tag(tag) + self._packed.delete_tag(tag)
+            leaving = [key for key, entry in self._leaving.items() if tag in entry.tags]
+            for key in leaving:
+                self._forget_leaving(key)
+            return self._hot.delete_tag(tag) + leaving + self._packed.delete_tag(tag)
 
     def clear(self) -> None:
         with self._lock:
             self._hot.clear()
+            self._leaving.clear()
+            self._leaving_bytes = 0
+            self._to_pack = []
             self._packed.clear()
 
     def contains(self, key: str) -> bool:
         with self._lock:
-            return self._hot.contains(key) or self._packed.contains(key)
+            return self._hot.contains(key) or key in self._leaving or self._packed.contains(key)
 
     @property
     def bytes(self) -> int:
-        return self._hot.bytes + self._packed.bytes
+        return self._hot.bytes + self._leaving_bytes + self._packed.bytes
 
     @property
     def entries(self) -> int:
-        return self._hot.entries + self._packed.entries
+        return self._hot.entries + len(self._leaving) + self._packed.entries
 
     @property
     def hot_entries(self) -> int:
@@ -109,20 +141,32 @@ class TieredStore:
     def evictions(self) -> int:
         return self._packed.evictions + self._refused
 
+    @property
+    def waiting(self) -> int:
+        """Entries pushed out of the hot tier that `settle` has not packed yet."""
+        return len(self._leaving)
+
     # under the lock
 
     def _store(self, key: str, entry: Entry) -> None:
         packed_before = self._packed.entries and not self._hot.contains(key)
+        self._forget_leaving(key)
         pushed_out: list[tuple[str, Entry]] = []
         if not self._hot.put(key, entry, pushed_out):  # larger than the hot tier: straight to the packed one
             pushed_out.append((key, entry))
         elif packed_before:
             self._packed.delete(key)  # an older value, packed (the new one is served from now on)
         for old_key, old_entry in pushed_out:
-            record = self._packed.pack(old_key, old_entry)
-            if record is None or not self._packed.store(old_key, record, old_entry):
-                self._refused += 1
+            self._leaving[old_key] = old_entry
+            self._leaving_bytes += old_entry.size
+            self._to_pack.append(old_key)
 
     def _drop(self, key: str) -> None:
         self._hot.delete(key)
+        self._forget_leaving(key)
         self._packed.delete(key)
+
+    def _forget_leaving(self, key: str) -> None:
+        entry = self._leaving.pop(key, None)
+        if entry is not None:
+            self._leaving_bytes -= entry.size

@@ -110,6 +110,9 @@ class PeerCache(Cache):
         if self._serving:
             self._inner.put_many(entries)
 
+    def settle(self) -> None:
+        self._inner.settle()
+
     def invalidate(self, key: str) -> None:
         self._inner.invalidate(key)
 

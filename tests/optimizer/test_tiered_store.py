@@ -96,6 +96,58 @@ def test_the_packed_tiers_evictions_are_the_stores_and_what_is_served_is_what_is
     assert all(store.get(f"v1:{n}").value == _fragment(n) for n in served)
 
 
+def _two_hot_fragments() -> TieredStore:
+    return _store(max_bytes=2_000_000, hot_share=(2.5 * measure("v1:0", _fragment(0), 1)) / 2_000_000)
+
+
+def test_a_batch_store_leaves_what_it_pushes_out_served_until_settle_packs_it():
+    store = _two_hot_fragments()
+    store.put_many([(f"v1:{n}", _entry(f"v1:{n}", _fragment(n))) for n in range(5)])
+    assert store.waiting == 3 and store.hot_entries == 2 and store.entries == 5
+    assert [store.get(f"v1:{n}").value for n in range(5)] == [_fragment(n) for n in range(5)]
+    store.settle()
+    assert store.waiting == 0 and store.entries == 5
+    assert [store.get(f"v1:{n}").value for n in range(5)] == [_fragment(n) for n in range(5)]
+
+
+def test_what_is_stored_again_or_invalidated_before_settle_is_not_packed_back():
+    store = _two_hot_fragments()
+    store.put_many([(f"v1:{n}", _entry(f"v1:{n}", _fragment(n), "student:1")) for n in range(5)])
+    assert store.waiting == 3  # v1:0, v1:1, v1:2
+    store.delete("v1:0")
+    assert store.delete_tag("student:1").count("v1:1") == 1
+    _put(store, "v1:2", _fragment(9))  # stored again: settles what waits, v1:2's old value among it
+    store.settle()
+    assert store.get("v1:0") is None and store.get("v1:1") is None
+    assert store.get("v1:2").value == _fragment(9) and store.waiting == 0
+    assert store.entries == sum(store.contains(f"v1:{n}") for n in range(5))
+
+
+def test_an_invalidation_that_lands_while_settle_compresses_wins():
+    store = _two_hot_fragments()
+    store.put_many([(f"v1:{n}", _entry(f"v1:{n}", _fragment(n))) for n in range(3)])
+    assert store.waiting == 1  # v1:0
+    pack = store._packed.pack
+
+    def pack_while_invalidated(key: str, entry: Entry) -> object:
+        store.delete(key)  # another thread's invalidation, after settle took the batch, before it stores
+        return pack(key, entry)
+
+    store._packed.pack = pack_while_invalidated  # type: ignore[method-assign,assignment]
+    store.settle()
+    assert store.get("v1:0") is None and not store.contains("v1:0") and store.entries == 2
+
+
+def test_the_optimizer_settles_the_tiered_layout_after_each_store(make_optimizer):
+    config = OptimizerConfig()
+    cache = InProcessCache(config, packing=Packing(zdict=ZDICT), hot_share=0.00005)  # about two fragments
+    opt = make_optimizer(BytesBackend(), config=config, cache=cache, batch_fn=_batch)
+    opt.get_many([f"k{n}" for n in range(12)])
+    store = cache._store
+    assert isinstance(store, TieredStore)
+    assert store.waiting == 0 and store.entries == 12 and store.hot_entries < 12
+
+
 def test_what_the_packed_tier_refuses_is_not_held_in_either_tier():
     store = _store()
     _put(store, "k", b"old")
@@ -193,6 +245,10 @@ def test_the_reported_bytes_agree_with_real_allocations_within_ten_percent():
     tracemalloc.stop()
     assert 0 < store.hot_entries < store.entries == 12_000
     assert 0.9 <= store.bytes / real <= 1.1, (store.bytes, real)
+
+
+def _batch(keys: list[str]) -> dict[str, bytes]:
+    return {key: _fragment(0) + key.encode() for key in keys}
 
 
 class BytesBackend:
