@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import random
-import threading
 import tracemalloc
 
 from hypothesis import given, settings
@@ -14,14 +13,15 @@ from hypothesis import strategies as st
 from optimizer import Entry, InProcessCache, OptimizerConfig, Packing
 from optimizer.packed import PackedStore
 from tests.optimizer.conftest import FakeClock
+from tests.optimizer.store_checks import (
+    ZDICT,
+    BytesBackend,
+    fragment,
+    operations,
+    reads_beside_writers,
+    replay_against_a_model,
+)
 from tests.support import wait_until
-
-FRAGMENT = b'"attempt_count":2,"best_score":%d\n[{"id":%d,"exam_id":%d,"score":%d}]'
-ZDICT = FRAGMENT % (88, 12345, 21, 88) * 4
-
-
-def _fragment(n: int) -> bytes:
-    return FRAGMENT % (n % 100, n, n % 60, n % 97)
 
 
 def _entry(value: bytes, *tags: str, fresh: float = 100.0, stale: float = 0.0, stored: float = 70.0) -> Entry:
@@ -42,11 +42,11 @@ def _store(max_entries: int = 100_000, max_bytes: int = 10**9, zdict: bytes = ZD
 def test_values_and_freshness_bounds_read_back_as_stored_never_later():
     for zdict in (ZDICT, b""):
         store = _store(zdict=zdict)
-        store.put("v1:a", _entry(_fragment(1), fresh=1000.123456789, stale=7.3, stored=970.987654321))
+        store.put("v1:a", _entry(fragment(1), fresh=1000.123456789, stale=7.3, stored=970.987654321))
         store.put("v1:b", _entry(b"", fresh=5.0, stored=float("-inf")))
         a, b = store.get("v1:a"), store.get("v1:b")
         assert a is not None and b is not None
-        assert a.value == _fragment(1) and a.fresh_until == 1000.123456789
+        assert a.value == fragment(1) and a.fresh_until == 1000.123456789
         # float32 distances: rounded so that an entry never lives longer than it was stored for.
         assert 970.98 < a.stored_at <= 970.987654321
         assert 1007.42 < a.stale_until <= 1007.423456789
@@ -105,12 +105,12 @@ def test_the_byte_budget_holds_while_values_are_replaced_and_the_arena_is_rebuil
     store = _store(max_bytes=300_000)
     for n in range(15_000):
         key = f"v1:{n % 3_000}"
-        store.put(key, _entry(_fragment(n), f"student:{n % 250}"))
+        store.put(key, _entry(fragment(n), f"student:{n % 250}"))
         assert store.bytes <= 1.25 * 300_000
     assert 0 < store.entries < 3_000 and store.evictions > 0
     for n in range(12_000, 15_000):  # what is held is the last value stored for its key
         found = store.get(f"v1:{n % 3_000}")
-        assert found is None or found.value == _fragment(n)
+        assert found is None or found.value == fragment(n)
 
 
 def test_the_reported_bytes_agree_with_real_allocations_within_ten_percent():
@@ -119,91 +119,24 @@ def test_the_reported_bytes_agree_with_real_allocations_within_ten_percent():
     tracemalloc.start()
     store = _store()
     for n in range(12_000):
-        store.put(f"v1:{n // 12}:{n % 12}", _entry(_fragment(n) * 3, f"student:{n // 12}"))
+        store.put(f"v1:{n // 12}:{n % 12}", _entry(fragment(n) * 3, f"student:{n // 12}"))
     gc.collect()
     real, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert 0.9 <= store.bytes / real <= 1.1, (store.bytes, real)
 
 
-operations = st.lists(
-    st.tuples(
-        st.sampled_from(["put", "get", "delete", "delete_tag"]),
-        st.integers(0, 12),
-        st.sampled_from([1, 1, 1, 400]),  # some larger than the whole budget
-    ),
-    max_size=120,
-)
-
-
 @settings(max_examples=150, deadline=None)
-@given(ops=operations, max_entries=st.integers(1, 6))
+@given(ops=operations(400), max_entries=st.integers(1, 6))
 def test_a_read_returns_exactly_what_the_store_holds(ops, max_entries):
     store = _store(max_entries=max_entries, max_bytes=3_000)
-    held: dict[str, bytes] = {}
-    for op, n, repeat in ops:
-        key = f"k{n}"
-        if op == "put":
-            value = bytes(range(n, n + 10)) * repeat
-            if store.put(key, _entry(value, f"t{n % 3}")):
-                held[key] = value
-        elif op == "get":
-            store.get(key)
-        elif op == "delete":
-            store.delete(key)
-        else:
-            store.delete_tag(f"t{n % 3}")
-        for probe in range(13):
-            name = f"k{probe}"
-            found = store.get(name)
-            assert (found is not None) is store.contains(name)
-            assert found is None or found.value == held[name]
+    for _ in replay_against_a_model(store, ops, lambda key, value, tag: store.put(key, _entry(value, tag))):
         assert store.entries <= max_entries
 
 
 def test_lock_free_reads_beside_writers_never_see_another_keys_value():
     store = _store(max_entries=300, max_bytes=40_000)
-    stop = threading.Event()
-    wrong: list[tuple[str, bytes]] = []
-
-    def write(offset: int) -> None:
-        n = offset
-        while not stop.is_set():
-            key = f"v1:{n % 500}"
-            store.put(key, _entry(key.encode() * (1 + n % 7), f"student:{n % 40}"))
-            if n % 13 == 0:
-                store.delete_tag(f"student:{n % 40}")
-            n += 2
-
-    def read() -> None:
-        for n in range(30_000):
-            key = f"v1:{n % 500}"
-            found = store.get(key)
-            if found is not None and found.value.replace(key.encode(), b""):
-                wrong.append((key, found.value))
-
-    writers = [threading.Thread(target=write, args=(i,)) for i in range(2)]
-    readers = [threading.Thread(target=read) for _ in range(2)]
-    for thread in writers + readers:
-        thread.start()
-    for thread in readers:
-        thread.join()
-    stop.set()
-    for thread in writers:
-        thread.join()
-    assert wrong == []
-
-
-class BytesBackend:
-    """A backend of `bytes` values that counts its calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.version = 0
-
-    def __call__(self, key: str) -> bytes:
-        self.calls.append(key)
-        return _fragment(self.version) + key.encode()
+    assert reads_beside_writers(store, lambda key, value, tag: store.put(key, _entry(value, tag))) == []
 
 
 def _packed(config: OptimizerConfig) -> InProcessCache:
@@ -216,15 +149,15 @@ def test_an_optimizer_on_the_packed_layout_keeps_ttl_and_read_your_writes(make_o
     opt = make_optimizer(
         backend, config=config, cache=_packed(config), tags=lambda key: [f"student:{key[0]}"]
     )
-    assert opt("1:a") == opt("1:a") == _fragment(0) + b"1:a"
+    assert opt("1:a") == opt("1:a") == fragment(0) + b"1:a"
     opt("2:a")
     backend.version = 1
     clock.advance(9.9)
-    assert opt("1:a") == _fragment(0) + b"1:a"
+    assert opt("1:a") == fragment(0) + b"1:a"
     opt.invalidate_tag("student:1")  # a write: the next read sees it
-    assert opt("1:a") == _fragment(1) + b"1:a" and opt("2:a") == _fragment(0) + b"2:a"
+    assert opt("1:a") == fragment(1) + b"1:a" and opt("2:a") == fragment(0) + b"2:a"
     clock.advance(0.2)
-    assert opt("2:a") == _fragment(1) + b"2:a"
+    assert opt("2:a") == fragment(1) + b"2:a"
     assert backend.calls == ["1:a", "2:a", "1:a", "2:a"]
     assert opt.stats()["hits"] == 3 and opt.cache.entries == 2
 
@@ -236,12 +169,12 @@ def test_the_packed_layout_serves_stale_while_one_refresh_runs(make_optimizer, c
     opt("k")
     backend.version = 1
     clock.advance(15)
-    assert opt("k") == _fragment(0) + b"k"
-    wait_until(lambda: opt("k") == _fragment(1) + b"k", what="the refreshed value")
+    assert opt("k") == fragment(0) + b"k"
+    wait_until(lambda: opt("k") == fragment(1) + b"k", what="the refreshed value")
     assert opt.stats()["refreshes"] >= 1
     clock.advance(40.1)  # past the grace: the call waits for fresh data
     backend.version = 2
-    assert opt("k") == _fragment(2) + b"k"
+    assert opt("k") == fragment(2) + b"k"
 
 
 def test_the_packed_layout_serves_values_that_are_not_bytes_without_caching_them(make_optimizer):

@@ -5,7 +5,6 @@ real allocations."""
 from __future__ import annotations
 
 import gc
-import threading
 import tracemalloc
 
 import pytest
@@ -16,13 +15,14 @@ from optimizer import Entry, InProcessCache, OptimizerConfig, Packing
 from optimizer.sizing import measure
 from optimizer.tiered import TieredStore
 from tests.optimizer.conftest import FakeClock
-
-FRAGMENT = b'"attempt_count":2,"best_score":%d\n[{"id":%d,"exam_id":%d,"score":%d}]'
-ZDICT = FRAGMENT % (88, 12345, 21, 88) * 4
-
-
-def _fragment(n: int) -> bytes:
-    return FRAGMENT % (n % 100, n, n % 60, n % 97)
+from tests.optimizer.store_checks import (
+    ZDICT,
+    BytesBackend,
+    fragment,
+    operations,
+    reads_beside_writers,
+    replay_against_a_model,
+)
 
 
 def _entry(key: str, value: bytes, *tags: str, fresh: float = 100.0) -> Entry:
@@ -41,7 +41,7 @@ def _put(store: TieredStore, key: str, value: bytes, *tags: str) -> bool:
 
 def test_a_stored_entry_is_served_from_the_hot_tier_as_it_was_given():
     store = _store()
-    entry = _entry("v1:a", _fragment(1), "student:1")
+    entry = _entry("v1:a", fragment(1), "student:1")
     store.put("v1:a", entry)
     assert store.get("v1:a") is entry
     assert store.entries == 1 and store.hot_entries == 1
@@ -49,36 +49,36 @@ def test_a_stored_entry_is_served_from_the_hot_tier_as_it_was_given():
 
 def test_what_the_hot_tier_pushes_out_is_packed_and_served_from_there_with_its_bounds():
     # A hot tier that holds about two entries: the third store pushes the first out of it.
-    store = _store(max_bytes=2_000_000, hot_share=(2.5 * measure("v1:0", _fragment(0))) / 2_000_000)
-    hot = [_entry(f"v1:{n}", _fragment(n)) for n in range(3)]
+    store = _store(max_bytes=2_000_000, hot_share=(2.5 * measure("v1:0", fragment(0))) / 2_000_000)
+    hot = [_entry(f"v1:{n}", fragment(n)) for n in range(3)]
     for n, entry in enumerate(hot):
         store.put(f"v1:{n}", entry)
     assert store.entries == 3 and store.hot_entries == 2
     first = store.get("v1:0")  # from the packed tier
-    assert first is not None and first.value == _fragment(0)
+    assert first is not None and first.value == fragment(0)
     assert (first.fresh_until, first.stale_until, first.stored_at) == (100.0, 105.0, 70.0)
     # A packed hit stays packed: the hot entries are not pushed out by reads.
     assert store.get("v1:0") is not first and store.hot_entries == 2
     assert all(store.get(f"v1:{n}").value is hot[n].value for n in (1, 2))
-    _put(store, "v1:0", _fragment(7))  # a new value replaces the packed one
+    _put(store, "v1:0", fragment(7))  # a new value replaces the packed one
     found = store.get("v1:0")
-    assert found is not None and found.value == _fragment(7)
+    assert found is not None and found.value == fragment(7)
     assert store.entries == 3 and store.evictions == 0
-    _put(store, "v1:3", _fragment(3))  # pushes v1:1 out
+    _put(store, "v1:3", fragment(3))  # pushes v1:1 out
     assert store.entries == 4 and [store.get(f"v1:{n}").value for n in range(4)] == [
-        _fragment(7),
-        _fragment(1),
-        _fragment(2),
-        _fragment(3),
+        fragment(7),
+        fragment(1),
+        fragment(2),
+        fragment(3),
     ]
 
 
 def test_an_invalidated_key_or_tag_leaves_whichever_tier_holds_it():
-    store = _store(max_bytes=2_000_000, hot_share=(1.5 * measure("v1:0", _fragment(0), 1)) / 2_000_000)
-    _put(store, "v1:a", _fragment(1), "student:1")
-    _put(store, "v1:b", _fragment(2), "student:1")  # pushes v1:a into the packed tier
-    _put(store, "v1:c", _fragment(3), "student:2")  # pushes v1:b too
-    _put(store, "v1:d", _fragment(4), "student:1")
+    store = _store(max_bytes=2_000_000, hot_share=(1.5 * measure("v1:0", fragment(0), 1)) / 2_000_000)
+    _put(store, "v1:a", fragment(1), "student:1")
+    _put(store, "v1:b", fragment(2), "student:1")  # pushes v1:a into the packed tier
+    _put(store, "v1:c", fragment(3), "student:2")  # pushes v1:b too
+    _put(store, "v1:d", fragment(4), "student:1")
     assert store.hot_entries == 1 and store.entries == 4
     assert sorted(store.delete_tag("student:1")) == ["v1:a", "v1:b", "v1:d"]
     assert [store.get(k) for k in ("v1:a", "v1:b", "v1:d")] == [None, None, None]
@@ -89,43 +89,43 @@ def test_an_invalidated_key_or_tag_leaves_whichever_tier_holds_it():
 def test_the_packed_tiers_evictions_are_the_stores_and_what_is_served_is_what_is_held():
     store = _store(max_bytes=200_000, hot_share=0.5)  # the packed tier holds fewer than 1,000 fragments
     for n in range(3_000):
-        _put(store, f"v1:{n}", _fragment(n))
+        _put(store, f"v1:{n}", fragment(n))
     assert 0 < store.entries < 3_000 and store.evictions == 3_000 - store.entries
     served = [n for n in range(3_000) if store.get(f"v1:{n}") is not None]
     assert len(served) == store.entries and all(store.contains(f"v1:{n}") for n in served)
-    assert all(store.get(f"v1:{n}").value == _fragment(n) for n in served)
+    assert all(store.get(f"v1:{n}").value == fragment(n) for n in served)
 
 
 def _two_hot_fragments() -> TieredStore:
-    return _store(max_bytes=2_000_000, hot_share=(2.5 * measure("v1:0", _fragment(0), 1)) / 2_000_000)
+    return _store(max_bytes=2_000_000, hot_share=(2.5 * measure("v1:0", fragment(0), 1)) / 2_000_000)
 
 
 def test_a_batch_store_leaves_what_it_pushes_out_served_until_settle_packs_it():
     store = _two_hot_fragments()
-    store.put_many([(f"v1:{n}", _entry(f"v1:{n}", _fragment(n))) for n in range(5)])
+    store.put_many([(f"v1:{n}", _entry(f"v1:{n}", fragment(n))) for n in range(5)])
     assert store.waiting == 3 and store.hot_entries == 2 and store.entries == 5
-    assert [store.get(f"v1:{n}").value for n in range(5)] == [_fragment(n) for n in range(5)]
+    assert [store.get(f"v1:{n}").value for n in range(5)] == [fragment(n) for n in range(5)]
     store.settle()
     assert store.waiting == 0 and store.entries == 5
-    assert [store.get(f"v1:{n}").value for n in range(5)] == [_fragment(n) for n in range(5)]
+    assert [store.get(f"v1:{n}").value for n in range(5)] == [fragment(n) for n in range(5)]
 
 
 def test_what_is_stored_again_or_invalidated_before_settle_is_not_packed_back():
     store = _two_hot_fragments()
-    store.put_many([(f"v1:{n}", _entry(f"v1:{n}", _fragment(n), "student:1")) for n in range(5)])
+    store.put_many([(f"v1:{n}", _entry(f"v1:{n}", fragment(n), "student:1")) for n in range(5)])
     assert store.waiting == 3  # v1:0, v1:1, v1:2
     store.delete("v1:0")
     assert store.delete_tag("student:1").count("v1:1") == 1
-    _put(store, "v1:2", _fragment(9))  # stored again: settles what waits, v1:2's old value among it
+    _put(store, "v1:2", fragment(9))  # stored again: settles what waits, v1:2's old value among it
     store.settle()
     assert store.get("v1:0") is None and store.get("v1:1") is None
-    assert store.get("v1:2").value == _fragment(9) and store.waiting == 0
+    assert store.get("v1:2").value == fragment(9) and store.waiting == 0
     assert store.entries == sum(store.contains(f"v1:{n}") for n in range(5))
 
 
 def test_an_invalidation_that_lands_while_settle_compresses_wins():
     store = _two_hot_fragments()
-    store.put_many([(f"v1:{n}", _entry(f"v1:{n}", _fragment(n))) for n in range(3)])
+    store.put_many([(f"v1:{n}", _entry(f"v1:{n}", fragment(n))) for n in range(3)])
     assert store.waiting == 1  # v1:0
     pack = store._packed.pack
 
@@ -164,72 +164,17 @@ def test_hot_share_must_leave_room_for_both_tiers():
         InProcessCache(hot_share=0.1)
 
 
-operations = st.lists(
-    st.tuples(
-        st.sampled_from(["put", "get", "get", "delete", "delete_tag"]),
-        st.integers(0, 12),
-        st.sampled_from([1, 1, 1, 40]),  # some larger than the hot tier
-    ),
-    max_size=120,
-)
-
-
 @settings(max_examples=150, deadline=None)
-@given(ops=operations, max_entries=st.integers(1, 8))
+@given(ops=operations(40), max_entries=st.integers(1, 8))
 def test_a_read_returns_exactly_what_the_store_holds(ops, max_entries):
     store = _store(max_entries=max_entries, max_bytes=120_000, hot_share=0.01)  # a hot tier of 1,200 bytes
-    held: dict[str, bytes] = {}
-    for op, n, repeat in ops:
-        key = f"k{n}"
-        if op == "put":
-            value = bytes(range(n, n + 10)) * repeat
-            if _put(store, key, value, f"t{n % 3}"):
-                held[key] = value
-        elif op == "get":
-            store.get(key)
-        elif op == "delete":
-            store.delete(key)
-        else:
-            store.delete_tag(f"t{n % 3}")
-        for probe in range(13):
-            name = f"k{probe}"
-            found = store.get(name)
-            assert (found is not None) is store.contains(name)
-            assert found is None or found.value == held[name]
+    for _ in replay_against_a_model(store, ops, lambda key, value, tag: _put(store, key, value, tag)):
         assert store.entries == sum(store.contains(f"k{probe}") for probe in range(13))
 
 
 def test_reads_beside_writers_never_see_another_keys_value():
     store = _store(max_entries=300, max_bytes=200_000, hot_share=0.1)
-    stop = threading.Event()
-    wrong: list[tuple[str, bytes]] = []
-
-    def write(offset: int) -> None:
-        n = offset
-        while not stop.is_set():
-            key = f"v1:{n % 500}"
-            _put(store, key, key.encode() * (1 + n % 7), f"student:{n % 40}")
-            if n % 13 == 0:
-                store.delete_tag(f"student:{n % 40}")
-            n += 2
-
-    def read() -> None:
-        for n in range(30_000):
-            key = f"v1:{n % 500}"
-            found = store.get(key)
-            if found is not None and found.value.replace(key.encode(), b""):
-                wrong.append((key, found.value))
-
-    writers = [threading.Thread(target=write, args=(i,)) for i in range(2)]
-    readers = [threading.Thread(target=read) for _ in range(2)]
-    for thread in writers + readers:
-        thread.start()
-    for thread in readers:
-        thread.join()
-    stop.set()
-    for thread in writers:
-        thread.join()
-    assert wrong == []
+    assert reads_beside_writers(store, lambda key, value, tag: _put(store, key, value, tag)) == []
     assert store.hot_entries <= store.entries
 
 
@@ -239,7 +184,7 @@ def test_the_reported_bytes_agree_with_real_allocations_within_ten_percent():
     store = _store(hot_share=0.02)  # a 2 MB hot tier: about a third of the entries below are hot
     for n in range(12_000):
         key = f"v1:{n // 12}:{n % 12}"
-        _put(store, key, _fragment(n) * 3, f"student:{n // 12}")
+        _put(store, key, fragment(n) * 3, f"student:{n // 12}")
     gc.collect()
     real, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -248,19 +193,7 @@ def test_the_reported_bytes_agree_with_real_allocations_within_ten_percent():
 
 
 def _batch(keys: list[str]) -> dict[str, bytes]:
-    return {key: _fragment(0) + key.encode() for key in keys}
-
-
-class BytesBackend:
-    """A backend of `bytes` values that counts its calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.version = 0
-
-    def __call__(self, key: str) -> bytes:
-        self.calls.append(key)
-        return _fragment(self.version) + key.encode()
+    return {key: fragment(0) + key.encode() for key in keys}
 
 
 def test_an_optimizer_on_the_tiered_layout_keeps_ttl_and_read_your_writes(make_optimizer, clock: FakeClock):
@@ -268,14 +201,14 @@ def test_an_optimizer_on_the_tiered_layout_keeps_ttl_and_read_your_writes(make_o
     config = OptimizerConfig(ttl_s=10, jitter=0)
     cache = InProcessCache(config, packing=Packing(zdict=ZDICT), hot_share=0.1)
     opt = make_optimizer(backend, config=config, cache=cache, tags=lambda key: [f"student:{key[0]}"])
-    assert opt("1:a") == opt("1:a") == _fragment(0) + b"1:a"
+    assert opt("1:a") == opt("1:a") == fragment(0) + b"1:a"
     opt("2:a")
     backend.version = 1
     clock.advance(9.9)
-    assert opt("1:a") == _fragment(0) + b"1:a"
+    assert opt("1:a") == fragment(0) + b"1:a"
     opt.invalidate_tag("student:1")
-    assert opt("1:a") == _fragment(1) + b"1:a" and opt("2:a") == _fragment(0) + b"2:a"
+    assert opt("1:a") == fragment(1) + b"1:a" and opt("2:a") == fragment(0) + b"2:a"
     clock.advance(0.2)
-    assert opt("2:a") == _fragment(1) + b"2:a"
+    assert opt("2:a") == fragment(1) + b"2:a"
     assert backend.calls == ["1:a", "2:a", "1:a", "2:a"]
     assert opt.stats()["hits"] == 3 and opt.cache.entries == 2
