@@ -47,12 +47,13 @@ from UnleashClient.cache import FileCache  # noqa: E402
 from UnleashClient.utils import InstanceAllowType  # noqa: E402
 
 from bench.machine import write_result  # noqa: E402
-from optimizer import InProcessCache, Optimizer, OptimizerConfig, Packing, StaticGate, UnleashGate  # noqa: E402
+from optimizer import Optimizer, OptimizerConfig, StaticGate, UnleashGate  # noqa: E402
 from portal import fragments  # noqa: E402
+from portal.runtime import in_process_cache  # noqa: E402
 from portal.settings import PortalSettings  # noqa: E402
 
 FLAG = "exam-attempts-optimization"
-HOT_SHARE: float = PortalSettings.model_fields["cache_hot_share"].default
+DEFAULT_HOT_SHARE: float = PortalSettings().cache_hot_share
 USERS = [f"student-{i}" for i in range(1000)]
 
 
@@ -162,7 +163,7 @@ def main() -> int:
                 lambda k: fragment,
                 name=f"bench_{name}_packed",
                 config=config,
-                cache=InProcessCache(config, packing=Packing(zdict=fragments.preset_dictionary())),
+                cache=in_process_cache(config, PortalSettings(cache_layout="packed")),
                 gate=chosen,
                 registry=CollectorRegistry(),
             )
@@ -175,13 +176,11 @@ def main() -> int:
                 lambda k: fragment,
                 name=f"bench_unleash_{name}",
                 config=config,
-                cache=InProcessCache(
-                    config, packing=Packing(zdict=fragments.preset_dictionary()), hot_share=share
-                ),
+                cache=in_process_cache(config, PortalSettings(cache_layout="tiered", cache_hot_share=share)),
                 gate=gate,
                 registry=CollectorRegistry(),
             )
-            for name, share in (("tiered", HOT_SHARE), ("tiered_packed", 1e-9))
+            for name, share in (("tiered", DEFAULT_HOT_SHARE), ("tiered_packed", 1e-9))
         }
         unleash_opt("exam-1", user_id="student-1")
         static_opt("exam-1")

@@ -49,10 +49,10 @@ import psutil  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from bench.machine import write_result  # noqa: E402
-from optimizer import InProcessCache, Optimizer, OptimizerConfig, Packing, StaticGate  # noqa: E402
+from optimizer import Optimizer, OptimizerConfig, StaticGate  # noqa: E402
 from portal import fragments  # noqa: E402
 from portal.data import attempts_key, parse_key  # noqa: E402
-from portal.runtime import PORTAL_MAX_ENTRIES  # noqa: E402
+from portal.runtime import PORTAL_MAX_ENTRIES, in_process_cache  # noqa: E402
 from portal.settings import PortalSettings  # noqa: E402
 
 SERIES = 12
@@ -79,18 +79,7 @@ def fetch_many(keys: Sequence[str]) -> dict[str, bytes]:
     return {key: fragments.encode(rows(*parse_key(key))) for key in keys}
 
 
-HOT_SHARE: float = PortalSettings.model_fields["cache_hot_share"].default
-
-
-def _packing() -> Packing:
-    return Packing(zdict=fragments.preset_dictionary())
-
-
-LAYOUTS: dict[str, Callable[[OptimizerConfig], InProcessCache]] = {
-    "objects": lambda config: InProcessCache(config),
-    "packed": lambda config: InProcessCache(config, packing=_packing()),
-    "tiered": lambda config: InProcessCache(config, packing=_packing(), hot_share=HOT_SHARE),
-}
+LAYOUTS = ("objects", "packed", "tiered")
 
 
 class Clock:
@@ -109,7 +98,7 @@ def build(config: OptimizerConfig, layout: str, clock: Clock) -> Optimizer:
         name="get_all_exam_attempts",
         batch_fn=fetch_many,
         config=config,
-        cache=LAYOUTS[layout](config),
+        cache=in_process_cache(config, PortalSettings(cache_layout=layout)),
         gate=StaticGate(True),
         registry=CollectorRegistry(),
         clock=clock,
@@ -220,6 +209,8 @@ def main() -> int:
         "--layouts", default="objects,packed,tiered", help=f"comma-separated: {','.join(LAYOUTS)}"
     )
     args = parser.parse_args()
+    if unknown := set(args.layouts.split(",")) - set(LAYOUTS):
+        parser.error(f"unknown layouts {sorted(unknown)}; known: {', '.join(LAYOUTS)}")
     load_before = os.getloadavg()[0]
     portal_config = OptimizerConfig(max_entries=PORTAL_MAX_ENTRIES)
     results = []

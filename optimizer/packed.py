@@ -245,8 +245,8 @@ class PackedStore:
             return None
         return Record(record, len(packed))
 
-    def store(self, key: str, record: Record, entry: Entry, evicted: list[str] | None = None) -> bool:
-        """Store the record `pack` made of `entry`; the keys it evicts are added to `evicted`."""
+    def store(self, key: str, record: Record, entry: Entry) -> bool:
+        """Store the record `pack` made of `entry`; return False when the arena has no room left."""
         with self._lock:
             if not self._arena.has_room():
                 self._compact()
@@ -255,7 +255,7 @@ class PackedStore:
                 self._remove(key)
                 if not self._arena.has_room():
                     return False
-                self._make_room(len(record.data), evicted)
+                self._make_room(len(record.data))
                 self._insert(key, record.data, record.value_length, entry)
             finally:
                 self._version += 1
@@ -305,14 +305,11 @@ class PackedStore:
         if slot >= 0:
             self._drop(slot)
 
-    def _make_room(self, incoming: int, evicted: list[str] | None) -> None:
+    def _make_room(self, incoming: int) -> None:
         while self._count and (
             self._count >= self._max_entries or self._held() + incoming + SLOT_BYTES > self._max_bytes
         ):
-            victim = self._victim()
-            if evicted is not None:
-                evicted.append(self._key_at(victim))
-            self._drop(victim)
+            self._drop(self._victim())
             self.evictions += 1
 
     def _held(self) -> int:

@@ -51,7 +51,9 @@ class TieredStore:
         # Pushed out of the hot tier, not yet packed: still served from here until `settle` packs them.
         self._leaving: dict[str, Entry] = {}
         self._leaving_bytes = 0
-        self._to_pack: list[str] = []
+        self._to_pack: list[
+            str
+        ] = []  # keys `settle` has not taken yet: two settles never pack one entry twice
         self._refused = 0  # entries the packed tier could not take when they left the hot tier
         self._hot_get = self._hot.get
         self._leaving_get = self._leaving.get

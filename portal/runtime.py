@@ -129,7 +129,7 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     cache: Cache = (
         _redis_cache(settings.redis_url, settings.redis_namespace)
         if settings.redis_url
-        else _in_process_cache(config, settings)
+        else in_process_cache(config, settings)
     )
     peers = PeerCache(cache) if not settings.redis_url and engine.dialect.name == "postgresql" else None
     gate = build_gate(settings)
@@ -162,7 +162,8 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     return Portal(settings, engine, optimizer, metrics, gate, throttle, attempts, invalidations, peers)
 
 
-def _in_process_cache(config: OptimizerConfig, settings: PortalSettings) -> InProcessCache:
+def in_process_cache(config: OptimizerConfig, settings: PortalSettings) -> InProcessCache:
+    """The portal's in-process cache in the layout its settings name (`cache_layout`, `cache_hot_share`)."""
     if settings.cache_layout == "objects":
         return InProcessCache(config)
     packing = Packing(zdict=fragments.preset_dictionary())
