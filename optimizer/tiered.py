@@ -151,13 +151,14 @@ class TieredStore:
     # under the lock
 
     def _store(self, key: str, entry: Entry) -> None:
-        packed_before = self._packed.entries and not self._hot.contains(key)
+        if self._packed.entries and not self._hot.contains(key):
+            self._packed.delete(
+                key
+            )  # an older value, packed: never served again, even if this one is refused
         self._forget_leaving(key)
         pushed_out: list[tuple[str, Entry]] = []
         if not self._hot.put(key, entry, pushed_out):  # larger than the hot tier: straight to the packed one
             pushed_out.append((key, entry))
-        elif packed_before:
-            self._packed.delete(key)  # an older value, packed (the new one is served from now on)
         for old_key, old_entry in pushed_out:
             self._leaving[old_key] = old_entry
             self._leaving_bytes += old_entry.size

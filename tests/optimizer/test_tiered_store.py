@@ -5,6 +5,7 @@ real allocations."""
 from __future__ import annotations
 
 import gc
+import random
 import tracemalloc
 
 import pytest
@@ -154,6 +155,17 @@ def test_what_the_packed_tier_refuses_is_not_held_in_either_tier():
     assert store.put("k", Entry({"not": "bytes"}, 100.0, 100.0, 500)) is False
     assert store.get("k") is None and store.entries == 0 and store.hot_entries == 0
     assert _put(store, "x" * 256, b"long key") is False and store.get("x" * 256) is None
+
+
+def test_a_new_value_neither_tier_can_hold_leaves_no_older_one_behind():
+    store = _store(max_bytes=200_000, hot_share=0.01)  # a hot tier of 2 KB
+    _put(store, "v1:a", fragment(1))
+    for n in range(10):  # pushes v1:a out of the hot tier, packed
+        _put(store, f"v1:{n}", fragment(n))
+    assert store.get("v1:a") is not None and store.waiting == 0
+    huge = random.Random(1).randbytes(250_000)  # incompressible, larger than the whole budget
+    store.put("v1:a", _entry("v1:a", huge))
+    assert store.get("v1:a") is None and not store.contains("v1:a")
 
 
 def test_hot_share_must_leave_room_for_both_tiers():
