@@ -152,9 +152,8 @@ class TieredStore:
 
     def _store(self, key: str, entry: Entry) -> None:
         if self._packed.entries and not self._hot.contains(key):
-            self._packed.delete(
-                key
-            )  # an older value, packed: never served again, even if this one is refused
+            # An older value, packed: never served again, even if the packed tier refuses this one.
+            self._packed.delete(key)
         self._forget_leaving(key)
         pushed_out: list[tuple[str, Entry]] = []
         if not self._hot.put(key, entry, pushed_out):  # larger than the hot tier: straight to the packed one
