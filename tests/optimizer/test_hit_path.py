@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from optimizer import Optimizer, OptimizerConfig, StaticGate
 from optimizer.cache import Entry, LocalStore
 from tests.optimizer.conftest import CountingBackend, run_threads
+from tests.optimizer.store_checks import operations, replay_against_a_model
 
 FN = "fn"
 
@@ -69,34 +70,15 @@ def test_threads_that_ended_are_folded_in_and_forgotten(clock):
         opt.close()
 
 
-operations = st.lists(
-    st.tuples(
-        st.sampled_from(["put", "get", "delete", "delete_tag"]),
-        st.integers(0, 12),
-        st.sampled_from([100, 100, 100, 20_000]),  # some larger than the whole budget
-    ),
-    max_size=120,
-)
-
-
 @settings(max_examples=150, deadline=None)
-@given(ops=operations, max_entries=st.integers(1, 6))
+@given(ops=operations(200), max_entries=st.integers(1, 6))  # some larger than the whole budget
 def test_a_lock_free_read_returns_exactly_what_the_store_holds(ops, max_entries):
     store = LocalStore(max_entries=max_entries, max_bytes=10_000)
-    for op, n, size in ops:
-        key = f"k{n}"
-        if op == "put":
-            entry = Entry(value=n, fresh_until=1.0, stale_until=1.0, size=size, tags=frozenset({f"t{n % 3}"}))
-            store.put(key, entry)
-        elif op == "get":
-            store.get(key)
-        elif op == "delete":
-            store.delete(key)
-        else:
-            store.delete_tag(f"t{n % 3}")
-        for probe in range(13):
-            name = f"k{probe}"
-            assert (store.get(name) is not None) is store.contains(name)
+
+    def put(key: str, value: bytes, tag: str) -> bool:
+        return store.put(key, Entry(value, 1.0, 1.0, size=10 * len(value), tags=frozenset({tag})))
+
+    for _ in replay_against_a_model(store, ops, put):
         assert store.entries <= max_entries
 
 
