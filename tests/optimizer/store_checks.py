@@ -72,8 +72,9 @@ def replay_against_a_model(
 ) -> Iterator[None]:
     """Apply each (op, n, repeat) to `store` and check every key after it; yield after each op.
 
-    A read returns the last value stored for its key or nothing, and exactly when
-    `contains` says the store holds the key (`put(key, value, tag)` returns whether it held it).
+    A read returns the last value stored for its key, or nothing (evicted, deleted, its tag
+    dropped, or refused: `put(key, value, tag)` returns whether the store took it), and
+    returns something exactly when `contains` says the store holds the key.
     """
     held: dict[str, bytes] = {}
     for op, n, repeat in ops:
@@ -86,13 +87,16 @@ def replay_against_a_model(
             store.get(key)
         elif op == "delete":
             store.delete(key)
+            held.pop(key, None)
         else:
             store.delete_tag(f"t{n % 3}")
+            for dropped in [name for name in held if int(name[1:]) % 3 == n % 3]:
+                del held[dropped]
         for probe in range(13):
             name = f"k{probe}"
             found = store.get(name)
             assert (found is not None) is store.contains(name)
-            assert found is None or found.value == held[name]
+            assert found is None or found.value == held.get(name), name  # an entry dropped is never served
         yield
 
 
