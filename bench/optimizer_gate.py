@@ -54,6 +54,7 @@ from portal.settings import PortalSettings  # noqa: E402
 
 FLAG = "exam-attempts-optimization"
 DEFAULT_HOT_SHARE: float = PortalSettings().cache_hot_share
+DEFAULT_PACK_ABOVE: float = PortalSettings().cache_pack_above
 USERS = [f"student-{i}" for i in range(1000)]
 
 
@@ -176,11 +177,17 @@ def main() -> int:
                 lambda k: fragment,
                 name=f"bench_unleash_{name}",
                 config=config,
-                cache=in_process_cache(config, PortalSettings(cache_layout="tiered", cache_hot_share=share)),
+                cache=in_process_cache(
+                    config,
+                    PortalSettings(cache_layout="tiered", cache_hot_share=share, cache_pack_above=above),
+                ),
                 gate=gate,
                 registry=CollectorRegistry(),
             )
-            for name, share in (("tiered", DEFAULT_HOT_SHARE), ("tiered_packed", 1e-9))
+            for name, share, above in (
+                ("tiered", DEFAULT_HOT_SHARE, DEFAULT_PACK_ABOVE),
+                ("tiered_packed", 1e-9, 1e-9),
+            )
         }
         unleash_opt("exam-1", user_id="student-1")
         static_opt("exam-1")

@@ -125,8 +125,9 @@ class InProcessCache(Cache):
       arenas (`packed.PackedStore`), about 96 bytes an entry for the same value,
       at about 1.7 us more per hit (decompression and a new `Entry`);
     - tiered, with `packing` and `hot_share`: the entries stored lately as
-      objects in a hot tier given that share of the byte budget, the older ones
-      packed; an entry is compressed when the hot tier pushes it out
+      objects in a hot tier of at least that share of the byte budget (and up
+      to `pack_above` of it, less what is packed), the older ones packed; an
+      entry is compressed when the hot tier pushes it out
       (`tiered.TieredStore`). A hit in the hot tier costs what an objects hit
       costs, one in the packed tier what a packed hit costs.
 
@@ -141,6 +142,7 @@ class InProcessCache(Cache):
         max_bytes: int | None = None,
         packing: Packing | None = None,
         hot_share: float = 0.0,
+        pack_above: float | None = None,
     ) -> None:
         if hot_share and packing is None:
             raise ValueError("hot_share needs a packing: the hot tier fronts the packed one")
@@ -149,6 +151,7 @@ class InProcessCache(Cache):
         self._max_bytes = max_bytes
         self._packing = packing
         self._hot_share = hot_share
+        self._pack_above = pack_above
         self._store = self._build(config or OptimizerConfig())
 
     def attach(self, *, name: str, config: OptimizerConfig, clock: Callable[[], float]) -> None:
@@ -162,7 +165,11 @@ class InProcessCache(Cache):
             return LocalStore(max_entries=max_entries, max_bytes=max_bytes)
         if self._hot_share:
             return TieredStore(
-                max_entries=max_entries, max_bytes=max_bytes, packing=self._packing, hot_share=self._hot_share
+                max_entries=max_entries,
+                max_bytes=max_bytes,
+                packing=self._packing,
+                hot_share=self._hot_share,
+                pack_above=self._pack_above,
             )
         return PackedStore(max_entries=max_entries, max_bytes=max_bytes, packing=self._packing)
 

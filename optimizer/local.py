@@ -103,6 +103,15 @@ class LocalStore:
         return self._bytes
 
     @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, limit: int) -> None:
+        """Move the byte bound; entries over a lowered bound are evicted by the next store."""
+        self._max_bytes = limit
+
+    @property
     def entries(self) -> int:
         return len(self._lru)
 

@@ -1,11 +1,19 @@
 """The tiered in-process store: the entries stored lately as objects, the older ones packed.
 
 `InProcessCache` uses it when the app gives a `Packing` and a hot share. The
-hot tier (`local.LocalStore`, that share of the byte budget) holds the
-entries stored lately as they are, so a hit on them costs what a hit on the
-objects layout costs; the packed tier (`packed.PackedStore`, the rest of the
-budget) holds the others compressed, about 96 bytes a portal fragment, so a
-large working set fits a small budget.
+hot tier (`local.LocalStore`) holds the entries stored lately as they are, so
+a hit on them costs what a hit on the objects layout costs; the packed tier
+(`packed.PackedStore`, the budget less the hot share) holds the others
+compressed, about 96 bytes a portal fragment, so a large working set fits a
+small budget.
+
+The hot tier's bound moves: it may fill the budget up to `pack_above` of it,
+less what the packed tier and the entries waiting to be packed hold, and it
+never has less than `hot_share` of it. So a working set that fits in
+`pack_above` of the budget as objects is never compressed (compressing costs
+about 25 us an entry, a packed hit about 4 us more than a hot one), and a
+larger one is packed oldest first until the objects left fit beside it. With
+`pack_above` equal to `hot_share` (the default) the hot tier is fixed.
 
 A store goes to the hot tier. An entry is compressed when the hot tier
 evicts it to make room (least recently used first): it moves to the packed
@@ -41,10 +49,23 @@ __all__ = ["TieredStore"]
 class TieredStore:
     """The entries stored lately as objects in front of the older ones packed; see the module docstring."""
 
-    def __init__(self, *, max_entries: int, max_bytes: int, packing: Packing, hot_share: float) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        packing: Packing,
+        hot_share: float,
+        pack_above: float | None = None,
+    ) -> None:
+        pack_above = hot_share if pack_above is None else pack_above
         if not 0 < hot_share < 1:
             raise ValueError(f"hot_share must be between 0 and 1, got {hot_share!r}")
+        if not hot_share <= pack_above <= 1:
+            raise ValueError(f"pack_above must be between hot_share ({hot_share}) and 1, got {pack_above!r}")
         hot_bytes = int(max_bytes * hot_share)
+        self._hot_floor = hot_bytes
+        self._objects_ceiling = int(max_bytes * pack_above)
         self._lock = threading.Lock()
         self._hot = LocalStore(max_entries=max_entries, max_bytes=hot_bytes)
         self._packed = PackedStore(max_entries=max_entries, max_bytes=max_bytes - hot_bytes, packing=packing)
@@ -156,6 +177,9 @@ class TieredStore:
             self._packed.delete(key)
         self._forget_leaving(key)
         pushed_out: list[tuple[str, Entry]] = []
+        self._hot.max_bytes = max(
+            self._hot_floor, self._objects_ceiling - self._packed.bytes - self._leaving_bytes
+        )
         if not self._hot.put(key, entry, pushed_out):  # larger than the hot tier: straight to the packed one
             pushed_out.append((key, entry))
         for old_key, old_entry in pushed_out:

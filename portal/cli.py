@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import click
+import pydantic
 
 from portal.server import DEFAULT_SERVER, SERVERS
 from portal.settings import PortalSettings
@@ -24,9 +27,24 @@ def command() -> None:
 
 
 def _settings(**overrides: str | None) -> PortalSettings:
-    """Settings from the environment, with the command-line options that were given on top."""
+    """Settings from the environment, with the command-line options that were given on top.
+
+    :raise click.ClickException: a setting is invalid, one line per problem, each naming its variable.
+    """
     given = {name: value for name, value in overrides.items() if value is not None}
-    return PortalSettings.model_validate(given)
+    try:
+        return PortalSettings.model_validate(given)
+    except pydantic.ValidationError as exc:
+        raise click.ClickException("\n".join(_problem(error) for error in exc.errors())) from exc
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        return message
+    name = str(error["loc"][0]).upper()
+    variable = name if name.startswith("ROLLGUARD_") else PortalSettings.model_config["env_prefix"] + name
+    return f"{variable}={error['input']!r}: {message}"
 
 
 # Where each command-line option goes in the environment the server's workers read.

@@ -163,12 +163,15 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
 
 
 def in_process_cache(config: OptimizerConfig, settings: PortalSettings) -> InProcessCache:
-    """The portal's in-process cache in the layout its settings name (`cache_layout`, `cache_hot_share`)."""
+    """The portal's in-process cache in the layout its settings name (`cache_layout`, `cache_hot_share`, ...)."""
     if settings.cache_layout == "objects":
         return InProcessCache(config)
     packing = Packing(zdict=fragments.preset_dictionary())
-    hot_share = settings.cache_hot_share if settings.cache_layout == "tiered" else 0.0
-    return InProcessCache(config, packing=packing, hot_share=hot_share)
+    if settings.cache_layout == "packed":
+        return InProcessCache(config, packing=packing)
+    return InProcessCache(
+        config, packing=packing, hot_share=settings.cache_hot_share, pack_above=settings.cache_pack_above
+    )
 
 
 def _redis_cache(url: str, namespace: str) -> Cache:

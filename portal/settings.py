@@ -17,6 +17,8 @@ The optimizer's own knobs (TTL, batch size, ...) are `ROLLGUARD_OPTIMIZER_*`, re
 | ROLLGUARD_PORTAL_INVALIDATION_TIMEOUT_S | 5 | longest a submit waits for every worker to confirm its invalidation (then 503) |
 | ROLLGUARD_PORTAL_ADMIN_TOKEN | unset | protects the fault endpoint; unset refuses it |
 | ROLLGUARD_PORTAL_OPTIMIZE | off | on/off, the static gate used without a flag service |
+| ROLLGUARD_PORTAL_CACHE_LAYOUT | tiered | how the in-process cache holds fragments: `tiered`, `objects` or `packed` |
+| ROLLGUARD_PORTAL_CACHE_HOT_SHARE / _CACHE_PACK_ABOVE | 0.125 / 0.8 | `tiered`: the least share of the byte budget held as objects / the share filled with objects before anything is packed |
 | ROLLGUARD_PORTAL_POOL_SIZE / _POOL_OVERFLOW / _POOL_TIMEOUT_S | 20 / 0 / 5 | the bounded pool |
 | ROLLGUARD_VAR_DIR | ./var | where the Unleash SDK keeps its cache |
 | ROLLGUARD_PORTAL_BATCH_MAX_KEYS | 200 | largest batch request (more -> 413) |
@@ -29,7 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FLAG_KEY = "exam-attempts-optimization"
@@ -56,11 +58,13 @@ class PortalSettings(BaseSettings):
     invalidation_timeout_s: float = Field(default=5.0, gt=0)
     admin_token: str | None = None
     optimize: bool = False
-    # How the in-process cache holds fragments: "tiered" (the keys stored lately as objects in a hot tier
-    # of cache_hot_share of the budget, the older ones packed), "objects" (about 540 bytes a key, the
-    # fastest hit) or "packed" (about 96 bytes a key, about 1.7 us more a hit). See portal/README.md.
+    # How the in-process cache holds fragments: "tiered" (the keys stored lately as objects, up to
+    # cache_pack_above of the budget and never less than cache_hot_share of it, the older ones packed),
+    # "objects" (about 540 bytes a key, the fastest hit) or "packed" (about 96 bytes a key, about 1.7 us
+    # more a hit). See portal/README.md.
     cache_layout: Literal["tiered", "packed", "objects"] = "tiered"
     cache_hot_share: float = Field(default=0.125, gt=0, lt=1)
+    cache_pack_above: float = Field(default=0.8, gt=0, le=1)
     flag_key: str = FLAG_KEY
 
     # The bounded pool stands in for the original system's database connection limit.
@@ -78,3 +82,11 @@ class PortalSettings(BaseSettings):
     batch_max_keys: int = Field(default=200, ge=1)
     batch_rate_limit: str = "20/second"
     batch_concurrency: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _hot_tier_fits(self) -> PortalSettings:
+        if self.cache_pack_above < self.cache_hot_share:
+            raise ValueError(
+                f"cache_pack_above ({self.cache_pack_above}) must be at least cache_hot_share ({self.cache_hot_share})"
+            )
+        return self

@@ -30,9 +30,18 @@ def _entry(key: str, value: bytes, *tags: str, fresh: float = 100.0) -> Entry:
     return Entry(value, fresh, fresh + 5.0, measure(key, value, len(tags)), frozenset(tags), fresh - 30.0)
 
 
-def _store(max_entries: int = 100_000, max_bytes: int = 10**8, hot_share: float = 0.25) -> TieredStore:
+def _store(
+    max_entries: int = 100_000,
+    max_bytes: int = 10**8,
+    hot_share: float = 0.25,
+    pack_above: float | None = None,
+) -> TieredStore:
     return TieredStore(
-        max_entries=max_entries, max_bytes=max_bytes, packing=Packing(zdict=ZDICT), hot_share=hot_share
+        max_entries=max_entries,
+        max_bytes=max_bytes,
+        packing=Packing(zdict=ZDICT),
+        hot_share=hot_share,
+        pack_above=pack_above,
     )
 
 
@@ -168,18 +177,62 @@ def test_a_new_value_neither_tier_can_hold_leaves_no_older_one_behind():
     assert store.get("v1:a") is None and not store.contains("v1:a")
 
 
+def _fill(store: TieredStore, count: int) -> None:
+    for n in range(count):
+        _put(store, f"v1:{n}", fragment(n))
+        store.settle()
+
+
+ONE = measure("v1:0", fragment(0))
+
+
+def _elastic(budget: int) -> TieredStore:
+    """A hot tier of at least 10 fragments that may grow to 1/20 of the budget while little is packed."""
+    return _store(max_bytes=budget, hot_share=10 * ONE / budget, pack_above=0.05)
+
+
+def test_a_working_set_that_fits_below_pack_above_is_held_as_objects_and_never_packed():
+    store = _elastic(16 * 2**20)  # objects up to 840 KB: about 2,000 fragments
+    _fill(store, 1_500)
+    assert store.entries == store.hot_entries == 1_500 and store.waiting == 0
+    assert all(store.get(f"v1:{n}").value == fragment(n) for n in range(1_500))
+
+
+def test_past_pack_above_the_oldest_are_packed_until_the_objects_fit_beside_them():
+    store = _elastic(16 * 2**20)
+    _fill(store, 5_000)
+    assert store.entries == 5_000 and store.evictions == 0 and store.waiting == 0
+    assert 10 <= store.hot_entries < 2_000
+    assert store.bytes <= 0.05 * 16 * 2**20
+    assert [store.get(f"v1:{n}").value for n in range(5_000)] == [fragment(n) for n in range(5_000)]
+
+
+def test_when_the_packed_tier_is_full_the_hot_tier_keeps_its_share():
+    store = _elastic(400_000)
+    fixed = _store(max_bytes=400_000, hot_share=10 * ONE / 400_000)
+    for each in (store, fixed):
+        _fill(each, 10_000)
+    assert 0 < store.evictions and store.hot_entries >= 9
+    assert (store.entries, store.hot_entries, store.bytes) == (fixed.entries, fixed.hot_entries, fixed.bytes)
+    assert store.entries == sum(store.contains(f"v1:{n}") for n in range(10_000))
+
+
 def test_hot_share_must_leave_room_for_both_tiers():
     for share in (0.0, 1.0, -0.1):
         with pytest.raises(ValueError, match="hot_share"):
             _store(hot_share=share)
+    for above in (0.1, 1.5):
+        with pytest.raises(ValueError, match="pack_above"):
+            _store(hot_share=0.25, pack_above=above)
     with pytest.raises(ValueError, match="needs a packing"):
         InProcessCache(hot_share=0.1)
 
 
 @settings(max_examples=150, deadline=None)
-@given(ops=operations(40), max_entries=st.integers(1, 8))
-def test_a_read_returns_exactly_what_the_store_holds(ops, max_entries):
-    store = _store(max_entries=max_entries, max_bytes=120_000, hot_share=0.01)  # a hot tier of 1,200 bytes
+@given(ops=operations(40), max_entries=st.integers(1, 8), pack_above=st.sampled_from([0.01, 0.02, 0.05]))
+def test_a_read_returns_exactly_what_the_store_holds(ops, max_entries, pack_above):
+    # A hot tier of 1,200 bytes, allowed to grow to 2,400 or 6,000 while little is packed.
+    store = _store(max_entries=max_entries, max_bytes=120_000, hot_share=0.01, pack_above=pack_above)
     for _ in replay_against_a_model(store, ops, lambda key, value, tag: _put(store, key, value, tag)):
         assert store.entries == sum(store.contains(f"k{probe}") for probe in range(13))
 

@@ -21,11 +21,15 @@ def _without_path(body):
     return {k: v for k, v in body.items() if k != "path"}
 
 
-# The tiered layout twice: at the default share every key stays hot; at 1/2000 of the budget (about
-# 15 fragments) the keys keep moving between the tiers.
+# The tiered layout three times: at the default shares every key stays hot; with a hot tier of 1/2000
+# of the budget (about 15 fragments) the keys keep moving between the tiers; with that hot tier free to
+# grow to 0.85% of the budget (142 KB, of which the packed tier's index holds 40 KB and its first
+# arena chunk 64 KB) while little is packed, the hot tier grows past its share, then shrinks back to it
+# once the packed tier takes its first chunk, pushing out what no longer fits.
 LAYOUTS: dict[str, dict[str, Any]] = {
     "tiered": {"cache_layout": "tiered"},
-    "tiered-small-hot": {"cache_layout": "tiered", "cache_hot_share": 0.0005},
+    "tiered-small-hot": {"cache_layout": "tiered", "cache_hot_share": 0.0005, "cache_pack_above": 0.0005},
+    "tiered-elastic": {"cache_layout": "tiered", "cache_hot_share": 0.0005, "cache_pack_above": 0.0085},
     "packed": {"cache_layout": "packed"},
     "objects": {"cache_layout": "objects"},
 }
