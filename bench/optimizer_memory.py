@@ -15,9 +15,9 @@ Layouts, measured one after the other for each student count and budget:
 `objects` (`InProcessCache()`, entries as Python objects, the fastest hit),
 `packed` (`InProcessCache(packing=...)` with the portal's preset dictionary,
 values compressed in arenas) and `tiered` (`InProcessCache(packing=...,
-hot_share=...)`, the values stored lately as objects in a hot tier of the
-portal's default share of the budget, the older ones packed; the portal's
-default). For the
+hot_share=..., pack_above=...)` at the portal's defaults: the values stored
+lately as objects, up to that share of the budget less what is packed, the
+older ones packed; the portal's default). For the
 unbounded runs it also lists where the traced bytes were allocated (file:line,
 bytes an entry), which says what each byte is. The clock stands still during the
 load and then moves past the freshness window: `tracemalloc_bytes` is what is
