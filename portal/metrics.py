@@ -40,6 +40,16 @@ class PortalMetrics:
             "Connections the pool may hand out (size + overflow)",
             registry=self.registry,
         )
+        self.optimizer_pool_in_use = Gauge(
+            "portal_db_optimizer_pool_in_use",
+            "Connections checked out of the pool reserved for the optimizer's backend calls",
+            registry=self.registry,
+        )
+        self.optimizer_pool_size = Gauge(
+            "portal_db_optimizer_pool_size",
+            "Connections reserved for the optimizer's backend calls",
+            registry=self.registry,
+        )
         self.pool_timeouts = Counter(
             "portal_db_pool_timeouts",
             "Requests answered 503 because no database connection came free within the pool timeout",
@@ -69,6 +79,11 @@ class PortalMetrics:
         self.pool_in_use.set_function(lambda: float(in_use()))
         self.pool_peak.set_function(lambda: float(peak()))
         self.pool_size.set(capacity)
+
+    def watch_optimizer_pool(self, in_use: Callable[[], int], capacity: int) -> None:
+        """Report the optimizer's reserved connections in use at every scrape."""
+        self.optimizer_pool_in_use.set_function(lambda: float(in_use()))
+        self.optimizer_pool_size.set(capacity)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

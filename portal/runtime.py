@@ -53,6 +53,8 @@ class Portal:
 
     settings: PortalSettings
     engine: Engine
+    #: The optimizer's own connections (`PortalSettings.optimizer_pool_size`), apart from `engine`'s pool.
+    optimizer_engine: Engine
     optimizer: Optimizer
     metrics: PortalMetrics
     gate: BuiltGate
@@ -108,6 +110,7 @@ class Portal:
         self.optimizer.close()
         self.gate.close()
         self.engine.dispose()
+        self.optimizer_engine.dispose()
 
 
 def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | None = None) -> Portal:
@@ -124,8 +127,19 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     watch = PoolWatch(engine)
     metrics.watch_pool(lambda: watch.in_use, lambda: watch.peak, capacity)
     create_schema(engine)
-    # The optimized path never asks for more connections than the pool has.
-    config = with_capacity(optimizer_config or OptimizerConfig(max_entries=PORTAL_MAX_ENTRIES), capacity)
+    # A bulkhead: the optimized path (every load of which is a `batch_fn` call) reads through
+    # connections of its own, never more at once than it has.
+    optimizer_engine = make_engine(
+        settings.database_url,
+        pool_size=settings.optimizer_pool_size,
+        pool_timeout_s=settings.pool_timeout_s,
+        on_query=metrics.db_queries.inc,
+    )
+    optimizer_watch = PoolWatch(optimizer_engine)
+    metrics.watch_optimizer_pool(lambda: optimizer_watch.in_use, settings.optimizer_pool_size)
+    config = with_capacity(
+        optimizer_config or OptimizerConfig(max_entries=PORTAL_MAX_ENTRIES), settings.optimizer_pool_size
+    )
     cache: Cache = (
         _redis_cache(settings.redis_url, settings.redis_namespace)
         if settings.redis_url
@@ -134,9 +148,9 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     peers = PeerCache(cache) if not settings.redis_url and engine.dialect.name == "postgresql" else None
     gate = build_gate(settings)
     optimizer = Optimizer(
-        partial(_fetch_one, engine),
+        partial(_fetch_one, engine),  # the direct path: the original app's reads, on the shared pool
         name=FUNCTION_NAME,
-        batch_fn=partial(_fetch_many, engine),
+        batch_fn=partial(_fetch_many, optimizer_engine),
         config=config,
         cache=peers or cache,
         gate=gate.gate,
@@ -159,7 +173,9 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
         )
         peers.watch(invalidations.caught_up)
     attempts = AttemptWriter(engine, invalidations=invalidations)
-    return Portal(settings, engine, optimizer, metrics, gate, throttle, attempts, invalidations, peers)
+    return Portal(
+        settings, engine, optimizer_engine, optimizer, metrics, gate, throttle, attempts, invalidations, peers
+    )
 
 
 def in_process_cache(config: OptimizerConfig, settings: PortalSettings) -> InProcessCache:
@@ -194,7 +210,7 @@ def optimizer_config_from_env(environ: Mapping[str, str]) -> OptimizerConfig:
 
 
 def with_capacity(config: OptimizerConfig, capacity: int) -> OptimizerConfig:
-    """Cap the optimizer's backend concurrency at the pool's capacity."""
+    """Cap the optimizer's backend concurrency at the capacity of its pool."""
     return dataclasses.replace(config, max_concurrency=min(config.max_concurrency, capacity))
 
 

@@ -20,6 +20,7 @@ The optimizer's own knobs (TTL, batch size, ...) are `ROLLGUARD_OPTIMIZER_*`, re
 | ROLLGUARD_PORTAL_CACHE_LAYOUT | tiered | how the in-process cache holds fragments: `tiered`, `objects` or `packed` |
 | ROLLGUARD_PORTAL_CACHE_HOT_SHARE / _CACHE_PACK_ABOVE | 0.125 / 0.8 | `tiered`: the least share of the byte budget held as objects / the share filled with objects before anything is packed |
 | ROLLGUARD_PORTAL_POOL_SIZE / _POOL_OVERFLOW / _POOL_TIMEOUT_S | 20 / 0 / 5 | the bounded pool |
+| ROLLGUARD_PORTAL_OPTIMIZER_POOL_SIZE | 8 | connections reserved for the optimizer's backend calls, apart from the pool; also their cap in flight |
 | ROLLGUARD_VAR_DIR | ./var | where the Unleash SDK keeps its cache |
 | ROLLGUARD_PORTAL_BATCH_MAX_KEYS | 200 | largest batch request (more -> 413) |
 | ROLLGUARD_PORTAL_BATCH_RATE_LIMIT | 20/second | per client, `limits` notation (more -> 429) |
@@ -71,6 +72,9 @@ class PortalSettings(BaseSettings):
     pool_size: int = Field(default=20, ge=1)
     pool_overflow: int = Field(default=0, ge=0)
     pool_timeout_s: float = Field(default=5.0, gt=0)
+    # Connections of the optimizer's own (a bulkhead), which also cap its backend calls in flight: the
+    # direct path's flood of queries cannot make the optimized path's few batch reads wait for the pool.
+    optimizer_pool_size: int = Field(default=8, ge=1)
 
     flags_mode: Literal["streaming", "polling"] = "streaming"
     flags_refresh_s: int = Field(default=5, ge=1)

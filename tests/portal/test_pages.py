@@ -97,3 +97,26 @@ def test_exhausted_pool_answers_503(make_app):
     finally:
         held.close()
     assert app.test_client().get("/api/pages/exam-home?student_id=1&series_id=1").status_code == 200
+
+
+def test_the_optimized_path_reads_through_its_own_connections_when_the_pool_is_exhausted(make_app):
+    app = make_app(optimize=True, pool_size=1, pool_timeout_s=0.2, optimizer_pool_size=2)
+    client = app.test_client()
+    portal(app).catalog()  # read once, at the first request
+    held = portal(app).engine.connect()  # the direct path's flood, holding every connection of the pool
+    try:
+        for url in (
+            "/api/pages/my-test-series?student_id=1",
+            "/api/pages/exam-home?student_id=2&series_id=1",
+        ):
+            response = client.get(url)
+            assert response.status_code == 200, response.get_json()
+            assert response.get_json()["path"] == "optimized"
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert "portal_db_pool_in_use 1.0" in metrics
+        assert "portal_db_optimizer_pool_size 2.0" in metrics
+        assert portal(app).optimizer.stats()["batch_calls"] == 2
+    finally:
+        held.close()
+    # Its connections are its cap: no more backend calls in flight than it has.
+    assert portal(app).optimizer.config.max_concurrency == 2
