@@ -80,7 +80,7 @@ def _p95_verdicts(database: Path, since: float, until: float) -> list[tuple[str,
         with engine.connect() as conn:
             rows = conn.execute(
                 sqlalchemy.text(
-                    "SELECT verdict, value FROM verdicts WHERE metric = 'p95_latency_s'"
+                    "SELECT verdict, value FROM control_verdicts WHERE metric = 'p95_latency_s'"
                     " AND ts >= :since AND ts <= :until ORDER BY ts"
                 ),
                 {"since": since, "until": until},

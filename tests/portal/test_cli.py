@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from portal.cli import command
@@ -48,16 +49,30 @@ def test_serve_refuses_several_workers_without_a_shared_cache(tmp_path):
     assert "--workers > 1 needs --redis-url or a PostgreSQL database" in result.output
 
 
-def test_serve_names_a_bad_optimizer_variable_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        (
+            {"ROLLGUARD_OPTIMIZER_TTL_S": "abc"},
+            "ROLLGUARD_OPTIMIZER_TTL_S='abc': Input should be a valid number, unable to parse string as a number",
+        ),
+        (
+            {"ROLLGUARD_PORTAL_CACHE_LAYOUT": "flat"},
+            "ROLLGUARD_PORTAL_CACHE_LAYOUT='flat': Input should be 'tiered', 'packed' or 'objects'",
+        ),
+        (
+            {"ROLLGUARD_PORTAL_CACHE_HOT_SHARE": "0.5", "ROLLGUARD_PORTAL_CACHE_PACK_ABOVE": "0.3"},
+            "cache_pack_above (0.3) must be at least cache_hot_share (0.5)",
+        ),
+    ],
+    ids=["optimizer-variable", "portal-variable", "portal-settings-together"],
+)
+def test_serve_names_a_bad_setting_in_one_line(tmp_path, env, error):
     result = CliRunner().invoke(
-        command,
-        ["serve", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
-        env={"ROLLGUARD_OPTIMIZER_TTL_S": "abc"},
+        command, ["serve", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"], env=env
     )
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        "Error: ROLLGUARD_OPTIMIZER_TTL_S='abc': Input should be a valid number, unable to parse string as a number"
-    ]
+    assert result.output.strip().splitlines() == [f"Error: {error}"]
 
 
 def test_the_portal_caps_the_cache_entries_unless_the_variable_says_otherwise():
@@ -66,27 +81,3 @@ def test_the_portal_caps_the_cache_entries_unless_the_variable_says_otherwise():
         optimizer_config_from_env({"ROLLGUARD_OPTIMIZER_MAX_ENTRIES": ""}).max_entries == PORTAL_MAX_ENTRIES
     )
     assert optimizer_config_from_env({"ROLLGUARD_OPTIMIZER_MAX_ENTRIES": "500"}).max_entries == 500
-
-
-def test_serve_refuses_a_tiered_cache_whose_objects_ceiling_is_below_its_hot_share(tmp_path):
-    result = CliRunner().invoke(
-        command,
-        ["serve", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
-        env={"ROLLGUARD_PORTAL_CACHE_HOT_SHARE": "0.5", "ROLLGUARD_PORTAL_CACHE_PACK_ABOVE": "0.3"},
-    )
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        "Error: cache_pack_above (0.3) must be at least cache_hot_share (0.5)"
-    ]
-
-
-def test_serve_names_a_bad_portal_variable_in_one_line(tmp_path):
-    result = CliRunner().invoke(
-        command,
-        ["serve", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
-        env={"ROLLGUARD_PORTAL_CACHE_LAYOUT": "flat"},
-    )
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        "Error: ROLLGUARD_PORTAL_CACHE_LAYOUT='flat': Input should be 'tiered', 'packed' or 'objects'"
-    ]
