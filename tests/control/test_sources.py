@@ -14,7 +14,8 @@ may differ by about one interval's traffic at each edge (2 x 1 s / 20 s =
 10% for a steady stream; up to about 25% for the portal, whose page loads
 arrive in bursts of about 12 calls); a ratio of counters scraped together differs only through the
 calls at those edges, which for the steady mix is nothing and for the
-portal's bursty traffic a few thousandths; a p95 moves as much as those
+portal's bursty traffic at most the share of its calls one window holds
+and the other not (a burst of 12 in about 100); a p95 moves as much as those
 edge calls shift the rank within its bucket (exact for the steady mix).
 """
 
@@ -40,6 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WINDOW_S = 20
 RAMP_S = 10
 PORTAL_FN = "get_all_exam_attempts"
+RATIOS = {"error_rate", "call_reduction", "cache_hit_rate", "breaker_bypass_rate"}
 STEADY_FN = "steady_mix"
 # metric, path, relative tolerance, absolute tolerance
 STEADY = [
@@ -145,6 +147,11 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
                     # the window lie up to a scrape apart, so they may differ by up to 2 s of growth.
                     earlier = ours.window(metric, fn=fn, window_s=WINDOW_S, end=end - timedelta(seconds=2))
                     abs_ = max(abs_, mine.value - (earlier.value or 0.0))
+                if metric in RATIOS:
+                    # A ratio differs only through the calls one window holds and the other not: at
+                    # most their share of the larger window (a MyTestSeries burst of 12 misses at an
+                    # edge moves the portal's hit rate by 0.1 at about 100 calls).
+                    abs_ = max(abs_, abs(mine.samples - prom.samples) / max(mine.samples, prom.samples))
                 assert mine.value == pytest.approx(prom.value, rel=rel, abs=abs_), where
                 assert mine.samples == pytest.approx(prom.samples, rel=samples_rel, abs=samples_abs), where
         assert ours.window("breaker_bypass_rate", fn=STEADY_FN, window_s=WINDOW_S, end=end).value == (
