@@ -177,6 +177,8 @@ class InProcessCache(Cache):
         return self._store.get(key)
 
     def reader(self) -> Callable[[str], Entry | None]:
+        if isinstance(self._store, TieredStore):
+            return self._store.reader()
         return self._store.get
 
     def put(self, key: str, entry: Entry) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from optimizer.entry import NO_TAGS, Entry
 
@@ -58,6 +58,24 @@ class LocalStore:
         if entry is not None and self._tracking:
             self._used[key] = None
         return entry
+
+    def reader(self, on_miss: Callable[[str], Entry | None]) -> Callable[[str], Entry | None]:
+        """A `get` that asks `on_miss` for the keys this store does not hold: one Python call per hit here.
+
+        What a store behind this one (the tiered store's packed tier) serves, without a call of its own
+        wrapping this store's `get` on every hit.
+        """
+        lru_get = self._lru.get  # cleared in place, never replaced
+
+        def get(key: str) -> Entry | None:
+            entry = lru_get(key)
+            if entry is None:
+                return on_miss(key)
+            if self._tracking:
+                self._used[key] = None
+            return entry
+
+        return get
 
     def put(self, key: str, entry: Entry, evicted: list[tuple[str, Entry]] | None = None) -> bool:
         """Store `entry`; return False when it is larger than the whole byte budget.

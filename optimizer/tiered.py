@@ -36,7 +36,7 @@ it from all. Writes hold one lock; reads take none.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from optimizer.entry import Entry
 from optimizer.local import LocalStore
@@ -86,9 +86,17 @@ class TieredStore:
     def get(self, key: str) -> Entry | None:
         entry = self._hot_get(key)
         if entry is None:
-            entry = self._leaving_get(key)
-            if entry is None:
-                return self._packed_get(key)
+            return self._cold_get(key)
+        return entry
+
+    def reader(self) -> Callable[[str], Entry | None]:
+        """`get` as one call per hot hit (the hot tier's own reader), for the optimizer's hit path."""
+        return self._hot.reader(self._cold_get)
+
+    def _cold_get(self, key: str) -> Entry | None:
+        entry = self._leaving_get(key)
+        if entry is None:
+            return self._packed_get(key)
         return entry
 
     def put(self, key: str, entry: Entry) -> bool:

@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from optimizer import Optimizer, OptimizerConfig, StaticGate
+from optimizer import InProcessCache, Optimizer, OptimizerConfig, Packing, StaticGate, sizing
 from optimizer.cache import Entry, LocalStore
+from optimizer.tiered import TieredStore
 from tests.optimizer.conftest import CountingBackend, run_threads
-from tests.optimizer.store_checks import operations, replay_against_a_model
+from tests.optimizer.store_checks import FRAGMENT, ZDICT, operations, replay_against_a_model
 
 FN = "fn"
 
@@ -97,5 +98,33 @@ def test_recently_read_entries_outlive_unread_ones(clock):
         opt("d")
         opt("e")
         assert opt.cache.contains("v1:a") and not opt.cache.contains("v1:b")
+    finally:
+        opt.close()
+
+
+def test_the_tiered_layouts_hit_path_marks_hot_reads_as_recent_too(clock):
+    # Four fragments fit the hot tier; what it pushes out is packed, and stays served.
+    one = sizing.measure("v1:a", FRAGMENT)
+    cache = InProcessCache(max_bytes=4 * one * 100, packing=Packing(zdict=ZDICT), hot_share=0.01 + 1e-9)
+    opt = Optimizer(
+        lambda k: FRAGMENT,
+        name="tiered_lru",
+        config=OptimizerConfig(),
+        cache=cache,
+        registry=CollectorRegistry(),
+        clock=clock,
+    )
+    try:
+        for key in ("a", "b", "c", "d"):
+            opt(key)
+        opt("a")  # through the hot tier's reader: marked, applied at the next store that pushes out
+        opt("e")
+        opt("f")
+        store = cache._store
+        assert isinstance(store, TieredStore)
+        assert store.hot_entries == 4 and store.entries == 6
+        hot = {key for key in "abcdef" if store._hot.contains(f"v1:{key}")}
+        assert "a" in hot and "b" not in hot
+        assert opt("b") == FRAGMENT and opt.stats()["hits"] == 2  # served from the packed tier
     finally:
         opt.close()

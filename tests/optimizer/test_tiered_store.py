@@ -233,8 +233,13 @@ def test_hot_share_must_leave_room_for_both_tiers():
 def test_a_read_returns_exactly_what_the_store_holds(ops, max_entries, pack_above):
     # A hot tier of 1,200 bytes, allowed to grow to 2,400 or 6,000 while little is packed.
     store = _store(max_entries=max_entries, max_bytes=120_000, hot_share=0.01, pack_above=pack_above)
+    read = store.reader()  # the optimizer's hit path: the hot tier's own reader, then the others
     for _ in replay_against_a_model(store, ops, lambda key, value, tag: _put(store, key, value, tag)):
         assert store.entries == sum(store.contains(f"k{probe}") for probe in range(13))
+        for probe in (f"k{n}" for n in range(13)):
+            found, expected = read(probe), store.get(probe)
+            assert (found is None) == (expected is None), probe
+            assert found is None or expected is None or found.value == expected.value, probe
 
 
 def test_reads_beside_writers_never_see_another_keys_value():
