@@ -16,11 +16,13 @@ arrive in bursts of about 12 calls); a ratio of counters scraped together differ
 calls at those edges, which for the steady mix is nothing and for the
 portal's bursty traffic at most the share of its calls one window holds
 and the other not (a burst of 12 in about 100); a p95 moves as much as those
-edge calls shift the rank within its bucket (exact for the steady mix).
+edge calls shift the rank: within its bucket for the steady mix's hundreds of
+calls, into the next bucket at most for the portal's about 50.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -65,8 +67,8 @@ PORTAL = [
     ("cache_hit_rate", None, 0, 0.04),
     ("request_rate", "optimized", 0.25, 0),
     ("request_rate", "direct", 0.25, 0),
-    ("p95_latency_s", "optimized", 0.25, 0.002),
-    ("p95_latency_s", "direct", 0.25, 0.002),
+    ("p95_latency_s", "optimized", None, None),  # in the same or adjacent buckets: see below
+    ("p95_latency_s", "direct", None, None),
     ("cache_bytes", None, 0.10, 0),
 ]
 
@@ -152,7 +154,19 @@ def test_prometheus_and_embedded_sources_agree(tmp_path, flag_service, metrics_t
                     # most their share of the larger window (a MyTestSeries burst of 12 misses at an
                     # edge moves the portal's hit rate by 0.1 at about 100 calls).
                     abs_ = max(abs_, abs(mine.samples - prom.samples) / max(mine.samples, prom.samples))
-                assert mine.value == pytest.approx(prom.value, rel=rel, abs=abs_), where
+                if metric == "p95_latency_s" and fn == PORTAL_FN:
+                    # About 50 calls a window: one call at an edge moves the p95's rank into the next
+                    # bucket, where the interpolated value may be twice as large. Adjacent buckets agree.
+                    bounds = [
+                        bound
+                        for bound, _ in theirs.latency_histogram(
+                            fn=fn, path=path, window_s=WINDOW_S, end=end
+                        ).buckets
+                    ]
+                    buckets = [bisect.bisect_left(bounds, value) for value in (mine.value, prom.value)]
+                    assert abs(buckets[0] - buckets[1]) <= 1, (where, bounds)
+                else:
+                    assert mine.value == pytest.approx(prom.value, rel=rel, abs=abs_), where
                 assert mine.samples == pytest.approx(prom.samples, rel=samples_rel, abs=samples_abs), where
         assert ours.window("breaker_bypass_rate", fn=STEADY_FN, window_s=WINDOW_S, end=end).value == (
             pytest.approx(1 / 11, abs=0.01)
