@@ -177,9 +177,7 @@ class InProcessCache(Cache):
         return self._store.get(key)
 
     def reader(self) -> Callable[[str], Entry | None]:
-        if isinstance(self._store, TieredStore):
-            return self._store.reader()
-        return self._store.get
+        return self._store.reader()
 
     def put(self, key: str, entry: Entry) -> None:
         self._store.put(key, entry)
@@ -188,8 +186,7 @@ class InProcessCache(Cache):
         self._store.put_many(entries)
 
     def settle(self) -> None:
-        if isinstance(self._store, TieredStore):
-            self._store.settle()
+        self._store.settle()
 
     def invalidate(self, key: str) -> None:
         self._store.delete(key)

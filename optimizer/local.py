@@ -50,20 +50,17 @@ class LocalStore:
         self._used: dict[str, None] = {}
         self._tracking = False
         self.evictions = 0
+        self.get = self.reader()
 
-    def get(self, key: str) -> Entry | None:
-        # No lock: one OrderedDict lookup is atomic under the GIL. Recency is marked, not
-        # moved, and only once the store is half full (nothing is evicted soon before that).
-        entry = self._lru.get(key)
-        if entry is not None and self._tracking:
-            self._used[key] = None
-        return entry
+    def reader(
+        self, on_miss: Callable[[str], Entry | None] = lambda _key: None
+    ) -> Callable[[str], Entry | None]:
+        """A lock-free `get` that asks `on_miss` for the keys this store does not hold.
 
-    def reader(self, on_miss: Callable[[str], Entry | None]) -> Callable[[str], Entry | None]:
-        """A `get` that asks `on_miss` for the keys this store does not hold: one Python call per hit here.
-
-        What a store behind this one (the tiered store's packed tier) serves, without a call of its own
-        wrapping this store's `get` on every hit.
+        One OrderedDict lookup is atomic under the GIL. Recency is marked, not moved, and only
+        once the store is half full (nothing is evicted soon before that). A store behind this
+        one (the tiered store's packed tier) is reached through `on_miss`, so a hit here is one
+        Python call, not a call of its own wrapping this store's.
         """
         lru_get = self._lru.get  # cleared in place, never replaced
 
@@ -76,6 +73,9 @@ class LocalStore:
             return entry
 
         return get
+
+    def settle(self) -> None:
+        """Nothing is left for later here (see `tiered.TieredStore.settle`)."""
 
     def put(self, key: str, entry: Entry, evicted: list[tuple[str, Entry]] | None = None) -> bool:
         """Store `entry`; return False when it is larger than the whole byte budget.

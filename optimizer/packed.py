@@ -245,6 +245,12 @@ class PackedStore:
             return None
         return Record(record, len(packed))
 
+    def reader(self) -> Callable[[str], Entry | None]:
+        return self.get
+
+    def settle(self) -> None:
+        """Nothing is left for later here (see `tiered.TieredStore.settle`)."""
+
     def store(self, key: str, record: Record, entry: Entry) -> bool:
         """Store the record `pack` made of `entry`; return False when the arena has no room left."""
         with self._lock:

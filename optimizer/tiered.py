@@ -79,19 +79,13 @@ class TieredStore:
         # The packed tier's bytes as of its last growth: summing its buffers costs about 6 us, too much
         # for every store. It grows only in `settle`; a deletion leaves its buffers allocated.
         self._packed_bytes = self._packed.bytes
-        self._hot_get = self._hot.get
         self._leaving_get = self._leaving.get
         self._packed_get = self._packed.get
-
-    def get(self, key: str) -> Entry | None:
-        entry = self._hot_get(key)
-        if entry is None:
-            return self._cold_get(key)
-        return entry
+        # A hit in the hot tier is one Python call; the other tiers are asked only on a miss there.
+        self.get = self._hot.reader(self._cold_get)
 
     def reader(self) -> Callable[[str], Entry | None]:
-        """`get` as one call per hot hit (the hot tier's own reader), for the optimizer's hit path."""
-        return self._hot.reader(self._cold_get)
+        return self.get
 
     def _cold_get(self, key: str) -> Entry | None:
         entry = self._leaving_get(key)
