@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import uuid
 
 import httpx
@@ -157,3 +158,26 @@ def test_traffic_refuses_more_users_than_seeded_students(tmp_path):
     assert result.returncode != 0
     assert "60 students" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("target", "resolver"),
+    [
+        ("http://127.0.0.1:8000", "gevent.resolver.blocking.Resolver"),
+        ("http://[::1]:8000/", "gevent.resolver.blocking.Resolver"),
+        ("http://localhost:8000", "gevent.resolver.blocking.Resolver"),
+        ("http://portal.example:8000", "gevent.resolver.thread.Resolver"),
+    ],
+)
+def test_the_load_generator_resolves_addresses_in_place_and_names_on_gevents_thread_pool(target, resolver):
+    # In a process of its own: importing the traffic module patches the standard library with gevent.
+    script = (
+        "import gevent, portal.traffic as traffic\n"
+        f"traffic._resolve_in_the_calling_greenlet({target!r})\n"
+        "chosen = type(gevent.get_hub().resolver)\n"
+        "print(f'{chosen.__module__}.{chosen.__qualname__}')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO, check=True
+    )
+    assert done.stdout.strip() == resolver
