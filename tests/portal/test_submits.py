@@ -110,3 +110,21 @@ def test_a_bad_attempt_in_a_group_fails_only_its_own_submit(engine):
     assert isinstance(results[UNKNOWN_STUDENT], sqlalchemy.exc.IntegrityError)
     for student in (1, 2, 3):
         assert results[student] in get_all_exam_attempts(engine, student, 1)
+
+
+def test_queued_submits_are_written_a_group_at_a_time_each_group_handing_the_next_its_turn(engine):
+    # One write in flight and groups of 3: after the held write, each finished group hands the
+    # turn to the oldest queued submit, whose thread writes the next 3. None may be left waiting.
+    writer = AttemptWriter(engine, max_writers=1, max_batch=3)
+    students = list(range(1, SMALL.students + 1))
+    queued = len(students) - 1
+    assert queued > 3  # several groups behind the held one
+    before = max_attempt_id(engine)
+    results = submit_behind_a_held_write(writer, engine, students)
+
+    rows = {s: r for s, r in results.items() if isinstance(r, tuple)}
+    assert sorted(rows) == students
+    groups = 1 + -(-queued // 3)
+    assert writer.groups == groups
+    assert writer.waiting == 0
+    assert commits_of_new_attempts(engine, before) == groups
