@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import httpx
 import psutil
 import pytest
 
 from portal.server import SERVERS
 from tests.portal.conftest import start_portal
-from tests.support import wait_until
+from tests.support import REPO, wait_until
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -30,3 +34,27 @@ def test_each_server_serves_pages_that_show_a_fresh_submission(tmp_path, databas
     wait_until(
         lambda: not any(w.is_running() and w.status() != "zombie" for w in workers), what="workers gone"
     )
+
+
+def test_a_worker_freezes_what_building_the_app_made_so_that_collections_skip_it(tmp_path, database_url):
+    # In a process of its own, as a server's worker: the freeze is the whole interpreter's.
+    script = (
+        "import gc, portal.wsgi as wsgi\n"
+        "app = wsgi.create()\n"
+        "walked = {id(o) for o in gc.get_objects()}\n"
+        "print(gc.get_freeze_count(), id(app) in walked, id(app.extensions['portal']) in walked)\n"
+        "app.extensions['portal'].close()\n"
+    )
+    env = {**os.environ, "ROLLGUARD_PORTAL_DATABASE_URL": database_url, "ROLLGUARD_VAR_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
+        check=True,
+    )
+    frozen, app_walked, portal_walked = done.stdout.split()
+    assert int(frozen) > 10_000
+    assert (app_walked, portal_walked) == ("False", "False")
