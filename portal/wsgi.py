@@ -9,8 +9,9 @@ Once the app is built, the objects it made (Flask, SQLAlchemy, pydantic, the
 Unleash SDK: hundreds of thousands, and they live as long as the worker) are
 moved out of the garbage collector's generations (`gc.freeze`). Every full
 collection used to walk them all, holding the GIL, while a mass submission
-filled the cache: at 1,200 students the portal's p95 was 197-258 ms with them
-and 175-181 ms without (`bench/portal_capacity.py`, the README has the run).
+filled the cache: at 1,200 students the portal's p95 was 194-231 ms with them
+and 152-178 ms without (3 runs each of `bench/portal_capacity.py`; the README
+has the run).
 """
 
 from __future__ import annotations
