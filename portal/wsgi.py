@@ -6,7 +6,7 @@ settings are read here, once per worker: `ROLLGUARD_PORTAL_*` (see
 `portal.settings`) and `ROLLGUARD_OPTIMIZER_*` (see `optimizer.settings`).
 
 Once the app is built, the objects it made (Flask, SQLAlchemy, pydantic, the
-Unleash SDK: hundreds of thousands, and they live as long as the worker) are
+Unleash SDK: about 110,000, and they live as long as the worker) are
 moved out of the garbage collector's generations (`gc.freeze`). Every full
 collection used to walk them all, holding the GIL, while a mass submission
 filled the cache: at 1,200 students the portal's p95 was 194-231 ms with them
