@@ -181,3 +181,19 @@ def test_the_load_generator_resolves_addresses_in_place_and_names_on_gevents_thr
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO, check=True
     )
     assert done.stdout.strip() == resolver
+
+
+def test_the_load_generator_freezes_what_it_imported_so_that_collections_skip_it():
+    # In a process of its own: importing the traffic module patches the standard library with gevent.
+    script = (
+        "import gc, locust, portal.traffic as traffic\n"
+        "traffic._freeze_what_startup_made()\n"
+        "walked = {id(o) for o in gc.get_objects()}\n"
+        "print(gc.get_freeze_count(), id(locust.FastHttpUser) in walked)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO, check=True
+    )
+    frozen, user_class_walked = done.stdout.split()
+    assert int(frozen) > 10_000
+    assert user_class_walked == "False"
