@@ -10,8 +10,9 @@ mode in turn (interleaved: floor, direct, optimized, floor, ...) and replays
 - direct / optimized: `rollguard portal serve` on a PostgreSQL database of the
   bench's own (created, seeded and dropped here), the optimizer off / on;
 - baseline (with `--baseline-tree PATH`, another checkout such as an earlier
-  commit): that tree's portal, optimized, started from that tree, so that a
-  change is measured against the code before it in the same run.
+  commit): that tree's portal, optimized, and that tree's load generator, both
+  started from that tree, so that a change to either is measured against the
+  code before it in the same run.
 
 With `--warm`, every student's MyTestSeries is loaded once before the traffic
 starts (not measured): the mass submission then meets a cache that holds what
@@ -95,9 +96,13 @@ def start_server(mode: str, stack: Stack) -> tuple[Child, str]:
         ready_path="/healthz",
         log_path=stack.work / f"{mode}-{time.monotonic_ns()}.log",
         env=env,
-        # `python -m rollguard` imports the tree it starts in.
-        cwd=stack.baseline_tree if mode == "baseline" and stack.baseline_tree else REPO,
+        cwd=tree_of(mode, stack),
     )
+
+
+def tree_of(mode: str, stack: Stack) -> Path:
+    """The checkout a mode's server and load generator run from: `python -m rollguard` imports the tree it starts in."""
+    return stack.baseline_tree if mode == "baseline" and stack.baseline_tree else REPO
 
 
 def warm_pages(url: str, users: int) -> None:
@@ -134,7 +139,12 @@ def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[st
         if stack.warm:
             warm_pages(url, users)
         summary = servers.run_traffic(
-            url, users=users, duration_s=duration, settle_s=15, timeout_s=duration + 300
+            url,
+            users=users,
+            duration_s=duration,
+            settle_s=15,
+            timeout_s=duration + 300,
+            cwd=tree_of(mode, stack),
         )
         server_cpu = cpu_seconds(proc.pid) - server_cpu
     finally:

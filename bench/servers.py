@@ -65,8 +65,12 @@ def run_traffic(
     scenario: str = "mass-submission",
     settle_s: float | None = None,
     env: Mapping[str, str] | None = None,
+    cwd: Path = REPO,
 ) -> dict[str, Any]:
-    """Run `rollguard traffic run` against `url` to its end; the summary it writes (`--json-out`)."""
+    """Run `rollguard traffic run` against `url` to its end; the summary it writes (`--json-out`).
+
+    `cwd`: the checkout whose load generator runs (`python -m rollguard` imports the tree it starts in).
+    """
     argv = [*ROLLGUARD, "traffic", "run", "--scenario", scenario, "--target", url]
     argv += ["--users", str(users), "--duration", str(duration_s)]
     if settle_s is not None:
@@ -75,7 +79,7 @@ def run_traffic(
         out = Path(tmp) / "summary.json"
         subprocess.run(
             [*argv, "--json-out", str(out)],
-            cwd=REPO,
+            cwd=cwd,
             check=True,
             stdout=subprocess.DEVNULL,
             timeout=timeout_s,
