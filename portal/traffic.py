@@ -16,7 +16,6 @@ progress line every `progress_every_s` seconds.
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import itertools
 import random
@@ -36,6 +35,7 @@ from locust.env import Environment
 
 from portal import promtext
 from portal.ideal import eta, minimum_batched_queries, minimum_calls
+from portal.longlived import freeze_what_startup_made
 from portal.recording import RunRecorder, latency_summary
 from portal.scenarios import (
     SCENARIOS,
@@ -180,18 +180,6 @@ def _resolve_in_the_calling_greenlet(target: str) -> None:
     del gevent.get_hub().resolver  # made again, of the configured kind, at the next lookup
 
 
-def _freeze_what_startup_made() -> None:
-    """Move the objects imported so far (locust, gevent, httpx) out of the collector's generations.
-
-    Every full collection walks every tracked object and stops every user while
-    it does; the users' requests in flight meanwhile count the pause in their
-    latency. Frozen (`gc.freeze`), the process's long-lived objects are walked no
-    more, as the portal's workers do with theirs (`portal.wsgi`).
-    """
-    gc.collect()
-    gc.freeze()
-
-
 def _fetch_info(target: str) -> dict[str, Any]:
     try:
         response = httpx.get(f"{target}/api/portal/info", timeout=10)
@@ -240,7 +228,7 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
         raise TrafficError(f"unknown scenario {options.scenario!r}; one of {sorted(SCENARIOS)}")
     target = options.target.rstrip("/")
     _resolve_in_the_calling_greenlet(target)
-    _freeze_what_startup_made()
+    freeze_what_startup_made()  # before the users start (portal.longlived)
     info = _fetch_info(target)
     last_student = options.first_student + options.users - 1
     if not info["series"] or info["students"] < last_student:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +43,22 @@ def start_process(
     if ready_url is not None:
         child.wait_ready(url=ready_url, timeout=timeout)
     return child
+
+
+def python_output(code: str, env: Mapping[str, str] | None = None) -> str:
+    """What `code` prints, run by this interpreter in a process of its own (in the repository,
+    `env` over this environment): for what must not touch the test process (gevent's patching,
+    `gc.freeze`, the modules an import loads). Raises if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
+    return done.stdout
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float = 20.0, what: str = "condition") -> None:

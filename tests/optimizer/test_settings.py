@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from optimizer import BreakerConfig, OptimizerConfig
 from optimizer.environment import OptimizerSettings
+from tests.support import python_output
 
 
 @pytest.mark.parametrize(
@@ -144,8 +142,7 @@ def test_a_bad_environment_value_names_the_variable_and_the_value(variable, valu
 def test_embedding_the_optimizer_does_not_load_pydantic():
     # Only OptimizerConfig.from_env reads the environment through pydantic-settings.
     code = "import sys, optimizer; print('pydantic' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == "False"
+    assert python_output(code).strip() == "False"
 
 
 def test_the_settings_class_reads_the_process_environment_like_from_env(monkeypatch):

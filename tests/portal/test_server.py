@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import psutil
 import pytest
 
 from portal.server import SERVERS
 from tests.portal.conftest import start_portal
-from tests.support import REPO, wait_until
+from tests.support import python_output, wait_until
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -45,16 +41,7 @@ def test_a_worker_freezes_what_building_the_app_made_so_that_collections_skip_it
         "print(gc.get_freeze_count(), id(app) in walked, id(app.extensions['portal']) in walked)\n"
         "app.extensions['portal'].close()\n"
     )
-    env = {**os.environ, "ROLLGUARD_PORTAL_DATABASE_URL": database_url, "ROLLGUARD_VAR_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env=env,
-        check=True,
-    )
-    frozen, app_walked, portal_walked = done.stdout.split()
+    env = {"ROLLGUARD_PORTAL_DATABASE_URL": database_url, "ROLLGUARD_VAR_DIR": str(tmp_path)}
+    frozen, app_walked, portal_walked = python_output(script, env).split()
     assert int(frozen) > 10_000
     assert (app_walked, portal_walked) == ("False", "False")

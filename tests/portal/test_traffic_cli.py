@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import uuid
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 
 from rollguard import ROLLGUARD
 from tests.portal.conftest import seed_database, start_portal
-from tests.support import REPO
+from tests.support import REPO, python_output
 
 pytestmark = pytest.mark.slow
 
@@ -177,23 +176,17 @@ def test_the_load_generator_resolves_addresses_in_place_and_names_on_gevents_thr
         "chosen = type(gevent.get_hub().resolver)\n"
         "print(f'{chosen.__module__}.{chosen.__qualname__}')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO, check=True
-    )
-    assert done.stdout.strip() == resolver
+    assert python_output(script).strip() == resolver
 
 
 def test_the_load_generator_freezes_what_it_imported_so_that_collections_skip_it():
     # In a process of its own: importing the traffic module patches the standard library with gevent.
     script = (
         "import gc, locust, portal.traffic as traffic\n"
-        "traffic._freeze_what_startup_made()\n"
+        "traffic.freeze_what_startup_made()\n"
         "walked = {id(o) for o in gc.get_objects()}\n"
         "print(gc.get_freeze_count(), id(locust.FastHttpUser) in walked)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO, check=True
-    )
-    frozen, user_class_walked = done.stdout.split()
+    frozen, user_class_walked = python_output(script).split()
     assert int(frozen) > 10_000
     assert user_class_walked == "False"
