@@ -2,7 +2,7 @@
 
 Public API (what the portal and other apps import)::
 
-    from optimizer import Optimizer, OptimizerConfig, Fault, StaticGate, UnleashGate, InProcessCache, Packing, RedisCache, BreakerConfig
+    from optimizer import Optimizer, OptimizerConfig, Fault, StaticGate, UnleashGate, InProcessCache, Packing, RedisCache, BreakerConfig, WriteThrough
 
 See `optimizer.core` for the call path, `optimizer.settings` for the flag
 payload keys, and `optimizer/README.md` for an overview.
@@ -27,6 +27,7 @@ from optimizer.errors import (
 from optimizer.gate import Decision, Gate, StaticGate, UnleashGate
 from optimizer.packing import Packing
 from optimizer.settings import BreakerConfig, OptimizerConfig
+from optimizer.writing import WriteThrough
 
 if TYPE_CHECKING:
     from optimizer.redis_backend import RedisCache
@@ -53,6 +54,7 @@ __all__ = [
     "RedisCache",
     "StaticGate",
     "UnleashGate",
+    "WriteThrough",
 ]
 
 

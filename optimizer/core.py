@@ -49,6 +49,7 @@ from optimizer.ideal import IdealWindows
 from optimizer.loading import BatchFn, Fn, Item, Loader
 from optimizer.metrics import DIRECT, LATENCY_BUCKETS, OPTIMIZED, FnMetrics
 from optimizer.settings import OptimizerConfig
+from optimizer.writing import WriteThrough
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +243,30 @@ class Optimizer:
         self._ideal.cut_tag(tag)
         self._metrics.count("invalidations")
 
+    def write_through(
+        self, changed: Iterable[str], *, also: Iterable[str] = (), user_id: str | None = None
+    ) -> WriteThrough:
+        """Open a write of the `changed` keys that reads back their values and those of `also` (optimizer.writing).
+
+        `keys` of the result lists what the write should read back: `changed` and the keys
+        of `also` not fresh in the cache, or none when `user_id` is not on the optimized path
+        (its `commit` then only invalidates `changed`).
+        """
+        changed = list(dict.fromkeys(changed))
+        wanted: list[str] = []
+        if not self._closed and self._route(user_id, count=False) is not None:
+            now = self._clock()
+            wanted = changed + [
+                key for key in dict.fromkeys(also) if key not in changed and not self._fresh(key, now)
+            ]
+        return WriteThrough(
+            self._loader,
+            changed=changed,
+            items=[(key, self._prefix + key, self._tags_of(key)) for key in wanted],
+            versioned=self._prefix.__add__,
+            invalidated=self._written,
+        )
+
     def prefetch(self, keys: Iterable[str], *, user_id: str | None = None) -> None:
         """Warm `keys` in the background in batches of `max_batch`; never blocks.
 
@@ -422,6 +447,14 @@ class Optimizer:
                 self.name,
                 breaker.probe_share,
             )
+
+    def _fresh(self, key: str, now: float) -> bool:
+        entry = self._cache.get(self._prefix + key)
+        return entry is not None and now < min(entry.fresh_until, entry.stored_at + self._applied[1].ttl_s)
+
+    def _written(self, versioned: str) -> None:
+        self._ideal.cut_key(versioned)
+        self._metrics.count("invalidations")
 
     def _stale_hit(self, key: str, versioned: str, config: OptimizerConfig) -> None:
         self._metrics.count("stale_served")

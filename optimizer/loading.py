@@ -26,7 +26,7 @@ from optimizer.grouping import Grouper
 from optimizer.limits import BackendLimiter
 from optimizer.metrics import OPTIMIZED, FnMetrics
 from optimizer.settings import OptimizerConfig
-from optimizer.singleflight import Flight, FlightTable
+from optimizer.singleflight import Flight, FlightTable, Write
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,58 @@ class Loader:
             m.add("batch_keys", len(keys))
             return self._batch_fn(keys)
 
+    # writes through
+
+    def open_writes(self, items: list[Item]) -> list[Write]:
+        """A `Write` per item, fenced in the shared tier as a load is: see `Optimizer.write_through`."""
+        return self.flights.open_writes([(v, tags, self._cache.fence(v, tags)) for _, v, tags in items])
+
+    def store_written(self, writes: list[Write], values: Mapping[str, Any], changed: list[str]) -> None:
+        """Drop the `changed` keys' older values and loads, then store `values` of the writes nothing else changed.
+
+        `values` maps each write's versioned key to its value read with the write.
+        Counted as one batched backend call of `len(values)` keys.
+        """
+        config = self._current_config()
+        m = self._metrics
+        m.backend_call(OPTIMIZED)
+        m.add("batch_calls")
+        m.add("batch_keys", len(values))
+        flights = self.flights
+        with flights.lock:
+            for key in changed:
+                flights.invalidate_key(key, sparing=writes)
+        for key in changed:
+            self._cache.invalidate(key)
+        stored: list[tuple[Write, Entry]] = []
+        if config.ttl_s > 0 or config.stale_s > 0:
+            now = self._clock()
+            for write in writes:
+                if write.key in values and not write.invalidated:
+                    entry = self._entry(write.key, values[write.key], write.tags, config, now)
+                    self._cache.share(write.key, entry, write.fence)
+                    stored.append((write, entry))
+        # Under the lock: an invalidation either marked the write before this (no store) or removes the entry after.
+        with flights.lock:
+            self._cache.put_many([(write.key, entry) for write, entry in stored if not write.invalidated])
+            flights.close_writes(writes)
+        self._cache.settle()
+
     # storing
+
+    def _entry(
+        self, key: str, value: Any, tags: frozenset[str], config: OptimizerConfig, now: float
+    ) -> Entry:
+        # Jitter only shortens the TTL, so no entry outlives ttl_s.
+        fresh_until = now + config.ttl_s * (1 - random.random() * config.jitter)
+        return Entry(
+            value=value,
+            fresh_until=fresh_until,
+            stale_until=fresh_until + config.stale_s,
+            stored_at=now,
+            size=sizing.measure(key, value, len(tags)),
+            tags=tags,
+        )
 
     def _store(self, flight: Flight, value: Any, config: OptimizerConfig, fence: Any) -> None:
         self._store_many([(flight, value, fence)], config)
@@ -229,16 +280,7 @@ class Loader:
         now = self._clock()
         stored: list[tuple[Flight, Entry]] = []
         for flight, value, fence in loaded:
-            # Jitter only shortens the TTL, so no entry outlives ttl_s.
-            fresh_until = now + config.ttl_s * (1 - random.random() * config.jitter)
-            entry = Entry(
-                value=value,
-                fresh_until=fresh_until,
-                stale_until=fresh_until + config.stale_s,
-                stored_at=now,
-                size=sizing.measure(flight.key, value, len(flight.tags)),
-                tags=flight.tags,
-            )
+            entry = self._entry(flight.key, value, flight.tags, config, now)
             if not flight.invalidated:
                 self._cache.share(flight.key, entry, fence)
             stored.append((flight, entry))

@@ -7,6 +7,11 @@ waiting still get its result (they asked before the write), callers arriving
 after the invalidation start a new flight, and the invalidated flight's result is
 never stored. This is a per-key generation counter (as TanStack Query keeps one), kept on the
 flight object itself so no counter outlives the key.
+
+A write-through (`Optimizer.write_through`) registers a `Write` per key for the
+time the app's own write runs: every invalidation marks it as it marks a flight,
+so values read with the write are stored only if nothing else changed their key
+meanwhile.
 """
 
 from __future__ import annotations
@@ -65,6 +70,18 @@ class Flight:
         return self._value
 
 
+class Write:
+    """One key an app is writing and reading back (`FlightTable.open_writes`); `invalidated` once anything else changed it."""
+
+    __slots__ = ("fence", "invalidated", "key", "tags")
+
+    def __init__(self, key: str, tags: frozenset[str], fence: Any) -> None:
+        self.key = key
+        self.tags = tags
+        self.fence = fence
+        self.invalidated = False
+
+
 class FlightTable:
     """The flights currently in progress, by key and by tag. All methods are thread-safe.
 
@@ -79,6 +96,8 @@ class FlightTable:
         self.lock = threading.RLock()
         self._flights: dict[str, Flight] = {}
         self._by_tag: dict[str, dict[str, Flight]] = {}
+        # Writes in progress by key; few at once (a write's keys live for one statement), so a tag scans them.
+        self._writes: dict[str, list[Write]] = {}
 
     def join_or_start(self, key: str, tags: frozenset[str]) -> tuple[Flight, bool]:
         """Return the flight for `key` and whether the caller leads it (True) or joined it (False)."""
@@ -111,18 +130,26 @@ class FlightTable:
                 if self._flights.get(flight.key) is flight:
                     self._remove(flight)
 
-    def invalidate_key(self, key: str) -> None:
+    def invalidate_key(self, key: str, *, sparing: Sequence[Write] = ()) -> None:
+        """Mark and detach `key`'s flight and mark its writes, but those in `sparing`."""
         with self.lock:
             flight = self._flights.get(key)
             if flight is not None:
                 flight.invalidated = True
                 self._remove(flight)
+            for write in self._writes.get(key, ()):
+                if write not in sparing:
+                    write.invalidated = True
 
     def invalidate_tag(self, tag: str) -> None:
         with self.lock:
             for flight in list(self._by_tag.get(tag, {}).values()):
                 flight.invalidated = True
                 self._remove(flight)
+            for writes in self._writes.values():
+                for write in writes:
+                    if tag in write.tags:
+                        write.invalidated = True
 
     def invalidate_all(self) -> None:
         with self.lock:
@@ -130,6 +157,25 @@ class FlightTable:
                 flight.invalidated = True
             self._flights.clear()
             self._by_tag.clear()
+            for writes in self._writes.values():
+                for write in writes:
+                    write.invalidated = True
+
+    def open_writes(self, keys: Sequence[tuple[str, frozenset[str], Any]]) -> list[Write]:
+        """Register a `Write` for each (key, tags, fence) until `close_writes`: invalidations mark it."""
+        with self.lock:
+            opened = [Write(key, tags, fence) for key, tags, fence in keys]
+            for write in opened:
+                self._writes.setdefault(write.key, []).append(write)
+            return opened
+
+    def close_writes(self, writes: Iterable[Write]) -> None:
+        with self.lock:
+            for write in writes:
+                others = self._writes[write.key]
+                others.remove(write)
+                if not others:
+                    del self._writes[write.key]
 
     def abandon(self, error: BaseException) -> None:
         """Fail every flight still in the table with `error`: their loads will never finish (close)."""

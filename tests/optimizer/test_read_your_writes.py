@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from optimizer import Optimizer, OptimizerConfig, RedisCache
+from tests.optimizer.conftest import run_threads
 
 KEYS = [f"{student}/series-{series}" for student in range(3) for series in range(3)]
 
@@ -24,6 +25,7 @@ class VersionedStore:
         self.versions = dict.fromkeys(KEYS, 0)
         self.floor = dict.fromkeys(KEYS, 0)  # the newest version whose invalidation has returned
         self.rng = random.Random(7)
+        self.lock = threading.Lock()
 
     def read(self, key: str) -> int:
         version = self.versions[key]
@@ -39,8 +41,15 @@ def _reached(completed: list[int], target: int) -> bool:
     return completed[0] >= target
 
 
-def hammer(instances: list[Optimizer], store: VersionedStore, *, writes: int, by_tag: bool) -> list[str]:
-    """Write and invalidate on instance 0 while readers call every instance; return the violations."""
+def hammer(
+    instances: list[Optimizer], store: VersionedStore, *, writes: int, by_tag: bool | None, writers: int = 1
+) -> list[str]:
+    """Write on instance 0 (`writers` threads) while readers call every instance; return the violations.
+
+    By default each write invalidates its key (or its tag); with `by_tag=None` it writes
+    through instead (`Optimizer.write_through`), reading back a snapshot taken before its
+    own write: a concurrent write of the same key is missing from it.
+    """
     done = threading.Event()
     violations: list[str] = []
     reads = threading.Condition()
@@ -69,8 +78,29 @@ def hammer(instances: list[Optimizer], store: VersionedStore, *, writes: int, by
     ]
     for thread in threads:
         thread.start()
-    rng = random.Random(1)
-    try:
+
+    def write(rng: random.Random) -> None:
+        key = rng.choice(KEYS)
+        through = None
+        if by_tag is None:
+            through = instances[0].write_through([key], also=rng.sample(KEYS, 3), user_id="s1")
+        with store.lock:
+            snapshot = dict(store.versions)
+            store.versions[key] += 1
+            version = store.versions[key]
+        if rng.random() < 0.3:
+            time.sleep(0.001)  # a slow statement, so writes overlap; no test step waits on it
+        if through is not None:
+            through.commit({k: version if k == key else snapshot[k] for k in through.keys})
+        elif by_tag:
+            instances[0].invalidate_tag(f"student:{key.split('/')[0]}")
+        else:
+            instances[0].invalidate(key)
+        with store.lock:
+            store.floor[key] = max(store.floor[key], version)
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
         for _ in range(writes):
             # Let the readers fill the cache between writes, so reads race invalidations of cached data.
             with reads:
@@ -78,13 +108,10 @@ def hammer(instances: list[Optimizer], store: VersionedStore, *, writes: int, by
                 assert reads.wait_for(functools.partial(_reached, completed, target), timeout=30), (
                     "readers stalled"
                 )
-            key = rng.choice(KEYS)
-            store.versions[key] += 1
-            if by_tag:
-                instances[0].invalidate_tag(f"student:{key.split('/')[0]}")
-            else:
-                instances[0].invalidate(key)
-            store.floor[key] = store.versions[key]
+            write(rng)
+
+    try:
+        assert run_threads(writers, writer) == [None] * writers
     finally:
         done.set()
         for thread in threads:
@@ -119,6 +146,18 @@ def test_no_read_after_an_invalidation_returns_older_data_in_process(by_tag, bat
         opt.close()
     assert violations == []
     assert opt.stats()["hits"] > 0  # the cache was in play, not bypassed
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+def test_no_read_after_overlapping_writes_through_returns_older_data(batched):
+    store = VersionedStore()
+    opt = _build(store, None, batched)
+    try:
+        violations = hammer([opt], store, writes=100, by_tag=None, writers=3)
+    finally:
+        opt.close()
+    assert violations == []
+    assert opt.stats()["hits"] > 0
 
 
 @pytest.mark.integration
