@@ -4,6 +4,10 @@
   changed, `<student_id>:<series_id>`, before answering, in this worker and
   (PostgreSQL without Redis) every other worker, so the student's next page
   shows it (read-your-writes) while the student's other series stay cached.
+  On PostgreSQL its INSERT also reads back the keys of the student's
+  MyTestSeries page that are not fresh in the cache, the changed one among
+  them, and stores them (`Optimizer.write_through`): the page a submit leads
+  to is then served from the cache, not loaded after it.
 - `POST /api/exam/batch-attempts` reads many keys through the optimizer's
   batched path; bounded (413), rate limited and concurrency capped (429).
 - `GET /api/portal/info` tells the traffic generator what it needs for the
@@ -37,12 +41,24 @@ def submit() -> ResponseReturnValue:
         raise NotFound(f"no exam {body.exam_id}", code="unknown_exam")
     if body.student_id > catalog.max_student_id and body.student_id > portal.refresh_catalog().max_student_id:
         raise NotFound(f"no student {body.student_id}", code="unknown_student")
-    recorded = portal.attempts.record(
-        student_id=body.student_id, series_id=series_id, exam_id=body.exam_id, score=body.score
-    )
     # Only this series' attempts changed: the student's other keys stay valid.
     key = data.attempts_key(body.student_id, series_id)
-    portal.optimizer.invalidate(key)
+    page = (
+        [data.attempts_key(body.student_id, series) for series in catalog.series] if portal.reads_back else []
+    )
+    write = portal.optimizer.write_through([key], also=page, user_id=user_id_for(body.student_id))
+    try:
+        recorded = portal.attempts.record(
+            student_id=body.student_id,
+            series_id=series_id,
+            exam_id=body.exam_id,
+            score=body.score,
+            read_back=write.keys if portal.reads_back else (),
+        )
+    except BaseException:
+        write.abort()
+        raise
+    write.commit(recorded.fragments)
     # The INSERT told the other workers (if any); the answer waits until they have dropped the key too.
     portal.attempts.confirm(recorded)
     portal.metrics.submissions.inc()

@@ -85,10 +85,10 @@ _COLUMNS = (
 )
 
 
-# The batched insert on PostgreSQL, for the same reason: SQLAlchemy's multi-row VALUES is a new
+# The batched insert on PostgreSQL (its parameters: `insert_params`): SQLAlchemy's multi-row VALUES is a new
 # statement per batch size, which psycopg parses anew (a regex over the whole text) every time.
 # The ids come from the table's sequence in the order of the SELECT, so sorted they follow `position`.
-_INSERT_POSTGRESQL = (
+INSERT_POSTGRESQL = (
     "INSERT INTO attempts (student_id, series_id, exam_id, score, submitted_at)"
     " SELECT student_id, series_id, exam_id, score, submitted_at"
     " FROM unnest(%s::integer[], %s::integer[], %s::integer[], %s::integer[], %s::timestamptz[])"
@@ -98,7 +98,7 @@ _INSERT_POSTGRESQL = (
 # The same INSERT, and in its statement the NOTIFY that tells the other workers (delivered when it
 # commits) and their count (`portal.invalidation`): one round trip for both.
 _INSERT_NOTIFYING_POSTGRESQL = (
-    f"WITH inserted AS ({_INSERT_POSTGRESQL}),"
+    f"WITH inserted AS ({INSERT_POSTGRESQL}),"
     f" notified AS (SELECT {NOTIFY_SQL})"
     " SELECT inserted.id, notified.peers FROM inserted CROSS JOIN notified"
 )
@@ -175,6 +175,16 @@ class NewAttempt:
     submitted_at: datetime
 
 
+@dataclass(frozen=True)
+class Inserted:
+    """What one INSERT of a group wrote and read: its rows (in the group's order), the fragments of
+    the keys it read back (`portal.pgfragments.insert_reading_back`) and the other workers it told."""
+
+    rows: list[AttemptRow]
+    fragments: dict[str, bytes]
+    peers: int
+
+
 def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[AttemptRow]:
     """Insert attempts in one transaction (one commit) and return them in the same order."""
     if not attempts:
@@ -182,7 +192,7 @@ def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[Atte
     if engine.dialect.name == "postgresql":
         # One statement in autocommit: its own transaction, one commit.
         attempt_ids = sorted(
-            row[0] for row in driver.fetch_all(engine, _INSERT_POSTGRESQL, _columns(attempts))
+            row[0] for row in driver.fetch_all(engine, INSERT_POSTGRESQL, insert_params(attempts))
         )
     else:
         with engine.begin() as conn:
@@ -190,26 +200,26 @@ def record_attempts(engine: Engine, attempts: Sequence[NewAttempt]) -> list[Atte
             values = [dataclasses.asdict(a) | {"submitted_at": _utc(a.submitted_at)} for a in attempts]
             ids = conn.execute(insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True), values)
             attempt_ids = [int(attempt_id) for attempt_id in ids.scalars()]
-    return _rows(attempt_ids, attempts)
+    return attempt_rows(attempt_ids, attempts)
 
 
 def record_attempts_notifying(
     engine: Engine, attempts: Sequence[NewAttempt], notice: PeerNotice
 ) -> tuple[list[AttemptRow], int]:
     """PostgreSQL: `record_attempts`, sending `notice` in the same statement; the rows and the peer count."""
-    found = driver.fetch_all(engine, _INSERT_NOTIFYING_POSTGRESQL, (*_columns(attempts), *notice.params))
+    found = driver.fetch_all(engine, _INSERT_NOTIFYING_POSTGRESQL, (*insert_params(attempts), *notice.params))
     peers = int(found[0][1]) if found else 0
-    return _rows(sorted(row[0] for row in found), attempts), peers
+    return attempt_rows(sorted(row[0] for row in found), attempts), peers
 
 
-def _rows(attempt_ids: Sequence[int], attempts: Sequence[NewAttempt]) -> list[AttemptRow]:
+def attempt_rows(attempt_ids: Sequence[int], attempts: Sequence[NewAttempt]) -> list[AttemptRow]:
     return [
         (attempt_id, a.exam_id, a.score, _epoch_ms(a.submitted_at))
         for attempt_id, a in zip(attempt_ids, attempts, strict=True)
     ]
 
 
-def _columns(attempts: Sequence[NewAttempt]) -> tuple[str, ...]:
+def insert_params(attempts: Sequence[NewAttempt]) -> tuple[str, ...]:
     """The INSERT's five columns as array literals: psycopg dumps a list element by element in
     Python, a third of the statement's CPU for a group of ten (70-130 us a statement)."""
     return (

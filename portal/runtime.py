@@ -65,6 +65,8 @@ class Portal:
     invalidations: PgInvalidations | None = None
     #: The cache the invalidations keep consistent, checked at the start of each request, or None.
     peers: PeerCache | None = None
+    #: Whether a submit reads back the student's keys with its INSERT (`settings.write_through`, PostgreSQL).
+    reads_back: bool = False
     _catalog: data.Catalog | None = None
     _catalog_read_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -173,8 +175,19 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
         )
         peers.watch(invalidations.caught_up)
     attempts = AttemptWriter(engine, invalidations=invalidations)
+    reads_back = settings.write_through and engine.dialect.name == "postgresql"
     return Portal(
-        settings, engine, optimizer_engine, optimizer, metrics, gate, throttle, attempts, invalidations, peers
+        settings,
+        engine,
+        optimizer_engine,
+        optimizer,
+        metrics,
+        gate,
+        throttle,
+        attempts,
+        invalidations,
+        peers,
+        reads_back,
     )
 
 

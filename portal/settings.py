@@ -67,6 +67,9 @@ class PortalSettings(BaseSettings):
     cache_hot_share: float = Field(default=0.125, gt=0, lt=1)
     cache_pack_above: float = Field(default=0.8, gt=0, le=1)
     flag_key: str = FLAG_KEY
+    # On PostgreSQL, a submit's INSERT also reads back the student's MyTestSeries keys (the page a
+    # submit leads to) for an optimized student's cache, instead of only dropping the key it changed.
+    write_through: bool = True
 
     # The bounded pool stands in for the original system's database connection limit.
     pool_size: int = Field(default=20, ge=1)

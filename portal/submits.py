@@ -15,6 +15,11 @@ one bad attempt fails only its own submit; unless the connection was lost
 group again could store every attempt twice, so each of its submits fails
 instead (503, Retry-After) and its student decides whether to send it again.
 
+A submit may ask for keys to read back (`read_back`): the group's INSERT then
+reads the fragments of every key its submits asked for, in the same statement
+(`portal.pgfragments.insert_reading_back`, PostgreSQL), and each submit gets
+its own (`Recorded.fragments`) for the optimizer's write-through.
+
 With `invalidations` (workers on PostgreSQL without Redis), a group's INSERT
 also carries the NOTIFY that tells the other workers which keys it changed
 (`portal.invalidation`): one round trip for both. Each submit then confirms
@@ -31,8 +36,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from portal import data
-from portal.data import AttemptRow, NewAttempt
+from portal import data, pgfragments
+from portal.data import AttemptRow, Inserted, NewAttempt
 from portal.db import connection_lost
 from portal.errors import InvalidationUnconfirmed
 from portal.invalidation import PeerNotice, PgInvalidations
@@ -46,19 +51,23 @@ MAX_WRITERS = 4
 @dataclass(eq=False)
 class _Queued:
     attempt: NewAttempt
+    read_back: tuple[str, ...] = ()
     taken: bool = False  # in a group being written
     finished: bool = False
     row: AttemptRow | None = None
     notice: PeerNotice | None = None
+    fragments: dict[str, bytes] = field(default_factory=dict)
     error: Exception | None = field(default=None)
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """A committed attempt, and the NOTIFY that carried its key to the other workers (to `confirm`), if any."""
+    """A committed attempt, the NOTIFY that carried its key to the other workers (to `confirm`) if any,
+    and the fragments of the keys its submit asked to read back."""
 
     row: AttemptRow
     notice: PeerNotice | None
+    fragments: dict[str, bytes] = field(default_factory=dict)
 
 
 class AttemptWriter:
@@ -87,9 +96,14 @@ class AttemptWriter:
         with self._cond:
             return len(self._queue)
 
-    def record(self, *, student_id: int, series_id: int, exam_id: int, score: int) -> Recorded:
-        """Insert one attempt (its own submission time) and return it once it is committed."""
-        queued = _Queued(NewAttempt(student_id, series_id, exam_id, score, datetime.now(UTC)))
+    def record(
+        self, *, student_id: int, series_id: int, exam_id: int, score: int, read_back: tuple[str, ...] = ()
+    ) -> Recorded:
+        """Insert one attempt (its own submission time) and return it once it is committed.
+
+        `read_back`: keys whose fragments the INSERT reads back (PostgreSQL only).
+        """
+        queued = _Queued(NewAttempt(student_id, series_id, exam_id, score, datetime.now(UTC)), read_back)
         with self._cond:
             self._queue.append(queued)
         while self._take_turn(queued):
@@ -97,7 +111,7 @@ class AttemptWriter:
         if queued.error is not None:
             raise queued.error
         assert queued.row is not None
-        return Recorded(queued.row, queued.notice)
+        return Recorded(queued.row, queued.notice, queued.fragments)
 
     def confirm(self, recorded: Recorded) -> int:
         """Return once every other worker dropped `recorded`'s key (their count; 0 with no invalidations).
@@ -132,7 +146,7 @@ class AttemptWriter:
 
     def _write(self, group: list[_Queued]) -> None:
         try:
-            rows, notice = self._insert(group)
+            inserted, notice = self._insert(group)
         except Exception as exc:  # noqa: BLE001 - every waiting submit must finish; each raises it itself
             if len(group) == 1 or connection_lost(exc) or isinstance(exc, InvalidationUnconfirmed):
                 for queued in group:
@@ -141,27 +155,39 @@ class AttemptWriter:
                 for queued in group:
                     self._write_alone(queued)
             return
-        for queued, row in zip(group, rows, strict=True):
-            queued.row, queued.notice, queued.finished = row, notice, True
+        for queued, row in zip(group, inserted.rows, strict=True):
+            queued.row, queued.notice = row, notice
+            queued.fragments = {key: inserted.fragments[key] for key in queued.read_back}
+            queued.finished = True
 
     def _write_alone(self, queued: _Queued) -> None:
         try:
-            rows, queued.notice = self._insert([queued])
-            queued.row = rows[0]
+            inserted, queued.notice = self._insert([queued])
+            queued.row = inserted.rows[0]
+            queued.fragments = {key: inserted.fragments[key] for key in queued.read_back}
         except Exception as exc:  # noqa: BLE001 - raised by the submit that made it
             queued.error = exc
         queued.finished = True
 
-    def _insert(self, group: list[_Queued]) -> tuple[list[AttemptRow], PeerNotice | None]:
+    def _insert(self, group: list[_Queued]) -> tuple[Inserted, PeerNotice | None]:
         attempts = [q.attempt for q in group]
+        keys = [key for q in group for key in q.read_back]
         invalidations = self._invalidations
         if invalidations is None:
-            return data.record_attempts(self._engine, attempts), None
+            return self._statement(attempts, keys, None), None
         notice = invalidations.notice({data.attempts_key(a.student_id, a.series_id) for a in attempts})
         try:
-            rows, peers = data.record_attempts_notifying(self._engine, attempts, notice)
+            inserted = self._statement(attempts, keys, notice)
         except BaseException:
             invalidations.withdraw(notice)
             raise
-        invalidations.sent(notice, peers)
-        return rows, notice
+        invalidations.sent(notice, inserted.peers)
+        return inserted, notice
+
+    def _statement(self, attempts: list[NewAttempt], keys: list[str], notice: PeerNotice | None) -> Inserted:
+        if keys:
+            return pgfragments.insert_reading_back(self._engine, attempts, keys, notice)
+        if notice is None:
+            return Inserted(data.record_attempts(self._engine, attempts), {}, 0)
+        rows, peers = data.record_attempts_notifying(self._engine, attempts, notice)
+        return Inserted(rows, {}, peers)

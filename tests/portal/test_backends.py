@@ -40,6 +40,32 @@ def test_portal_on_postgresql_reads_its_writes_and_counts_queries(make_app, fres
     assert portal(app).engine.dialect.name == "postgresql"
 
 
+def _optimizer_counts(app) -> tuple[int, int]:
+    stats = portal(app).optimizer.stats()
+    return stats["backend_calls"]["optimized"], stats["batch_keys"]
+
+
+@pytest.mark.parametrize("write_through", [True, False], ids=["write-through", "invalidate"])
+def test_a_submit_on_postgresql_reads_back_the_page_it_leads_to(make_app, fresh_postgres_url, write_through):
+    url = seed_database(fresh_postgres_url)
+    app = make_app(database_url=url, optimize=True, write_through=write_through)
+    client = app.test_client()
+    client.get("/api/pages/exam-home?student_id=9&series_id=1")  # one key cached before the submit
+    calls_before = _optimizer_counts(app)
+
+    attempt = client.post("/api/exam/submit", json={"student_id": 9, "exam_id": 12, "score": 77}).get_json()
+    page = client.get("/api/pages/my-test-series?student_id=9").get_json()
+
+    series = {s["series_id"]: s["attempts"] for s in page["series"]}
+    assert series[3][-1] == attempt["attempt"]
+    direct = make_app(database_url=url, optimize=False).test_client()
+    assert direct.get("/api/pages/my-test-series?student_id=9").get_json()["series"] == page["series"]
+    # Either way one read of the 11 keys that were not cached (9:1 was): with write-through the
+    # INSERT's, and the page missed none of its 12 keys; without, the page's own after 11 misses.
+    assert _optimizer_counts(app) == (calls_before[0] + 1, calls_before[1] + 11)
+    assert portal(app).optimizer.stats()["misses"] == 1 + (0 if write_through else 11)
+
+
 def _paths(portal_url: str, students: range) -> set[str]:
     return {
         httpx.get(f"{portal_url}/api/pages/my-test-series?student_id={s}").headers["X-Rollguard-Path"]

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from portal import data, fragments, pgfragments
 from portal.db import make_engine
+from portal.invalidation import PeerNotice
 from portal.models import Attempt, Exam
 from tests.portal.conftest import seed_database
 
@@ -85,3 +86,48 @@ def test_keys_without_attempts_repeated_or_zero_padded_come_back_as_asked(engine
 def test_a_key_that_is_not_student_and_series_is_refused(engine: Engine, bad: str) -> None:
     with pytest.raises(ValueError, match="not an attempts key"):
         pgfragments.read_many(engine, ["1:1", bad])
+
+
+def _new(student_id: int, series_id: int, exam_id: int, score: int) -> data.NewAttempt:
+    return data.NewAttempt(
+        student_id, series_id, exam_id, score, datetime(2026, 12, 1, 9, 0, 0, 250000, tzinfo=UTC)
+    )
+
+
+def test_an_insert_reads_back_every_asked_key_as_a_read_after_it_would(engine: Engine) -> None:
+    _replace_attempts(engine, 1, 1, [(10**7, 0, 40, datetime(2026, 11, 30, 8, 0, tzinfo=UTC))])
+    _replace_attempts(engine, 1, 2, [])
+    exam = data.load_catalog(engine).exams[1][0]
+    keys = ["1:1", "1:2", "2:1"]
+
+    inserted = pgfragments.insert_reading_back(engine, [_new(1, 1, exam, 90), _new(2, 1, exam, 10)], keys)
+
+    assert inserted.fragments == pgfragments.read_many(engine, keys)
+    assert inserted.fragments["1:2"] == pgfragments.EMPTY
+    assert b'"score":40' in inserted.fragments["1:1"] and b'"score":90' in inserted.fragments["1:1"]
+    assert [(row[1], row[2]) for row in inserted.rows] == [(exam, 90), (exam, 10)]
+    assert inserted.rows[0][0] < inserted.rows[1][0]
+    assert data.get_all_exam_attempts(engine, 2, 1)[-1] == inserted.rows[1]
+    assert inserted.peers == 0
+
+
+def test_an_insert_reading_back_no_key_only_inserts(engine: Engine) -> None:
+    exam = data.load_catalog(engine).exams[1][0]
+    inserted = pgfragments.insert_reading_back(engine, [_new(3, 1, exam, 55)], [])
+    assert inserted.fragments == {}
+    assert data.get_all_exam_attempts(engine, 3, 1)[-1] == inserted.rows[0]
+
+
+def test_an_insert_reading_back_sends_its_notice_when_it_commits(engine: Engine) -> None:
+    import psycopg
+
+    exam = data.load_catalog(engine).exams[1][0]
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN rg_read_back")
+        notice = PeerNotice(("rg_read_back", "4:1", "nobody-listens-as-this", 0), batch=None)  # type: ignore[arg-type]
+        inserted = pgfragments.insert_reading_back(engine, [_new(4, 1, exam, 70)], ["4:1"], notice)
+        heard = [n.payload for n in listener.notifies(timeout=10, stop_after=1)]
+    assert heard == ["4:1"]
+    assert inserted.peers == 0
+    assert inserted.fragments == pgfragments.read_many(engine, ["4:1"])

@@ -9,9 +9,10 @@ from contextlib import contextmanager
 import pytest
 import sqlalchemy
 
+from portal import pgfragments
 from portal.data import AttemptRow, get_all_exam_attempts
 from portal.db import make_engine
-from portal.submits import AttemptWriter
+from portal.submits import AttemptWriter, Recorded
 from tests.portal.conftest import SMALL, seed_database
 from tests.support import wait_until
 
@@ -51,7 +52,7 @@ def insert_waits_for_lock(engine: sqlalchemy.Engine) -> bool:
     with engine.connect() as conn:
         query = (
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND query LIKE 'INSERT INTO attempts%' AND datname = current_database()"
+            " AND query LIKE '%INSERT INTO attempts%' AND datname = current_database()"
         )
         return int(conn.execute(sqlalchemy.text(query)).scalar_one()) > 0
 
@@ -128,3 +129,33 @@ def test_queued_submits_are_written_a_group_at_a_time_each_group_handing_the_nex
     assert writer.groups == groups
     assert writer.waiting == 0
     assert commits_of_new_attempts(engine, before) == groups
+
+
+def test_a_group_reads_back_the_keys_each_submit_asked_for_with_its_own_attempt(engine):
+    writer = AttemptWriter(engine, max_writers=1, max_batch=10)
+    asked = {student: (f"{student}:1", f"{student}:2") for student in (1, 2, 3)}
+    recorded: dict[int, object] = {}
+
+    def submit(student: int) -> None:
+        recorded[student] = writer.record(
+            student_id=student, series_id=1, exam_id=1, score=60 + student, read_back=asked[student]
+        )
+
+    with attempts_locked(engine):
+        first = threading.Thread(target=submit, args=(1,))
+        first.start()
+        wait_until(lambda: insert_waits_for_lock(engine), what="the first write to wait for the lock")
+        others = [threading.Thread(target=submit, args=(s,)) for s in (2, 3)]
+        for thread in others:
+            thread.start()
+        wait_until(lambda: writer.waiting == 2, what="the other submits queued")
+    for thread in [first, *others]:
+        thread.join(timeout=30)
+
+    assert writer.groups == 2  # 1 alone, then 2 and 3 together
+    for student, keys in asked.items():
+        result = recorded[student]
+        assert isinstance(result, Recorded)
+        assert result.fragments == pgfragments.read_many(engine, keys)
+        assert get_all_exam_attempts(engine, student, 1)[-1] == result.row
+        assert f'"score":{60 + student}'.encode() in result.fragments[f"{student}:1"]
