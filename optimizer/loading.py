@@ -221,13 +221,14 @@ class Loader:
         """Drop the `changed` keys' older values and loads, then store `values` of the writes nothing else changed.
 
         `values` maps each write's versioned key to its value read with the write.
-        Counted as one batched backend call of `len(values)` keys.
+        Counted as one batched backend call of `len(values)` keys, if any.
         """
         config = self._current_config()
-        m = self._metrics
-        m.backend_call(OPTIMIZED)
-        m.add("batch_calls")
-        m.add("batch_keys", len(values))
+        if values:
+            m = self._metrics
+            m.backend_call(OPTIMIZED)
+            m.add("batch_calls")
+            m.add("batch_keys", len(values))
         flights = self.flights
         with flights.lock:
             for key in changed:
