@@ -5,7 +5,8 @@ importing locust monkeypatches the standard library with gevent, so nothing
 that the portal or the in-process tests import may import this module.
 
 Each virtual user is one student (ids from `first_student` up) playing the
-scenario's plan (portal.scenarios) over real HTTP with FastHttpUser. After
+scenario's plan (portal.scenarios) over real HTTP, on a keep-alive connection
+of its own (`portal.leanhttp`, reported to locust as its requests). After
 each submit that returned, the user also loads its MyTestSeries on a new
 connection, which a portal of several workers may hand to another worker than
 the one that took the submit: its stale reads are counted apart too. The run
@@ -28,13 +29,12 @@ from urllib.parse import urlsplit
 
 import gevent
 import httpx
-from geventhttpclient.client import HTTPClientPool
-from locust import FastHttpUser, constant, task
-from locust.contrib.fasthttp import FastHttpSession
+from locust import User, constant, task
 from locust.env import Environment
 
 from portal import promtext
 from portal.ideal import eta, minimum_batched_queries, minimum_calls
+from portal.leanhttp import LeanSession
 from portal.longlived import freeze_what_startup_made
 from portal.recording import RunRecorder, latency_summary
 from portal.scenarios import (
@@ -86,7 +86,7 @@ class _Shared:
     seed: int
 
 
-class _Student(FastHttpUser):
+class _Student(User):
     abstract = True
     wait_time = constant(0)  # plans carry their own think time
     network_timeout = 30.0
@@ -97,6 +97,10 @@ class _Student(FastHttpUser):
         self.student_id = next(self.shared.students)
         rng = random.Random(self.shared.seed * 1_000_003 + self.student_id)
         self.actions = self.shared.plan(self.student_id, self.shared.catalog, rng)
+        self.session = self._connect()
+
+    def on_stop(self) -> None:
+        self.session.close()
 
     @task
     def act(self) -> None:
@@ -104,58 +108,54 @@ class _Student(FastHttpUser):
         if isinstance(action, Pause):
             gevent.sleep(action.seconds)
         elif isinstance(action, LoadPage):
-            self._load(action)
+            self._load(action, self.session)
         else:
             self._submit(action)
 
-    def _load(
-        self, action: LoadPage, *, client: FastHttpSession | None = None, name: str | None = None
-    ) -> None:
+    def _connect(self) -> LeanSession:
+        assert self.host is not None  # `run` gives the user class its target
+        return LeanSession(
+            self.host,
+            self.environment.events.request,
+            connection_timeout=self.connection_timeout,
+            network_timeout=self.network_timeout,
+        )
+
+    def _load(self, action: LoadPage, session: LeanSession, *, fresh_connection: bool = False) -> None:
         recorder = self.shared.recorder
-        started = time.monotonic()
-        session = client or self.client
-        with session.get(action.url, name=name or action.page, catch_response=True) as response:
-            elapsed = time.monotonic() - started
-            recorder.status(response.status_code)
-            if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}")
-                return
-            recorder.page(
-                page=action.page,
-                started=started - self.shared.t0,
-                elapsed_s=elapsed,
-                body=response.json(),
-                fresh_connection=client is not None,
-            )
+        name = f"{action.page} (fresh connection)" if fresh_connection else action.page
+        reply = session.get(action.url, name=name)
+        recorder.status(reply.status)
+        if reply.status != 200:
+            return
+        recorder.page(
+            page=action.page,
+            started=reply.started - self.shared.t0,
+            elapsed_s=reply.elapsed_s,
+            body=reply.json(),
+            fresh_connection=fresh_connection,
+        )
 
     def _load_on_a_fresh_connection(self, action: LoadPage) -> None:
         # A new connection may be accepted by another worker of the portal than the one that
         # took the submit: a page from it shows whether the invalidation reached every worker.
-        pool = HTTPClientPool(
-            concurrency=1, connection_timeout=self.connection_timeout, network_timeout=self.network_timeout
-        )
-        session = FastHttpSession(
-            self.host, request_event=self.environment.events.request, user=self, client_pool=pool
-        )
+        session = self._connect()
         try:
-            self._load(action, client=session, name=f"{action.page} (fresh connection)")
+            self._load(action, session, fresh_connection=True)
         finally:
-            pool.close()
+            session.close()
 
     def _submit(self, action: Submit) -> None:
         recorder = self.shared.recorder
-        started = time.monotonic()
-        with self.client.post(
-            "/api/exam/submit", json=action.body, name="submit", catch_response=True
-        ) as response:
-            now = time.monotonic()
-            recorder.status(response.status_code)
-            if response.status_code != 201:
-                response.failure(f"HTTP {response.status_code}")
-                return
-            recorder.submitted(
-                elapsed_s=now - started, returned_at=now - self.shared.t0, body=response.json()
-            )
+        reply = self.session.post_json("/api/exam/submit", action.body, name="submit", expect=201)
+        recorder.status(reply.status)
+        if reply.status != 201:
+            return
+        recorder.submitted(
+            elapsed_s=reply.elapsed_s,
+            returned_at=reply.started + reply.elapsed_s - self.shared.t0,
+            body=reply.json(),
+        )
         self._load_on_a_fresh_connection(my_test_series(action.student_id))
 
 
