@@ -374,7 +374,7 @@ def main() -> int:
         "server": f"{args.servers}, {args.workers} worker(s) x {args.threads} threads",
         "database": "PostgreSQL (a database of the bench's own), pool 20 + 0",
         "floor_page_bytes": page_sizes(),
-        "load_generator": "rollguard traffic run (locust FastHttpUser, one process) on the same machine",
+        "load_generator": "rollguard traffic run (locust users on portal.leanhttp connections, one process) on the same machine",
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         **summary,
         "cells": cells,

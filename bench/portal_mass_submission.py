@@ -160,7 +160,7 @@ def main() -> int:
             "attempts_per_series": plan.attempts_per_series,
         },
         "portal": "gunicorn gthread, 1 worker x 64 threads, SQLite (WAL), pool 20 + 0",
-        "load_generator": "locust FastHttpUser in one process on the same machine",
+        "load_generator": "rollguard traffic run (locust users on portal.leanhttp connections) in one process on the same machine",
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "runs": results,
     }

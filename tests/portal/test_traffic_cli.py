@@ -185,7 +185,7 @@ def test_the_load_generator_freezes_what_it_imported_so_that_collections_skip_it
         "import gc, locust, portal.traffic as traffic\n"
         "traffic.freeze_what_startup_made()\n"
         "walked = {id(o) for o in gc.get_objects()}\n"
-        "print(gc.get_freeze_count(), id(locust.FastHttpUser) in walked)\n"
+        "print(gc.get_freeze_count(), id(locust.User) in walked)\n"
     )
     frozen, user_class_walked = python_output(script).split()
     assert int(frozen) > 10_000
