@@ -144,7 +144,7 @@ class PgInvalidations:
         """
         listener = self._listener
         try:
-            if listener.wait(0):
+            if listener.pending():
                 self._handle_all(listener.read())
         except psycopg.Error:
             return False

@@ -8,6 +8,12 @@ the input waiting is mostly this worker's own NOTIFYs and acknowledgements,
 and treating them as "behind" made a third of the burst's pages miss a warm
 cache.
 
+A request thread asks whether input waits (`pending`) with a non-blocking
+peek at the socket made through `ctypes.PyDLL`, which keeps the GIL for
+the call: `select` releases it, and under load a thread that releases the
+GIL in the middle of a request queues for it again behind every other
+request thread, once more per request.
+
 Reads are serialised by a lock, taken only to pull the received bytes out of
 libpq (no callbacks run under it), so a reader never waits for another's
 handling. The connection is never used through psycopg's `Connection` after
@@ -22,11 +28,38 @@ notice on this connection, which runs no statements, counts as its loss.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import select
+import socket
 import threading
+from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
+
+
+def _gil_holding_peek() -> Callable[[int], int] | None:
+    """recv(fd, 1 byte, MSG_PEEK | MSG_DONTWAIT) from libc, called with the GIL held; None without a libc."""
+    try:
+        recv = ctypes.PyDLL(None, use_errno=True).recv
+    except (AttributeError, OSError):
+        return None
+    recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    recv.restype = ctypes.c_ssize_t
+    flags = socket.MSG_PEEK | socket.MSG_DONTWAIT
+    # The peeked byte is never read, so every thread may peek into the same buffer.
+    scratch = ctypes.create_string_buffer(1)
+
+    def peek(fd: int) -> int:
+        got = int(recv(fd, scratch, 1, flags))
+        return got if got >= 0 else -ctypes.get_errno()
+
+    return peek
+
+
+_peek = _gil_holding_peek()
+_NOTHING_YET = (-errno.EAGAIN, -errno.EWOULDBLOCK, -errno.EINTR)
 
 
 class Listener:
@@ -60,6 +93,25 @@ class Listener:
         except (OSError, ValueError) as exc:  # closed by another reader meanwhile
             raise psycopg.OperationalError(f"the listening connection is lost: {exc}") from exc
         return bool(readable)
+
+    def pending(self) -> bool:
+        """Whether input waits now (`wait(0)`), asked without releasing the GIL.
+
+        :raise psycopg.OperationalError: the connection is lost.
+        """
+        if _peek is None:
+            return self.wait(0)
+        if self.lost:
+            raise psycopg.OperationalError("the listening connection is lost")
+        try:
+            got = _peek(self._conn.pgconn.socket)
+        except psycopg.Error as exc:  # closed by another reader meanwhile
+            raise psycopg.OperationalError(f"the listening connection is lost: {exc}") from exc
+        if got in _NOTHING_YET:
+            return False
+        if got < 0:
+            raise psycopg.OperationalError(f"the listening connection is lost: errno {-got}")
+        return True  # bytes to read, or 0: the server closed the connection, which a read reports
 
     def read(self) -> list[tuple[str, str]]:
         """The notifications received so far, as (channel, payload); does not block.

@@ -292,3 +292,33 @@ def test_a_worker_that_cannot_hear_acknowledgements_writes_no_attempt(fresh_post
         worker.close()
         admin.dispose()
         engine.dispose()
+
+
+def test_a_listener_tells_whether_input_waits_without_reading_it(fresh_postgres_url):
+    from portal.listening import Listener
+    from tests.support import wait_until
+
+    listener = Listener(
+        _dsn(fresh_postgres_url), application_name="rg_pending_test", channels=("inv_pending",)
+    )
+    try:
+        assert not listener.pending()
+        with psycopg.connect(_dsn(fresh_postgres_url), autocommit=True) as conn:
+            conn.execute("SELECT pg_notify('inv_pending', 'student:3')")
+            wait_until(listener.pending, what="the notification to arrive")
+            assert listener.pending()  # still there: asking reads nothing
+            assert listener.read() == [("inv_pending", "student:3")]
+            assert not listener.pending()
+            conn.execute("SELECT pg_terminate_backend(%s)", (listener.pid,))
+
+        def lost_or_pending() -> bool:
+            try:
+                return listener.pending()
+            except psycopg.OperationalError:
+                return True
+
+        wait_until(lost_or_pending, what="the terminated backend's farewell to be seen")
+        with pytest.raises(psycopg.OperationalError):
+            listener.read()
+    finally:
+        listener.close()
