@@ -4,7 +4,8 @@
 `app.extensions["portal"]`; views reach it through `current_portal()`.
 `get_all_exam_attempts` is wrapped here under string keys
 `"<student_id>:<series_id>"`, without tags: a submit drops the one key it
-changed, and nothing drops a group of keys. Its rows are encoded as the page
+changed (on PostgreSQL it writes the student's keys through instead: `portal.api`),
+and nothing drops a group of keys. Its rows are encoded as the page
 fragment (`portal.fragments`) the cache holds and the pages splice in.
 """
 
