@@ -4,10 +4,11 @@
   changed, `<student_id>:<series_id>`, before answering, in this worker and
   (PostgreSQL without Redis) every other worker, so the student's next page
   shows it (read-your-writes) while the student's other series stay cached.
-  On PostgreSQL its INSERT also reads back the keys of the student's
-  MyTestSeries page that are not fresh in the cache, the changed one among
-  them, and stores them (`Optimizer.write_through`): the page a submit leads
-  to is then served from the cache, not loaded after it.
+  With write-through on (PostgreSQL, `settings.write_through`) its INSERT also
+  reads back the keys of the student's MyTestSeries page that are not fresh
+  in the cache, the changed one among them, and stores them
+  (`Optimizer.write_through`): the page a submit leads to is then served from
+  the cache, not loaded after it.
 - `POST /api/exam/batch-attempts` reads many keys through the optimizer's
   batched path; bounded (413), rate limited and concurrency capped (429).
 - `GET /api/portal/info` tells the traffic generator what it needs for the

@@ -4,7 +4,7 @@
 `app.extensions["portal"]`; views reach it through `current_portal()`.
 `get_all_exam_attempts` is wrapped here under string keys
 `"<student_id>:<series_id>"`, without tags: a submit drops the one key it
-changed (on PostgreSQL it writes the student's keys through instead: `portal.api`),
+changed (or, with write-through on, writes the student's keys through: `portal.api`),
 and nothing drops a group of keys. Its rows are encoded as the page
 fragment (`portal.fragments`) the cache holds and the pages splice in.
 """
