@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry
 
 from optimizer.batching import Batcher
 from optimizer.breaker import CLOSED, OPEN, REASON_FLAG_CHANGED, CircuitBreaker
-from optimizer.cache import Cache, InProcessCache
+from optimizer.cache import Cache, Entry, InProcessCache
 from optimizer.entry import NO_TAGS
 from optimizer.errors import FaultInjected, OptimizerClosed
 from optimizer.gate import Decision, Gate, StaticGate
@@ -167,7 +167,7 @@ class Optimizer:
             entry = self._cache.get(versioned)
             if entry is not None:
                 now = self._clock()
-                fresh_until = min(entry.fresh_until, entry.stored_at + config.ttl_s)
+                fresh_until = _fresh_until(entry, config)
                 if now < fresh_until:
                     hits = 1
                     ok = True
@@ -210,7 +210,7 @@ class Optimizer:
                     self._open_window(key, versioned, now, OPTIMIZED)
                 entry = self._cache.get(versioned)
                 if entry is not None:
-                    fresh_until = min(entry.fresh_until, entry.stored_at + config.ttl_s)
+                    fresh_until = _fresh_until(entry, config)
                     if now < fresh_until:
                         hits += 1
                         out[key] = entry.value
@@ -450,7 +450,7 @@ class Optimizer:
 
     def _fresh(self, key: str, now: float) -> bool:
         entry = self._cache.get(self._prefix + key)
-        return entry is not None and now < min(entry.fresh_until, entry.stored_at + self._applied[1].ttl_s)
+        return entry is not None and now < _fresh_until(entry, self._applied[1])
 
     def _written(self, versioned: str) -> None:
         self._ideal.cut_key(versioned)
@@ -473,6 +473,11 @@ class Optimizer:
             self._ideal.cut_tag(tag)
         else:  # a reconnect, not a write: the ideal's windows stay
             flights.invalidate_all()
+
+
+def _fresh_until(entry: Entry, config: OptimizerConfig) -> float:
+    """When `entry` stops being fresh: its own bound, or sooner if the flag's payload shortened the TTL since."""
+    return min(entry.fresh_until, entry.stored_at + config.ttl_s)
 
 
 def _inject(fault: Fault) -> None:

@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
@@ -25,8 +27,9 @@ from portal import data, fragments
 from portal.errors import BadRequest, NotFound, TooLarge
 from portal.metrics import CONTENT_TYPE_LATEST
 from portal.pages import json_response, user_id_for
-from portal.runtime import current_portal
+from portal.runtime import Portal, current_portal
 from portal.schemas import BatchRequest, Submission, parse_body
+from portal.submits import Recorded
 
 bp = Blueprint("api", __name__)
 
@@ -44,22 +47,7 @@ def submit() -> ResponseReturnValue:
         raise NotFound(f"no student {body.student_id}", code="unknown_student")
     # Only this series' attempts changed: the student's other keys stay valid.
     key = data.attempts_key(body.student_id, series_id)
-    page = (
-        [data.attempts_key(body.student_id, series) for series in catalog.series] if portal.reads_back else []
-    )
-    write = portal.optimizer.write_through([key], also=page, user_id=user_id_for(body.student_id))
-    try:
-        recorded = portal.attempts.record(
-            student_id=body.student_id,
-            series_id=series_id,
-            exam_id=body.exam_id,
-            score=body.score,
-            read_back=write.keys if portal.reads_back else (),
-        )
-    except BaseException:
-        write.abort()
-        raise
-    write.commit(recorded.fragments)
+    recorded = _record(portal, body, series_id, key, catalog)
     # The INSERT told the other workers (if any); the answer waits until they have dropped the key too.
     portal.attempts.confirm(recorded)
     portal.metrics.submissions.inc()
@@ -70,6 +58,31 @@ def submit() -> ResponseReturnValue:
         "invalidated": key,
     }
     return json_response(fragments.json_object(result), status=201)
+
+
+def _record(portal: Portal, body: Submission, series_id: int, key: str, catalog: data.Catalog) -> Recorded:
+    """Record the attempt and drop `key`, its series' cached attempts; with write-through on, store
+    instead the keys of the student's MyTestSeries that its INSERT read back."""
+    record = functools.partial(
+        portal.attempts.record,
+        student_id=body.student_id,
+        series_id=series_id,
+        exam_id=body.exam_id,
+        score=body.score,
+    )
+    if not portal.reads_back:
+        recorded = record()
+        portal.optimizer.invalidate(key)
+        return recorded
+    page = [data.attempts_key(body.student_id, series) for series in catalog.series]
+    write = portal.optimizer.write_through([key], also=page, user_id=user_id_for(body.student_id))
+    try:
+        recorded = record(read_back=write.keys)
+    except BaseException:
+        write.abort()
+        raise
+    write.commit(recorded.fragments)
+    return recorded
 
 
 @bp.post("/api/exam/batch-attempts")

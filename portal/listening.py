@@ -86,10 +86,9 @@ class Listener:
 
         :raise psycopg.OperationalError: the connection is lost.
         """
-        if self.lost:
-            raise psycopg.OperationalError("the listening connection is lost")
+        fd = self._socket()
         try:
-            readable, _, _ = select.select([self._conn.pgconn.socket], [], [], timeout_s)
+            readable, _, _ = select.select([fd], [], [], timeout_s)
         except (OSError, ValueError) as exc:  # closed by another reader meanwhile
             raise psycopg.OperationalError(f"the listening connection is lost: {exc}") from exc
         return bool(readable)
@@ -101,17 +100,19 @@ class Listener:
         """
         if _peek is None:
             return self.wait(0)
-        if self.lost:
-            raise psycopg.OperationalError("the listening connection is lost")
-        try:
-            got = _peek(self._conn.pgconn.socket)
-        except psycopg.Error as exc:  # closed by another reader meanwhile
-            raise psycopg.OperationalError(f"the listening connection is lost: {exc}") from exc
+        got = _peek(self._socket())
         if got in _NOTHING_YET:
             return False
         if got < 0:
             raise psycopg.OperationalError(f"the listening connection is lost: errno {-got}")
         return True  # bytes to read, or 0: the server closed the connection, which a read reports
+
+    def _socket(self) -> int:
+        """The connection's socket. :raise psycopg.OperationalError: the connection is lost (psycopg's
+        own once it is closed)."""
+        if self.lost:
+            raise psycopg.OperationalError("the listening connection is lost")
+        return self._conn.pgconn.socket
 
     def read(self) -> list[tuple[str, str]]:
         """The notifications received so far, as (channel, payload); does not block.

@@ -52,7 +52,7 @@ _INSERTED = "id, student_id, series_id, exam_id, score, submitted_at"
 _READ_BACK_CTES = (
     f"WITH inserted AS ({data.INSERT_POSTGRESQL.replace('RETURNING id', 'RETURNING ' + _INSERTED)}),"
     f" {_KEYS_PARAM},"
-    " seen AS (SELECT id, student_id, series_id, exam_id, score, submitted_at FROM attempts"
+    f" seen AS (SELECT {_INSERTED} FROM attempts"
     " WHERE (student_id, series_id) IN"
     " (SELECT split_part(key, ':', 1)::integer, split_part(key, ':', 2)::integer FROM k)"
     " UNION ALL SELECT * FROM inserted),"
