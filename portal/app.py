@@ -8,6 +8,7 @@ from flask import Flask
 
 from optimizer import OptimizerConfig
 from portal import api, errors, fault, pages
+from portal.peercache import RequestScope
 from portal.runtime import build_portal
 from portal.settings import PortalSettings
 
@@ -30,7 +31,5 @@ def create_app(
     app.register_blueprint(fault.bp)
     errors.register_handlers(app)
     if portal.peers is not None:
-        peers = portal.peers
-        app.before_request(peers.begin_request)
-        app.teardown_request(lambda _error: peers.end_request())
+        app.wsgi_app = RequestScope(app.wsgi_app, portal.peers)  # type: ignore[method-assign]
     return app
