@@ -25,12 +25,20 @@ configuration, interleaved: each round runs in a child process that imports the
 portal and the optimizer from its tree, against the same seeded database.
 
 With `--compare-layouts A,B` it compares two cache layouts of this checkout
-instead, each round in a child process as above.
+instead, each round in a child process as above; with `--compare-write-through`,
+this checkout with write-through off and on (`ROLLGUARD_PORTAL_WRITE_THROUGH`).
+
+Every round also reports the mean CPU time of each of a student's four requests
+(`submit_cpu_us`, `cold_page_cpu_us`, `warm_page_cpu_us`, `exam_home_cpu_us`),
+taken by the request's thread inside the app (the test client's own work is
+not counted; the other threads' work, such as the listener's, is only in the
+process total).
 
 Writes bench/results/portal_burst_cost.json (`--result NAME` to name it otherwise).
 
     .venv/bin/python bench/portal_burst_cost.py [--students 1000] [--threads 64] [--repeats 3]
-        [--cache-layout tiered|objects|packed | --compare-layouts objects,tiered] [--baseline-tree ../baseline] [--result portal_burst_cost]
+        [--cache-layout tiered|objects|packed | --compare-layouts objects,tiered | --compare-write-through]
+        [--baseline-tree ../baseline] [--result portal_burst_cost]
 """
 
 from __future__ import annotations
@@ -94,11 +102,42 @@ def postgres_cpu_since(before: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in postgres_cpu().items())
 
 
-def burst(app: Flask, students: int, threads: int) -> None:
-    """Every student submits, then loads MyTestSeries twice and ExamHome once."""
+#: A student's requests in the burst, in order; the CPU each takes is reported apart.
+REQUESTS = ("submit", "cold_page", "warm_page", "exam_home")
+
+
+class RequestCpu:
+    """WSGI middleware: the CPU time of the request thread inside the app, by the kind its caller set.
+
+    Measured inside the WSGI call, so the test client's own work is not counted.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self.kind = threading.local()
+        self.seconds: dict[str, list[float]] = {kind: [] for kind in REQUESTS}
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return self._app(environ, start_response)
+        finally:
+            spent = time.thread_time() - started
+            with self._lock:
+                self.seconds[self.kind.name].append(spent)
+
+    def means_us(self) -> dict[str, float]:
+        return {f"{kind}_cpu_us": round(1e6 * statistics.mean(v)) for kind, v in self.seconds.items() if v}
+
+
+def burst(app: Flask, students: int, threads: int) -> dict[str, float]:
+    """Every student submits, then loads MyTestSeries twice and ExamHome once; the mean CPU of each request."""
     info = app.test_client().get("/api/portal/info").get_json()
     exams = {int(series): ids for series, ids in info["exams"].items()}
     local = threading.local()
+    timed = RequestCpu(app.wsgi_app)
+    app.wsgi_app = timed  # type: ignore[method-assign]
 
     def student(student_id: int) -> None:
         client = getattr(local, "client", None) or app.test_client()
@@ -106,16 +145,23 @@ def burst(app: Flask, students: int, threads: int) -> None:
         rng = random.Random(student_id)
         series = rng.choice(sorted(exams))
         body = {"student_id": student_id, "exam_id": rng.choice(exams[series]), "score": 50}
+        timed.kind.name = "submit"
         assert client.post("/api/exam/submit", json=body).status_code == 201
-        for url in (
-            f"/api/pages/my-test-series?student_id={student_id}",
-            f"/api/pages/my-test-series?student_id={student_id}",
-            f"/api/pages/exam-home?student_id={student_id}&series_id={series}&step=0",
+        for kind, url in zip(
+            REQUESTS[1:],
+            (
+                f"/api/pages/my-test-series?student_id={student_id}",
+                f"/api/pages/my-test-series?student_id={student_id}",
+                f"/api/pages/exam-home?student_id={student_id}&series_id={series}&step=0",
+            ),
+            strict=True,
         ):
+            timed.kind.name = kind
             assert client.get(url).status_code == 200, url
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(student, range(1, students + 1)))
+    return timed.means_us()
 
 
 def one_round(database_url: str, *, grouped: bool, students: int, threads: int, work: Path) -> dict[str, Any]:
@@ -126,7 +172,7 @@ def one_round(database_url: str, *, grouped: bool, students: int, threads: int, 
     portal = app.extensions["portal"]
     try:
         pg0, cpu0, wall0 = postgres_cpu(), time.process_time(), time.perf_counter()
-        burst(app, students, threads)
+        by_request = burst(app, students, threads)
         cpu1, wall1 = time.process_time(), time.perf_counter()
         pg_s = postgres_cpu_since(pg0)
         batch_calls = portal.optimizer.grouper.calls
@@ -137,18 +183,22 @@ def one_round(database_url: str, *, grouped: bool, students: int, threads: int, 
         "postgres_cpu_us_per_student": round(1e6 * pg_s / students),
         "wall_s": round(wall1 - wall0, 2),
         "batch_calls": batch_calls,
+        **by_request,
     }
 
 
+#: What `--compare-write-through` sets in each of its two arms.
+WRITE_THROUGH_ARMS = {"write_through_off": "false", "write_through_on": "true"}
+
+
 def round_in_tree(
-    tree: Path, database_url: str, *, students: int, threads: int, layout: str | None = None
+    tree: Path, database_url: str, *, students: int, threads: int, settings: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """One round at the default configuration (or `layout`), in a child process that imports `tree`'s code."""
+    """One round at the default configuration (or with `settings`, portal environment variables), in a child
+    process that imports `tree`'s code."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--child-round", database_url]
     argv += ["--students", str(students), "--threads", str(threads)]
-    env = {**os.environ, "ROLLGUARD_BENCH_CODE_TREE": str(tree)}
-    if layout:
-        env["ROLLGUARD_PORTAL_CACHE_LAYOUT"] = layout
+    env = {**os.environ, "ROLLGUARD_BENCH_CODE_TREE": str(tree), **(settings or {})}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the round in {tree} failed:\n{done.stderr[-3000:]}")
@@ -160,6 +210,13 @@ def child_round(database_url: str, students: int, threads: int) -> int:
         figures = one_round(database_url, grouped=True, students=students, threads=threads, work=Path(work))
     print(json.dumps(figures))
     return 0
+
+
+def arm_settings(label: str) -> dict[str, str]:
+    """The portal environment of one arm of `--compare-layouts` (a layout) or `--compare-write-through`."""
+    if label in WRITE_THROUGH_ARMS:
+        return {"ROLLGUARD_PORTAL_WRITE_THROUGH": WRITE_THROUGH_ARMS[label]}
+    return {"ROLLGUARD_PORTAL_CACHE_LAYOUT": label}
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -185,6 +242,11 @@ def main() -> int:
         metavar="A,B",
         help="compare two cache layouts of this checkout instead, interleaved, each round in a child process",
     )
+    parser.add_argument(
+        "--compare-write-through",
+        action="store_true",
+        help="compare this checkout with write-through off and on (ROLLGUARD_PORTAL_WRITE_THROUGH), interleaved",
+    )
     parser.add_argument("--result", default="portal_burst_cost", help="name of the bench/results file")
     parser.add_argument("--child-round", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -203,6 +265,10 @@ def main() -> int:
     compared = tuple(args.compare_layouts.split(",")) if args.compare_layouts else ()
     if compared and (len(compared) != 2 or args.baseline_tree):
         parser.error("--compare-layouts takes two layouts, and not with --baseline-tree")
+    if args.compare_write_through and (compared or args.baseline_tree):
+        parser.error("--compare-write-through compares this checkout alone")
+    if args.compare_write_through:
+        compared = tuple(WRITE_THROUGH_ARMS)
     labels = compared or (("this", "baseline") if args.baseline_tree else ("grouped", "ungrouped"))
     rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     loads: list[float] = []
@@ -216,7 +282,7 @@ def main() -> int:
                     loads.append(os.getloadavg()[0])
                     if compared:
                         figures = round_in_tree(
-                            REPO, url, students=args.students, threads=args.threads, layout=label
+                            REPO, url, students=args.students, threads=args.threads, settings=arm_settings(label)
                         )
                     elif args.baseline_tree:
                         tree = REPO if label == "this" else args.baseline_tree.resolve()
@@ -265,9 +331,12 @@ def main() -> int:
         result["baseline_commit"] = commit_of(args.baseline_tree)
     result["commit"] = commit_of(REPO)
     command = f"python bench/portal_burst_cost.py --students {args.students} --threads {args.threads} --repeats {args.repeats}"
-    command += (
-        f" --compare-layouts {args.compare_layouts}" if compared else f" --cache-layout {args.cache_layout}"
-    )
+    if args.compare_write_through:
+        command += f" --compare-write-through --cache-layout {args.cache_layout}"
+    elif compared:
+        command += f" --compare-layouts {args.compare_layouts}"
+    else:
+        command += f" --cache-layout {args.cache_layout}"
     if args.baseline_tree:
         command += f" --baseline-tree {args.baseline_tree}"
     command += f" --result {args.result}"
