@@ -59,6 +59,6 @@ def test_requests_share_one_connection_and_each_is_reported_with_its_failure():
     assert out["connections"] == 1  # three requests, one kept-alive connection
     page, submit, missing, refused = out["reported"]
     assert page == ["GET", "page", 11, "None", True]
-    assert submit == ["POST", "submit", 12, "None", True]
+    assert submit == ["POST", "submit", 11, "None", True]  # the body as sent: {"score":7}
     assert missing[:4] == ["GET", "missing", 19, "StatusError('HTTP 404')"]
     assert refused[0:3] == ["GET", "refused", 0] and "Refused" in refused[3]
