@@ -77,6 +77,16 @@ class Stack:
     warm: bool = False
 
 
+def stack_label(mode: str, stack: Stack, worker_counts: list[int], thread_counts: list[int]) -> str:
+    """A cell's mode when several stacks are compared: `optimized/granianx2` (workers), `...t16` (threads)."""
+    label = f"{mode}/{stack.server}"
+    if len(worker_counts) > 1:
+        label += f"x{stack.workers}"
+    if len(thread_counts) > 1:
+        label += f"t{stack.threads}"
+    return label
+
+
 def server_command(mode: str, port: int, stack: Stack) -> list[str]:
     sizing = ["--server", stack.server, "--workers", str(stack.workers), "--threads", str(stack.threads)]
     if mode == "floor":
@@ -294,7 +304,11 @@ def main() -> int:
         default="1",
         help="worker processes of every server; several counts are compared, interleaved",
     )
-    parser.add_argument("--threads", type=int, default=64, help="threads per worker")
+    parser.add_argument(
+        "--threads",
+        default="64",
+        help="threads per worker; several counts are compared, interleaved",
+    )
     parser.add_argument(
         "--baseline-tree",
         type=Path,
@@ -325,6 +339,7 @@ def main() -> int:
         parser.error("mode 'baseline' needs --baseline-tree")
     server_names = [s for s in args.servers.split(",") if s]
     worker_counts = [int(w) for w in args.workers.split(",") if w]
+    thread_counts = [int(t) for t in args.threads.split(",") if t]
     if unknown := set(modes) - set(MODES) | set(server_names) - set(SERVERS):
         parser.error(f"unknown modes or servers {sorted(unknown)}")
     load_before = os.getloadavg()
@@ -340,9 +355,10 @@ def main() -> int:
             seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
         with tempfile.TemporaryDirectory(prefix="rollguard-capacity-") as work:
             stacks = [
-                Stack(s, w, args.threads, database_url, Path(work), args.baseline_tree, args.warm)
+                Stack(s, w, t, database_url, Path(work), args.baseline_tree, args.warm)
                 for s in server_names
                 for w in worker_counts
+                for t in thread_counts
             ]
             for _run in range(args.runs):
                 for users in sorted(set(ladder) | set(direct_ladder)):
@@ -352,9 +368,7 @@ def main() -> int:
                                 continue
                             cell = run_cell(mode, users, duration=args.duration, stack=stack)
                             if len(stacks) > 1:
-                                cell["mode"] = f"{mode}/{stack.server}" + (
-                                    f"x{stack.workers}" if len(worker_counts) > 1 else ""
-                                )
+                                cell["mode"] = stack_label(mode, stack, worker_counts, thread_counts)
                             cells.append(cell)
                             reset_attempts(engine, seeded_max_id)
     finally:
