@@ -30,10 +30,10 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from optimizer import Cache, Entry, OptimizerConfig
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-from optimizer import Cache, Entry, OptimizerConfig
 
 # The optimizer's callback for invalidations it did not make: (None, None) means "forget everything".
 RemoteInvalidation = Callable[[str | None, str | None], None]
