@@ -282,7 +282,11 @@ def main() -> int:
                     loads.append(os.getloadavg()[0])
                     if compared:
                         figures = round_in_tree(
-                            REPO, url, students=args.students, threads=args.threads, settings=arm_settings(label)
+                            REPO,
+                            url,
+                            students=args.students,
+                            threads=args.threads,
+                            settings=arm_settings(label),
                         )
                     elif args.baseline_tree:
                         tree = REPO if label == "this" else args.baseline_tree.resolve()
