@@ -1,14 +1,16 @@
 """CPU a portal page costs in process: what one request takes of the portal's core, without the server.
 
 Builds the portal app (SQLite, seeded here) optimized with each cache layout
-(`packed`, the default, and `objects`; ROLLGUARD_PORTAL_CACHE_LAYOUT) and direct,
-warms the optimized caches, then loads MyTestSeries and ExamHome pages through
-Flask's test client and reports the CPU time (process_time) per page: min /
-median / max over --repeats rounds, optimized (all cache hits) and direct. Less sensitive to a
-busy machine than wall time, so it shows what a change to the page path saves.
-Writes bench/results/portal_page_cost.json.
+(`tiered`, the default, and `objects`; ROLLGUARD_PORTAL_CACHE_LAYOUT) and direct, and the
+capacity floor's app (`bench/floor.py`: the same pages as constant bodies, what
+Flask and the test client cost on their own), warms the optimized caches, then
+loads MyTestSeries and ExamHome pages through Flask's test client and reports
+the CPU time (process_time) per page: min / median / max over --repeats
+rounds, interleaved. Less sensitive to a busy machine than wall time, so it
+shows what a change to the page path saves. Writes
+bench/results/portal_page_cost.json (`--result NAME` to name it otherwise).
 
-    .venv/bin/python bench/portal_page_cost.py [--pages 2000] [--repeats 5]
+    .venv/bin/python bench/portal_page_cost.py [--pages 2000] [--repeats 5] [--result portal_page_cost]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from flask import Flask  # noqa: E402
 
+from bench.floor import create_floor_app  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 from portal.app import create_app  # noqa: E402
 from portal.db import make_engine  # noqa: E402
@@ -61,7 +64,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pages", type=int, default=2000, help="page loads per round")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds, interleaved optimized/direct")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds, interleaved optimized/direct/floor")
+    parser.add_argument("--result", default="portal_page_cost", help="name of the bench/results file")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="rollguard-page-cost-") as work:
@@ -74,12 +78,13 @@ def main() -> int:
                 PortalSettings(
                     database_url=url,
                     optimize=mode != "direct",
-                    cache_layout="objects" if mode == "optimized_objects" else "packed",
+                    cache_layout="objects" if mode == "optimized_objects" else "tiered",
                     var_dir=Path(work),
                 )
             )
             for mode in ("optimized", "optimized_objects", "direct")
         }
+        apps["floor"] = create_floor_app()
         pages = urls(args.pages)
         for mode in ("optimized", "optimized_objects"):
             cpu_per_page_us(apps[mode], pages)  # warm the cache: every later load is a hit
@@ -87,8 +92,9 @@ def main() -> int:
         for _ in range(args.repeats):
             for mode, app in apps.items():
                 rounds[mode].append(cpu_per_page_us(app, pages))
-        for app in apps.values():
-            app.extensions["portal"].close()
+        for mode, app in apps.items():
+            if mode != "floor":
+                app.extensions["portal"].close()
     figures: dict[str, Any] = {
         "pages_per_round": args.pages,
         "load_average_1m_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],
@@ -106,9 +112,9 @@ def main() -> int:
             f"{mode:17} cpu per page: min {spread['min']} / median {spread['median']} / max {spread['max']} us"
         )
     path = write_result(
-        "portal_page_cost",
+        args.result,
         figures,
-        command=f"python bench/portal_page_cost.py --pages {args.pages} --repeats {args.repeats}",
+        command=f"python bench/portal_page_cost.py --pages {args.pages} --repeats {args.repeats} --result {args.result}",
     )
     print(f"wrote {path}")
     return 0
