@@ -187,8 +187,11 @@ def one_round(database_url: str, *, grouped: bool, students: int, threads: int, 
     }
 
 
-#: What `--compare-write-through` sets in each of its two arms.
-WRITE_THROUGH_ARMS = {"write_through_off": "false", "write_through_on": "true"}
+#: The portal environment of each arm of `--compare-write-through`.
+WRITE_THROUGH_ARMS = {
+    "write_through_off": {"ROLLGUARD_PORTAL_WRITE_THROUGH": "false"},
+    "write_through_on": {"ROLLGUARD_PORTAL_WRITE_THROUGH": "true"},
+}
 
 
 def round_in_tree(
@@ -210,13 +213,6 @@ def child_round(database_url: str, students: int, threads: int) -> int:
         figures = one_round(database_url, grouped=True, students=students, threads=threads, work=Path(work))
     print(json.dumps(figures))
     return 0
-
-
-def arm_settings(label: str) -> dict[str, str]:
-    """The portal environment of one arm of `--compare-layouts` (a layout) or `--compare-write-through`."""
-    if label in WRITE_THROUGH_ARMS:
-        return {"ROLLGUARD_PORTAL_WRITE_THROUGH": WRITE_THROUGH_ARMS[label]}
-    return {"ROLLGUARD_PORTAL_CACHE_LAYOUT": label}
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -260,16 +256,20 @@ def main() -> int:
 
     # Every round's PortalSettings, and every child round's, reads the layout from the environment.
     os.environ["ROLLGUARD_PORTAL_CACHE_LAYOUT"] = args.cache_layout
-    name, url = servers.create_database(args.postgres_url)
-    engine = make_engine(url)
     compared = tuple(args.compare_layouts.split(",")) if args.compare_layouts else ()
     if compared and (len(compared) != 2 or args.baseline_tree):
         parser.error("--compare-layouts takes two layouts, and not with --baseline-tree")
     if args.compare_write_through and (compared or args.baseline_tree):
         parser.error("--compare-write-through compares this checkout alone")
-    if args.compare_write_through:
-        compared = tuple(WRITE_THROUGH_ARMS)
-    labels = compared or (("this", "baseline") if args.baseline_tree else ("grouped", "ungrouped"))
+    # Arms of this checkout, each with its portal environment (a layout, or write-through off / on).
+    arms = (
+        WRITE_THROUGH_ARMS
+        if args.compare_write_through
+        else {layout: {"ROLLGUARD_PORTAL_CACHE_LAYOUT": layout} for layout in compared}
+    )
+    labels = tuple(arms) or (("this", "baseline") if args.baseline_tree else ("grouped", "ungrouped"))
+    name, url = servers.create_database(args.postgres_url)
+    engine = make_engine(url)
     rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     loads: list[float] = []
     try:
@@ -280,13 +280,13 @@ def main() -> int:
             for _ in range(args.repeats):
                 for label in rounds:
                     loads.append(os.getloadavg()[0])
-                    if compared:
+                    if arms:
                         figures = round_in_tree(
                             REPO,
                             url,
                             students=args.students,
                             threads=args.threads,
-                            settings=arm_settings(label),
+                            settings=arms[label],
                         )
                     elif args.baseline_tree:
                         tree = REPO if label == "this" else args.baseline_tree.resolve()

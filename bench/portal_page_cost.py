@@ -73,7 +73,7 @@ def main() -> int:
         engine = make_engine(url)
         seed(engine, SeedPlan(students=STUDENTS))
         engine.dispose()
-        apps = {
+        portals = {
             mode: create_app(
                 PortalSettings(
                     database_url=url,
@@ -84,7 +84,7 @@ def main() -> int:
             )
             for mode in ("optimized", "optimized_objects", "direct")
         }
-        apps["floor"] = create_floor_app()
+        apps = {**portals, "floor": create_floor_app()}
         pages = urls(args.pages)
         for mode in ("optimized", "optimized_objects"):
             cpu_per_page_us(apps[mode], pages)  # warm the cache: every later load is a hit
@@ -92,9 +92,8 @@ def main() -> int:
         for _ in range(args.repeats):
             for mode, app in apps.items():
                 rounds[mode].append(cpu_per_page_us(app, pages))
-        for mode, app in apps.items():
-            if mode != "floor":
-                app.extensions["portal"].close()
+        for app in portals.values():
+            app.extensions["portal"].close()
     figures: dict[str, Any] = {
         "pages_per_round": args.pages,
         "load_average_1m_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],

@@ -151,6 +151,7 @@ class Optimizer:
             self._open_window(key, versioned, now, OPTIMIZED)
         if self.fault is None:
             entry = self._read(versioned)
+            # `_fresh_until` written out: the hit path does without the call (bench/optimizer_gate.py).
             if entry is not None and now < entry.fresh_until and now < entry.stored_at + config.ttl_s:
                 self._count_hit(_perf_counter() - started)
                 return entry.value
