@@ -8,7 +8,8 @@ seeded PostgreSQL database of its own (created and dropped here), the optimized
 portal app, and `--threads` threads (the server's request threads) each playing
 students through Flask's test client: submit, MyTestSeries (cold: all its keys
 miss), MyTestSeries again, ExamHome. It reports the CPU seconds of this process
-and of PostgreSQL's processes per student, the wall time, and the batch calls.
+and of PostgreSQL's processes per student, the wall time, the batch calls and
+the INSERT statements that wrote the submits (one per group).
 
 Two configurations, interleaved `--repeats` times each, on a fresh app and
 fresh attempts every round:
@@ -176,6 +177,7 @@ def one_round(database_url: str, *, grouped: bool, students: int, threads: int, 
         cpu1, wall1 = time.process_time(), time.perf_counter()
         pg_s = postgres_cpu_since(pg0)
         batch_calls = portal.optimizer.grouper.calls
+        insert_statements = portal.attempts.groups
     finally:
         portal.close()
     return {
@@ -183,6 +185,7 @@ def one_round(database_url: str, *, grouped: bool, students: int, threads: int, 
         "postgres_cpu_us_per_student": round(1e6 * pg_s / students),
         "wall_s": round(wall1 - wall0, 2),
         "batch_calls": batch_calls,
+        "insert_statements": insert_statements,
         **by_request,
     }
 
