@@ -1,7 +1,8 @@
 """Capacity of the portal under the mass submission: the floor, direct and optimized, side by side.
 
 For every user count of a ladder and every run, starts a fresh server for each
-mode in turn (interleaved: floor, direct, optimized, floor, ...) and replays
+mode in turn (interleaved: floor, direct, optimized, baseline in even runs, the
+reverse in odd ones, so that no mode always runs right after another) and replays
 `rollguard traffic run --scenario mass-submission` against it:
 
 - floor: bench/floor.py, the same gunicorn server answering each page with a
@@ -42,7 +43,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -62,6 +63,8 @@ from rollguard import ROLLGUARD, Child  # noqa: E402
 
 MODES = ("floor", "direct", "optimized", "baseline")
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,17 @@ def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[st
         "loadgen_cpu_s": round(loadgen_cpu, 2),
         "loadgen_cpu_ms_per_request": round(1000 * loadgen_cpu / requests, 3) if requests else None,
     }
+
+
+def in_run_order(run: int, items: list[T]) -> list[T]:
+    """`items` in the order run number `run` takes them: reversed every other run.
+
+    A cell runs right after the one before it on the same database and machine;
+    in a fixed order the same mode would always follow the same other mode, and
+    an A/B would measure its place in the order as well (seen here: whichever of
+    two identical portals ran second won most pairs).
+    """
+    return items if run % 2 == 0 else items[::-1]
 
 
 def reset_attempts(engine: sqlalchemy.Engine, seeded_max_id: int) -> None:
@@ -360,10 +374,10 @@ def main() -> int:
                 for w in worker_counts
                 for t in thread_counts
             ]
-            for _run in range(args.runs):
+            for run in range(args.runs):
                 for users in sorted(set(ladder) | set(direct_ladder)):
-                    for stack in stacks:
-                        for mode in modes:
+                    for stack in in_run_order(run, stacks):
+                        for mode in in_run_order(run, modes):
                             if users not in (direct_ladder if mode == "direct" else ladder):
                                 continue
                             cell = run_cell(mode, users, duration=args.duration, stack=stack)

@@ -48,13 +48,17 @@ def submit_all(
     return threads, results
 
 
-def insert_waits_for_lock(engine: sqlalchemy.Engine) -> bool:
+def inserts_waiting_for_lock(engine: sqlalchemy.Engine) -> int:
     with engine.connect() as conn:
         query = (
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
             " AND query LIKE '%INSERT INTO attempts%' AND datname = current_database()"
         )
-        return int(conn.execute(sqlalchemy.text(query)).scalar_one()) > 0
+        return int(conn.execute(sqlalchemy.text(query)).scalar_one())
+
+
+def insert_waits_for_lock(engine: sqlalchemy.Engine) -> bool:
+    return inserts_waiting_for_lock(engine) > 0
 
 
 def submit_behind_a_held_write(writer: AttemptWriter, engine: sqlalchemy.Engine, students: list[int]):
@@ -89,7 +93,7 @@ def engine(fresh_postgres_url: str) -> Iterator[sqlalchemy.Engine]:
 
 
 def test_submits_that_arrive_together_share_one_commit_and_each_gets_its_own_attempt(engine):
-    writer = AttemptWriter(engine, max_writers=1)  # one write in flight: the rest must queue
+    writer = AttemptWriter(engine)  # by default one write in flight: the rest queue
     students = list(range(1, SMALL.students + 1))
     before = max_attempt_id(engine)
     results = submit_behind_a_held_write(writer, engine, students)
@@ -101,6 +105,25 @@ def test_submits_that_arrive_together_share_one_commit_and_each_gets_its_own_att
         assert (exam_id, score) == (1, student % 100)
         assert rows[student] in get_all_exam_attempts(engine, student, 1)
     assert commits_of_new_attempts(engine, before) == 2  # the first submit alone, then all the others
+
+
+def test_with_two_writers_a_second_group_is_written_while_the_first_waits(engine):
+    writer = AttemptWriter(engine, max_writers=2)
+    students = list(range(1, SMALL.students + 1))
+    before = max_attempt_id(engine)
+    with attempts_locked(engine):
+        first, results = submit_all(writer, students[:1])
+        wait_until(lambda: inserts_waiting_for_lock(engine) == 1, what="the first write to wait for the lock")
+        second, more = submit_all(writer, students[1:2])
+        wait_until(lambda: inserts_waiting_for_lock(engine) == 2, what="a second write beside the first")
+        others, rest = submit_all(writer, students[2:])
+        wait_until(lambda: writer.waiting == len(students) - 2, what="every other submit queued")
+    for thread in first + second + others:
+        thread.join(timeout=30)
+
+    results = {**results, **more, **rest}
+    assert sorted(s for s, r in results.items() if isinstance(r, tuple)) == students
+    assert commits_of_new_attempts(engine, before) == 3  # two alone, then the queued ones together
 
 
 def test_a_bad_attempt_in_a_group_fails_only_its_own_submit(engine):
