@@ -9,12 +9,13 @@ multi-row INSERT and one commit; the submits that queued meanwhile go in the
 next group, written by one of them. A lone submit is written at once, as
 before.
 
-One write in flight (the default) groups the most: under a mass submission's
-burst, four writers at once left almost every submit its own statement (1,435
-INSERTs for 1,500 submits in `bench/portal_burst_cost.py`'s burst), and
-PostgreSQL's per-statement work and the worker's per-statement round trip came
-with each. With one, a submit waits at most for the write before its own
-(a commit is a few milliseconds).
+One write in flight (the default) groups the most: in the mass submission's
+burst, four at once left almost every submit its own statement, and with it
+PostgreSQL's work per statement (the NOTIFY's count of listening workers among
+it). `bench/portal_burst_cost.py` at 1,500 students: 535 INSERTs against 1,448
+with four writers, PostgreSQL's CPU 557 against 914 us a student. A submit
+waits at most for the write before its own (a commit takes milliseconds); the
+capacity run's p95 did not move either way (`bench/portal_capacity.py`).
 
 If a group's write fails, its attempts are written again one by one, so that
 one bad attempt fails only its own submit; unless the connection was lost
