@@ -57,20 +57,28 @@ def inserts_waiting_for_lock(engine: sqlalchemy.Engine) -> int:
         return int(conn.execute(sqlalchemy.text(query)).scalar_one())
 
 
-def insert_waits_for_lock(engine: sqlalchemy.Engine) -> bool:
-    return inserts_waiting_for_lock(engine) > 0
-
-
-def submit_behind_a_held_write(writer: AttemptWriter, engine: sqlalchemy.Engine, students: list[int]):
-    """The first student's write waits on the locked table; all the others queue behind it."""
+def submit_behind_a_held_write(
+    writer: AttemptWriter, engine: sqlalchemy.Engine, students: list[int], *, writes: int = 1
+):
+    """The first `writes` students' writes wait on the locked table, one after another; all the others
+    queue behind them."""
+    threads: list[threading.Thread] = []
+    results: list[dict[int, object]] = []  # each filled by its threads as they finish
     with attempts_locked(engine):
-        first, results = submit_all(writer, students[:1])
-        wait_until(lambda: insert_waits_for_lock(engine), what="the first write to wait for the lock")
-        others, more = submit_all(writer, students[1:])
-        wait_until(lambda: writer.waiting == len(students) - 1, what="every other submit queued")
-    for thread in first + others:
+        for held, student in enumerate(students[:writes], start=1):
+            started, result = submit_all(writer, [student])
+            threads += started
+            results.append(result)
+
+            def all_held(held: int = held) -> bool:
+                return inserts_waiting_for_lock(engine) == held
+
+            wait_until(all_held, what=f"write {held} to wait for the lock")
+        others, rest = submit_all(writer, students[writes:])
+        wait_until(lambda: writer.waiting == len(students) - writes, what="every other submit queued")
+    for thread in threads + others:
         thread.join(timeout=30)
-    return {**results, **more}
+    return {student: row for result in [*results, rest] for student, row in result.items()}
 
 
 def commits_of_new_attempts(engine: sqlalchemy.Engine, above_id: int) -> int:
@@ -111,17 +119,8 @@ def test_with_two_writers_a_second_group_is_written_while_the_first_waits(engine
     writer = AttemptWriter(engine, max_writers=2)
     students = list(range(1, SMALL.students + 1))
     before = max_attempt_id(engine)
-    with attempts_locked(engine):
-        first, results = submit_all(writer, students[:1])
-        wait_until(lambda: inserts_waiting_for_lock(engine) == 1, what="the first write to wait for the lock")
-        second, more = submit_all(writer, students[1:2])
-        wait_until(lambda: inserts_waiting_for_lock(engine) == 2, what="a second write beside the first")
-        others, rest = submit_all(writer, students[2:])
-        wait_until(lambda: writer.waiting == len(students) - 2, what="every other submit queued")
-    for thread in first + second + others:
-        thread.join(timeout=30)
+    results = submit_behind_a_held_write(writer, engine, students, writes=2)
 
-    results = {**results, **more, **rest}
     assert sorted(s for s, r in results.items() if isinstance(r, tuple)) == students
     assert commits_of_new_attempts(engine, before) == 3  # two alone, then the queued ones together
 
@@ -167,7 +166,7 @@ def test_a_group_reads_back_the_keys_each_submit_asked_for_with_its_own_attempt(
     with attempts_locked(engine):
         first = threading.Thread(target=submit, args=(1,))
         first.start()
-        wait_until(lambda: insert_waits_for_lock(engine), what="the first write to wait for the lock")
+        wait_until(lambda: inserts_waiting_for_lock(engine) > 0, what="the first write to wait for the lock")
         others = [threading.Thread(target=submit, args=(s,)) for s in (2, 3)]
         for thread in others:
             thread.start()
