@@ -47,7 +47,7 @@ from sqlalchemy import Engine
 from portal import data, pgfragments
 from portal.data import AttemptRow, Inserted, NewAttempt
 from portal.db import connection_lost
-from portal.errors import InvalidationUnconfirmed
+from portal.errors import InvalidationUnconfirmed, Unavailable
 from portal.invalidation import PeerNotice, PgInvalidations
 
 #: Attempts per INSERT: a page of rows, far below any statement-size limit.
@@ -56,11 +56,19 @@ MAX_BATCH = 100
 MAX_WRITERS = 1
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass(eq=False)
 class _Queued:
     attempt: NewAttempt
     read_back: tuple[str, ...] = ()
-    taken: bool = False  # in a group being written
+    # Held until this submit's thread is woken, once: its attempt was written, or a group was handed to it.
+    wake: threading.Lock = field(default_factory=_held_lock)
+    handed: list[_Queued] | None = None  # the group this submit's thread was handed to write
     finished: bool = False
     row: AttemptRow | None = None
     notice: PeerNotice | None = None
@@ -79,7 +87,12 @@ class Recorded:
 
 
 class AttemptWriter:
-    """Records attempts, grouping the submits that arrive while a write is in flight; thread-safe."""
+    """Records attempts, grouping the submits that arrive while a write is in flight; thread-safe.
+
+    A finished write hands its turn straight to the thread of the oldest queued submit, with the
+    group it is to write, and wakes only the threads whose attempts it wrote: each waiting thread
+    is woken once, however many queue (`optimizer`'s grouped loads work the same way).
+    """
 
     def __init__(
         self,
@@ -93,7 +106,7 @@ class AttemptWriter:
         self._invalidations = invalidations
         self._max_batch = max_batch
         self._max_writers = max_writers
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Queued] = []
         self._writing = 0
         self.groups = 0  # writes made, for the portal's metrics and tests
@@ -101,7 +114,7 @@ class AttemptWriter:
     @property
     def waiting(self) -> int:
         """Submits queued for the next group (not counting the group being written)."""
-        with self._cond:
+        with self._lock:
             return len(self._queue)
 
     def record(
@@ -112,10 +125,22 @@ class AttemptWriter:
         `read_back`: keys whose fragments the INSERT reads back (PostgreSQL only).
         """
         queued = _Queued(NewAttempt(student_id, series_id, exam_id, score, datetime.now(UTC)), read_back)
-        with self._cond:
+        group: list[_Queued] | None = None
+        with self._lock:
             self._queue.append(queued)
-        while self._take_turn(queued):
-            pass
+            if self._writing < self._max_writers:
+                self._writing += 1
+                group = self._take_group()
+        while True:
+            while group is not None:
+                try:
+                    self._write(group)
+                finally:
+                    group = self._after_write(group, queued)
+            if queued.finished:
+                break
+            queued.wake.acquire()
+            group, queued.handed = queued.handed, None
         if queued.error is not None:
             raise queued.error
         assert queued.row is not None
@@ -131,26 +156,37 @@ class AttemptWriter:
         assert self._invalidations is not None  # a notice comes only from them
         return self._invalidations.confirm(recorded.notice)
 
-    def _take_turn(self, queued: _Queued) -> bool:
-        """Wait for `queued` to be written or for the writer's turn; write a group then. False once written."""
-        with self._cond:
-            while not queued.finished and (self._writing >= self._max_writers or queued.taken):
-                self._cond.wait()
-            if queued.finished:
-                return False
-            self._writing += 1
-            group = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
+    def _after_write(self, group: list[_Queued], writer: _Queued) -> list[_Queued] | None:
+        """Wake `group`'s submits, then pass the write on; return the group `writer`'s thread writes next, if any.
+
+        Only the threads of the written group are woken, and the one handed the next group: a
+        condition's notify_all would wake every queued submit after every write, to find its turn not come.
+        """
+        with self._lock:
+            self.groups += 1
             for member in group:
-                member.taken = True
-        try:
-            self._write(group)
-        finally:
-            with self._cond:
+                if member.row is None and member.error is None:  # the write was interrupted
+                    member.error = Unavailable(
+                        "the write of this attempt was interrupted", code="write_interrupted"
+                    )
+                member.finished = True
+                if member is not writer:
+                    member.wake.release()
+            if not self._queue:
                 self._writing -= 1
-                self.groups += 1
-                self._cond.notify_all()
-        return True
+                return None
+            following = self._take_group()
+            if writer in following:
+                return following
+            following[0].handed = following
+            following[0].wake.release()
+            return None
+
+    def _take_group(self) -> list[_Queued]:
+        """The oldest queued submits, at most `max_batch`; caller holds the lock."""
+        group = self._queue[: self._max_batch]
+        del self._queue[: self._max_batch]
+        return group
 
     def _write(self, group: list[_Queued]) -> None:
         try:
@@ -158,7 +194,7 @@ class AttemptWriter:
         except Exception as exc:  # noqa: BLE001 - every waiting submit must finish; each raises it itself
             if len(group) == 1 or connection_lost(exc) or isinstance(exc, InvalidationUnconfirmed):
                 for queued in group:
-                    queued.error, queued.finished = exc, True
+                    queued.error = exc
             else:
                 for queued in group:
                     self._write_alone(queued)
@@ -166,7 +202,6 @@ class AttemptWriter:
         for queued, row in zip(group, inserted.rows, strict=True):
             queued.row, queued.notice = row, notice
             queued.fragments = {key: inserted.fragments[key] for key in queued.read_back}
-            queued.finished = True
 
     def _write_alone(self, queued: _Queued) -> None:
         try:
@@ -175,7 +210,6 @@ class AttemptWriter:
             queued.fragments = {key: inserted.fragments[key] for key in queued.read_back}
         except Exception as exc:  # noqa: BLE001 - raised by the submit that made it
             queued.error = exc
-        queued.finished = True
 
     def _insert(self, group: list[_Queued]) -> tuple[Inserted, PeerNotice | None]:
         attempts = [q.attempt for q in group]

@@ -12,6 +12,7 @@ import sqlalchemy
 from portal import pgfragments
 from portal.data import AttemptRow, get_all_exam_attempts
 from portal.db import make_engine
+from portal.errors import Unavailable
 from portal.submits import AttemptWriter, Recorded
 from tests.portal.conftest import SMALL, seed_database
 from tests.support import wait_until
@@ -39,7 +40,7 @@ def submit_all(
             results[student] = writer.record(
                 student_id=student, series_id=1, exam_id=1, score=student % 100
             ).row
-        except Exception as exc:  # noqa: BLE001 - the test inspects which submits failed
+        except BaseException as exc:  # noqa: BLE001 - the test inspects which submits failed, and how
             results[student] = exc
 
     threads = [threading.Thread(target=submit, args=(s,)) for s in students]
@@ -151,6 +152,37 @@ def test_queued_submits_are_written_a_group_at_a_time_each_group_handing_the_nex
     assert writer.groups == groups
     assert writer.waiting == 0
     assert commits_of_new_attempts(engine, before) == groups
+
+
+class Interrupted(BaseException):
+    """What stops a thread outside the errors a write handles (as KeyboardInterrupt would)."""
+
+
+def test_a_write_interrupted_mid_group_fails_its_other_submits_instead_of_leaving_them_waiting(engine):
+    writer = AttemptWriter(engine, max_writers=1)
+    students = list(range(1, SMALL.students + 1))
+    before = max_attempt_id(engine)
+    inserts = []
+
+    def interrupt_the_second_insert(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO attempts"):
+            inserts.append(statement)
+            if len(inserts) == 2:  # the queued group's, after the held write
+                raise Interrupted
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", interrupt_the_second_insert)
+    try:
+        results = submit_behind_a_held_write(writer, engine, students)
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", interrupt_the_second_insert)
+
+    assert isinstance(results[1], tuple)  # the held write
+    assert isinstance(results[2], Interrupted)  # the oldest queued submit: its thread wrote the group
+    for student in students[2:]:
+        assert isinstance(results[student], Unavailable)
+        assert results[student].code == "write_interrupted"
+    assert writer.waiting == 0
+    assert commits_of_new_attempts(engine, before) == 1  # the interrupted group wrote nothing
 
 
 def test_a_group_reads_back_the_keys_each_submit_asked_for_with_its_own_attempt(engine):
