@@ -20,8 +20,9 @@ starts (not measured): the mass submission then meets a cache that holds what
 students had been browsing before the deadline, instead of an empty one.
 
 Each cell reports pages/s, p50/p95/p99 of every request, errors, backend calls,
-and the CPU seconds of the server (master and workers) and of the load
-generator while its users ran. A mode's capacity is the largest user count whose median p95 over
+and the CPU seconds of the server (master and workers), of PostgreSQL's
+processes (the floor uses none; other clients of the same server add to it)
+and of the load generator while its users ran. A mode's capacity is the largest user count whose median p95 over
 the runs is under --p95-ms with no error in any run. Writes
 bench/results/portal_capacity.json.
 
@@ -55,6 +56,7 @@ import sqlalchemy  # noqa: E402
 from bench import servers  # noqa: E402
 from bench.floor import page_sizes  # noqa: E402
 from bench.machine import commit_of, write_result  # noqa: E402
+from bench.portal_burst_cost import postgres_cpu, postgres_cpu_since  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.models import Attempt  # noqa: E402
 from portal.seed import SeedPlan, seed  # noqa: E402
@@ -147,7 +149,7 @@ def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[st
     proc, url = start_server(mode, stack)
     load = os.getloadavg()[0]
     try:
-        server_cpu = cpu_seconds(proc.pid)
+        server_cpu, pg_cpu = cpu_seconds(proc.pid), postgres_cpu()
         print(f"-- {mode}, {users} users, {duration:g}s (load {load:.2f})", file=sys.stderr, flush=True)
         if stack.warm:
             warm_pages(url, users)
@@ -160,6 +162,7 @@ def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[st
             cwd=tree_of(mode, stack),
         )
         server_cpu = cpu_seconds(proc.pid) - server_cpu
+        pg_seconds = postgres_cpu_since(pg_cpu)
     finally:
         proc.stop()
     pages = sum(summary["page_loads"].values())
@@ -183,6 +186,7 @@ def run_cell(mode: str, users: int, *, duration: float, stack: Stack) -> dict[st
         "fresh_connection_stale_reads": summary["fresh_connection_stale_reads"],
         "backend_calls": summary["backend_calls"],
         "server_cpu_s": round(server_cpu, 2),
+        "postgres_cpu_s": round(pg_seconds, 2),
         "loadgen_cpu_s": round(loadgen_cpu, 2),
         "loadgen_cpu_ms_per_request": round(1000 * loadgen_cpu / requests, 3) if requests else None,
     }
@@ -231,6 +235,7 @@ def summarize(cells: list[dict[str, Any]], *, p95_ms: float) -> dict[str, Any]:
                     "p99_ms",
                     "backend_calls",
                     "server_cpu_s",
+                    "postgres_cpu_s",
                     "loadgen_cpu_s",
                     "loadgen_cpu_ms_per_request",
                     "load_average_1m",
@@ -264,7 +269,7 @@ def ratios(capacity: dict[str, int]) -> dict[str, float | None]:
 
 def print_table(summary: dict[str, Any]) -> None:
     header = f"{'mode':20}{'users':>7}{'pages/s':>9}{'p50':>8}{'p95 (min/med/max)':>26}{'p99':>9}"
-    header += f"{'errors':>8}{'backend':>9}{'cpu srv':>9}{'cpu gen':>9}{'gen ms/req':>11}"
+    header += f"{'errors':>8}{'backend':>9}{'cpu srv':>9}{'cpu pg':>8}{'cpu gen':>9}{'gen ms/req':>11}"
     print(header)
     for mode, rows in summary["by_mode"].items():
         for users, row in rows.items():
@@ -273,7 +278,8 @@ def print_table(summary: dict[str, Any]) -> None:
                 f"{mode:20}{users:>7}{_med(row, 'pages_per_s'):>9}{_med(row, 'p50_ms'):>8}"
                 f"{p95.get('min', 0):>8.0f}/{p95.get('median', 0):>7.0f}/{p95.get('max', 0):>7.0f}"
                 f"{_med(row, 'p99_ms'):>11}{row['errors']:>8}{_med(row, 'backend_calls'):>9}"
-                f"{_med(row, 'server_cpu_s', '.1f'):>9}{_med(row, 'loadgen_cpu_s', '.1f'):>9}"
+                f"{_med(row, 'server_cpu_s', '.1f'):>9}{_med(row, 'postgres_cpu_s', '.1f'):>8}"
+                f"{_med(row, 'loadgen_cpu_s', '.1f'):>9}"
                 f"{_med(row, 'loadgen_cpu_ms_per_request', '.3f'):>11}"
             )
     print(f"capacity (median p95 < limit, 0 errors): {summary['capacity']}  ratios: {summary['ratios']}")

@@ -129,22 +129,25 @@ def drop_schema(engine: Engine) -> None:
 
 
 class PoolWatch:
-    """Counts connections checked out of an engine's pool, and the most ever out at once.
+    """Counts connections checked out of an engine's pool now and in all, and the most ever out at once.
 
     The high-water mark catches peaks that a scrape every half second misses:
-    SQLite queries take well under a millisecond.
+    SQLite queries take well under a millisecond. The count of checkouts tells
+    whether any connection was out at all between two scrapes.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._lock = threading.Lock()
         self.in_use = 0
         self.peak = 0
+        self.checkouts = 0
         event.listen(engine.pool, "checkout", self._checkout)
         event.listen(engine.pool, "checkin", self._checkin)
 
     def _checkout(self, *_args: Any) -> None:
         with self._lock:
             self.in_use += 1
+            self.checkouts += 1
             self.peak = max(self.peak, self.in_use)
 
     def _checkin(self, *_args: Any) -> None:

@@ -7,10 +7,13 @@ together and several apps can live in one test process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "PortalMetrics"]
 
@@ -21,6 +24,13 @@ class PortalMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         ProcessCollector(registry=self.registry)
+        # Several workers each serve their own /metrics on one port: a scraper tells them apart by this.
+        self.process_id = Gauge(
+            "portal_process_id",
+            "The pid of the worker process that served this scrape",
+            registry=self.registry,
+        )
+        self.process_id.set_function(lambda: float(os.getpid()))
         self.page_loads = Counter(
             "portal_page_loads", "MyTestSeries / ExamHome loads", ["page", "path"], registry=self.registry
         )
@@ -74,10 +84,20 @@ class PortalMetrics:
             child = self._page_loads_by_labels.setdefault((page, path), self.page_loads.labels(page, path))
         child.inc()
 
-    def watch_pool(self, in_use: Callable[[], int], peak: Callable[[], int], capacity: int) -> None:
-        """Report the pool's checked-out count and its high-water mark at every scrape."""
+    def watch_pool(
+        self,
+        *,
+        in_use: Callable[[], int],
+        peak: Callable[[], int],
+        checkouts: Callable[[], int],
+        capacity: int,
+    ) -> None:
+        """Report the pool's checked-out count, its high-water mark and its checkouts at every scrape."""
         self.pool_in_use.set_function(lambda: float(in_use()))
         self.pool_peak.set_function(lambda: float(peak()))
+        self.registry.register(
+            _CallbackCounter("portal_db_pool_checkouts", "Connections checked out of the pool", checkouts)
+        )
         self.pool_size.set(capacity)
 
     def watch_optimizer_pool(self, in_use: Callable[[], int], capacity: int) -> None:
@@ -87,3 +107,15 @@ class PortalMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CallbackCounter(Collector):
+    """A counter whose value a function returns at every scrape (as `Gauge.set_function` for gauges)."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], int]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._value = value
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=float(self._value()))

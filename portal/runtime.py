@@ -128,7 +128,12 @@ def build_portal(settings: PortalSettings, optimizer_config: OptimizerConfig | N
     )
     capacity = settings.pool_size + settings.pool_overflow
     watch = PoolWatch(engine)
-    metrics.watch_pool(lambda: watch.in_use, lambda: watch.peak, capacity)
+    metrics.watch_pool(
+        in_use=lambda: watch.in_use,
+        peak=lambda: watch.peak,
+        checkouts=lambda: watch.checkouts,
+        capacity=capacity,
+    )
     create_schema(engine)
     # A bulkhead: the optimized path (every load of which is a `batch_fn` call) reads through
     # connections of its own, never more at once than it has.

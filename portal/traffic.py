@@ -191,27 +191,46 @@ def _fetch_info(target: str) -> dict[str, Any]:
     return info
 
 
-def _scrape_patiently(target: str, client: httpx.Client, *, within_s: float = 90.0) -> promtext.Scrape:
+#: The pid of the worker that served a scrape (`portal.metrics`); 0 from a portal that does not say.
+WORKER = "portal_process_id"
+
+
+def _scrape_patiently(
+    target: str, client: httpx.Client, *, worker: float = 0.0, within_s: float = 90.0
+) -> promtext.Scrape:
+    """Scrape /metrics, of the worker `worker` if given: counters of two workers make no delta.
+
+    With several workers each serves its own /metrics; the keep-alive `client` stays with
+    one of them, but a connection it lost is replaced by one to any worker. Until the
+    scrape comes from `worker`, each try takes a new connection.
+    """
     # Right after a spike the portal is still working through queued requests; the scrape waits its turn.
     deadline = time.monotonic() + within_s
+    fresh_connection = False
     while True:
         try:
-            return promtext.scrape(target, client=client, timeout=15.0)
+            scrape = promtext.scrape(target, client=None if fresh_connection else client, timeout=15.0)
+            if not worker or scrape.total(WORKER) in (worker, 0.0):
+                return scrape
+            fresh_connection = True
+            failure = f"every scrape came from another worker than pid {worker:.0f}"
         except httpx.HTTPError as exc:
-            if time.monotonic() > deadline:
-                raise TrafficError(f"could not scrape {target}/metrics: {exc}") from exc
+            failure = str(exc)
+        if time.monotonic() > deadline:
+            raise TrafficError(f"could not scrape {target}/metrics: {failure}")
+        if not fresh_connection:
             gevent.sleep(1.0)
 
 
-def _settled_scrape(target: str, client: httpx.Client, *, within_s: float) -> promtext.Scrape:
+def _settled_scrape(target: str, client: httpx.Client, *, worker: float, within_s: float) -> promtext.Scrape:
     # Requests accepted before the users stopped are still being served; wait until the
     # counters stop moving so that the deltas cover them all. Other traffic against the
     # same portal keeps them moving for ever: `within_s` bounds the wait.
     deadline = time.monotonic() + within_s
-    previous = _scrape_patiently(target, client)
+    previous = _scrape_patiently(target, client, worker=worker)
     while time.monotonic() < deadline:
         gevent.sleep(0.5)
-        current = _scrape_patiently(target, client)
+        current = _scrape_patiently(target, client, worker=worker)
         if current.total("optimizer_requests_total") == previous.total("optimizer_requests_total"):
             return current
         previous = current
@@ -295,14 +314,19 @@ def run(options: RunOptions, *, out: TextIO = sys.stderr) -> dict[str, Any]:
     client_cpu_s = time.process_time() - cpu0
     gevent.killall(helpers)
     report(0)
-    after = _settled_scrape(target, scrape_client, within_s=options.settle_s)
+    after = _settled_scrape(target, scrape_client, worker=before.total(WORKER), within_s=options.settle_s)
     # A high-water mark that rose during the run is this run's exact peak; otherwise trust the samples.
     mark_before, mark_after = (
         before.total("portal_db_pool_in_use_max"),
         after.total("portal_db_pool_in_use_max"),
     )
+    # Below both, a connection checked out between two samples is still a peak of at least one.
+    checked_out = 1 if _delta(before, after, "portal_db_pool_checkouts_total") > 0 else 0
     peak_pool[0] = max(
-        peak_pool[0], after.total("portal_db_pool_in_use"), mark_after if mark_after > mark_before else 0
+        peak_pool[0],
+        after.total("portal_db_pool_in_use"),
+        mark_after if mark_after > mark_before else 0,
+        checked_out,
     )
     scrape_client.close()
     return summarize(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from portal import promtext
 from portal.pages import EXAM_HOME_STEPS
 from portal.scenarios import EXAM_HOME_STEPS as PLANNED_STEPS
 from tests.portal.conftest import portal
@@ -41,6 +44,18 @@ def test_optimized_pages_reach_the_backend_once_per_key(make_app):
     assert stats["requests"]["optimized"] == 24
     assert stats["misses"] == 12
     assert stats["hits"] == 12
+
+
+def test_metrics_name_the_process_that_served_them_and_count_pool_checkouts(make_app):
+    app = make_app(optimize=False)
+    client = app.test_client()
+    before = promtext.parse(client.get("/metrics").get_data(as_text=True))
+    client.get("/api/pages/exam-home?student_id=5&series_id=1")
+    after = promtext.parse(client.get("/metrics").get_data(as_text=True))
+    assert after.total("portal_process_id") == os.getpid()
+    # The direct page read the database through the pool: a checkout the scrapes' in-use gauge never saw.
+    assert after.total("portal_db_pool_in_use") == 0
+    assert after.total("portal_db_pool_checkouts_total") > before.total("portal_db_pool_checkouts_total")
 
 
 def test_page_loads_are_counted_by_page_and_path(make_app):

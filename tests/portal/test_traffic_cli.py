@@ -10,9 +10,10 @@ import uuid
 import httpx
 import pytest
 
+from portal import promtext
 from rollguard import ROLLGUARD
 from tests.portal.conftest import seed_database, start_portal
-from tests.support import REPO, python_output
+from tests.support import REPO, python_output, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -125,6 +126,41 @@ def test_two_workers_sharing_redis_serve_no_stale_reads(tmp_path, redis_url):
     assert summary["fresh_connection_checks"] == summary["submissions"]
     assert summary["fresh_connection_stale_reads"] == 0
     assert set(summary["page_loads"]) == {"optimized"}
+
+
+@pytest.mark.integration
+def test_the_load_generator_takes_its_metric_deltas_from_the_worker_it_began_with(tmp_path, redis_url):
+    # Each worker serves its own /metrics: the run's closing scrape must come from the worker of its first,
+    # though the keep-alive connection the generator holds may lead to the other one.
+    url = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
+    env = {
+        "ROLLGUARD_REDIS_URL": redis_url,
+        "ROLLGUARD_PORTAL_REDIS_NAMESPACE": f"portal-{uuid.uuid4().hex[:8]}",
+    }
+    live = start_portal(tmp_path, database_url=url, optimize=True, extra_env=env, workers=2)
+    try:
+        pids: set[float] = set()
+
+        def both_workers_answered() -> bool:
+            pids.add(promtext.scrape(live.url).total("portal_process_id"))  # a new connection each time
+            return len(pids) == 2
+
+        wait_until(both_workers_answered, what="a scrape from each of the two workers")
+        # A client whose connection is with one worker, asked for the other worker's counters.
+        script = (
+            "import httpx, portal.traffic as traffic\n"
+            "from portal import promtext\n"
+            "client = httpx.Client()\n"
+            f"held = promtext.scrape({live.url!r}, client=client).total(traffic.WORKER)\n"
+            f"other = ({sorted(pids)}[0] + {sorted(pids)}[1]) - held\n"
+            f"scrape = traffic._scrape_patiently({live.url!r}, client, worker=other)\n"
+            "print(held, other, scrape.total(traffic.WORKER))\n"
+        )
+        held, other, scraped = map(float, python_output(script).split())
+        assert held in pids and other in pids and held != other
+        assert scraped == other
+    finally:
+        live.process.terminate()
 
 
 def test_traffic_refuses_more_users_than_seeded_students(tmp_path):
