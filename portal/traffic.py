@@ -218,8 +218,7 @@ def _scrape_patiently(
             failure = str(exc)
         if time.monotonic() > deadline:
             raise TrafficError(f"could not scrape {target}/metrics: {failure}")
-        if not fresh_connection:
-            gevent.sleep(1.0)
+        gevent.sleep(0.05 if fresh_connection else 1.0)
 
 
 def _settled_scrape(target: str, client: httpx.Client, *, worker: float, within_s: float) -> promtext.Scrape:
