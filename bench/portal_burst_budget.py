@@ -57,24 +57,20 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import sqlalchemy  # noqa: E402
 
-from bench import servers  # noqa: E402
 from bench.machine import commit_of, write_result  # noqa: E402
 from bench.portal_burst_cost import postgres_cpu, postgres_cpu_since  # noqa: E402
 from bench.portal_capacity import (  # noqa: E402
     DEFAULT_POSTGRES,
     Stack,
     cpu_seconds,
-    create_database,
     in_run_order,
     reset_attempts,
-    server_command,
+    seeded_database,
+    start_server,
     warm_pages,
 )
-from portal.db import make_engine  # noqa: E402
-from portal.models import Attempt  # noqa: E402
-from portal.seed import SeedPlan, seed  # noqa: E402
+from portal.seed import SeedPlan  # noqa: E402
 
 #: Each arm: the server it runs (`floor` or the portal) and the portal's environment.
 ARMS: dict[str, tuple[str, Mapping[str, str]]] = {
@@ -151,26 +147,10 @@ class Students:
         return response.status
 
 
-def start_server(arm: str, stack: Stack) -> tuple[Any, str]:
-    mode, environment = ARMS[arm]
-    env = {
-        "ROLLGUARD_PORTAL_DATABASE_URL": stack.database_url,
-        "ROLLGUARD_PORTAL_OPTIMIZE": "on",
-        "ROLLGUARD_VAR_DIR": str(stack.work / "var"),
-        "ROLLGUARD_LOG_LEVEL": "WARNING",
-        **environment,
-    }
-    return servers.serve(
-        lambda port: server_command(mode, port, stack),
-        ready_path="/healthz",
-        log_path=stack.work / f"{arm}-{time.monotonic_ns()}.log",
-        env=env,
-    )
-
-
 def run_arm(arm: str, *, students: int, concurrency: int, stack: Stack) -> dict[str, Any]:
     """One burst against a fresh server of `arm`: CPU per student of the server and of PostgreSQL."""
-    proc, url = start_server(arm, stack)
+    mode, settings = ARMS[arm]
+    proc, url = start_server(mode, stack, settings)
     load = os.getloadavg()[0]
     print(f"-- {arm}, {students} students (load {load:.2f})", file=sys.stderr, flush=True)
     try:
@@ -254,26 +234,19 @@ def main() -> int:
     if args.students < 2 or args.concurrency < 1 or args.runs < 1:
         parser.error("--students must be at least 2, --concurrency and --runs at least 1")
     arms = ["floor", "optimized", *(["optimized_write_through"] if args.write_through else [])]
-    name, admin, database_url = create_database(args.postgres_url)
-    engine = make_engine(database_url)
     rounds: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
-    try:
-        seed(engine, SeedPlan(students=args.students, series=12, exams_per_series=5, attempts_per_series=2))
-        with engine.connect() as conn:
-            seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
-        with tempfile.TemporaryDirectory(prefix="rollguard-burst-budget-") as work:
-            stack = Stack(args.server, 1, args.threads, database_url, Path(work), warm=args.warm)
-            for run in range(args.runs):
-                for arm in in_run_order(run, arms):
-                    rounds[arm].append(
-                        run_arm(arm, students=args.students, concurrency=args.concurrency, stack=stack)
-                    )
-                    reset_attempts(engine, seeded_max_id)
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    plan = SeedPlan(students=args.students, series=12, exams_per_series=5, attempts_per_series=2)
+    with (
+        seeded_database(args.postgres_url, plan) as (engine, database_url, seeded_max_id),
+        tempfile.TemporaryDirectory(prefix="rollguard-burst-budget-") as work,
+    ):
+        stack = Stack(args.server, 1, args.threads, database_url, Path(work), warm=args.warm)
+        for run in range(args.runs):
+            for arm in in_run_order(run, arms):
+                rounds[arm].append(
+                    run_arm(arm, students=args.students, concurrency=args.concurrency, stack=stack)
+                )
+                reset_attempts(engine, seeded_max_id)
     summary = {
         arm: {
             figure: spread([r[figure] for r in runs])

@@ -41,7 +41,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,12 +101,14 @@ def server_command(mode: str, port: int, stack: Stack) -> list[str]:
     return [*ROLLGUARD, "portal", "serve", "--port", str(port), *sizing]
 
 
-def start_server(mode: str, stack: Stack) -> tuple[Child, str]:
+def start_server(mode: str, stack: Stack, settings: Mapping[str, str] | None = None) -> tuple[Child, str]:
+    """A fresh server of `mode` (the portal with `settings`, environment variables, over the bench's own)."""
     env = {
         "ROLLGUARD_PORTAL_DATABASE_URL": stack.database_url,
         "ROLLGUARD_PORTAL_OPTIMIZE": "off" if mode == "direct" else "on",
         "ROLLGUARD_VAR_DIR": str(stack.work / "var"),
         "ROLLGUARD_LOG_LEVEL": "WARNING",
+        **(settings or {}),
     }
     return servers.serve(
         lambda port: server_command(mode, port, stack),
@@ -290,13 +294,26 @@ def _med(row: dict[str, Any], name: str, fmt: str = ".0f") -> str:
     return "-" if not value else format(value["median"], fmt)
 
 
-def create_database(postgres_url: str) -> tuple[str, sqlalchemy.Engine, str]:
+@contextmanager
+def seeded_database(postgres_url: str, plan: SeedPlan) -> Iterator[tuple[sqlalchemy.Engine, str, int]]:
+    """A database of the bench's own on `postgres_url`'s server, seeded with `plan`, dropped at the end:
+    its engine, its URL and the id of the last attempt seeded (`reset_attempts` keeps those)."""
     name = f"rg_capacity_{secrets.token_hex(4)}"
     admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     base, _, _ = postgres_url.rpartition("/")
-    return name, admin, f"{base}/{name}"
+    engine = make_engine(f"{base}/{name}")
+    try:
+        seed(engine, plan)
+        with engine.connect() as conn:
+            seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
+        yield engine, f"{base}/{name}", seeded_max_id
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def main() -> int:
@@ -365,39 +382,31 @@ def main() -> int:
     if unknown := set(modes) - set(MODES) | set(server_names) - set(SERVERS):
         parser.error(f"unknown modes or servers {sorted(unknown)}")
     load_before = os.getloadavg()
-    name, admin, database_url = create_database(args.postgres_url)
-    engine = make_engine(database_url)
     cells: list[dict[str, Any]] = []
-    try:
-        plan = SeedPlan(
-            students=max(ladder + direct_ladder), series=12, exams_per_series=5, attempts_per_series=2
-        )
-        seed(engine, plan)
-        with engine.connect() as conn:
-            seeded_max_id = int(conn.execute(sqlalchemy.select(sqlalchemy.func.max(Attempt.id))).scalar_one())
-        with tempfile.TemporaryDirectory(prefix="rollguard-capacity-") as work:
-            stacks = [
-                Stack(s, w, t, database_url, Path(work), args.baseline_tree, args.warm)
-                for s in server_names
-                for w in worker_counts
-                for t in thread_counts
-            ]
-            for run in range(args.runs):
-                for users in sorted(set(ladder) | set(direct_ladder)):
-                    for stack in in_run_order(run, stacks):
-                        for mode in in_run_order(run, modes):
-                            if users not in (direct_ladder if mode == "direct" else ladder):
-                                continue
-                            cell = run_cell(mode, users, duration=args.duration, stack=stack)
-                            if len(stacks) > 1:
-                                cell["mode"] = stack_label(mode, stack, worker_counts, thread_counts)
-                            cells.append(cell)
-                            reset_attempts(engine, seeded_max_id)
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    plan = SeedPlan(
+        students=max(ladder + direct_ladder), series=12, exams_per_series=5, attempts_per_series=2
+    )
+    with (
+        seeded_database(args.postgres_url, plan) as (engine, database_url, seeded_max_id),
+        tempfile.TemporaryDirectory(prefix="rollguard-capacity-") as work,
+    ):
+        stacks = [
+            Stack(s, w, t, database_url, Path(work), args.baseline_tree, args.warm)
+            for s in server_names
+            for w in worker_counts
+            for t in thread_counts
+        ]
+        for run in range(args.runs):
+            for users in sorted(set(ladder) | set(direct_ladder)):
+                for stack in in_run_order(run, stacks):
+                    for mode in in_run_order(run, modes):
+                        if users not in (direct_ladder if mode == "direct" else ladder):
+                            continue
+                        cell = run_cell(mode, users, duration=args.duration, stack=stack)
+                        if len(stacks) > 1:
+                            cell["mode"] = stack_label(mode, stack, worker_counts, thread_counts)
+                        cells.append(cell)
+                        reset_attempts(engine, seeded_max_id)
     summary = summarize(cells, p95_ms=args.p95_ms)
     print_table(summary)
     figures = {

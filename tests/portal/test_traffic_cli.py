@@ -108,18 +108,22 @@ def test_steady_traffic_against_a_direct_portal_saves_nothing(tmp_path):
     assert summary["db_queries"] >= summary["backend_calls"]
 
 
-@pytest.mark.integration
-def test_two_workers_sharing_redis_serve_no_stale_reads(tmp_path, redis_url):
+@pytest.fixture
+def two_workers(tmp_path, redis_url):
+    """An optimized portal of two workers sharing Redis, on SQLite."""
     url = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
     env = {
         "ROLLGUARD_REDIS_URL": redis_url,
         "ROLLGUARD_PORTAL_REDIS_NAMESPACE": f"portal-{uuid.uuid4().hex[:8]}",
     }
     live = start_portal(tmp_path, database_url=url, optimize=True, extra_env=env, workers=2)
-    try:
-        summary, _progress = run_traffic(live.url, "exam-home", 20, 5, tmp_path / "out.json")
-    finally:
-        live.process.terminate()
+    yield live
+    live.process.terminate()
+
+
+@pytest.mark.integration
+def test_two_workers_sharing_redis_serve_no_stale_reads(tmp_path, two_workers):
+    summary, _progress = run_traffic(two_workers.url, "exam-home", 20, 5, tmp_path / "out.json")
     # Each worker exports its own /metrics, so only what the client saw is compared here.
     assert summary["errors"] == 0 and summary["submissions"] > 0
     assert summary["stale_reads"] == 0
@@ -129,38 +133,29 @@ def test_two_workers_sharing_redis_serve_no_stale_reads(tmp_path, redis_url):
 
 
 @pytest.mark.integration
-def test_the_load_generator_takes_its_metric_deltas_from_the_worker_it_began_with(tmp_path, redis_url):
+def test_the_load_generator_takes_its_metric_deltas_from_the_worker_it_began_with(two_workers):
     # Each worker serves its own /metrics: the run's closing scrape must come from the worker of its first,
     # though the keep-alive connection the generator holds may lead to the other one.
-    url = seed_database(f"sqlite:///{tmp_path / 'portal.db'}")
-    env = {
-        "ROLLGUARD_REDIS_URL": redis_url,
-        "ROLLGUARD_PORTAL_REDIS_NAMESPACE": f"portal-{uuid.uuid4().hex[:8]}",
-    }
-    live = start_portal(tmp_path, database_url=url, optimize=True, extra_env=env, workers=2)
-    try:
-        pids: set[float] = set()
+    pids: set[float] = set()
 
-        def both_workers_answered() -> bool:
-            pids.add(promtext.scrape(live.url).total("portal_process_id"))  # a new connection each time
-            return len(pids) == 2
+    def both_workers_answered() -> bool:
+        pids.add(promtext.scrape(two_workers.url).total("portal_process_id"))  # a new connection each time
+        return len(pids) == 2
 
-        wait_until(both_workers_answered, what="a scrape from each of the two workers")
-        # A client whose connection is with one worker, asked for the other worker's counters.
-        script = (
-            "import httpx, portal.traffic as traffic\n"
-            "from portal import promtext\n"
-            "client = httpx.Client()\n"
-            f"held = promtext.scrape({live.url!r}, client=client).total(traffic.WORKER)\n"
-            f"other = ({sorted(pids)}[0] + {sorted(pids)}[1]) - held\n"
-            f"scrape = traffic._scrape_patiently({live.url!r}, client, worker=other)\n"
-            "print(held, other, scrape.total(traffic.WORKER))\n"
-        )
-        held, other, scraped = map(float, python_output(script).split())
-        assert held in pids and other in pids and held != other
-        assert scraped == other
-    finally:
-        live.process.terminate()
+    wait_until(both_workers_answered, what="a scrape from each of the two workers")
+    # A client whose connection is with one worker, asked for the other worker's counters.
+    script = (
+        "import httpx, portal.traffic as traffic\n"
+        "from portal import promtext\n"
+        "client = httpx.Client()\n"
+        f"held = promtext.scrape({two_workers.url!r}, client=client).total(traffic.WORKER)\n"
+        f"other = ({sorted(pids)}[0] + {sorted(pids)}[1]) - held\n"
+        f"scrape = traffic._scrape_patiently({two_workers.url!r}, client, worker=other)\n"
+        "print(held, other, scrape.total(traffic.WORKER))\n"
+    )
+    held, other, scraped = map(float, python_output(script).split())
+    assert held in pids and other in pids and held != other
+    assert scraped == other
 
 
 def test_traffic_refuses_more_users_than_seeded_students(tmp_path):
