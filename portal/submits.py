@@ -69,7 +69,6 @@ class _Queued:
     # Held until this submit's thread is woken, once: its attempt was written, or a group was handed to it.
     wake: threading.Lock = field(default_factory=_held_lock)
     handed: list[_Queued] | None = None  # the group this submit's thread was handed to write
-    finished: bool = False
     row: AttemptRow | None = None
     notice: PeerNotice | None = None
     fragments: dict[str, bytes] = field(default_factory=dict)
@@ -131,16 +130,14 @@ class AttemptWriter:
             if self._writing < self._max_writers:
                 self._writing += 1
                 group = self._take_group()
-        while True:
-            while group is not None:
-                try:
-                    self._write(group)
-                finally:
-                    group = self._after_write(group, queued)
-            if queued.finished:
-                break
-            queued.wake.acquire()
+        if group is None:
+            queued.wake.acquire()  # until another thread wrote this attempt, or handed it a group to write
             group, queued.handed = queued.handed, None
+        if group is not None:  # with this attempt in it: a write starts only when the queue was empty
+            try:
+                self._write(group)
+            finally:
+                self._hand_on(group)
         if queued.error is not None:
             raise queued.error
         assert queued.row is not None
@@ -156,8 +153,8 @@ class AttemptWriter:
         assert self._invalidations is not None  # a notice comes only from them
         return self._invalidations.confirm(recorded.notice)
 
-    def _after_write(self, group: list[_Queued], writer: _Queued) -> list[_Queued] | None:
-        """Wake `group`'s submits, then pass the write on; return the group `writer`'s thread writes next, if any.
+    def _hand_on(self, group: list[_Queued]) -> None:
+        """Finish `group`'s submits and wake their threads, then hand the next group, if any, to its oldest.
 
         Only the threads of the written group are woken, and the one handed the next group: a
         condition's notify_all would wake every queued submit after every write, to find its turn not come.
@@ -169,18 +166,13 @@ class AttemptWriter:
                     member.error = Unavailable(
                         "the write of this attempt was interrupted", code="write_interrupted"
                     )
-                member.finished = True
-                if member is not writer:
-                    member.wake.release()
+                member.wake.release()
             if not self._queue:
                 self._writing -= 1
-                return None
+                return
             following = self._take_group()
-            if writer in following:
-                return following
             following[0].handed = following
             following[0].wake.release()
-            return None
 
     def _take_group(self) -> list[_Queued]:
         """The oldest queued submits, at most `max_batch`; caller holds the lock."""
