@@ -24,6 +24,7 @@ BENCHMARKS = [
     "portal_mass_submission.py",
     "portal_page_cost.py",
     "portal_capacity.py",
+    "portal_burst_budget.py",
     "control_store.py",
     "control_false_alarm.py",
     "control_rollback.py",
