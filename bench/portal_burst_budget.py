@@ -59,7 +59,7 @@ sys.path.insert(0, str(REPO))
 
 
 from bench.machine import commit_of, write_result  # noqa: E402
-from bench.portal_burst_cost import postgres_cpu, postgres_cpu_since  # noqa: E402
+from bench.portal_burst_cost import postgres_cpu, postgres_cpu_since, spread  # noqa: E402
 from bench.portal_capacity import (  # noqa: E402
     DEFAULT_POSTGRES,
     Stack,
@@ -177,10 +177,6 @@ def run_arm(arm: str, *, students: int, concurrency: int, stack: Stack) -> dict[
 
 def _p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def ceilings(summary: dict[str, Any], loadgen_us: float) -> dict[str, dict[str, float]]:

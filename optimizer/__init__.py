@@ -3,6 +3,7 @@
 Public API (what the portal and other apps import)::
 
     from optimizer import Optimizer, OptimizerConfig, Fault, StaticGate, UnleashGate, InProcessCache, Packing, RedisCache, BreakerConfig, WriteThrough
+    from optimizer import HandOff  # group commit: what arrives while every slot is busy runs together next
 
 See `optimizer.core` for the call path, `optimizer.settings` for the flag
 payload keys, and `optimizer/README.md` for an overview.
@@ -25,6 +26,7 @@ from optimizer.errors import (
     RateLimited,
 )
 from optimizer.gate import Decision, Gate, StaticGate, UnleashGate
+from optimizer.handoff import HandOff
 from optimizer.packing import Packing
 from optimizer.settings import BreakerConfig, OptimizerConfig
 from optimizer.writing import WriteThrough
@@ -41,6 +43,7 @@ __all__ = [
     "Fault",
     "FaultInjected",
     "Gate",
+    "HandOff",
     "InProcessCache",
     "InvalidationUnconfirmed",
     "MissingFromBatch",

@@ -38,12 +38,12 @@ group's submits fail (503).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from optimizer import HandOff
 from portal import data, pgfragments
 from portal.data import AttemptRow, Inserted, NewAttempt
 from portal.db import connection_lost
@@ -56,19 +56,10 @@ MAX_BATCH = 100
 MAX_WRITERS = 1
 
 
-def _held_lock() -> threading.Lock:
-    lock = threading.Lock()
-    lock.acquire()
-    return lock
-
-
 @dataclass(eq=False)
 class _Queued:
     attempt: NewAttempt
     read_back: tuple[str, ...] = ()
-    # Held until this submit's thread is woken, once: its attempt was written, or a group was handed to it.
-    wake: threading.Lock = field(default_factory=_held_lock)
-    handed: list[_Queued] | None = None  # the group this submit's thread was handed to write
     row: AttemptRow | None = None
     notice: PeerNotice | None = None
     fragments: dict[str, bytes] = field(default_factory=dict)
@@ -88,9 +79,9 @@ class Recorded:
 class AttemptWriter:
     """Records attempts, grouping the submits that arrive while a write is in flight; thread-safe.
 
-    A finished write hands its turn straight to the thread of the oldest queued submit, with the
-    group it is to write, and wakes only the threads whose attempts it wrote: each waiting thread
-    is woken once, however many queue (`optimizer`'s grouped loads work the same way).
+    The writes run on the optimizer's `HandOff`, as its grouped loads do: a finished write hands
+    its turn straight to the thread of the oldest queued submit, with the group it is to write,
+    and wakes only the threads whose attempts it wrote.
     """
 
     def __init__(
@@ -105,16 +96,17 @@ class AttemptWriter:
         self._invalidations = invalidations
         self._max_batch = max_batch
         self._max_writers = max_writers
-        self._lock = threading.Lock()
-        self._queue: list[_Queued] = []
-        self._writing = 0
-        self.groups = 0  # writes made, for the portal's metrics and tests
+        self._writes: HandOff[_Queued] = HandOff(self._write_group)
+
+    @property
+    def groups(self) -> int:
+        """Writes made, for the portal's metrics and tests."""
+        return self._writes.runs
 
     @property
     def waiting(self) -> int:
         """Submits queued for the next group (not counting the group being written)."""
-        with self._lock:
-            return len(self._queue)
+        return self._writes.waiting
 
     def record(
         self, *, student_id: int, series_id: int, exam_id: int, score: int, read_back: tuple[str, ...] = ()
@@ -124,20 +116,7 @@ class AttemptWriter:
         `read_back`: keys whose fragments the INSERT reads back (PostgreSQL only).
         """
         queued = _Queued(NewAttempt(student_id, series_id, exam_id, score, datetime.now(UTC)), read_back)
-        group: list[_Queued] | None = None
-        with self._lock:
-            self._queue.append(queued)
-            if self._writing < self._max_writers:
-                self._writing += 1
-                group = self._take_group()
-        if group is None:
-            queued.wake.acquire()  # until another thread wrote this attempt, or handed it a group to write
-            group, queued.handed = queued.handed, None
-        if group is not None:  # with this attempt in it: a write starts only when the queue was empty
-            try:
-                self._write(group)
-            finally:
-                self._hand_on(group)
+        self._writes.join(queued, max_batch=self._max_batch, max_in_flight=self._max_writers)
         if queued.error is not None:
             raise queued.error
         assert queued.row is not None
@@ -153,32 +132,18 @@ class AttemptWriter:
         assert self._invalidations is not None  # a notice comes only from them
         return self._invalidations.confirm(recorded.notice)
 
-    def _hand_on(self, group: list[_Queued]) -> None:
-        """Finish `group`'s submits and wake their threads, then hand the next group, if any, to its oldest.
-
-        Only the threads of the written group are woken, and the one handed the next group: a
-        condition's notify_all would wake every queued submit after every write, to find its turn not come.
-        """
-        with self._lock:
-            self.groups += 1
-            for member in group:
-                if member.row is None and member.error is None:  # the write was interrupted
-                    member.error = Unavailable(
+    def _write_group(self, group: list[_Queued]) -> None:
+        """Write `group`; if something stops this thread on the way (KeyboardInterrupt and the like), its
+        other submits fail instead of waiting for a write that will not come."""
+        try:
+            self._write(group)
+        except BaseException:
+            for queued in group:
+                if queued.row is None and queued.error is None:
+                    queued.error = Unavailable(
                         "the write of this attempt was interrupted", code="write_interrupted"
                     )
-                member.wake.release()
-            if not self._queue:
-                self._writing -= 1
-                return
-            following = self._take_group()
-            following[0].handed = following
-            following[0].wake.release()
-
-    def _take_group(self) -> list[_Queued]:
-        """The oldest queued submits, at most `max_batch`; caller holds the lock."""
-        group = self._queue[: self._max_batch]
-        del self._queue[: self._max_batch]
-        return group
+            raise
 
     def _write(self, group: list[_Queued]) -> None:
         try:
